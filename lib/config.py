@@ -1,0 +1,285 @@
+"""The one defaults tree of every script (train.py, retrain.py, test.py).
+
+A yaml file given with ``--cfg`` overrides only the keys it names; trailing ``KEY VALUE`` pairs on the
+command line override both (``DATASET.BATCH_SIZE 64``). Unknown keys and wrong types are errors. The
+merged config is frozen and saved as ``config.yaml`` in the run's output folder.
+
+Top-level aliases from the original usage document are accepted in yaml files and on the command
+line: ``MODEL_SELECTION`` -> ``NET.SELECTION``, ``INPUT_ARCH`` -> ``NET.INPUT_ARCH``,
+``FLOPS_MINIMUM``/``FLOPS_MAXIMUM`` -> ``SUPERNET.FLOPS_MINIMUM``/``SUPERNET.FLOPS_MAXIMUM``.
+"""
+import ast
+import os
+from typing import List, Optional, Sequence
+
+import yaml
+from yacs.config import CfgNode as CN
+
+_C = CN()
+
+# ---- run --------------------------------------------------------------------------------------
+_C.AUTO_RESUME = False  # continue from RESUME_PATH, else from the run folder's last checkpoint
+_C.DATA_DIR = './data/imagenet'  # ImageFolder root holding train/ and val/
+_C.MODEL = 'cream'  # run name: the output folder is OUTPUT/MODEL
+_C.RESUME_PATH = ''  # checkpoint to resume (train/retrain) or to evaluate (test)
+_C.SAVE_PATH = ''  # original key, superseded by OUTPUT; kept so old configs load (not read)
+_C.OUTPUT = './output'  # parent folder of the run folders
+_C.SEED = 42  # base seed; each rank adds its rank for data augmentation
+_C.LOG_INTERVAL = 50  # steps between progress lines
+_C.RECOVERY_INTERVAL = 0  # steps between recovery checkpoints (0: only at epoch ends)
+_C.WORKERS = 4  # data loader worker processes per training process
+_C.NUM_GPU = 1  # original key, informational only: the world size comes from the launcher
+_C.SAVE_IMAGES = False  # original key, never read by the original either (kept so old configs load)
+_C.AMP = False  # mixed precision (native torch.autocast)
+_C.AMP_DTYPE = 'bfloat16'  # 'bfloat16' or 'float16' (float16 uses a GradScaler)
+_C.APEX = False  # use NVIDIA apex (amp O1 + apex DDP) instead of native AMP/DDP; needs apex installed
+_C.CHANNELS_LAST = False  # NHWC memory format for model and batches (faster on tensor cores)
+_C.COMPILE = False  # torch.compile the network (retrain/test; the supernet compiles per path)
+_C.DETERMINISTIC = False  # deterministic algorithms, for exact resume checks
+_C.DEVICE = 'auto'  # 'auto' (cuda if available), 'cuda' or 'cpu'
+_C.DIST_BACKEND = 'auto'  # 'auto' (nccl on GPUs, gloo on the CPU), 'nccl' or 'gloo'
+_C.EVAL_METRICS = 'prec1'  # metric ranking checkpoints: 'prec1' or 'loss'
+_C.TTA = 0  # test-time augmentation: 0 off, 1 average with the horizontally flipped image
+_C.LOCAL_RANK = 0  # original key; filled from the launcher, never needs setting
+_C.VERBOSE = False  # debug-level logging
+_C.ACC_GAP = 5  # board admission: prec1 must beat the worst entry by this many points
+_C.CLIP_GRAD = 0.0  # gradient clipping norm (0: off)
+_C.CHECKPOINT_HIST = 3  # keep this many best checkpoints by EVAL_METRICS
+_C.BENCHMARK_MODE = False  # cudnn.benchmark
+
+# ---- data -------------------------------------------------------------------------------------
+_C.DATASET = CN()
+_C.DATASET.NUM_CLASSES = 1000  # classes of the dataset (and of the classifier)
+_C.DATASET.IMAGE_SIZE = 0  # resolution; 0: the released model's native one (224 for INPUT_ARCH); search: from the budget
+_C.DATASET.INTERPOLATION = 'bilinear'  # resize interpolation: bilinear, bicubic, random (train)
+_C.DATASET.CROP_PCT = 0.875  # eval: resize shorter side to IMAGE_SIZE / CROP_PCT, then center crop
+_C.DATASET.BATCH_SIZE = 32  # per process
+_C.DATASET.NO_PREFECHTER = False  # original spelling; True: no GPU prefetcher (normalize in workers)
+_C.DATASET.PIN_MEM = True  # pinned host memory for faster host-to-GPU copies
+_C.DATASET.VAL_BATCH_MUL = 4  # eval batch = BATCH_SIZE * VAL_BATCH_MUL
+_C.DATASET.GENERATE_DEMO = False  # create the built-in demo dataset in DATA_DIR when it is missing
+
+# ---- network ----------------------------------------------------------------------------------
+_C.NET = CN()
+_C.NET.SELECTION = 14  # released network 14/43/114(112)/287/481/604 MFLOPs, or -1 with INPUT_ARCH
+_C.NET.INPUT_ARCH = [[0], [3], [3, 3], [3, 1, 3], [3, 3, 3, 3], [3, 3, 3], [0]]  # path for SELECTION -1
+# Original child builder quirk for INPUT_ARCH: a single-layer stage keeps its default op. The released
+# networks always use it; a searched path should not (the retrained net would not be the searched one).
+_C.NET.SINGLE_LAYER_DEFAULT_OP = False
+_C.NET.GP = 'avg'  # global pool type (timm: avg, max, avgmax, catavgmax)
+_C.NET.DROPOUT_RATE = 0.0  # dropout before the classifier
+_C.NET.DROP_PATH_RATE = 0.0  # stochastic depth (retrain option)
+
+_C.NET.EMA = CN()
+_C.NET.EMA.USE = True  # keep an EMA of the weights (retrain); test.py: evaluate the EMA weights
+_C.NET.EMA.FORCE_CPU = False  # keep the EMA copy on the CPU
+_C.NET.EMA.DECAY = 0.9998
+
+# ---- optimisation -----------------------------------------------------------------------------
+_C.OPT = 'sgd'  # timm optimizer name: sgd (nesterov), rmsproptf, adamw, ...
+_C.OPT_EPS = 1e-2  # optimizer epsilon (rmsproptf)
+_C.MOMENTUM = 0.9
+_C.WEIGHT_DECAY = 1e-4
+_C.OPTIMIZER = CN()  # original keys, read by no script (test.yaml set them); kept so old configs load
+_C.OPTIMIZER.NAME = 'sgd'
+_C.OPTIMIZER.MOMENTUM = 0.9
+_C.OPTIMIZER.WEIGHT_DECAY = 1e-3
+
+_C.SCHED = 'step'  # retrain: timm scheduler name (step, cosine, ...); search: always linear to 0
+_C.LR = 1e-2  # base LR (retrain: for LR_REFERENCE_BATCH images per step, scaled linearly)
+_C.LR_REFERENCE_BATCH = 0  # global batch LR is given for; 0: use LR as is
+_C.LR_NOISE = None  # timm LR noise epochs (None: off)
+_C.LR_NOISE_PCT = 0.67
+_C.LR_NOISE_STD = 1.0
+_C.WARMUP_LR = 1e-4
+_C.MIN_LR = 1e-5
+_C.EPOCHS = 200
+_C.START_EPOCH = None  # original key; resume decides the start epoch (not read)
+_C.DECAY_EPOCHS = 30.0
+_C.WARMUP_EPOCHS = 3
+_C.COOLDOWN_EPOCHS = 10
+_C.PATIENCE_EPOCHS = 10
+_C.DECAY_RATE = 0.1
+_C.META_LR = 1e-4  # learning rate of the meta-matching network
+
+# ---- augmentation -----------------------------------------------------------------------------
+_C.AUGMENTATION = CN()
+_C.AUGMENTATION.AA = 'rand-m9-mstd0.5'  # timm auto-augment spec ('' or None: off)
+_C.AUGMENTATION.COLOR_JITTER = 0.4
+_C.AUGMENTATION.RE_PROB = 0.2  # random erasing probability
+_C.AUGMENTATION.RE_MODE = 'pixel'  # random erasing fill
+_C.AUGMENTATION.RE_COUNT = 1
+_C.AUGMENTATION.MIXUP = 0.0  # mixup alpha (0: off)
+_C.AUGMENTATION.CUTMIX = 0.0  # cutmix alpha (0: off)
+_C.AUGMENTATION.MIXUP_OFF_EPOCH = 0  # turn mixup/cutmix off from this epoch (0: never)
+_C.AUGMENTATION.SMOOTHING = 0.1  # label smoothing
+
+# ---- batch norm -------------------------------------------------------------------------------
+_C.BATCHNORM = CN()
+_C.BATCHNORM.SYNC_BN = False  # convert BN to SyncBatchNorm when distributed on GPUs
+_C.BATCHNORM.BN_TF = False  # original key for TF-style BN (never supported there either; not read)
+_C.BATCHNORM.BN_MOMENTUM = 0.1
+_C.BATCHNORM.BN_EPS = 1e-5
+
+# ---- supernet search --------------------------------------------------------------------------
+_C.SUPERNET = CN()
+_C.SUPERNET.UPDATE_ITER = 1300  # steps between meta-matching updates
+_C.SUPERNET.SLICE = 4  # probe images per board entry; meta train/val slices
+_C.SUPERNET.POOL_SIZE = 10  # prioritized board size
+_C.SUPERNET.RESUNIT = False  # add a residual-bottleneck op to every searchable layer
+_C.SUPERNET.DIL_CONV = False  # add dilated 3x3/5x5 ops to every searchable layer
+_C.SUPERNET.UPDATE_2ND = True  # second-order meta update (False: skip meta updates)
+_C.SUPERNET.FLOPS_MAXIMUM = 600  # FLOPs budget, MFLOPs
+_C.SUPERNET.FLOPS_MINIMUM = 0
+_C.SUPERNET.PICK_METHOD = 'meta'  # teacher choice: 'meta' (meta-matching network) or 'top1'
+_C.SUPERNET.META_STA_EPOCH = 20  # plain training up to this epoch; distillation and board after
+_C.SUPERNET.HOW_TO_PROB = 'pre_prob'  # path sampling: 'even', 'pre_prob' or 'teacher'
+_C.SUPERNET.PRE_PROB = (0.05, 0.2, 0.05, 0.5, 0.05, 0.15)  # op probabilities for 'pre_prob'
+_C.SUPERNET.BN_RECALIBRATION_BATCHES = 0  # re-estimate BN stats of board paths on N train batches before validating them
+_C.SUPERNET.EVAL_BOARD = True  # validate every board path each epoch
+
+ALIASES = {
+    'MODEL_SELECTION': 'NET.SELECTION',
+    'INPUT_ARCH': 'NET.INPUT_ARCH',
+    'FLOPS_MINIMUM': 'SUPERNET.FLOPS_MINIMUM',
+    'FLOPS_MAXIMUM': 'SUPERNET.FLOPS_MAXIMUM',
+}
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not fit the defaults tree."""
+
+
+def get_defaults() -> CN:
+    return _C.clone()
+
+
+def _apply_aliases(tree: dict) -> dict:
+    for alias, full in ALIASES.items():
+        if alias in tree:
+            section, key = full.split('.')
+            sub = tree.setdefault(section, {})
+            if key in sub:
+                raise ConfigError(f'both {alias} and {full} are set; keep one of them')
+            sub[key] = tree.pop(alias)
+    return tree
+
+
+def _coerce(defaults: CN, tree: dict, prefix: str = '') -> dict:
+    """Friendly types before yacs' strict check: ``LR: 1`` is a float, ``LR_NOISE: [30]`` may fill a None."""
+    for key, value in tree.items():
+        if key not in defaults:
+            raise ConfigError(f'unknown config key {prefix}{key}; see lib/config.py for the keys')
+        default = defaults[key]
+        if isinstance(value, str) and not isinstance(default, str):
+            value = _parse_value(value)  # '(0.05, 0.2)' or 'None' as yaml strings
+        if isinstance(default, CN):
+            if not isinstance(value, dict):
+                raise ConfigError(f'{prefix}{key} is a section; give it as a mapping, not {value!r}')
+            value = _coerce(default, value, f'{prefix}{key}.')
+        elif isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        elif default is None or value is None:
+            pass  # optional keys: None and a value replace each other freely
+        elif isinstance(default, (list, tuple)) and isinstance(value, (list, tuple)):
+            value = type(default)(value)
+        elif type(value) is not type(default):
+            raise ConfigError(f'{prefix}{key} must be {type(default).__name__} (default {default!r}); got {value!r}')
+        tree[key] = value
+    return tree
+
+
+def _merge_dict(cfg: CN, tree: dict, source: str) -> None:
+    try:
+        tree = _coerce(cfg, _apply_aliases(tree))
+        for key, value in tree.items():
+            if isinstance(value, dict):
+                cfg[key].merge_from_other_cfg(CN(value))
+            else:
+                cfg[key] = value
+    except ConfigError as err:
+        raise ConfigError(f'{source}: {err}') from None
+
+
+def _load_yaml(path: str) -> dict:
+    if not os.path.isfile(path):
+        raise ConfigError(f'config file {path!r} not found; pass an existing yaml file with --cfg')
+    with open(path) as f:
+        try:
+            tree = yaml.safe_load(f) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f'{path}: not valid yaml: {err}') from None
+    if not isinstance(tree, dict):
+        raise ConfigError(f'{path}: a config file must be a mapping of KEY: value')
+    # ``_BASE_`` names a yaml file (relative to this one) whose values this one overrides.
+    base = tree.pop('_BASE_', None)
+    if base is not None:
+        base_tree = _load_yaml(os.path.join(os.path.dirname(path), base))
+        tree = _deep_update(base_tree, tree)
+    return tree
+
+
+def _deep_update(base: dict, over: dict) -> dict:
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _deep_update(base[key], value)
+        else:
+            base[key] = value
+    return base
+
+
+def _parse_value(text: str):
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def load_config(cfg_files: Optional[Sequence[str]] = None, opts: Optional[List[str]] = None) -> CN:
+    """Defaults <- each yaml file in turn <- ``KEY VALUE`` pairs; returns the frozen config."""
+    cfg = get_defaults()
+    if isinstance(cfg_files, str):
+        cfg_files = [cfg_files]
+    for path in cfg_files or []:
+        _merge_dict(cfg, _load_yaml(path), path)
+    opts = list(opts or [])
+    if len(opts) % 2:
+        raise ConfigError(f'overrides come in KEY VALUE pairs; got an odd list: {opts}')
+    for key, text in zip(opts[0::2], opts[1::2]):
+        tree: dict = {}
+        node = tree
+        parts = ALIASES.get(key, key).split('.')
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = _parse_value(text)
+        _merge_dict(cfg, tree, f'command-line override {key}')
+    _check(cfg)
+    cfg.freeze()
+    return cfg
+
+
+def _check(cfg: CN) -> None:
+    choices = {
+        'AMP_DTYPE': ('bfloat16', 'float16'),
+        'DEVICE': ('auto', 'cpu', 'cuda'),
+        'DIST_BACKEND': ('auto', 'nccl', 'gloo'),
+        'EVAL_METRICS': ('prec1', 'loss'),
+        'SUPERNET.PICK_METHOD': ('meta', 'top1'),
+        'SUPERNET.HOW_TO_PROB': ('even', 'pre_prob', 'teacher'),
+    }
+    for key, allowed in choices.items():
+        value = cfg
+        for part in key.split('.'):
+            value = value[part]
+        if value not in allowed:
+            raise ConfigError(f'{key} is {value!r}; allowed: {", ".join(allowed)}')
+    if cfg.DATASET.BATCH_SIZE < 1:
+        raise ConfigError('DATASET.BATCH_SIZE must be at least 1')
+
+
+def save_config(cfg: CN, path: str) -> None:
+    """Write the full config as yaml, atomically."""
+    tmp = f'{path}.tmp'
+    with open(tmp, 'w') as f:
+        f.write(cfg.dump())
+    os.replace(tmp, path)
