@@ -1,0 +1,60 @@
+"""Evaluate a trained or downloaded Cream checkpoint on DATA_DIR/val.
+
+    python -m torch.distributed.launch --nproc_per_node=8 ./test.py --cfg ./configs/test.yaml
+    python test.py --cfg configs/test.yaml MODEL_SELECTION 43 RESUME_PATH ./43.pth.tar
+"""
+import json
+import os
+import sys
+
+import torch
+
+from lib.engine.checkpoint import CheckpointError, load_model_weights
+from lib.engine.distributed import cleanup
+from lib.engine.evaluate import evaluate
+from lib.engine.model_builder import build_child_from_cfg
+from lib.engine.runtime import setup_run
+from lib.data.loaders import build_val_loader_from_cfg
+
+
+def write_json_atomic(obj: dict, path: str) -> None:
+    tmp = f'{path}.tmp'
+    with open(tmp, 'w') as f:
+        json.dump(obj, f, indent=2)
+    os.replace(tmp, path)
+
+
+def main(argv=None) -> dict:
+    run = setup_run('test', 'Evaluate a Cream child network checkpoint', argv)
+    cfg, dist, log = run.cfg, run.dist, run.logger
+    if not cfg.RESUME_PATH:
+        raise SystemExit('error: RESUME_PATH is empty: set it to the checkpoint to evaluate '
+                         '(in the yaml or as RESUME_PATH ./43.pth.tar on the command line)')
+    model, info = build_child_from_cfg(cfg)
+    try:
+        which = load_model_weights(model, cfg.RESUME_PATH, use_ema=cfg.NET.EMA.USE)
+    except (CheckpointError, FileNotFoundError) as err:
+        raise SystemExit(f'error: {err}') from None
+    model.to(dist.device).eval()
+    if cfg.CHANNELS_LAST:
+        model.to(memory_format=torch.channels_last)
+    forward = torch.compile(model) if cfg.COMPILE else model
+    loader = build_val_loader_from_cfg(cfg, info.resolution, dist.rank, dist.world_size, dist.device)
+    log.info('evaluating %s (%s weights) at %dx%d on %d val images per pass',
+             cfg.RESUME_PATH, which, info.resolution, info.resolution, len(loader.dataset))
+    metrics = evaluate(model, loader, dist.device, amp=cfg.AMP, amp_dtype=cfg.AMP_DTYPE,
+                       channels_last=cfg.CHANNELS_LAST, tta=cfg.TTA, log_interval=cfg.LOG_INTERVAL,
+                       forward=forward)
+    log.info('Test: loss %.4f  Prec@1 %.3f  Prec@5 %.3f  images %d  %.1f img/s',
+             metrics['loss'], metrics['prec1'], metrics['prec5'], metrics['images'], metrics['img_per_sec'])
+    results = {'model': info.name, 'arch': info.arch, 'resolution': info.resolution,
+               'checkpoint': os.path.abspath(cfg.RESUME_PATH), 'weights': which,
+               'macs_M': info.macs / 1e6, 'params_M': info.params / 1e6, 'tta': cfg.TTA, **metrics}
+    if dist.is_main:
+        write_json_atomic(results, os.path.join(run.run_dir, 'test_results.json'))
+    cleanup()
+    return results
+
+
+if __name__ == '__main__':
+    main(sys.argv[1:])
