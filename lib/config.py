@@ -65,7 +65,7 @@ _C.NET.SELECTION = 14  # released network 14/43/114(112)/287/481/604 MFLOPs, or 
 _C.NET.INPUT_ARCH = [[0], [3], [3, 3], [3, 1, 3], [3, 3, 3, 3], [3, 3, 3], [0]]  # path for SELECTION -1
 # Original child builder quirk for INPUT_ARCH: a single-layer stage keeps its default op. The released
 # networks always use it; a searched path should not (the retrained net would not be the searched one).
-_C.NET.SINGLE_LAYER_DEFAULT_OP = False
+_C.NET.SINGLE_LAYER_DEFAULT_OP = False  # True: reproduce that quirk for INPUT_ARCH (e.g. original -1 checkpoints)
 _C.NET.GP = 'avg'  # global pool type (timm: avg, max, avgmax, catavgmax)
 _C.NET.DROPOUT_RATE = 0.0  # dropout before the classifier
 _C.NET.DROP_PATH_RATE = 0.0  # stochastic depth (retrain option)
@@ -73,42 +73,42 @@ _C.NET.DROP_PATH_RATE = 0.0  # stochastic depth (retrain option)
 _C.NET.EMA = CN()
 _C.NET.EMA.USE = True  # keep an EMA of the weights (retrain); test.py: evaluate the EMA weights
 _C.NET.EMA.FORCE_CPU = False  # keep the EMA copy on the CPU
-_C.NET.EMA.DECAY = 0.9998
+_C.NET.EMA.DECAY = 0.9998  # EMA decay per optimizer step
 
 # ---- optimisation -----------------------------------------------------------------------------
 _C.OPT = 'sgd'  # timm optimizer name: sgd (nesterov), rmsproptf, adamw, ...
 _C.OPT_EPS = 1e-2  # optimizer epsilon (rmsproptf)
-_C.MOMENTUM = 0.9
-_C.WEIGHT_DECAY = 1e-4
+_C.MOMENTUM = 0.9  # optimizer momentum
+_C.WEIGHT_DECAY = 1e-4  # weight decay (supernet and child weights; not the meta network)
 _C.OPTIMIZER = CN()  # original keys, read by no script (test.yaml set them); kept so old configs load
-_C.OPTIMIZER.NAME = 'sgd'
-_C.OPTIMIZER.MOMENTUM = 0.9
-_C.OPTIMIZER.WEIGHT_DECAY = 1e-3
+_C.OPTIMIZER.NAME = 'sgd'  # not read
+_C.OPTIMIZER.MOMENTUM = 0.9  # not read
+_C.OPTIMIZER.WEIGHT_DECAY = 1e-3  # not read
 
 _C.SCHED = 'step'  # retrain: timm scheduler name (step, cosine, ...); search: always linear to 0
 _C.LR = 1e-2  # base LR (retrain: for LR_REFERENCE_BATCH images per step, scaled linearly)
 _C.LR_REFERENCE_BATCH = 0  # global batch LR is given for; 0: use LR as is
 _C.LR_NOISE = None  # timm LR noise epochs (None: off)
-_C.LR_NOISE_PCT = 0.67
-_C.LR_NOISE_STD = 1.0
-_C.WARMUP_LR = 1e-4
-_C.MIN_LR = 1e-5
-_C.EPOCHS = 200
+_C.LR_NOISE_PCT = 0.67  # timm LR noise range
+_C.LR_NOISE_STD = 1.0  # timm LR noise std
+_C.WARMUP_LR = 1e-4  # retrain: LR at the start of warm-up
+_C.MIN_LR = 1e-5  # retrain: LR floor of the scheduler
+_C.EPOCHS = 200  # training epochs
 _C.START_EPOCH = None  # original key; resume decides the start epoch (not read)
-_C.DECAY_EPOCHS = 30.0
-_C.WARMUP_EPOCHS = 3
-_C.COOLDOWN_EPOCHS = 10
-_C.PATIENCE_EPOCHS = 10
-_C.DECAY_RATE = 0.1
+_C.DECAY_EPOCHS = 30.0  # retrain step schedule: epochs between decays
+_C.WARMUP_EPOCHS = 3  # retrain: linear warm-up epochs from WARMUP_LR
+_C.COOLDOWN_EPOCHS = 10  # timm cosine-style schedulers: epochs at MIN_LR after the schedule
+_C.PATIENCE_EPOCHS = 10  # timm plateau scheduler patience
+_C.DECAY_RATE = 0.1  # retrain step schedule: LR factor per decay
 _C.META_LR = 1e-4  # learning rate of the meta-matching network
 
 # ---- augmentation -----------------------------------------------------------------------------
 _C.AUGMENTATION = CN()
 _C.AUGMENTATION.AA = 'rand-m9-mstd0.5'  # timm auto-augment spec ('' or None: off)
-_C.AUGMENTATION.COLOR_JITTER = 0.4
+_C.AUGMENTATION.COLOR_JITTER = 0.4  # colour jitter strength (when AA is off)
 _C.AUGMENTATION.RE_PROB = 0.2  # random erasing probability
 _C.AUGMENTATION.RE_MODE = 'pixel'  # random erasing fill
-_C.AUGMENTATION.RE_COUNT = 1
+_C.AUGMENTATION.RE_COUNT = 1  # random erasing boxes per image
 _C.AUGMENTATION.MIXUP = 0.0  # mixup alpha (0: off)
 _C.AUGMENTATION.CUTMIX = 0.0  # cutmix alpha (0: off)
 _C.AUGMENTATION.MIXUP_OFF_EPOCH = 0  # turn mixup/cutmix off from this epoch (0: never)
@@ -118,8 +118,8 @@ _C.AUGMENTATION.SMOOTHING = 0.1  # label smoothing
 _C.BATCHNORM = CN()
 _C.BATCHNORM.SYNC_BN = False  # convert BN to SyncBatchNorm when distributed on GPUs
 _C.BATCHNORM.BN_TF = False  # original key for TF-style BN (never supported there either; not read)
-_C.BATCHNORM.BN_MOMENTUM = 0.1
-_C.BATCHNORM.BN_EPS = 1e-5
+_C.BATCHNORM.BN_MOMENTUM = 0.1  # BN running-stat momentum (PyTorch convention)
+_C.BATCHNORM.BN_EPS = 1e-5  # BN epsilon
 
 # ---- supernet search --------------------------------------------------------------------------
 _C.SUPERNET = CN()
@@ -130,7 +130,7 @@ _C.SUPERNET.RESUNIT = False  # add a residual-bottleneck op to every searchable 
 _C.SUPERNET.DIL_CONV = False  # add dilated 3x3/5x5 ops to every searchable layer
 _C.SUPERNET.UPDATE_2ND = True  # second-order meta update (False: skip meta updates)
 _C.SUPERNET.FLOPS_MAXIMUM = 600  # FLOPs budget, MFLOPs
-_C.SUPERNET.FLOPS_MINIMUM = 0
+_C.SUPERNET.FLOPS_MINIMUM = 0  # lower end of the FLOPs budget, MFLOPs
 _C.SUPERNET.PICK_METHOD = 'meta'  # teacher choice: 'meta' (meta-matching network) or 'top1'
 _C.SUPERNET.META_STA_EPOCH = 20  # plain training up to this epoch; distillation and board after
 _C.SUPERNET.HOW_TO_PROB = 'pre_prob'  # path sampling: 'even', 'pre_prob' or 'teacher'

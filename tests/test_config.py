@@ -1,0 +1,108 @@
+import pytest
+import yaml
+
+from lib.config import ConfigError, get_defaults, load_config, save_config
+
+REPO_CONFIGS = ['configs/train.yaml', 'configs/retrain.yaml', 'configs/test.yaml']
+
+
+def write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_usage_doc_aliases_map_onto_the_tree(tmp_path):
+    path = write(tmp_path, 'a.yaml', 'MODEL_SELECTION: -1\n'
+                 'INPUT_ARCH: [[0], [3], [3, 3], [3, 1, 3], [3, 3, 3, 3], [3, 3, 3], [0]]\n'
+                 'FLOPS_MINIMUM: 0\nFLOPS_MAXIMUM: 200\nRESUME_PATH: ./43.pth.tar\n')
+    cfg = load_config(path)
+    assert cfg.NET.SELECTION == -1
+    assert cfg.NET.INPUT_ARCH[3] == [3, 1, 3]
+    assert (cfg.SUPERNET.FLOPS_MINIMUM, cfg.SUPERNET.FLOPS_MAXIMUM) == (0, 200)
+    assert cfg.RESUME_PATH == './43.pth.tar'
+    assert cfg.is_frozen()
+
+
+def test_command_line_overrides_win_and_are_typed(tmp_path):
+    path = write(tmp_path, 'a.yaml', 'DATASET:\n  BATCH_SIZE: 16\nLR: 1\n')
+    cfg = load_config([path], ['DATASET.BATCH_SIZE', '64', 'MODEL_SELECTION', '112', 'LR_NOISE', '[30, 40]'])
+    assert cfg.DATASET.BATCH_SIZE == 64
+    assert cfg.NET.SELECTION == 112
+    assert cfg.LR == 1.0 and isinstance(cfg.LR, float)
+    assert cfg.LR_NOISE == [30, 40]
+
+
+def test_original_yaml_spellings_load(tmp_path):
+    # The original files write tuples and None as yaml strings.
+    path = write(tmp_path, 'a.yaml', "SUPERNET:\n  PRE_PROB: (0.05,0.2,0.05,0.5,0.05,0.15)\n"
+                 "START_EPOCH: None\nOUTPUT: 'None'\nNUM_GPU: 8\n")
+    cfg = load_config(path)
+    assert cfg.SUPERNET.PRE_PROB == (0.05, 0.2, 0.05, 0.5, 0.05, 0.15)
+    assert cfg.START_EPOCH is None
+
+
+@pytest.mark.parametrize('opts, words', [
+    (['DATASET.BATCHSIZE', '3'], 'DATASET.BATCHSIZE'),
+    (['NOT_A_KEY', '1'], 'NOT_A_KEY'),
+    (['DATASET.BATCH_SIZE', 'many'], 'DATASET.BATCH_SIZE'),
+    (['SUPERNET.PICK_METHOD', 'random'], 'PICK_METHOD'),
+    (['LR'], 'pairs'),
+])
+def test_bad_overrides_name_the_key(opts, words):
+    with pytest.raises(ConfigError, match=words):
+        load_config(None, opts)
+
+
+def test_unknown_key_in_yaml_names_file_and_key(tmp_path):
+    path = write(tmp_path, 'bad.yaml', 'NET:\n  SELECTON: 43\n')
+    with pytest.raises(ConfigError, match=r'bad\.yaml.*NET\.SELECTON'):
+        load_config(path)
+
+
+def test_missing_file_and_alias_conflict(tmp_path):
+    with pytest.raises(ConfigError, match='not found'):
+        load_config(str(tmp_path / 'nope.yaml'))
+    path = write(tmp_path, 'a.yaml', 'MODEL_SELECTION: 43\nNET:\n  SELECTION: 14\n')
+    with pytest.raises(ConfigError, match='keep one'):
+        load_config(path)
+
+
+def test_base_file_is_layered(tmp_path):
+    write(tmp_path, 'base.yaml', 'LR: 0.5\nEPOCHS: 7\n')
+    path = write(tmp_path, 'child.yaml', '_BASE_: base.yaml\nEPOCHS: 9\n')
+    cfg = load_config(path)
+    assert (cfg.LR, cfg.EPOCHS) == (0.5, 9)
+
+
+def test_saved_config_reloads_identically(tmp_path):
+    cfg = load_config(None, ['MODEL_SELECTION', '287', 'AMP', 'True'])
+    out = tmp_path / 'config.yaml'
+    save_config(cfg, str(out))
+    again = load_config(str(out))
+    assert again == cfg
+
+
+def test_every_default_key_has_a_comment():
+    source = open('lib/config.py').read()
+    missing = []
+
+    def walk(node, prefix):
+        for key, value in node.items():
+            if hasattr(value, 'items'):
+                walk(value, f'{prefix}{key}.')
+                continue
+            line = next((l for l in source.splitlines() if l.startswith(f'_C.{prefix}{key} =')), None)
+            if line is None or '#' not in line:
+                missing.append(f'{prefix}{key}')
+
+    walk(get_defaults(), '')
+    assert not missing, f'keys without a comment: {missing}'
+
+
+@pytest.mark.parametrize('path', REPO_CONFIGS)
+def test_repository_configs_load(path):
+    import os
+    if not os.path.exists(path):
+        pytest.skip(f'{path} not written yet')
+    load_config(path)
