@@ -1,0 +1,35 @@
+"""Shared fixtures: the repository root, the reference folder, tiny generated datasets."""
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+REFERENCE = REPO.parent / 'shared' / 'reference'
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope='session')
+def repo_root() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope='session')
+def reference_dir() -> Path:
+    if not REFERENCE.is_dir():
+        pytest.skip(f'reference material not found at {REFERENCE}')
+    return REFERENCE
+
+
+@pytest.fixture(scope='session')
+def tiny_imagefolder(tmp_path_factory) -> Path:
+    """3 classes x (4 train, 3 val) drawn images of 72 px: enough for one step and one evaluation."""
+    from lib.data.demo import make_demo_dataset
+    root = tmp_path_factory.mktemp('tiny') / 'data'
+    make_demo_dataset(str(root), num_classes=3, train_per_class=4, val_per_class=3, image_size=72)
+    return root
