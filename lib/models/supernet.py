@@ -1,0 +1,172 @@
+"""The one-shot supernet: every searchable layer holds one block per op; a *path* picks one per layer.
+
+A path is a tuple with one tuple of op indices per searchable stage, e.g. for layers_per_stage
+(1, 2, 1, 1, 1): ``((3,), (0, 5), (1,), (2,), (4,))``. Module names mirror the child network
+(timm's MobileNetV3) so that a path's weights become a child's by dropping the op index:
+``blocks.{stage}.{layer}.{op}.*`` -> ``blocks.{stage}.{layer}.*``.
+"""
+from collections import OrderedDict
+from typing import List, Sequence, Tuple
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+from timm.layers import Linear, SelectAdaptivePool2d, create_conv2d, get_norm_act_layer
+from timm.models._efficientnet_builder import efficientnet_init_weights
+
+from . import ops
+
+Path = Tuple[Tuple[int, ...], ...]
+
+FIXED_STAGE = 0  # blocks.0: the depthwise-separable stage
+FINAL_STAGE = ops.NUM_SEARCH_STAGES + 1  # blocks.6: the 1x1 conv to 320 channels
+PATH_CACHE_SIZE = 64  # paths whose parameter lists are kept (the board's plus recent students)
+
+
+class PathError(ValueError):
+    """A path that does not fit the supernet's layers or ops."""
+
+
+def check_supported_options(dil_conv: bool = False, resunit: bool = False) -> None:
+    """Refuse the original's optional extra ops (SUPERNET.DIL_CONV / SUPERNET.RESUNIT).
+
+    In the original, DIL_CONV added inverted-residual blocks with expansion 0 (8 hidden channels) and
+    no dilation at all, RESUNIT a ReLU bottleneck; its child builder could build neither, so a path
+    using them could never be retrained. Our child builder cannot either.
+    """
+    for key, value in (('SUPERNET.DIL_CONV', dil_conv), ('SUPERNET.RESUNIT', resunit)):
+        if value:
+            raise NotImplementedError(
+                f'{key} is not supported: child networks cannot be built with its extra ops, so a path '
+                f'using them could not be retrained; set {key}: False (the default) in the config')
+
+
+def path_to_arch(path: Sequence[Sequence[int]]) -> List[List[int]]:
+    """The 7-stage arch of ``childnet.build_childnet`` for ``path``: fixed stages written ``[0]``."""
+    return [[0], *[[int(op) for op in stage] for stage in path], [0]]
+
+
+class SuperNet(nn.Module):
+    """Stem, stage 0, the searchable stages (one block per op per layer), final block, head."""
+
+    def __init__(
+        self,
+        layers_per_stage: Sequence[int],
+        num_classes: int = 1000,
+        drop_rate: float = 0.0,
+        norm_layer=nn.BatchNorm2d,
+        dil_conv: bool = False,
+        resunit: bool = False,
+        global_pool: str = 'avg',
+    ):
+        super().__init__()
+        check_supported_options(dil_conv=dil_conv, resunit=resunit)
+        layers_per_stage = tuple(int(n) for n in layers_per_stage)
+        if len(layers_per_stage) != ops.NUM_SEARCH_STAGES or min(layers_per_stage) < 1:
+            raise ValueError(f'layers_per_stage must give {ops.NUM_SEARCH_STAGES} positive layer counts; '
+                             f'got {layers_per_stage}')
+        self.layers_per_stage = layers_per_stage
+        self.num_ops = ops.NUM_OPS
+        self.num_classes = num_classes
+        self.drop_rate = drop_rate
+
+        # Same layout and layer types as timm's MobileNetV3 (what childnet builds).
+        self.conv_stem = create_conv2d(3, ops.STEM_CHANNELS, 3, stride=2)
+        self.bn1 = get_norm_act_layer(norm_layer, ops.ACT_LAYER)(ops.STEM_CHANNELS, inplace=True)
+        stages = [nn.ModuleList([ops.stage0_block(norm_layer=norm_layer)])]
+        in_chs = ops.STAGE0_CHANNELS
+        for stage, num_layers in enumerate(layers_per_stage):
+            out_chs = ops.STAGE_OUT_CHANNELS[stage]
+            layers = nn.ModuleList()
+            for layer in range(num_layers):
+                stride = ops.STAGE_STRIDES[stage] if layer == 0 else 1
+                layers.append(nn.ModuleList(
+                    ops.inverted_residual(in_chs, out_chs, op, stride, norm_layer=norm_layer)
+                    for op in range(self.num_ops)))
+                in_chs = out_chs
+            stages.append(layers)
+        stages.append(nn.ModuleList([ops.final_block(in_chs, norm_layer=norm_layer)]))
+        self.blocks = nn.ModuleList(stages)
+        self.global_pool = SelectAdaptivePool2d(pool_type=global_pool)
+        self.conv_head = create_conv2d(ops.FINAL_CHANNELS * self.global_pool.feat_mult(), ops.NUM_FEATURES, 1,
+                                       bias=True)
+        self.act2 = ops.ACT_LAYER(inplace=True)
+        self.flatten = nn.Flatten(1)
+        self.classifier = Linear(ops.NUM_FEATURES, num_classes)
+        efficientnet_init_weights(self)
+
+        # A new student path every step: keep only the recent ones (board paths recur).
+        self._path_params: 'OrderedDict[Path, OrderedDict[str, nn.Parameter]]' = OrderedDict()
+
+    # ---- paths ----------------------------------------------------------------------------------
+    def check_path(self, path: Sequence[Sequence[int]]) -> Path:
+        """``path`` as a tuple of tuples, after checking it against the layers and ops."""
+        try:
+            path = tuple(tuple(int(op) for op in stage) for stage in path)
+        except (TypeError, ValueError):
+            raise PathError(f'a path is one sequence of op indices per searchable stage; got {path!r}') from None
+        lengths = tuple(len(stage) for stage in path)
+        if lengths != self.layers_per_stage:
+            raise PathError(f'path {path} has {lengths} layers per stage; this supernet has '
+                            f'{self.layers_per_stage}')
+        if any(not 0 <= op < self.num_ops for stage in path for op in stage):
+            raise PathError(f'path {path} has an op index outside 0..{self.num_ops - 1}')
+        return path
+
+    def path_modules(self, path: Sequence[Sequence[int]]) -> List[Tuple[str, str, nn.Module]]:
+        """(child-network name, supernet name, module) of every module ``path`` runs, in forward order."""
+        path = self.check_path(path)
+        entries = [('conv_stem', 'conv_stem', self.conv_stem), ('bn1', 'bn1', self.bn1),
+                   ('blocks.0.0', 'blocks.0.0', self.blocks[FIXED_STAGE][0])]
+        for stage, stage_ops in enumerate(path, start=1):
+            for layer, op in enumerate(stage_ops):
+                entries.append((f'blocks.{stage}.{layer}', f'blocks.{stage}.{layer}.{op}',
+                                self.blocks[stage][layer][op]))
+        final = f'blocks.{FINAL_STAGE}.0'
+        entries += [(final, final, self.blocks[FINAL_STAGE][0]), ('conv_head', 'conv_head', self.conv_head),
+                    ('classifier', 'classifier', self.classifier)]
+        return entries
+
+    def path_parameters(self, path: Sequence[Sequence[int]]) -> 'OrderedDict[str, nn.Parameter]':
+        """The parameters ``path`` uses, by their supernet names (cached for recent paths)."""
+        path = self.check_path(path)
+        params = self._path_params.get(path)
+        if params is None:
+            params = OrderedDict(
+                (f'{name}.{key}', param)
+                for _, name, module in self.path_modules(path)
+                for key, param in module.named_parameters())
+            self._path_params[path] = params
+            while len(self._path_params) > PATH_CACHE_SIZE:
+                self._path_params.popitem(last=False)
+        else:
+            self._path_params.move_to_end(path)
+        return params
+
+    def child_state_dict(self, path: Sequence[Sequence[int]]) -> 'OrderedDict[str, torch.Tensor]':
+        """A state_dict that ``childnet.build_childnet(path_to_arch(path))`` loads strictly."""
+        state = OrderedDict()
+        for child_name, _, module in self.path_modules(path):
+            module.state_dict(destination=state, prefix=f'{child_name}.')
+        return state
+
+    def _apply(self, fn, *args, **kwargs):
+        # .to()/.cuda()/.half() may replace Parameter objects: cached references would go stale.
+        self._path_params.clear()
+        return super()._apply(fn, *args, **kwargs)
+
+    # ---- forward --------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor, path: Sequence[Sequence[int]]) -> torch.Tensor:
+        path = self.check_path(path)
+        x = self.bn1(self.conv_stem(x))
+        x = self.blocks[FIXED_STAGE][0](x)
+        for stage_ops, layers in zip(path, self.blocks[1:FINAL_STAGE]):
+            for op, choices in zip(stage_ops, layers):
+                x = choices[op](x)
+        x = self.blocks[FINAL_STAGE][0](x)
+        x = self.global_pool(x)
+        x = self.act2(self.conv_head(x))
+        x = self.flatten(x)
+        if self.drop_rate > 0.0:
+            x = F.dropout(x, p=self.drop_rate, training=self.training)
+        return self.classifier(x)

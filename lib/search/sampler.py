@@ -1,0 +1,99 @@
+"""Student-path sampling (SUPERNET.HOW_TO_PROB): one op per searchable layer.
+
+The sampler owns a ``torch.Generator`` seeded with the same seed on every rank, so all ranks draw the
+same path without communicating and the global RNGs stay untouched.
+"""
+import math
+from typing import Callable, Iterable, Optional, Sequence, Tuple
+
+import torch
+
+Path = Tuple[Tuple[int, ...], ...]
+Paths = Iterable[Sequence[Sequence[int]]]
+HOW_TO_PROB_CHOICES = ('even', 'pre_prob', 'teacher')
+
+
+class SamplerError(ValueError):
+    """A sampler setting that cannot describe op probabilities."""
+
+
+def _check_pre_prob(pre_prob, num_ops: int) -> Tuple[float, ...]:
+    if pre_prob is None:
+        raise SamplerError("SUPERNET.HOW_TO_PROB 'pre_prob' needs SUPERNET.PRE_PROB: one probability per op")
+    probs = tuple(float(p) for p in pre_prob)
+    if len(probs) != num_ops:
+        raise SamplerError(f'SUPERNET.PRE_PROB has {len(probs)} entries but the supernet has {num_ops} ops; '
+                           f'give exactly {num_ops} probabilities')
+    if any(p < 0 or not math.isfinite(p) for p in probs) or abs(sum(probs) - 1.0) > 1e-6:
+        raise SamplerError(f'SUPERNET.PRE_PROB {probs} must be non-negative and sum to 1 (sums to {sum(probs):.6g})')
+    return probs
+
+
+class PathSampler:
+    """Draw student paths: 'even' (uniform), 'pre_prob' (fixed per-op probabilities) or 'teacher'
+    (op frequencies among the board's paths; uniform while the board is empty)."""
+
+    def __init__(
+        self,
+        layers_per_stage: Sequence[int],
+        num_ops: int,
+        how_to_prob: str = 'even',
+        pre_prob: Optional[Sequence[float]] = None,
+        seed: int = 0,
+        board_paths: Optional[Callable[[], Paths]] = None,
+    ):
+        if how_to_prob not in HOW_TO_PROB_CHOICES:
+            raise SamplerError(f'SUPERNET.HOW_TO_PROB is {how_to_prob!r}; '
+                               f'choose one of {", ".join(HOW_TO_PROB_CHOICES)}')
+        self.layers_per_stage = tuple(int(n) for n in layers_per_stage)
+        self.num_ops = int(num_ops)
+        self.how_to_prob = how_to_prob
+        self.pre_prob = _check_pre_prob(pre_prob, self.num_ops) if how_to_prob == 'pre_prob' else None
+        self.board_paths = board_paths
+        self.seed = int(seed)
+        self.generator = torch.Generator(device='cpu')
+        self.generator.manual_seed(self.seed)
+        self._num_layers = sum(self.layers_per_stage)
+
+    def op_probabilities(self, board_paths: Optional[Paths] = None) -> Optional[torch.Tensor]:
+        """Per-op probabilities of the next draw; None means uniform."""
+        if self.how_to_prob == 'pre_prob':
+            return torch.tensor(self.pre_prob, dtype=torch.float64)
+        if self.how_to_prob == 'even':
+            return None
+        if board_paths is None:
+            if self.board_paths is None:
+                raise SamplerError("SUPERNET.HOW_TO_PROB 'teacher' needs the board's paths: pass board_paths")
+            board_paths = self.board_paths()
+        counts = [0] * self.num_ops
+        for path in board_paths:
+            for stage in path:
+                for op in stage:
+                    if not 0 <= op < self.num_ops:
+                        raise SamplerError(f'board path {path} has op {op}, outside 0..{self.num_ops - 1}')
+                    counts[op] += 1
+        total = sum(counts)
+        return None if total == 0 else torch.tensor(counts, dtype=torch.float64) / total
+
+    def sample(self, board_paths: Optional[Paths] = None) -> Path:
+        """The next path: a tuple with one tuple of op indices per stage."""
+        probs = self.op_probabilities(board_paths)
+        if probs is None:
+            flat = torch.randint(self.num_ops, (self._num_layers,), generator=self.generator)
+        else:
+            flat = torch.multinomial(probs, self._num_layers, replacement=True, generator=self.generator)
+        flat = flat.tolist()
+        path, start = [], 0
+        for n in self.layers_per_stage:
+            path.append(tuple(flat[start:start + n]))
+            start += n
+        return tuple(path)
+
+    def state_dict(self) -> dict:
+        return {'generator': self.generator.get_state(), 'seed': self.seed, 'how_to_prob': self.how_to_prob}
+
+    def load_state_dict(self, state: dict) -> None:
+        generator_state = state['generator']
+        if not isinstance(generator_state, torch.Tensor):
+            raise SamplerError('sampler state_dict must hold the generator state as a tensor under "generator"')
+        self.generator.set_state(generator_state.cpu())
