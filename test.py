@@ -12,7 +12,7 @@ import torch
 from lib.engine.checkpoint import CheckpointError, load_model_weights
 from lib.engine.distributed import cleanup
 from lib.engine.evaluate import evaluate
-from lib.engine.model_builder import build_child_from_cfg
+from lib.engine.model_builder import build_child_from_cfg, log_model_complexity
 from lib.engine.runtime import setup_run
 from lib.data.loaders import build_val_loader_from_cfg
 
@@ -31,6 +31,7 @@ def main(argv=None) -> dict:
         raise SystemExit('error: RESUME_PATH is empty: set it to the checkpoint to evaluate '
                          '(in the yaml or as RESUME_PATH ./43.pth.tar on the command line)')
     model, info = build_child_from_cfg(cfg)
+    log_model_complexity(model, info, log)
     try:
         which = load_model_weights(model, cfg.RESUME_PATH, use_ema=cfg.NET.EMA.USE)
     except (CheckpointError, FileNotFoundError) as err:

@@ -33,3 +33,14 @@ def tiny_imagefolder(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp('tiny') / 'data'
     make_demo_dataset(str(root), num_classes=3, train_per_class=4, val_per_class=3, image_size=72)
     return root
+
+
+@pytest.fixture(autouse=True)
+def _cream_logs_reach_caplog():
+    """Entry scripts run in-process detach the 'cream' logger from the root; undo that per test."""
+    import logging
+    yield
+    logger = logging.getLogger('cream')
+    logger.handlers.clear()
+    logger.propagate = True
+    logger.setLevel(logging.NOTSET)

@@ -61,10 +61,15 @@ def open_image_folder(data_dir: str, split: str, transform: Optional[Callable] =
     except FileNotFoundError as err:  # torchvision: no class folders, or a class folder without images
         raise DataError(f'DATA_DIR/{split} at {path!r} holds no usable class folders ({err}); '
                         f'{_fix_hint(split)}') from err
-    if num_classes is not None and len(dataset.classes) != num_classes:
-        raise DataError(f'DATA_DIR/{split} at {path!r} has {len(dataset.classes)} class folders but '
+    found = len(dataset.classes)
+    if num_classes is not None and found > num_classes:
+        raise DataError(f'DATA_DIR/{split} at {path!r} has {found} class folders but '
                         f'DATASET.NUM_CLASSES is {num_classes}; set DATASET.NUM_CLASSES to '
-                        f'{len(dataset.classes)} or point DATA_DIR at the matching dataset')
+                        f'{found} or point DATA_DIR at the matching dataset')
+    if num_classes is not None and found < num_classes:
+        # A subset of the classes (e.g. a few ImageNet classes) is legitimate; say so once.
+        logger.warning('DATA_DIR/%s at %s has %d class folders for a %d-class network; the labels are '
+                       'the folders\' sorted order', split, path, found, num_classes)
     return dataset
 
 

@@ -114,9 +114,17 @@ def test_missing_split_names_path_and_fix(tmp_path, data_dir):
         _train(str(tmp_path))
 
 
-def test_class_count_mismatch_is_an_error(data_dir):
-    with pytest.raises(DataError, match='3 class folders but DATASET.NUM_CLASSES is 1000'):
-        _val(data_dir, num_classes=1000)
+def test_more_class_folders_than_classes_is_an_error(data_dir):
+    with pytest.raises(DataError, match='3 class folders but DATASET.NUM_CLASSES is 2'):
+        _val(data_dir, num_classes=2)
+
+
+def test_fewer_class_folders_than_classes_is_a_warning(data_dir, caplog):
+    # e.g. a 1000-class network evaluated on a few ImageNet classes
+    with caplog.at_level('WARNING', logger='cream.data'):
+        loader = _val(data_dir, num_classes=1000)
+    assert len(loader.dataset.classes) == 3
+    assert '3 class folders for a 1000-class network' in caplog.text
 
 
 def test_too_few_images_for_one_batch_is_an_error(data_dir):

@@ -1,0 +1,146 @@
+"""The public model API: ``create_model`` and timm's ``cream_014`` ... ``cream_604``.
+
+Importing this module registers the six released networks in timm's registry, so that
+``timm.create_model('cream_287', checkpoint_path='287.pth.tar')`` works. timm loads such a path with
+``torch.load(weights_only=True)``, which refuses the released files' pickled yacs ``CfgNode``; we
+therefore register torch's sanctioned alias that reads that one global as a plain ``OrderedDict``
+(``allow_released_checkpoints_in_weights_only_loads``): safe, nothing in the file is executed.
+``timm.create_model('cream_287', pretrained=True, pretrained_cfg_overlay=dict(file='287.pth.tar'))``
+works too (through our own safe loader); there is no download URL.
+"""
+from typing import Optional, Sequence, Union
+
+import torch.nn as nn
+from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
+from timm.models import generate_default_cfgs, register_model
+from timm.models._builder import resolve_pretrained_cfg
+
+from lib.checkpoint_io import PathLike, allow_released_checkpoints_in_weights_only_loads, load_model_weights
+
+from .childnet import RELEASED_MODELS, ArchError, build_childnet, build_released, resolve_selection
+
+__all__ = ['create_model', 'released_pretrained_cfg', 'CUSTOM_SELECTION']
+
+CUSTOM_SELECTION = -1  # MODEL_SELECTION of "any path given as arch"
+DEFAULT_RESOLUTION = 224
+
+allow_released_checkpoints_in_weights_only_loads()
+
+
+def released_pretrained_cfg(resolution: int) -> dict:
+    """Data settings that reproduce the published accuracy (resize to res/0.875 bilinear, center crop)."""
+    return dict(
+        url='',
+        num_classes=1000,
+        input_size=(3, resolution, resolution),
+        pool_size=(-(-resolution // 32),) * 2,
+        crop_pct=0.875,
+        interpolation='bilinear',
+        mean=IMAGENET_DEFAULT_MEAN,
+        std=IMAGENET_DEFAULT_STD,
+        first_conv='conv_stem',
+        classifier='classifier',
+        license='mit',
+        paper_ids='arXiv:2010.15821',
+    )
+
+
+default_cfgs = generate_default_cfgs({
+    released.name: released_pretrained_cfg(released.resolution) for released in RELEASED_MODELS.values()
+})
+
+
+def _is_custom(name_or_selection) -> bool:
+    return name_or_selection is None or str(name_or_selection).strip() == str(CUSTOM_SELECTION)
+
+
+def create_model(
+    name_or_selection: Union[int, str, None],
+    num_classes: int = 1000,
+    checkpoint: Optional[PathLike] = None,
+    use_ema: bool = True,
+    arch: Optional[Sequence[Sequence[int]]] = None,
+    resolution: Optional[int] = None,
+    drop_rate: float = 0.0,
+    drop_path_rate: float = 0.0,
+    keep_single_layer_default: bool = False,
+    strict: bool = True,
+) -> nn.Module:
+    """A Cream child network in eval mode, with ``checkpoint``'s weights when given (EMA preferred).
+
+    ``name_or_selection``: 14, '14', 'cream_14', 'cream_014', 112 (= 114), ... for a released network,
+    or -1 together with ``arch`` (7 lists of op indices) for any other path. ``resolution`` only sets
+    ``model.pretrained_cfg['input_size']`` (default: native for released networks, 224 otherwise).
+    ``keep_single_layer_default`` applies to ``arch`` only (released networks always have it).
+    """
+    if _is_custom(name_or_selection):
+        if arch is None:
+            raise ArchError('selection -1 needs arch=[[0], [...], ..., [0]] (7 lists of op indices)')
+        model = build_childnet(arch, num_classes=num_classes, drop_rate=drop_rate, drop_path_rate=drop_path_rate,
+                               keep_single_layer_default=keep_single_layer_default)
+        pretrained_cfg = released_pretrained_cfg(resolution or DEFAULT_RESOLUTION)
+        pretrained_cfg.update(architecture='cream_custom')
+    else:
+        if arch is not None:
+            raise ArchError(f'give either a released selection ({name_or_selection!r}) or arch with selection -1, '
+                            'not both')
+        selection = resolve_selection(name_or_selection)
+        released = RELEASED_MODELS[selection]
+        model = build_released(selection, num_classes=num_classes, drop_rate=drop_rate,
+                               drop_path_rate=drop_path_rate)
+        pretrained_cfg = released_pretrained_cfg(resolution or released.resolution)
+        pretrained_cfg.update(architecture=released.name)
+    pretrained_cfg['num_classes'] = num_classes
+    model.pretrained_cfg = model.default_cfg = pretrained_cfg
+    if checkpoint is not None:
+        load_model_weights(model, checkpoint, use_ema=use_ema, strict=strict)
+    return model.eval()
+
+
+def _create_released(selection: int, pretrained: bool = False, pretrained_cfg=None, pretrained_cfg_overlay=None,
+                     cache_dir=None, num_classes: int = 1000, drop_rate: float = 0.0,
+                     drop_path_rate: float = 0.0, **unsupported) -> nn.Module:
+    """timm entrypoint body. timm itself loads ``checkpoint_path`` after this returns."""
+    name = RELEASED_MODELS[selection].name
+    if unsupported:
+        raise TypeError(f'{name} does not take {sorted(unsupported)}; it takes num_classes, drop_rate, '
+                        'drop_path_rate (and timm\'s pretrained / pretrained_cfg / checkpoint_path)')
+    model = build_released(selection, num_classes=num_classes, drop_rate=drop_rate, drop_path_rate=drop_path_rate)
+    cfg = resolve_pretrained_cfg(name, pretrained_cfg=pretrained_cfg, pretrained_cfg_overlay=pretrained_cfg_overlay)
+    model.pretrained_cfg = model.default_cfg = cfg.to_dict()
+    if pretrained:
+        if not cfg.file:
+            raise ValueError(f'{name} has no download URL: pass checkpoint_path=<file>, or pretrained=True with '
+                             "pretrained_cfg_overlay=dict(file=<file>)")
+        load_model_weights(model, cfg.file, use_ema=True)
+    return model
+
+
+@register_model
+def cream_014(pretrained: bool = False, **kwargs) -> nn.Module:
+    return _create_released(14, pretrained, **kwargs)
+
+
+@register_model
+def cream_043(pretrained: bool = False, **kwargs) -> nn.Module:
+    return _create_released(43, pretrained, **kwargs)
+
+
+@register_model
+def cream_114(pretrained: bool = False, **kwargs) -> nn.Module:
+    return _create_released(114, pretrained, **kwargs)
+
+
+@register_model
+def cream_287(pretrained: bool = False, **kwargs) -> nn.Module:
+    return _create_released(287, pretrained, **kwargs)
+
+
+@register_model
+def cream_481(pretrained: bool = False, **kwargs) -> nn.Module:
+    return _create_released(481, pretrained, **kwargs)
+
+
+@register_model
+def cream_604(pretrained: bool = False, **kwargs) -> nn.Module:
+    return _create_released(604, pretrained, **kwargs)

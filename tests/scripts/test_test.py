@@ -1,0 +1,81 @@
+"""test.py end to end on the reference checkpoint and tiny generated data."""
+import json
+import os
+import subprocess
+import sys
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+
+# Loaded by path: ``import test`` could find the standard library's test package.
+_spec = importlib.util.spec_from_file_location('cream_test_script', Path(__file__).resolve().parents[2] / 'test.py')
+test_script = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(test_script)
+
+
+def run_test(tmp_path, data, checkpoint, *overrides, name='t'):
+    argv = ['--cfg', 'configs/test.yaml', 'DATA_DIR', str(data), 'MODEL_SELECTION', '14',
+            'RESUME_PATH', str(checkpoint), 'OUTPUT', str(tmp_path), 'MODEL', name, 'WORKERS', '0',
+            'DEVICE', 'cpu', 'LOG_INTERVAL', '1', *overrides]
+    results = test_script.main(argv)
+    saved = json.loads((tmp_path / name / 'test_results.json').read_text())
+    assert saved['prec1'] == results['prec1']
+    assert (tmp_path / name / 'config.yaml').exists()
+    return results
+
+
+@pytest.fixture(scope='module')
+def official(reference_dir):
+    return reference_dir / 'checkpoints' / 'cream14_official_format.pth.tar'
+
+
+def test_official_checkpoint_ema_and_raw(tmp_path, tiny_imagefolder, official):
+    ema = run_test(tmp_path, tiny_imagefolder, official, name='ema')
+    raw = run_test(tmp_path, tiny_imagefolder, official, 'NET.EMA.USE', 'False', name='raw')
+    assert ema['images'] == raw['images'] == 9
+    assert 'ema' in ema['weights'] and 'ema' not in raw['weights']
+    assert ema['loss'] != raw['loss']
+    assert ema['resolution'] == 64
+    assert abs(ema['macs_M'] - 14.418) / 14.418 < 0.01
+
+
+def test_tta_amp_and_channels_last(tmp_path, tiny_imagefolder, official):
+    plain = run_test(tmp_path, tiny_imagefolder, official, name='plain')
+    fast = run_test(tmp_path, tiny_imagefolder, official, 'AMP', 'True', 'CHANNELS_LAST', 'True', name='fast')
+    tta = run_test(tmp_path, tiny_imagefolder, official, 'TTA', '1', name='tta')
+    assert abs(fast['loss'] - plain['loss']) < 0.05 * plain['loss']
+    assert tta['images'] == 9 and tta['loss'] != plain['loss']
+
+
+def test_two_processes_count_every_image_once(tmp_path, tiny_imagefolder, official, repo_root):
+    single = run_test(tmp_path, tiny_imagefolder, official, name='single')
+    cmd = [sys.executable, '-m', 'torch.distributed.launch', '--nproc_per_node=2', 'test.py',
+           '--cfg', 'configs/test.yaml', 'DATA_DIR', str(tiny_imagefolder), 'MODEL_SELECTION', '14',
+           'RESUME_PATH', str(official), 'OUTPUT', str(tmp_path), 'MODEL', 'dist', 'WORKERS', '0',
+           'DEVICE', 'cpu', 'DATASET.BATCH_SIZE', '1']
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    proc = subprocess.run(cmd, cwd=repo_root, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    dist = json.loads((tmp_path / 'dist' / 'test_results.json').read_text())
+    assert dist['images'] == 9  # 9 val images over 2 ranks: 5 + 4, no padded duplicates
+    assert abs(dist['loss'] - single['loss']) < 1e-4
+    assert dist['prec1'] == single['prec1']
+
+
+@pytest.mark.parametrize('overrides, words', [
+    (['RESUME_PATH', ''], 'RESUME_PATH'),
+    (['MODEL_SELECTION', '42'], 'MODEL_SELECTION'),
+    (['RESUME_PATH', '/nonexistent/43.pth.tar'], '43.pth.tar'),
+])
+def test_bad_input_is_one_clear_error(tmp_path, tiny_imagefolder, official, overrides, words):
+    with pytest.raises((SystemExit, ValueError)) as info:
+        run_test(tmp_path, tiny_imagefolder, official, *overrides)
+    assert words in str(info.value)
+
+
+def test_missing_data_folder(tmp_path, official):
+    with pytest.raises(Exception) as info:
+        run_test(tmp_path, tmp_path / 'no_data', official)
+    assert 'no_data' in str(info.value)
