@@ -1,0 +1,234 @@
+"""The prioritized board: the best student paths seen so far, each with a probe for teacher matching.
+
+Admission rule (the original's ``isUpdate``, implemented exactly; ``worst`` is the last entry):
+    admit  if  len(board) < pool_size
+           or  prec1 > worst.prec1 + acc_gap
+           or  (prec1 > worst.prec1 and flops < worst.flops)
+All comparisons are strict. After an admission the board is re-sorted and, when it holds more than
+``pool_size`` entries, the last one (the worst) is dropped.
+
+Order: an explicit key, prec1 descending then FLOPs ascending. The original sorted whole tuples
+(prec1, prec1, flops, path, tensors...) in reverse, so its ties went to the *larger* FLOPs and a full
+tie compared tensors; ours prefers the cheaper path, and a full tie keeps the older entry first
+(stable sort).
+
+Entries hold plain numbers, tuples and detached tensors only, so the board never keeps an autograd
+graph alive, and its ``state_dict`` loads with ``torch.load(weights_only=True)``.
+"""
+from dataclasses import dataclass
+from typing import Iterator, List, Optional, Sequence, Tuple
+
+import torch
+import torch.distributed as dist
+
+Path = Tuple[Tuple[int, ...], ...]
+
+
+def normalize_path(path: Sequence[Sequence[int]]) -> Path:
+    """A path as a tuple (one per searchable stage) of tuples of non-negative op indices."""
+    try:
+        normalized = tuple(tuple(int(op) for op in stage) for stage in path)
+    except TypeError as error:
+        raise ValueError(
+            f'a path must be a sequence of per-stage op-index sequences, e.g. ((0,), (3, 1)); '
+            f'got {path!r}') from error
+    if any(op < 0 for stage in normalized for op in stage):
+        raise ValueError(f'op indices of a path must be >= 0; got {path!r}')
+    return normalized
+
+
+@dataclass(eq=False, kw_only=True)
+class BoardEntry:
+    """One board path. ``probe_images`` [SLICE, C, H, W] are the first SLICE images of the batch the
+    path was trained on; ``probe_probs`` [SLICE, num_classes] the path's own softmax output on them.
+    Tensors stay on the training device but are detached (and copied, so that a slice of the batch
+    does not keep the whole batch alive)."""
+    path: Path
+    prec1: float
+    flops: float
+    probe_images: torch.Tensor
+    probe_probs: torch.Tensor
+    params: Optional[float] = None
+    val_prec1: Optional[float] = None
+
+    def __post_init__(self):
+        self.path = normalize_path(self.path)
+        self.prec1 = float(self.prec1)
+        self.flops = float(self.flops)
+        self.params = None if self.params is None else float(self.params)
+        self.val_prec1 = None if self.val_prec1 is None else float(self.val_prec1)
+        if not isinstance(self.probe_images, torch.Tensor) or not isinstance(self.probe_probs, torch.Tensor):
+            raise TypeError('probe_images and probe_probs of a BoardEntry must be tensors')
+        if self.probe_probs.dim() != 2 or self.probe_images.shape[0] != self.probe_probs.shape[0]:
+            raise ValueError(
+                f'probe_probs must be [SLICE, num_classes] with the same SLICE as probe_images; got '
+                f'images {tuple(self.probe_images.shape)} and probs {tuple(self.probe_probs.shape)}')
+        self.probe_images = self.probe_images.detach().clone()
+        self.probe_probs = self.probe_probs.detach().clone()
+
+    def sort_key(self) -> Tuple[float, float]:
+        return (-self.prec1, self.flops)
+
+    def to_state(self) -> dict:
+        return {
+            'path': [list(stage) for stage in self.path],
+            'prec1': self.prec1,
+            'flops': self.flops,
+            'params': self.params,
+            'val_prec1': self.val_prec1,
+            'probe_images': self.probe_images,
+            'probe_probs': self.probe_probs,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict, device=None) -> 'BoardEntry':
+        images, probs = state['probe_images'], state['probe_probs']
+        if device is not None:
+            images, probs = images.to(device), probs.to(device)
+        return cls(path=state['path'], prec1=state['prec1'], flops=state['flops'],
+                   params=state['params'], val_prec1=state['val_prec1'],
+                   probe_images=images, probe_probs=probs)
+
+
+class PrioritizedBoard:
+    """The best ``pool_size`` paths by (train prec1 desc, FLOPs asc); see the module docstring."""
+
+    def __init__(self, pool_size: int, acc_gap: float):
+        if int(pool_size) < 1:
+            raise ValueError(f'pool_size (SUPERNET.POOL_SIZE) must be >= 1; got {pool_size}')
+        if float(acc_gap) < 0:
+            raise ValueError(f'acc_gap (ACC_GAP) must be >= 0; got {acc_gap}')
+        self.pool_size = int(pool_size)
+        self.acc_gap = float(acc_gap)
+        self._entries: List[BoardEntry] = []
+
+    # --- admission -------------------------------------------------------------------------------
+    def would_admit(self, prec1: float, flops: float) -> bool:
+        """Whether a path with these numbers would enter (lets the caller skip building an entry)."""
+        if len(self._entries) < self.pool_size:
+            return True
+        worst = self._entries[-1]
+        prec1, flops = float(prec1), float(flops)
+        if prec1 > worst.prec1 + self.acc_gap:
+            return True
+        return prec1 > worst.prec1 and flops < worst.flops
+
+    def offer(self, entry: BoardEntry) -> bool:
+        """Admit ``entry`` if the rule allows; evict the worst beyond ``pool_size``. True if admitted."""
+        if not isinstance(entry, BoardEntry):
+            raise TypeError(f'offer() takes a BoardEntry; got {type(entry).__name__}')
+        if not self.would_admit(entry.prec1, entry.flops):
+            return False
+        self._entries.append(entry)
+        self._entries.sort(key=BoardEntry.sort_key)
+        del self._entries[self.pool_size:]
+        return True
+
+    def record_val_prec1(self, index: int, val_prec1: float) -> None:
+        self._entries[index].val_prec1 = float(val_prec1)
+
+    # --- access ----------------------------------------------------------------------------------
+    def best(self) -> BoardEntry:
+        if not self._entries:
+            raise IndexError('the prioritized board is empty: no best path yet')
+        return self._entries[0]
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __iter__(self) -> Iterator[BoardEntry]:
+        return iter(list(self._entries))
+
+    def __getitem__(self, index: int) -> BoardEntry:
+        return self._entries[index]
+
+    def paths(self) -> List[Path]:
+        return [entry.path for entry in self._entries]
+
+    def op_frequencies(self, num_layers_per_stage: Sequence[int], num_ops: int) -> List[float]:
+        """Probability of each op index for the 'teacher' sampling mode, as the original: the count of
+        each op over every layer of every board path, normalized (one distribution for all layers;
+        an op absent from the board gets probability 0). Uniform while the board is empty.
+        ``num_layers_per_stage`` checks that the board's paths belong to the current search space.
+        (The original also counted the fixed first and last stages as op 0; paths here hold only
+        the searchable stages, so that bias is gone.)"""
+        num_layers_per_stage = tuple(int(n) for n in num_layers_per_stage)
+        if not self._entries:
+            return [1.0 / num_ops] * num_ops
+        counts = [0] * num_ops
+        for path in self.paths():
+            if tuple(len(stage) for stage in path) != num_layers_per_stage:
+                raise ValueError(
+                    f'board path {path} does not match the search space (layers per stage '
+                    f'{num_layers_per_stage}); was the board restored from a different search?')
+            for op in (op for stage in path for op in stage):
+                if op >= num_ops:
+                    raise ValueError(f'board path {path} uses op {op}, but there are only {num_ops} ops')
+                counts[op] += 1
+        total = sum(counts)
+        return [count / total for count in counts]
+
+    def to_rows(self) -> List[dict]:
+        """JSON-ready rows for board.json."""
+        return [{'path': [list(stage) for stage in entry.path], 'prec1': entry.prec1,
+                 'val_prec1': entry.val_prec1, 'flops': entry.flops, 'params': entry.params}
+                for entry in self._entries]
+
+    # --- checkpointing ---------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        """Plain python and tensors only (loads with torch.load(weights_only=True))."""
+        return {'pool_size': self.pool_size, 'acc_gap': self.acc_gap,
+                'entries': [entry.to_state() for entry in self._entries]}
+
+    def load_state_dict(self, state: dict, device=None) -> None:
+        """Restore a board saved by ``state_dict``; ``device`` moves the probe tensors."""
+        if state['pool_size'] != self.pool_size or float(state['acc_gap']) != self.acc_gap:
+            raise ValueError(
+                f'the saved board has pool_size={state["pool_size"]}, acc_gap={state["acc_gap"]} but '
+                f'this run uses pool_size={self.pool_size}, acc_gap={self.acc_gap}; resume with the '
+                f'same SUPERNET.POOL_SIZE and ACC_GAP')
+        entries = [BoardEntry.from_state(entry, device) for entry in state['entries']]
+        if len(entries) > self.pool_size:
+            raise ValueError(f'the saved board holds {len(entries)} entries, more than pool_size '
+                             f'{self.pool_size}')
+        self._entries = sorted(entries, key=BoardEntry.sort_key)
+
+    # --- distributed -----------------------------------------------------------------------------
+    def broadcast_(self, src: int = 0, device=None) -> 'PrioritizedBoard':
+        """Make every rank hold rank ``src``'s board (no-op without torch.distributed).
+
+        The numbers go with broadcast_object_list, the probe tensors with plain tensor broadcasts on
+        ``device`` (default: the current CUDA device for NCCL, else CPU), where they then stay."""
+        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+            return self
+        if device is None:
+            device = (torch.device('cuda', torch.cuda.current_device())
+                      if dist.get_backend() == 'nccl' else torch.device('cpu'))
+        is_src = dist.get_rank() == src
+        header = [None]
+        if is_src:
+            header[0] = {'pool_size': self.pool_size, 'acc_gap': self.acc_gap, 'entries': [
+                {**{k: v for k, v in entry.to_state().items() if not k.startswith('probe_')},
+                 'images_shape': tuple(entry.probe_images.shape), 'images_dtype': entry.probe_images.dtype,
+                 'probs_shape': tuple(entry.probe_probs.shape), 'probs_dtype': entry.probe_probs.dtype}
+                for entry in self._entries]}
+        dist.broadcast_object_list(header, src=src)
+        header = header[0]
+        entries = []
+        for index, meta in enumerate(header['entries']):
+            if is_src:
+                images = self._entries[index].probe_images.to(device).contiguous()
+                probs = self._entries[index].probe_probs.to(device).contiguous()
+            else:
+                images = torch.empty(meta['images_shape'], dtype=meta['images_dtype'], device=device)
+                probs = torch.empty(meta['probs_shape'], dtype=meta['probs_dtype'], device=device)
+            dist.broadcast(images, src=src)
+            dist.broadcast(probs, src=src)
+            if not is_src:
+                entries.append(BoardEntry(path=meta['path'], prec1=meta['prec1'], flops=meta['flops'],
+                                          params=meta['params'], val_prec1=meta['val_prec1'],
+                                          probe_images=images, probe_probs=probs))
+        if not is_src:
+            self.pool_size, self.acc_gap = header['pool_size'], header['acc_gap']
+            self._entries = entries
+        return self
