@@ -13,7 +13,9 @@ LOGGER_NAME = 'cream'
 def setup_logging(run_dir: Optional[str], rank: int, log_name: str, verbose: bool = False) -> logging.Logger:
     """Console on every rank (warnings only off the main rank), ``run_dir/log_name`` on the main rank."""
     logger = logging.getLogger(LOGGER_NAME)
-    logger.handlers.clear()
+    for old in list(logger.handlers):  # a second in-process run must not leak the first's log file
+        logger.removeHandler(old)
+        old.close()
     logger.propagate = False
     level = logging.DEBUG if verbose else logging.INFO
     logger.setLevel(level if rank == 0 else logging.WARNING)

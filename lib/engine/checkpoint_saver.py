@@ -1,0 +1,99 @@
+"""The checkpoint files of a run folder: last, recovery, and the top-N by the validation metric.
+
+``last.pth.tar``        every epoch                ``recovery.pth.tar``  mid-epoch (RECOVERY_INTERVAL)
+``best.pth.tar``        the best epoch so far      ``checkpoint-<epoch>.pth.tar``  the CHECKPOINT_HIST best
+
+Every file is written atomically (temporary file + rename); only the main rank writes.
+"""
+import os
+import re
+import shutil
+import tempfile
+from typing import Any, Dict, List, Optional, Tuple
+
+from lib.engine.checkpoint import save_checkpoint_atomic
+
+LAST = 'last.pth.tar'
+BEST = 'best.pth.tar'
+RECOVERY = 'recovery.pth.tar'
+_EPOCH_FILE = re.compile(r'^checkpoint-(\d+)\.pth\.tar$')
+
+
+def epoch_file(epoch: int) -> str:
+    return f'checkpoint-{epoch}.pth.tar'
+
+
+def _copy_atomic(src: str, dst: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f'.{os.path.basename(dst)}.', suffix='.tmp', dir=os.path.dirname(dst))
+    os.close(fd)
+    try:
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, dst)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class CheckpointSaver:
+    """Keeps ``history``: the best ``max_history`` (metric, epoch) pairs, best first."""
+
+    def __init__(self, run_dir: str, max_history: int, higher_is_better: bool, is_main: bool = True):
+        if max_history < 0:
+            raise ValueError(f'CHECKPOINT_HIST must be >= 0; got {max_history}')
+        self.run_dir = run_dir
+        self.max_history = max_history
+        self.higher_is_better = higher_is_better
+        self.is_main = is_main
+        self.history: List[Tuple[float, int]] = []
+
+    def path(self, name: str) -> str:
+        return os.path.join(self.run_dir, name)
+
+    # -- ranking ---------------------------------------------------------------------------------
+    def _sorted(self, entries):
+        return sorted(entries, key=lambda e: (-e[0] if self.higher_is_better else e[0], e[1]))
+
+    def record(self, metric: float, epoch: int) -> Tuple[bool, bool]:
+        """Rank ``epoch``; returns (is_best, kept among the top ``max_history``)."""
+        entries = self._sorted([e for e in self.history if e[1] != epoch] + [(float(metric), int(epoch))])
+        is_best = entries[0][1] == epoch
+        self.history = entries[:max(self.max_history, 1)]  # the best entry is tracked even with 0
+        kept = self.max_history > 0 and any(e[1] == epoch for e in self.history)
+        return is_best, kept
+
+    @property
+    def best(self) -> Optional[Tuple[float, int]]:
+        return self.history[0] if self.history else None
+
+    def state_dict(self) -> Dict[str, Any]:
+        return {'history': [[m, e] for m, e in self.history]}
+
+    def load_state_dict(self, state: Dict[str, Any]) -> None:
+        self.history = self._sorted([(float(m), int(e)) for m, e in state.get('history', [])])[
+            :max(self.max_history, 1)]
+
+    # -- files ------------------------------------------------------------------------------------
+    def save_recovery(self, checkpoint: Dict[str, Any]) -> None:
+        if self.is_main:
+            save_checkpoint_atomic(checkpoint, self.path(RECOVERY))
+
+    def save_epoch(self, checkpoint: Dict[str, Any], epoch: int, is_best: bool, kept: bool) -> None:
+        """Write last.pth.tar, copy it to best/checkpoint-<epoch> as ranked, prune, drop the recovery."""
+        if not self.is_main:
+            return
+        last = save_checkpoint_atomic(checkpoint, self.path(LAST))
+        if kept:
+            _copy_atomic(str(last), self.path(epoch_file(epoch)))
+        if is_best:
+            _copy_atomic(str(last), self.path(BEST))
+        self._prune()
+        # The epoch's checkpoint supersedes any mid-epoch one.
+        if os.path.exists(self.path(RECOVERY)):
+            os.unlink(self.path(RECOVERY))
+
+    def _prune(self) -> None:
+        keep = {epoch_file(e) for _, e in self.history} if self.max_history > 0 else set()
+        for name in os.listdir(self.run_dir):
+            if _EPOCH_FILE.match(name) and name not in keep:
+                os.unlink(self.path(name))

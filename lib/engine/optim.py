@@ -1,0 +1,53 @@
+"""Optimizer, LR schedule and LR scaling of a retraining run, all from timm's factories."""
+from typing import Optional, Tuple
+
+import torch
+from timm.optim import create_optimizer_v2
+from timm.scheduler import create_scheduler_v2
+
+
+def scaled_lr(base_lr: float, global_batch: int, reference_batch: int) -> float:
+    """Linear scaling: ``base_lr`` is meant for ``reference_batch`` images per step (0: use it as is)."""
+    if reference_batch < 0:
+        raise ValueError(f'LR_REFERENCE_BATCH must be >= 0 (0: no scaling); got {reference_batch}')
+    if reference_batch == 0:
+        return base_lr
+    return base_lr * global_batch / reference_batch
+
+
+def build_optimizer(cfg, model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
+    """timm optimizer OPT (no weight decay on biases and norm layers, as timm does by default)."""
+    return create_optimizer_v2(model, opt=cfg.OPT, lr=lr, weight_decay=cfg.WEIGHT_DECAY,
+                               momentum=cfg.MOMENTUM, eps=cfg.OPT_EPS)
+
+
+def build_scheduler(cfg, optimizer: torch.optim.Optimizer,
+                    steps_per_epoch: int) -> Tuple[Optional[object], int]:
+    """timm scheduler SCHED stepped per epoch; returns (scheduler or None for 'none', epochs to run).
+
+    LR_NOISE is timm's: on/off points as fractions of the schedule (e.g. [0.4, 0.9]).
+    """
+    return create_scheduler_v2(
+        optimizer,
+        sched=cfg.SCHED,
+        num_epochs=cfg.EPOCHS,
+        decay_epochs=cfg.DECAY_EPOCHS,
+        cooldown_epochs=cfg.COOLDOWN_EPOCHS,
+        patience_epochs=cfg.PATIENCE_EPOCHS,
+        decay_rate=cfg.DECAY_RATE,
+        min_lr=cfg.MIN_LR,
+        warmup_lr=cfg.WARMUP_LR,
+        warmup_epochs=cfg.WARMUP_EPOCHS,
+        noise=cfg.LR_NOISE,
+        noise_pct=cfg.LR_NOISE_PCT,
+        noise_std=cfg.LR_NOISE_STD,
+        noise_seed=cfg.SEED,
+        plateau_mode='min' if cfg.EVAL_METRICS == 'loss' else 'max',
+        step_on_epochs=True,
+        updates_per_epoch=steps_per_epoch,
+    )
+
+
+def current_lr(optimizer: torch.optim.Optimizer) -> float:
+    lrs = [group['lr'] for group in optimizer.param_groups]
+    return sum(lrs) / len(lrs)

@@ -1,0 +1,103 @@
+"""Everything a retraining run needs, built from the config in an order that fails early.
+
+Order: apex check, network (bad MODEL_SELECTION / INPUT_ARCH fail here), data, loss, device and
+SyncBN, optimizer, schedule, scaler, EMA, resume, DDP, compile.
+"""
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import torch
+
+from lib.data.loaders import build_train_loader_from_cfg, build_val_loader_from_cfg
+from lib.engine.checkpoint_saver import CheckpointSaver
+from lib.engine.distributed import DistContext
+from lib.engine.logger import SummaryCSV, TensorBoard
+from lib.engine.model_builder import ChildInfo, build_child_from_cfg, log_model_complexity
+from lib.engine.optim import build_optimizer, build_scheduler, scaled_lr
+from lib.engine.precision import grad_scaler
+from lib.engine.resume import ResumePoint, apply_resume, find_resume_checkpoint
+from lib.engine.training import (build_criterion, build_ema, convert_sync_bn, import_apex,
+                                 wrap_distributed)
+
+
+@dataclass
+class RetrainSession:
+    cfg: Any
+    dist: DistContext
+    run_dir: str
+    logger: Any
+    info: ChildInfo
+    model: torch.nn.Module  # the bare network (weights saved from it)
+    train_model: torch.nn.Module  # what the training step calls: DDP / compiled wrapper of ``model``
+    ema: Optional[torch.nn.Module]
+    optimizer: torch.optim.Optimizer
+    scheduler: Any
+    scaler: torch.amp.GradScaler
+    loss_fn: Any
+    mixup_fn: Any
+    train_loader: Any
+    val_loader: Any
+    steps_per_epoch: int
+    num_epochs: int
+    lr: float
+    saver: CheckpointSaver
+    summary: SummaryCSV
+    tensorboard: TensorBoard
+    resume: Optional[ResumePoint]
+
+
+def build_session(run) -> RetrainSession:
+    cfg, dist_ctx, logger = run.cfg, run.dist, run.logger
+    device = dist_ctx.device
+    if cfg.APEX:
+        import_apex()
+    model, info = build_child_from_cfg(cfg)
+    if dist_ctx.is_main:
+        log_model_complexity(model, info, logger)
+
+    loader_args = dict(rank=dist_ctx.rank, world_size=dist_ctx.world_size, device=device)
+    train_loader = build_train_loader_from_cfg(cfg, info.resolution, **loader_args)
+    val_loader = build_val_loader_from_cfg(cfg, info.resolution, **loader_args)
+    train_loader.set_epoch(0)
+    steps_per_epoch = len(train_loader)
+    loss_fn, mixup_fn = build_criterion(cfg, cfg.DATASET.NUM_CLASSES)
+
+    model = convert_sync_bn(model, cfg, dist_ctx, logger)
+    model.to(device)
+    if cfg.CHANNELS_LAST:
+        model.to(memory_format=torch.channels_last)
+    global_batch = cfg.DATASET.BATCH_SIZE * dist_ctx.world_size
+    lr = scaled_lr(cfg.LR, global_batch, cfg.LR_REFERENCE_BATCH)
+    if cfg.LR_REFERENCE_BATCH:
+        logger.info('LR %.6g = LR %.6g x global batch %d / LR_REFERENCE_BATCH %d', lr, cfg.LR, global_batch,
+                    cfg.LR_REFERENCE_BATCH)
+    else:
+        logger.info('LR %.6g for a global batch of %d (LR_REFERENCE_BATCH 0: not scaled)', lr, global_batch)
+    optimizer = build_optimizer(cfg, model, lr)
+    scheduler, num_epochs = build_scheduler(cfg, optimizer, steps_per_epoch)
+    scaler = grad_scaler(device, cfg.AMP, cfg.AMP_DTYPE)
+    # The EMA copies this rank's weights; every rank has the same ones (same seed, or the checkpoint).
+    ema = build_ema(cfg, model)
+    saver = CheckpointSaver(run.run_dir, cfg.CHECKPOINT_HIST, higher_is_better=cfg.EVAL_METRICS != 'loss',
+                            is_main=dist_ctx.is_main)
+
+    path, checkpoint = find_resume_checkpoint(cfg, run.run_dir, dist_ctx, logger)
+    resume = None
+    if checkpoint is not None:
+        resume = apply_resume(checkpoint, path, model=model, optimizer=optimizer, scheduler=scheduler,
+                              scaler=scaler, ema=ema, saver=saver, steps_per_epoch=steps_per_epoch,
+                              dist_ctx=dist_ctx, logger=logger)
+        del checkpoint
+
+    train_model = wrap_distributed(model, cfg, dist_ctx, logger)
+    if cfg.COMPILE:
+        train_model = torch.compile(train_model)
+    logger.info('%d epochs of %d steps (%d images per step over %d process(es)); optimizer %s, schedule %s',
+                num_epochs, steps_per_epoch, global_batch, dist_ctx.world_size, cfg.OPT, cfg.SCHED)
+    return RetrainSession(
+        cfg=cfg, dist=dist_ctx, run_dir=run.run_dir, logger=logger, info=info, model=model,
+        train_model=train_model, ema=ema, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+        loss_fn=loss_fn, mixup_fn=mixup_fn, train_loader=train_loader, val_loader=val_loader,
+        steps_per_epoch=steps_per_epoch, num_epochs=num_epochs, lr=lr, saver=saver,
+        summary=SummaryCSV(f'{run.run_dir}/summary.csv'),
+        tensorboard=TensorBoard(run.run_dir, enabled=dist_ctx.is_main), resume=resume)

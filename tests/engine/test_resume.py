@@ -1,0 +1,104 @@
+import logging
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from lib.config import load_config
+from lib.engine.checkpoint import make_checkpoint
+from lib.engine.checkpoint_saver import LAST, RECOVERY, CheckpointSaver
+from lib.engine.distributed import DistContext
+from lib.engine.model_builder import build_child_from_cfg
+from lib.engine.optim import build_optimizer, build_scheduler, current_lr
+from lib.engine.resume import (Position, ResumeError, apply_resume, find_resume_checkpoint, gather_rank_states,
+                               restore_rank_rng, resume_extras)
+from lib.engine.training import build_ema
+
+LOGGER = logging.getLogger('test.resume')
+ONE = DistContext()
+
+
+def parts(cfg):
+    torch.manual_seed(0)
+    model, _ = build_child_from_cfg(cfg)
+    optimizer = build_optimizer(cfg, model, lr=0.01)
+    scheduler, _ = build_scheduler(cfg, optimizer, steps_per_epoch=4)
+    return model, optimizer, scheduler, build_ema(cfg, model)
+
+
+def small_cfg(**opts):
+    base = {'MODEL_SELECTION': -1, 'INPUT_ARCH': [[0], [0], [0], [0], [0], [0], [0]], 'DATASET.NUM_CLASSES': 2}
+    base.update(opts)
+    return load_config(None, [str(x) for kv in base.items() for x in kv])
+
+
+def write(path, cfg, *, epoch, step, global_step, saver=None):
+    model, optimizer, scheduler, ema = parts(cfg)
+    extra = resume_extras(position=Position(epoch, step, global_step), steps_per_epoch=4, scheduler=scheduler,
+                          scaler=None, saver=saver or CheckpointSaver(str(path.parent), 2, True),
+                          rank_states=gather_rank_states(torch.arange(4.0)), cfg=cfg)
+    torch.save(make_checkpoint(model, ema, optimizer, epoch=epoch, arch='x', cfg=cfg, extra=extra), path)
+
+
+@pytest.mark.parametrize('recovery_step, expected', [(6, RECOVERY), (2, LAST)])
+def test_the_run_folder_resumes_from_the_further_of_recovery_and_last(tmp_path, recovery_step, expected):
+    cfg = small_cfg(AUTO_RESUME=True)
+    write(tmp_path / LAST, cfg, epoch=0, step=4, global_step=4)
+    write(tmp_path / RECOVERY, cfg, epoch=recovery_step // 4, step=recovery_step % 4, global_step=recovery_step)
+    path, checkpoint = find_resume_checkpoint(cfg, str(tmp_path), ONE, LOGGER)
+    assert path.endswith(expected) and checkpoint['global_step'] == max(4, recovery_step)
+
+
+def test_an_unreadable_file_of_the_run_folder_is_skipped_with_a_warning(tmp_path, caplog):
+    cfg = small_cfg(AUTO_RESUME=True)
+    write(tmp_path / LAST, cfg, epoch=0, step=4, global_step=4)
+    (tmp_path / RECOVERY).write_bytes(b'half a file')
+    with caplog.at_level(logging.WARNING, logger='test.resume'):
+        path, _ = find_resume_checkpoint(cfg, str(tmp_path), ONE, LOGGER)
+    assert path.endswith(LAST) and 'ignoring unreadable checkpoint' in caplog.text
+    assert find_resume_checkpoint(small_cfg(), str(tmp_path), ONE, LOGGER) == (None, None)  # AUTO_RESUME off
+
+
+def test_apply_resume_restores_state_position_history_and_rng(tmp_path):
+    cfg = small_cfg()
+    saver = CheckpointSaver(str(tmp_path), 2, True)
+    saver.record(55.0, 0)
+    random.seed(1), np.random.seed(1), torch.manual_seed(1)
+    write(tmp_path / RECOVERY, cfg, epoch=1, step=2, global_step=6, saver=saver)
+    expected_draw = (random.random(), np.random.rand(), torch.rand(1).item())
+    checkpoint = torch.load(tmp_path / RECOVERY, weights_only=True)
+
+    model, optimizer, scheduler, ema = parts(small_cfg(SEED=7))
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(1.0)
+    fresh_saver = CheckpointSaver(str(tmp_path), 2, True)
+    point = apply_resume(checkpoint, 'recovery', model=model, optimizer=optimizer, scheduler=scheduler, scaler=None,
+                         ema=ema, saver=fresh_saver, steps_per_epoch=4, dist_ctx=ONE, logger=LOGGER)
+    assert point.position == Position(epoch=1, step_in_epoch=2, global_step=6)
+    assert torch.equal(point.epoch_totals, torch.arange(4.0))
+    assert fresh_saver.history == [(55.0, 0)]
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(tensor, checkpoint['state_dict'][name])
+    restore_rank_rng(point)
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected_draw
+
+    with pytest.raises(ResumeError, match='mid-epoch'):
+        apply_resume(checkpoint, 'recovery', model=model, optimizer=optimizer, scheduler=scheduler, scaler=None,
+                     ema=ema, saver=fresh_saver, steps_per_epoch=5, dist_ctx=ONE, logger=LOGGER)
+
+
+def test_a_released_checkpoint_gives_weights_and_epoch_and_a_fresh_optimizer(reference_dir, caplog):
+    from lib.engine.checkpoint import load_checkpoint_file
+    cfg = load_config(None, ['MODEL_SELECTION', '14'])
+    model, optimizer, scheduler, ema = parts(cfg)
+    checkpoint = load_checkpoint_file(reference_dir / 'checkpoints' / 'cream14_official_format.pth.tar')
+    with caplog.at_level(logging.WARNING, logger='test.resume'):
+        point = apply_resume(checkpoint, 'released', model=model, optimizer=optimizer, scheduler=scheduler,
+                             scaler=None, ema=ema, saver=CheckpointSaver('.', 1, True), steps_per_epoch=4,
+                             dist_ctx=ONE, logger=LOGGER)
+    assert point.position.epoch == checkpoint['epoch'] + 1 and point.rng_state is None
+    assert torch.equal(ema.module.conv_stem.weight, checkpoint['state_dict_ema']['conv_stem.weight'])
+    assert 'not a retrain.py checkpoint' in caplog.text and 'optimizer starts fresh' in caplog.text
+    assert current_lr(optimizer) > 0
