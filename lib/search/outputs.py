@@ -1,0 +1,90 @@
+"""What a search leaves in its run folder besides checkpoints: ``board.json`` and ``best_arch.yaml``.
+
+``best_arch.yaml`` is a config fragment that retrain.py and test.py take as a second ``--cfg``::
+
+    python retrain.py --cfg configs/demo/retrain.yaml --cfg output/demo_search/best_arch.yaml
+"""
+import json
+import os
+from typing import Optional, Sequence
+
+from lib.models.supernet import path_to_arch
+from lib.search.board import BoardEntry, PrioritizedBoard
+
+BOARD_FILE = 'board.json'
+BEST_ARCH_FILE = 'best_arch.yaml'
+
+
+def write_text_atomic(text: str, path: str) -> None:
+    tmp = f'{path}.tmp'
+    with open(tmp, 'w') as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def write_json_atomic(obj, path: str) -> None:
+    write_text_atomic(json.dumps(obj, indent=1) + '\n', path)
+
+
+def board_rows(board: PrioritizedBoard) -> list:
+    """One row per entry, best first: path (searchable stages), arch (all 7 stages), train prec1,
+    val prec1 (None until validated), MFLOPs and M params."""
+    rows = []
+    for rank, row in enumerate(board.to_rows()):
+        rows.append({'rank': rank, 'path': row['path'], 'arch': path_to_arch(row['path']),
+                     'prec1': row['prec1'], 'val_prec1': row['val_prec1'],
+                     'flops_M': row['flops'], 'params_M': row['params']})
+    return rows
+
+
+def write_board_json(board: PrioritizedBoard, path: str, *, epoch: int, resolution: int) -> None:
+    """board.json: the run's position and one entry per line (best first), so that a diff shows moves."""
+    head = {'epoch': int(epoch), 'resolution': int(resolution), 'pool_size': board.pool_size}
+    lines = [json.dumps(row) for row in board_rows(board)]
+    entries = '[]' if not lines else '[\n  ' + ',\n  '.join(lines) + '\n ]'
+    write_text_atomic(json.dumps(head)[:-1] + ',\n "entries": ' + entries + '}\n', path)
+
+
+def choose_final_entry(board: PrioritizedBoard, flops_minimum: float,
+                       flops_maximum: float) -> Optional[BoardEntry]:
+    """The board entry with the best val prec1 whose FLOPs lie within [minimum, maximum] (MFLOPs).
+
+    Entries never validated (SUPERNET.EVAL_BOARD False) rank by their train prec1 instead; ties go to
+    fewer FLOPs. None when no entry is within the budget (or the board is empty)."""
+    within = [entry for entry in board if flops_minimum <= entry.flops <= flops_maximum]
+    if not within:
+        return None
+
+    def key(entry: BoardEntry):
+        score = entry.val_prec1 if entry.val_prec1 is not None else entry.prec1
+        return (-score, entry.flops)
+
+    return min(within, key=key)
+
+
+def _inline_list(values: Sequence) -> str:
+    return '[' + ', '.join(_inline_list(v) if isinstance(v, (list, tuple)) else str(v) for v in values) + ']'
+
+
+def best_arch_yaml(entry: BoardEntry, resolution: int, *, epoch: int, run_dir: str) -> str:
+    """The config fragment of ``entry`` (see the module docstring)."""
+    val = 'not validated' if entry.val_prec1 is None else f'{entry.val_prec1:.3f}'
+    params = 'n/a' if entry.params is None else f'{entry.params:.3f}M'
+    return (
+        f'# Best board path of the search in {run_dir} (after epoch {epoch}):\n'
+        f'#   path {[list(stage) for stage in entry.path]}\n'
+        f'#   FLOPs {entry.flops:.2f}M  params {params}  val prec1 {val}  train prec1 {entry.prec1:.3f}\n'
+        f'# Retrain it:  python retrain.py --cfg configs/retrain.yaml --cfg {os.path.join(run_dir, BEST_ARCH_FILE)}\n'
+        '#   (the demo: --cfg configs/demo/retrain.yaml); test.py takes this file the same way\n'
+        'MODEL_SELECTION: -1\n'
+        f'INPUT_ARCH: {_inline_list(path_to_arch(entry.path))}\n'
+        'NET:\n'
+        '  # a searched single-layer stage keeps its searched op (not the released nets\' default op)\n'
+        '  SINGLE_LAYER_DEFAULT_OP: False\n'
+        'DATASET:\n'
+        f'  IMAGE_SIZE: {int(resolution)}  # the search resolution\n'
+    )
+
+
+def write_best_arch(entry: BoardEntry, path: str, *, resolution: int, epoch: int, run_dir: str) -> None:
+    write_text_atomic(best_arch_yaml(entry, resolution, epoch=epoch, run_dir=run_dir), path)

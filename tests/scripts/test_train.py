@@ -1,0 +1,179 @@
+"""train.py end to end on tiny generated data (CPU, 64 px, the smallest search space): the demo search and
+its best_arch.yaml in retrain.py/test.py, exact resume (after an epoch and mid-epoch), two processes
+holding one board, an infeasible budget."""
+import csv
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import train
+from lib.config import load_config
+from lib.data.demo import make_demo_dataset
+from lib.engine.model_builder import build_child_from_cfg
+
+# FLOPS_MAXIMUM 6: one layer per stage at 64 px. SLICE 2 lets a batch of 4 feed the meta update.
+# 3 classes x 4 train images = 3 steps of 4 per epoch; epoch 0 plain, epoch 1 board + KD + meta updates.
+SEARCH = {'FLOPS_MAXIMUM': 6, 'WORKERS': 0, 'EPOCHS': 2, 'DATASET.BATCH_SIZE': 4, 'DATASET.NUM_CLASSES': 3,
+          'DATASET.VAL_BATCH_MUL': 2, 'DATASET.GENERATE_DEMO': False, 'LOG_INTERVAL': 1, 'LR': 0.05,
+          'SUPERNET.SLICE': 2, 'SUPERNET.POOL_SIZE': 2, 'SUPERNET.META_STA_EPOCH': 0,
+          'SUPERNET.UPDATE_ITER': 2, 'DETERMINISTIC': True}
+
+
+@pytest.fixture(autouse=True)
+def _global_torch_settings():
+    deterministic, threads = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.use_deterministic_algorithms(deterministic)
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory):
+    return make_demo_dataset(str(tmp_path_factory.mktemp('search') / 'data'), num_classes=3, train_per_class=4,
+                             val_per_class=2, image_size=32)
+
+
+def argv(repo_root, out, data, **extra):
+    opts = dict(SEARCH, OUTPUT=out, DATA_DIR=data, **extra)
+    return ['--cfg', str(repo_root / 'configs/demo/train.yaml')] + [str(x) for kv in opts.items() for x in kv]
+
+
+def summary_rows(run_dir):
+    with open(os.path.join(run_dir, 'summary.csv'), newline='') as f:
+        return [{k: v for k, v in row.items() if k != 'img_per_sec'} for row in csv.DictReader(f)]
+
+
+def board_entries(run_dir):
+    with open(os.path.join(run_dir, 'board.json')) as f:
+        return json.load(f)['entries']
+
+
+@pytest.fixture(scope='module')
+def uninterrupted(repo_root, data, tmp_path_factory):
+    """The demo config, shortened: two epochs without a stop."""
+    out = tmp_path_factory.mktemp('whole')
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in the other tests: the thread count changes float sums
+    try:
+        result = train.main(argv(repo_root, out, data, RECOVERY_INTERVAL=2))
+    finally:
+        torch.set_num_threads(threads)
+    return out / 'demo_search', result
+
+
+class Stop(KeyboardInterrupt):
+    pass
+
+
+def test_demo_search_writes_board_and_a_best_arch_that_retrain_and_test_accept(repo_root, data, uninterrupted,
+                                                                               tmp_path):
+    run_dir, result = uninterrupted
+    rows = summary_rows(run_dir)
+    assert [r['epoch'] for r in rows] == ['0', '1']
+    assert rows[0]['board_size'] == '0' and rows[0]['train_kd_loss'] == ''  # plain epoch
+    assert rows[1]['board_size'] == '2' and float(rows[1]['train_kd_loss']) > 0  # board, distillation
+    assert int(rows[1]['meta_updates']) == 1  # step 2 of epoch 1 (UPDATE_ITER 2)
+    entries = board_entries(run_dir)
+    assert len(entries) == 2 and all(e['val_prec1'] is not None and e['flops_M'] > 0 for e in entries)
+    assert [e['path'] for e in entries] == [e['path'] for e in result['board']]
+    for name in ('last.pth.tar', 'best.pth.tar', 'train.log', 'config.yaml'):
+        assert (run_dir / name).is_file(), name
+    checkpoint = torch.load(run_dir / 'last.pth.tar', map_location='cpu', weights_only=True)
+    assert len(checkpoint['board']['entries']) == 2 and 'mmn' in checkpoint and 'path_sampler' in checkpoint
+
+    best_arch = run_dir / 'best_arch.yaml'
+    assert best_arch.is_file()
+    cfg = load_config([str(repo_root / 'configs/demo/retrain.yaml'), str(best_arch)])
+    arch = [[0]] + result['best_arch'] + [[0]]
+    assert cfg.NET.SELECTION == -1 and cfg.NET.INPUT_ARCH == arch and cfg.DATASET.IMAGE_SIZE == 64
+    _, info = build_child_from_cfg(cfg)
+    assert info.arch == arch and not info.keep_single_layer_default
+
+    import retrain
+    import test as test_script
+    tiny = ['OUTPUT', str(tmp_path), 'DATA_DIR', str(data), 'DATASET.NUM_CLASSES', '3', 'WORKERS', '0',
+            'DATASET.BATCH_SIZE', '4']
+    retrain.main(['--cfg', str(repo_root / 'configs/demo/retrain.yaml'), '--cfg', str(best_arch), *tiny,
+                  'EPOCHS', '1', 'MODEL', 'demo_retrain'])
+    results = test_script.main(['--cfg', str(repo_root / 'configs/demo/test.yaml'), '--cfg', str(best_arch), *tiny,
+                                'RESUME_PATH', str(tmp_path / 'demo_retrain' / 'last.pth.tar')])
+    assert results['arch'] == arch and results['resolution'] == 64 and results['images'] == 6
+
+
+def test_resume_after_an_epoch_and_mid_epoch_continues_exactly(repo_root, data, uninterrupted, tmp_path):
+    whole_dir, _ = uninterrupted
+
+    def stop_after_epoch_0(epoch):
+        if epoch == 0:
+            raise Stop
+
+    def stop_mid_epoch_1(epoch, step, global_step):
+        if (epoch, step) == (1, 2):  # right after the recovery checkpoint of step 2
+            raise Stop
+
+    args = argv(repo_root, tmp_path, data, RECOVERY_INTERVAL=2, AUTO_RESUME=True)
+    with pytest.raises(Stop):
+        train.main(args, on_epoch_end=stop_after_epoch_0)
+    run_dir = tmp_path / 'demo_search'
+    assert not (run_dir / 'best_arch.yaml').exists()
+    with pytest.raises(Stop):
+        train.main(args, on_step_end=stop_mid_epoch_1)
+    assert (run_dir / 'recovery.pth.tar').is_file()
+    train.main(args)
+
+    assert summary_rows(run_dir) == summary_rows(whole_dir)
+    assert board_entries(run_dir) == board_entries(whole_dir)
+    def best_arch_lines(folder):  # without the lines naming the run folder
+        return [line for line in (folder / 'best_arch.yaml').read_text().splitlines() if str(folder) not in line]
+    assert best_arch_lines(run_dir) == best_arch_lines(whole_dir)
+    resumed = torch.load(run_dir / 'last.pth.tar', map_location='cpu', weights_only=True)
+    whole = torch.load(whole_dir / 'last.pth.tar', map_location='cpu', weights_only=True)
+    for key in ('state_dict', 'mmn'):
+        for name, value in whole[key].items():
+            assert torch.equal(resumed[key][name], value), (key, name)
+    for a, b in zip(resumed['board']['entries'], whole['board']['entries']):
+        assert torch.equal(a['probe_images'], b['probe_images']) and torch.equal(a['probe_probs'], b['probe_probs'])
+    assert 'resuming from' in (run_dir / 'train.log').read_text()
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_hold_the_same_board_and_weights(repo_root, data, tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=str(repo_root))
+    command = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_addr=127.0.0.1',
+               f'--master_port={_free_port()}', str(repo_root / 'train.py'),
+               *argv(repo_root, tmp_path, data, VERBOSE=True, **{'DATASET.BATCH_SIZE': 2, 'SUPERNET.SLICE': 1})]
+    completed = subprocess.run(command, cwd=repo_root, env=env, capture_output=True, text=True, timeout=300)
+    assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
+    run_dir = tmp_path / 'demo_search'
+    digests = [(run_dir / f'state_digest.rank{rank}.txt').read_text().splitlines() for rank in (0, 1)]
+    assert len(digests[0]) == 2 and digests[0] == digests[1]
+    assert digests[0][1].endswith('size 2')  # the board filled in epoch 1
+    assert 'over 2 process(es)' in (run_dir / 'train.log').read_text()
+
+
+def test_infeasible_budget_fails_before_any_work(repo_root, data, tmp_path):
+    with pytest.raises(SystemExit) as error:
+        train.main(argv(repo_root, tmp_path, data, FLOPS_MAXIMUM=1))
+    assert 'infeasible' in str(error.value) and 'FLOPS_MAXIMUM' in str(error.value)
+    run_dir = tmp_path / 'demo_search'
+    assert not any((run_dir / name).exists() for name in ('summary.csv', 'last.pth.tar', 'board.json'))
+    assert 'supernet:' not in (run_dir / 'train.log').read_text()  # failed before building anything
+
+
+def test_an_empty_board_at_the_end_writes_no_best_arch(repo_root, data, tmp_path):
+    result = train.main(argv(repo_root, tmp_path, data, EPOCHS=1))  # epoch 0 <= META_STA_EPOCH: no offers
+    run_dir = tmp_path / 'demo_search'
+    assert result['best_arch'] is None and result['board'] == []
+    assert not (run_dir / 'best_arch.yaml').exists() and (run_dir / 'last.pth.tar').is_file()
+    assert 'the board is empty after the last epoch' in (run_dir / 'train.log').read_text()

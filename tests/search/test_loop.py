@@ -1,0 +1,196 @@
+"""The search loop's wiring on a small real supernet (CPU, 32 px): teacher choice and KD weight, board
+offers, optimizer groups, LR schedule, BN recalibration, and the best_arch.yaml it writes."""
+import copy
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.nn.functional as F
+from timm.loss import LabelSmoothingCrossEntropy
+
+from lib.config import load_config
+from lib.engine.model_builder import build_child_from_cfg
+from lib.models.supernet import SuperNet
+from lib.search.board import BoardEntry, PrioritizedBoard
+from lib.search.builder import build_linear_schedule, build_search_optimizer
+from lib.search.loop import _forward_backward, _offer_to_board, meta_update_due, recalibrated_bn
+from lib.search.meta_matching import MetaMatchingNetwork
+from lib.search.outputs import choose_final_entry, write_best_arch
+
+NUM_CLASSES, SLICE, IMAGE = 5, 2, 32
+STUDENT = ((1,), (0,), (2,), (5,), (3,))
+TEACHERS = (((0,), (1,), (2,), (3,), (4,)), ((5,), (4,), (3,), (2,), (1,)))
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def make_session(*overrides):
+    torch.manual_seed(0)
+    cfg = load_config(None, ['DATASET.NUM_CLASSES', str(NUM_CLASSES), 'SUPERNET.SLICE', str(SLICE),
+                             'SUPERNET.POOL_SIZE', '3', 'LR', '0.1', 'EPOCHS', '2', *overrides])
+    supernet = SuperNet((1, 1, 1, 1, 1), num_classes=NUM_CLASSES).train()
+    mmn = MetaMatchingNetwork(SLICE, NUM_CLASSES)
+    board = PrioritizedBoard(cfg.SUPERNET.POOL_SIZE, cfg.ACC_GAP)
+    for rank, path in enumerate(TEACHERS):
+        board.offer(BoardEntry(path=path, prec1=60.0 - rank, flops=10.0 + rank,
+                               probe_images=torch.randn(SLICE, 3, IMAGE, IMAGE),
+                               probe_probs=torch.softmax(torch.randn(SLICE, NUM_CLASSES), dim=-1)))
+    optimizer = build_search_optimizer(cfg, supernet, mmn, torch.device('cpu'))
+    table = SimpleNamespace(path_flops=lambda path: 12.5, path_params=lambda path: 1.25)
+    return SimpleNamespace(
+        cfg=cfg, supernet=supernet, mmn=mmn, board=board, optimizer=optimizer,
+        scheduler=build_linear_schedule(optimizer, 10), scaler=torch.amp.GradScaler('cpu', enabled=False),
+        loss_fn=LabelSmoothingCrossEntropy(smoothing=0.1), dist=SimpleNamespace(device=torch.device('cpu')),
+        local_bn_group=None, flops_table=table)
+
+
+def batch(n=8):
+    generator = torch.Generator().manual_seed(1)
+    return (torch.randn(n, 3, IMAGE, IMAGE, generator=generator),
+            torch.randint(0, NUM_CLASSES, (n,), generator=generator))
+
+
+def expected_distillation(session, images, target):
+    """The step's loss computed independently, on a copy, with the teacher the MMN scores pick."""
+    net = copy.deepcopy(session.supernet)
+    entries = list(session.board)
+    with torch.no_grad():
+        probes = torch.cat([e.probe_images for e in entries])
+        probs = torch.softmax(net(probes, STUDENT), dim=-1).reshape(len(entries), SLICE, NUM_CLASSES)
+        scores = session.mmn(probs - torch.stack([e.probe_probs for e in entries]))
+    chosen = int(scores.argmax())
+    m = torch.sigmoid(-scores[chosen])
+    logits = net(images, STUDENT)
+    with torch.no_grad():
+        teacher_logits = net(images, entries[chosen].path)
+    kd = torch.sum(-torch.softmax(teacher_logits, -1) * F.log_softmax(logits, -1), -1).mean()
+    ce = session.loss_fn(logits, target)
+    return chosen, scores, (m * kd + (2 - m) * ce) / 2, kd
+
+
+def test_distillation_step_uses_the_chosen_teachers_path_and_score():
+    session = make_session()
+    images, target = batch()
+    chosen, scores, _, _ = expected_distillation(session, images, target)
+    if chosen == len(session.board) - 1:  # make the pick differ from the last entry (the original's bug)
+        with torch.no_grad():
+            session.mmn.linear.weight.neg_()
+    chosen, scores, expected_loss, expected_kd = expected_distillation(session, images, target)
+    assert chosen != len(session.board) - 1
+    assert abs(float(scores[0] - scores[1])) > 1e-3  # the two entries' KD weights differ
+    before = copy.deepcopy(session.supernet.state_dict())
+    logits, loss, kd = _forward_backward(session, STUDENT, images, target, distill=True)
+    torch.testing.assert_close(loss, expected_loss.detach(), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(kd, expected_kd.detach(), rtol=1e-5, atol=1e-6)
+    # the step moved the student path's weights, the LR schedule advanced, the MMN did not move
+    after = session.supernet.state_dict()
+    assert not torch.equal(before['blocks.1.0.1.conv_pw.weight'], after['blocks.1.0.1.conv_pw.weight'])
+    assert torch.equal(before['blocks.1.0.0.conv_pw.weight'], after['blocks.1.0.0.conv_pw.weight'])
+    assert session.optimizer.param_groups[0]['lr'] == pytest.approx(0.1 * 0.9)
+
+    admitted = _offer_to_board(session, STUDENT, images, logits, logits.argmax(1).eq(target).sum().double(),
+                               images.shape[0])
+    assert admitted and len(session.board) == 3
+    entry = next(e for e in session.board if e.path == STUDENT)  # the student's path, not the teacher's
+    assert entry.prec1 == pytest.approx(100.0 * float(logits.argmax(1).eq(target).float().mean()))
+    assert (entry.flops, entry.params) == (12.5, 1.25)
+    torch.testing.assert_close(entry.probe_images, images[:SLICE])
+    torch.testing.assert_close(entry.probe_probs, torch.softmax(logits[:SLICE], dim=-1))
+
+
+def test_plain_step_is_cross_entropy_and_top1_uses_half_weight():
+    session = make_session()
+    images, target = batch()
+    reference = copy.deepcopy(session.supernet)
+    _, loss, kd = _forward_backward(session, STUDENT, images, target, distill=False)
+    assert kd is None
+    torch.testing.assert_close(loss, session.loss_fn(reference(images, STUDENT), target).detach())
+
+    session = make_session('SUPERNET.PICK_METHOD', 'top1')
+    reference = copy.deepcopy(session.supernet)
+    _, loss, kd = _forward_backward(session, STUDENT, images, target, distill=True)
+    logits = reference(images, STUDENT)
+    with torch.no_grad():  # top1: the best entry is the teacher, m = 0.5
+        teacher = torch.softmax(reference(images, TEACHERS[0]), -1)
+    expected_kd = torch.sum(-teacher * F.log_softmax(logits, -1), -1).mean()
+    torch.testing.assert_close(loss, ((0.5 * expected_kd + 1.5 * session.loss_fn(logits, target)) / 2).detach(),
+                               rtol=1e-5, atol=1e-6)
+
+
+def test_meta_update_schedule():
+    cfg = load_config(None, ['SUPERNET.META_STA_EPOCH', '2', 'SUPERNET.UPDATE_ITER', '5'])
+    assert meta_update_due(cfg, epoch=3, batch_index=5, board_size=1)
+    assert meta_update_due(cfg, epoch=3, batch_index=10, board_size=4)
+    assert not meta_update_due(cfg, epoch=3, batch_index=0, board_size=1)  # not the epoch's first batch
+    assert not meta_update_due(cfg, epoch=3, batch_index=6, board_size=1)
+    assert not meta_update_due(cfg, epoch=2, batch_index=5, board_size=1)  # not up to META_STA_EPOCH
+    assert not meta_update_due(cfg, epoch=3, batch_index=5, board_size=0)
+    off = load_config(None, ['SUPERNET.META_STA_EPOCH', '2', 'SUPERNET.UPDATE_ITER', '5', 'SUPERNET.UPDATE_2ND', 'False'])
+    assert not meta_update_due(off, epoch=3, batch_index=5, board_size=1)
+    top1 = load_config(None, ['SUPERNET.META_STA_EPOCH', '2', 'SUPERNET.UPDATE_ITER', '5',
+                              'SUPERNET.PICK_METHOD', 'top1'])
+    assert not meta_update_due(top1, epoch=3, batch_index=5, board_size=1)
+
+
+def test_optimizer_groups_and_linear_schedule():
+    session = make_session('WEIGHT_DECAY', '0.001', 'META_LR', '0.01', 'OPT', 'sgd')
+    groups = session.optimizer.param_groups
+    assert [g['lr'] for g in groups] == [0.1, 0.1, 0.01]
+    assert [g['weight_decay'] for g in groups] == [0.0, 0.001, 0.0]
+    assert all(g['nesterov'] and g['momentum'] == 0.9 for g in groups)
+    ids = [{id(p) for p in g['params']} for g in groups]
+    assert ids[2] == {id(p) for p in session.mmn.parameters()}
+    assert id(session.supernet.classifier.bias) in ids[0] and id(session.supernet.classifier.weight) in ids[1]
+    assert sum(map(len, ids)) == len(list(session.supernet.parameters())) + 2
+    lrs = []
+    for _ in range(10):
+        lrs.append(groups[0]['lr'])
+        session.optimizer.step()
+        session.scheduler.step()
+    assert lrs == pytest.approx([0.1 * (1 - s / 10) for s in range(10)])
+    assert groups[0]['lr'] == 0.0 and groups[2]['lr'] == 0.0
+    momentum = build_search_optimizer(load_config(None, ['OPT', 'momentum']), session.supernet, session.mmn,
+                                      torch.device('cpu'))
+    assert not momentum.param_groups[0]['nesterov']
+
+
+def test_bn_recalibration_is_undone_afterwards():
+    session = make_session('SUPERNET.BN_RECALIBRATION_BATCHES', '2')
+    images, _ = batch()
+    session.train_loader = type('Loader', (), {'set_epoch': lambda self, epoch: None,
+                                               '__iter__': lambda self: iter([(images, None)] * 3)})()
+    bn = session.supernet.blocks[1][0][1].bn1
+    before = {k: v.clone() for k, v in session.supernet.state_dict().items()}
+    with recalibrated_bn(session, STUDENT, epoch=0, batches=2):
+        assert not torch.equal(bn.running_mean, before['blocks.1.0.1.bn1.running_mean'])
+        assert bn.momentum is None and int(bn.num_batches_tracked) == 2
+    for key, value in session.supernet.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    assert bn.momentum == 0.1
+
+
+def test_final_arch_within_budget_and_its_yaml_builds_the_child(tmp_path, repo_root):
+    board = PrioritizedBoard(3, 5.0)
+    probe = dict(probe_images=torch.zeros(1, 3, 4, 4), probe_probs=torch.zeros(1, NUM_CLASSES))
+    board.offer(BoardEntry(path=TEACHERS[0], prec1=70.0, flops=30.0, val_prec1=60.0, **probe))  # over budget
+    board.offer(BoardEntry(path=TEACHERS[1], prec1=65.0, flops=18.0, val_prec1=50.0, params=1.1, **probe))
+    board.offer(BoardEntry(path=STUDENT, prec1=60.0, flops=19.0, val_prec1=55.0, params=1.2, **probe))
+    chosen = choose_final_entry(board, 0, 20)
+    assert chosen.path == STUDENT  # best val prec1 among the paths within 0..20 MFLOPs
+    assert choose_final_entry(board, 0, 10) is None
+    out = tmp_path / 'best_arch.yaml'
+    write_best_arch(chosen, str(out), resolution=96, epoch=4, run_dir=str(tmp_path))
+    text = out.read_text()
+    assert 'val prec1 55.000' in text and 'FLOPs 19.00M' in text
+    cfg = load_config([str(repo_root / 'configs/demo/retrain.yaml'), str(out)])
+    assert cfg.NET.SELECTION == -1 and cfg.DATASET.IMAGE_SIZE == 96 and not cfg.NET.SINGLE_LAYER_DEFAULT_OP
+    assert cfg.NET.INPUT_ARCH == [[0], [1], [0], [2], [5], [3], [0]]
+    model, info = build_child_from_cfg(cfg)
+    assert info.arch == [[0], [1], [0], [2], [5], [3], [0]] and info.resolution == 96
+    assert model.blocks[1][0].conv_dw.kernel_size == (3, 3) and model.blocks[1][0].conv_pw.out_channels == 16 * 6
