@@ -3,6 +3,7 @@ import logging
 from typing import Optional, Tuple
 
 import torch
+from timm.layers import convert_sync_batchnorm
 from timm.data import Mixup
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from timm.utils import ModelEmaV3
@@ -51,11 +52,9 @@ def convert_sync_bn(model: torch.nn.Module, cfg, dist_ctx: DistContext, logger: 
     if not dist_ctx.distributed or dist_ctx.device.type != 'cuda':
         logger.info('BATCHNORM.SYNC_BN ignored: it applies to distributed runs on GPUs only')
         return model
-    if cfg.APEX:
-        from apex.parallel import convert_syncbn_model
-        model = convert_syncbn_model(model)
-    else:
-        model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+    # timm's converter keeps BatchNormAct2d's activation; torch's (and apex's) would drop the Swish
+    # that follows every BN in these networks. Native SyncBatchNorm also works under apex DDP.
+    model = convert_sync_batchnorm(model)
     logger.info('converted BatchNorm layers to synchronized BatchNorm')
     return model
 

@@ -120,15 +120,6 @@ def build_loss(cfg) -> nn.Module:
 
 
 # ---- distributed helpers ------------------------------------------------------------------------
-def private_iteration_seed(loader, seed: int) -> None:
-    # Creating a DataLoader iterator draws a worker base seed from the global torch RNG; a generator
-    # of its own keeps that draw out of the global stream, so that a run resumed mid-epoch (which
-    # creates one extra iterator) sees the same random numbers as an uninterrupted one.
-    data_loader = getattr(loader, 'loader', None)
-    if isinstance(data_loader, torch.utils.data.DataLoader) and data_loader.generator is None:
-        data_loader.generator = torch.Generator().manual_seed(seed)
-
-
 def one_rank_group(dist_ctx: DistContext):
     """This rank's one-member process group (every rank must call this together)."""
     groups = [dist.new_group([rank]) for rank in range(dist_ctx.world_size)]
@@ -221,7 +212,6 @@ def build_session(run) -> SearchSession:
 
     loader_args = dict(rank=dist_ctx.rank, world_size=dist_ctx.world_size, device=device)
     train_loader = build_train_loader_from_cfg(cfg, space.resolution, **loader_args)
-    private_iteration_seed(train_loader, cfg.SEED + dist_ctx.rank)
     val_loader = build_val_loader_from_cfg(cfg, space.resolution, **loader_args)
     train_loader.set_epoch(0)
     steps_per_epoch = len(train_loader)

@@ -84,3 +84,22 @@ def test_complexity_is_counted_at_the_run_resolution_and_logged(reference_dir, c
     assert abs(info.macs / 1e6 - reference['thop_macs_M']) < 0.01
     assert '[Model-14]' in caplog.text and 'Flops' in caplog.text and 'Params' in caplog.text
     assert not any(name.startswith('total_') for name, _ in model.named_buffers())  # thop left no trace
+
+
+def test_sync_bn_conversion_keeps_the_swish_after_every_bn():
+    import logging
+
+    import torch
+    from timm.layers import SyncBatchNormAct
+
+    from lib.config import load_config
+    from lib.engine.distributed import DistContext
+    from lib.engine.training import convert_sync_bn
+    from lib.models.childnet import build_released
+
+    cfg = load_config(None, ['BATCHNORM.SYNC_BN', 'True'])
+    ctx = DistContext(rank=0, world_size=2, local_rank=0, device=torch.device('cuda'))  # conversion only
+    model = convert_sync_bn(build_released(14), cfg, ctx, logging.getLogger('test'))
+    bn = model.blocks[1][0].bn1
+    assert isinstance(bn, SyncBatchNormAct) and isinstance(bn.act, torch.nn.SiLU)
+    assert not any(type(m) is torch.nn.BatchNorm2d for m in model.modules())
