@@ -3,39 +3,36 @@
     python -m torch.distributed.launch --nproc_per_node=8 ./test.py --cfg ./configs/test.yaml
     python test.py --cfg configs/test.yaml MODEL_SELECTION 43 RESUME_PATH ./43.pth.tar
 """
-import json
 import os
 import sys
 
 import torch
 
-from lib.engine.checkpoint import CheckpointError, load_model_weights
-from lib.engine.distributed import cleanup
+from lib.config import ConfigError
+from lib.engine.checkpoint import load_model_weights
+from lib.engine.guard import guarded
+from lib.fileio import write_json_atomic
 from lib.engine.evaluate import evaluate
 from lib.engine.model_builder import build_child_from_cfg, log_model_complexity
 from lib.engine.runtime import setup_run
 from lib.data.loaders import build_val_loader_from_cfg
 
 
-def write_json_atomic(obj: dict, path: str) -> None:
-    tmp = f'{path}.tmp'
-    with open(tmp, 'w') as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
-
-
 def main(argv=None) -> dict:
     run = setup_run('test', 'Evaluate a Cream child network checkpoint', argv)
+    with guarded(run, 'the evaluation', 'test.log'):
+        results = evaluate_checkpoint(run)
+    return results
+
+
+def evaluate_checkpoint(run) -> dict:
     cfg, dist, log = run.cfg, run.dist, run.logger
     if not cfg.RESUME_PATH:
-        raise SystemExit('error: RESUME_PATH is empty: set it to the checkpoint to evaluate '
-                         '(in the yaml or as RESUME_PATH ./43.pth.tar on the command line)')
+        raise ConfigError('RESUME_PATH is empty: set it to the checkpoint to evaluate '
+                          '(in the yaml or as RESUME_PATH ./43.pth.tar on the command line)')
     model, info = build_child_from_cfg(cfg)
     log_model_complexity(model, info, log)
-    try:
-        which = load_model_weights(model, cfg.RESUME_PATH, use_ema=cfg.NET.EMA.USE)
-    except (CheckpointError, FileNotFoundError) as err:
-        raise SystemExit(f'error: {err}') from None
+    which = load_model_weights(model, cfg.RESUME_PATH, use_ema=cfg.NET.EMA.USE)
     model.to(dist.device).eval()
     if cfg.CHANNELS_LAST:
         model.to(memory_format=torch.channels_last)
@@ -53,7 +50,6 @@ def main(argv=None) -> dict:
                'macs_M': info.macs / 1e6, 'params_M': info.params / 1e6, 'tta': cfg.TTA, **metrics}
     if dist.is_main:
         write_json_atomic(results, os.path.join(run.run_dir, 'test_results.json'))
-    cleanup()
     return results
 
 

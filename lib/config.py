@@ -15,6 +15,8 @@ from typing import List, Optional, Sequence
 import yaml
 from yacs.config import CfgNode as CN
 
+from lib.fileio import write_text_atomic
+
 _C = CN()
 
 # ---- run --------------------------------------------------------------------------------------
@@ -279,7 +281,4 @@ def _check(cfg: CN) -> None:
 
 def save_config(cfg: CN, path: str) -> None:
     """Write the full config as yaml, atomically."""
-    tmp = f'{path}.tmp'
-    with open(tmp, 'w') as f:
-        f.write(cfg.dump())
-    os.replace(tmp, path)
+    write_text_atomic(cfg.dump(), path)

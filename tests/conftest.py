@@ -11,7 +11,9 @@ REFERENCE = REPO.parent / 'shared' / 'reference'
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# One intra-op thread: the tensors here are tiny, and under pytest two OpenMP threads made some float64
+# convolutions ~30x slower (measured: the real-supernet finite-difference test, 130 s vs 4 s).
+torch.set_num_threads(1)
 
 
 @pytest.fixture(scope='session')

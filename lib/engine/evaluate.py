@@ -3,7 +3,7 @@
 Counts are summed over ranks; with the data layer's unpadded sampler every image counts once.
 """
 import time
-from typing import Dict, Optional
+from typing import Dict
 
 import torch
 import torch.nn.functional as F

@@ -15,6 +15,7 @@ from lib.engine.optim import current_lr
 from lib.engine.precision import autocast
 from lib.engine.resume import Position, gather_rank_states, restore_rank_rng, resume_extras
 from lib.engine.training import sync_buffers_from_rank0
+from lib.fileio import write_json_atomic
 
 logger = logging.getLogger('cream.retrain')
 
@@ -167,13 +168,6 @@ def _save_recovery(session, position: Position, totals: torch.Tensor) -> None:
         logger.info('saved recovery checkpoint: epoch %d, step %d', position.epoch, position.step_in_epoch)
 
 
-def _write_json_atomic(path: str, data: Dict[str, Any]) -> None:
-    tmp = f'{path}.tmp'
-    with open(tmp, 'w') as f:
-        json.dump(data, f, indent=1)
-    os.replace(tmp, path)
-
-
 def _strip(result: Optional[Dict[str, float]]) -> Optional[Dict[str, float]]:
     return None if result is None else {k: result[k] for k in ('loss', 'prec1', 'prec5', 'images')}
 
@@ -234,7 +228,7 @@ def fit(session) -> Dict[str, Any]:
                    'train': {k: train[k] for k in ('loss', 'prec1', 'lr', 'img_per_sec')}}
         if dist_ctx.is_main:
             session.summary.write(epoch, row)
-            _write_json_atomic(results_path, results)
+            write_json_atomic(results, results_path)
             session.tensorboard.scalars(row, epoch, prefix='epoch/')
         # Logs first, checkpoint last: a run killed in between repeats this epoch, and its rows are replaced.
         rank_states = gather_rank_states()

@@ -8,22 +8,12 @@ import json
 import os
 from typing import Optional, Sequence
 
+from lib.fileio import write_text_atomic
 from lib.models.supernet import path_to_arch
 from lib.search.board import BoardEntry, PrioritizedBoard
 
 BOARD_FILE = 'board.json'
 BEST_ARCH_FILE = 'best_arch.yaml'
-
-
-def write_text_atomic(text: str, path: str) -> None:
-    tmp = f'{path}.tmp'
-    with open(tmp, 'w') as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
-def write_json_atomic(obj, path: str) -> None:
-    write_text_atomic(json.dumps(obj, indent=1) + '\n', path)
 
 
 def board_rows(board: PrioritizedBoard) -> list:

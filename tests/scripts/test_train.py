@@ -118,11 +118,11 @@ def test_resume_after_an_epoch_and_mid_epoch_continues_exactly(repo_root, data, 
             raise Stop
 
     args = argv(repo_root, tmp_path, data, RECOVERY_INTERVAL=2, AUTO_RESUME=True)
-    with pytest.raises(Stop):
+    with pytest.raises(SystemExit, match='130'):
         train.main(args, on_epoch_end=stop_after_epoch_0)
     run_dir = tmp_path / 'demo_search'
     assert not (run_dir / 'best_arch.yaml').exists()
-    with pytest.raises(Stop):
+    with pytest.raises(SystemExit, match='130'):
         train.main(args, on_step_end=stop_mid_epoch_1)
     assert (run_dir / 'recovery.pth.tar').is_file()
     train.main(args)

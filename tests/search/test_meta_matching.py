@@ -143,7 +143,7 @@ def test_meta_gradient_matches_central_finite_differences():
 def test_meta_gradient_matches_finite_differences_on_the_real_supernet():
     from lib.models.supernet import SuperNet
     torch.manual_seed(0)
-    slice_size, num_classes, image = 2, 4, 32
+    slice_size, num_classes, image = 2, 4, 16
     model = SuperNet((1, 1, 1, 1, 1), num_classes=num_classes).double().train()
     mmn = MetaMatchingNetwork(slice_size, num_classes).double()
     board = PrioritizedBoard(pool_size=2, acc_gap=5.0)
