@@ -2,11 +2,12 @@
 path and of every board path (``validate``), and the epoch loop with its outputs (``run_search``).
 
 One training step (ALGORITHM.md): sample the student path (the sampler's own generator: the same path on
-every rank) -> every UPDATE_ITER steps the meta-matching update -> loss: CE while the board is empty or
-epoch <= META_STA_EPOCH, else teacher selection from the board + distillation -> backward -> average the
-path's gradients over ranks (one coalesced all-reduce; no DDP: only the path's parameters have
-gradients, and every rank runs the same path) -> optimizer step -> LR step -> after META_STA_EPOCH, offer
-the student to the board (its prec1 averaged over ranks; rank 0's probe tensors when admitted).
+every rank) -> every UPDATE_ITER steps the meta-matching update (``run_meta_update``) -> ``search_step``:
+loss: CE while the board is empty or epoch <= META_STA_EPOCH, else teacher selection from the board +
+distillation -> backward -> average the path's gradients over ranks (one coalesced all-reduce; no DDP:
+only the path's parameters have gradients, and every rank runs the same path) -> optimizer step -> LR step
+-> after META_STA_EPOCH, offer the student to the board (its prec1 averaged over ranks; rank 0's probe
+tensors when admitted).
 
 Host syncs per step: none before META_STA_EPOCH except on LOG_INTERVAL steps; after it, the board
 decision reads the student's prec1 (one ``.item()``), and teacher selection reads the argmax of the
@@ -71,7 +72,8 @@ def meta_update_due(cfg, epoch: int, batch_index: int, board_size: int) -> bool:
 
 
 # ---- one training step ----------------------------------------------------------------------------
-def _run_meta_update(session: SearchSession, path, images, target, epoch: int, step: int) -> Dict[str, Any]:
+def run_meta_update(session: SearchSession, path, images, target, *, epoch: int, step: int) -> Dict[str, Any]:
+    """The meta-matching update of a step that is due one (``meta_update_due``), before its ``search_step``."""
     cfg, supernet = session.cfg, session.supernet
     with unsynced_bn(supernet, session.local_bn_group):
         teacher = select_teacher(supernet, path, session.board, 'meta', session.mmn)
@@ -90,10 +92,10 @@ def _forward_backward(session: SearchSession, path, images, target, distill: boo
     cfg, supernet, optimizer, scaler = session.cfg, session.supernet, session.optimizer, session.scaler
     device = session.dist.device
     teacher = None
-    if distill:  # outside autocast: the MMN scores decide the teacher, keep them in float32
-        with unsynced_bn(supernet, session.local_bn_group):
-            teacher = select_teacher(supernet, path, session.board, cfg.SUPERNET.PICK_METHOD, session.mmn)
     with autocast(device, cfg.AMP, cfg.AMP_DTYPE):
+        if distill:  # the probes run in the student's precision; the MMN scores them in float32 regardless
+            with unsynced_bn(supernet, session.local_bn_group):
+                teacher = select_teacher(supernet, path, session.board, cfg.SUPERNET.PICK_METHOD, session.mmn)
         logits = supernet(images, path)
         if teacher is None:
             loss, kd = session.loss_fn(logits, target), None
@@ -134,6 +136,33 @@ def _offer_to_board(session: SearchSession, path, images, logits, hits1: torch.T
                                   probe_images=probe_images, probe_probs=probe_probs))
 
 
+def step_sums(logits: torch.Tensor, loss: torch.Tensor, kd: Optional[torch.Tensor], target: torch.Tensor,
+              meta_updates: int = 0) -> torch.Tensor:
+    """The step's entries of the epoch's running sums (see ``_TOTALS``), computed on the device: no host sync."""
+    with torch.no_grad():
+        one = torch.ones((), dtype=torch.float64, device=logits.device)  # no host->device copies
+        n = target.shape[0]
+        top = logits.float().topk(min(5, logits.shape[1]), dim=1).indices.eq(target[:, None])
+        hits1, hits5 = top[:, 0].sum().double(), top.any(dim=1).sum().double()
+        kd_sum = kd.double() * n if kd is not None else one * 0
+        return torch.stack([loss.double() * n, kd_sum, one * (n if kd is not None else 0), hits1, hits5, one * n,
+                            one * meta_updates])
+
+
+def search_step(session: SearchSession, path, images, target, *, epoch: int, meta_updates: int = 0) -> torch.Tensor:
+    """One training step of the student ``path`` (after the meta-matching update, when one is due): CE while the
+    board is empty or ``epoch`` <= META_STA_EPOCH, else teacher selection and distillation; backward, gradient
+    all-reduce, optimizer and LR step; after META_STA_EPOCH the board offer. Returns the step's sums (device).
+    ``train_one_epoch`` and tools/benchmark.py both run exactly this."""
+    distill_phase = epoch > session.cfg.SUPERNET.META_STA_EPOCH
+    distill = distill_phase and len(session.board) > 0
+    logits, loss, kd = _forward_backward(session, path, images, target, distill)
+    sums = step_sums(logits, loss, kd, target, meta_updates)
+    if distill_phase:
+        _offer_to_board(session, path, images, logits, sums[3], target.shape[0])
+    return sums
+
+
 # ---- one epoch ----------------------------------------------------------------------------------
 def train_one_epoch(session: SearchSession, *, epoch: int, start_step: int = 0, global_step: int = 0,
                     initial_totals: Optional[torch.Tensor] = None,
@@ -146,8 +175,6 @@ def train_one_epoch(session: SearchSession, *, epoch: int, start_step: int = 0, 
     totals = torch.zeros(_TOTALS, dtype=torch.float64, device=device)
     if initial_totals is not None:
         totals += initial_totals.to(device=device, dtype=torch.float64)
-    one = torch.ones((), dtype=torch.float64, device=device)  # builds step sums without host->device copies
-    distill_phase = epoch > cfg.SUPERNET.META_STA_EPOCH
     log_interval = max(cfg.LOG_INTERVAL, 1)
     batch_global = cfg.DATASET.BATCH_SIZE * dist_ctx.world_size
     throughput = Throughput()
@@ -158,20 +185,11 @@ def train_one_epoch(session: SearchSession, *, epoch: int, start_step: int = 0, 
         path = session.path_sampler.sample()
         meta_updates = 0
         if meta_update_due(cfg, epoch, step, len(board)):
-            _run_meta_update(session, path, images, target, epoch, step)
+            run_meta_update(session, path, images, target, epoch=epoch, step=step)
             meta_updates = 1
-        distill = distill_phase and len(board) > 0
-        logits, loss, kd = _forward_backward(session, path, images, target, distill)
-        with torch.no_grad():  # sums stay on the device
-            n = target.shape[0]
-            top = logits.float().topk(min(5, logits.shape[1]), dim=1).indices.eq(target[:, None])
-            hits1, hits5 = top[:, 0].sum().double(), top.any(dim=1).sum().double()
-            kd_sum = kd.double() * n if kd is not None else one * 0
-            step_sums = torch.stack([loss.double() * n, kd_sum, one * (n if kd is not None else 0), hits1,
-                                     hits5, one * n, one * meta_updates])
-            totals += step_sums
-        if distill_phase:
-            _offer_to_board(session, path, images, logits, hits1, n)
+        last_sums = search_step(session, path, images, target, epoch=epoch, meta_updates=meta_updates)
+        totals += last_sums
+        n = target.shape[0]
         step += 1
         global_step += 1
         images_seen += n
@@ -179,7 +197,7 @@ def train_one_epoch(session: SearchSession, *, epoch: int, start_step: int = 0, 
         if step == start_step + 1 or step % log_interval == 0 or step == steps_per_epoch:
             sums = totals.clone()
             all_reduce_sum(sums)
-            sums, last = sums.tolist(), step_sums.tolist()
+            sums, last = sums.tolist(), last_sums.tolist()
             now = time.perf_counter()  # after the sync: the interval's device work is done
             throughput.batch_time.update((now - last_log_time) / (step - last_log_step), step - last_log_step)
             last_log_time, last_log_step = now, step

@@ -51,7 +51,9 @@ class MetaMatchingNetwork(nn.Module):
             raise ValueError(f'the meta-matching network takes [slice, num_classes] = {list(expected)} '
                              f'(optionally batched); got {list(delta.shape)}')
         flat = delta.reshape(*delta.shape[:-2], -1).to(self.linear.weight.dtype)
-        return self.linear(flat).squeeze(-1)
+        # Scores in the weights' precision even when the caller runs under autocast: they pick the teacher.
+        with torch.autocast(device_type=flat.device.type, enabled=False):
+            return self.linear(flat).squeeze(-1)
 
 
 @dataclass
@@ -217,10 +219,9 @@ def all_reduce_mean_(tensors: Sequence[torch.Tensor]) -> None:
         flat = torch.cat([tensor.reshape(-1) for tensor in group])
         dist.all_reduce(flat)
         flat.div_(world_size)
-        offset = 0
-        for tensor in group:
-            tensor.copy_(flat[offset:offset + tensor.numel()].view_as(tensor))
-            offset += tensor.numel()
+        # One multi-tensor copy back instead of a kernel per tensor.
+        views = [part.view_as(tensor) for part, tensor in zip(flat.split([t.numel() for t in group]), group)]
+        torch._foreach_copy_(group, views)
 
 
 def _step_with_grads(params: Sequence[nn.Parameter], grads: Sequence[torch.Tensor],

@@ -1,0 +1,84 @@
+"""tools/benchmark.py in-process on a tiny setting: one JSON line per phase with positive img/s, the
+search phases running the training loop's own step, the table and --table-from."""
+import importlib.util
+import json
+
+import pytest
+import torch
+
+from lib.search import loop
+
+TINY = ['--device', 'cpu', '--batch-size', '8', '--image-size', '32', '--steps', '2', '--warmup', '1',
+        '--path', '[[1],[1],[1],[1],[1]]', '--num-classes', '10', '--pool-size', '2', '--slice', '2',
+        '--selection', '14', '--no-ema']
+ALL_PHASES = 'search-plain,search-kd,search-meta,static,retrain,eval'
+
+
+@pytest.fixture(scope='module')
+def bench_tool(repo_root):
+    spec = importlib.util.spec_from_file_location('cream_benchmark_tool', repo_root / 'tools' / 'benchmark.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def json_lines(text):
+    return [json.loads(line) for line in text.splitlines() if line.startswith('{')]
+
+
+def test_every_phase_prints_one_json_line_with_positive_throughput(bench_tool, monkeypatch, capsys, tmp_path):
+    calls = {'search_step': 0, 'run_meta_update': 0}
+    for name in calls:  # the search phases must run the training loop's own step functions
+        original = getattr(loop, name)
+
+        def counted(*args, _original=original, _name=name, **kwargs):
+            calls[_name] += 1
+            return _original(*args, **kwargs)
+        monkeypatch.setattr(loop, name, counted)
+    jsonl = tmp_path / 'results.jsonl'
+
+    results = bench_tool.main(TINY + ['--phases', ALL_PHASES, '--resample', '--jsonl', str(jsonl)])
+
+    out = capsys.readouterr().out
+    printed = json_lines(out)
+    phases = ['search-plain', 'search-plain-resample', 'search-kd', 'search-meta', 'static', 'retrain', 'eval']
+    assert [r['phase'] for r in printed] == phases
+    assert printed == results == json_lines(jsonl.read_text())
+    for result in printed:
+        assert result['img_per_sec'] > 0 and result['ms_per_step'] > 0, result
+        assert result['peak_gib'] is None  # CPU: no CUDA peak memory
+        assert (result['steps'], result['warmup'], result['batch_size']) == (2, 1, 8)
+    by_phase = {r['phase']: r for r in printed}
+    assert by_phase['search-kd']['board_size'] == 2  # the board stayed full: every step distilled
+    assert by_phase['retrain']['model'] == by_phase['eval']['model'] == 'cream_014'
+    assert by_phase['retrain']['image_size'] == 32  # --image-size given: not the native 64
+    # 3 search-step phases x (warmup + steps); the meta phase runs the loop's meta update.
+    assert calls == {'search_step': 9, 'run_meta_update': 3}
+    # The table comes last, with the ratios of the same setting.
+    tail = out[out.rindex('}') + 1:]
+    assert 'search-kd/search-plain:' in tail and 'search-plain/static:' in tail
+
+    assert bench_tool.main(['--table-from', str(jsonl)]) == results
+    assert 'search-plain-resample/search-plain:' in capsys.readouterr().out
+
+
+def test_released_phases_default_to_the_native_resolution(bench_tool, capsys):
+    argv = [a for a in TINY if a not in ('--image-size', '32')]
+    (result,) = bench_tool.main(argv + ['--phases', 'eval', '--steps', '1', '--warmup', '0'])
+    assert (result['model'], result['image_size']) == ('cream_014', 64)
+
+
+def test_bad_options_fail_clearly(bench_tool, capsys):
+    with pytest.raises(SystemExit, match='--path'):
+        bench_tool.main(TINY + ['--path', '[[1],[1]]', '--phases', 'static'])
+    with pytest.raises(SystemExit):
+        bench_tool.main(TINY + ['--phases', 'search-plain,warp-drive'])
+    assert 'unknown phase' in capsys.readouterr().err

@@ -1,0 +1,122 @@
+"""The one search step train.py and tools/benchmark.py share (``loop.search_step``), the meta-matching
+network's float32 scores under autocast, and the coalesced gradient all-reduce's copy back."""
+import multiprocessing as mp
+from datetime import timedelta
+from types import SimpleNamespace
+
+import pytest
+import torch
+import torch.distributed as dist
+
+from lib.config import load_config
+from lib.models.supernet import SuperNet
+from lib.search.board import BoardEntry, PrioritizedBoard
+from lib.search.builder import build_linear_schedule, build_search_optimizer
+from lib.search.loop import search_step
+from lib.search.meta_matching import MetaMatchingNetwork, all_reduce_mean_
+
+NUM_CLASSES, SLICE, IMAGE, BATCH = 5, 2, 32, 6
+STUDENT = ((1,), (0,), (2,), (5,), (3,))
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def make_session(*overrides):
+    torch.manual_seed(0)
+    cfg = load_config(None, ['DATASET.NUM_CLASSES', str(NUM_CLASSES), 'SUPERNET.SLICE', str(SLICE),
+                             'SUPERNET.POOL_SIZE', '2', 'SUPERNET.META_STA_EPOCH', '0', 'LR', '0.1', *overrides])
+    supernet = SuperNet((1, 1, 1, 1, 1), num_classes=NUM_CLASSES).train()
+    mmn = MetaMatchingNetwork(SLICE, NUM_CLASSES)
+    optimizer = build_search_optimizer(cfg, supernet, mmn, torch.device('cpu'))
+    return SimpleNamespace(
+        cfg=cfg, supernet=supernet, mmn=mmn, board=PrioritizedBoard(cfg.SUPERNET.POOL_SIZE, cfg.ACC_GAP),
+        optimizer=optimizer, scheduler=build_linear_schedule(optimizer, 10),
+        scaler=torch.amp.GradScaler('cpu', enabled=False), loss_fn=torch.nn.CrossEntropyLoss(),
+        dist=SimpleNamespace(device=torch.device('cpu')), local_bn_group=None,
+        flops_table=SimpleNamespace(path_flops=lambda path: 10.0, path_params=lambda path: 1.0))
+
+
+def batch():
+    generator = torch.Generator().manual_seed(1)
+    return (torch.randn(BATCH, 3, IMAGE, IMAGE, generator=generator),
+            torch.randint(0, NUM_CLASSES, (BATCH,), generator=generator))
+
+
+def test_search_step_sums_and_board_offers_follow_the_epoch():
+    session = make_session()
+    images, target = batch()
+    path_ids = {id(p) for p in session.supernet.path_parameters(STUDENT).values()}
+    before = {name: p.detach().clone() for name, p in session.supernet.named_parameters()}
+
+    sums = search_step(session, STUDENT, images, target, epoch=0)  # epoch <= META_STA_EPOCH: CE, no board
+    assert sums.shape == (7,) and sums.dtype == torch.float64
+    loss_sum, kd_sum, kd_images, _, _, images_seen, meta = sums.tolist()
+    assert (kd_sum, kd_images, images_seen, meta) == (0.0, 0.0, BATCH, 0.0) and loss_sum > 0
+    assert len(session.board) == 0
+    for name, param in session.supernet.named_parameters():  # only the path moved
+        assert torch.equal(param, before[name]) != (id(param) in path_ids), name
+    assert all(p.grad is None for p in session.supernet.parameters() if id(p) not in path_ids)
+
+    search_step(session, STUDENT, images, target, epoch=1)  # empty board: CE, then the student enters
+    assert [e.path for e in session.board] == [STUDENT]
+    entry = session.board[0]
+    assert entry.probe_images.shape == (SLICE, 3, IMAGE, IMAGE)
+    torch.testing.assert_close(entry.probe_images, images[:SLICE])
+
+    sums = search_step(session, STUDENT, images, target, epoch=1, meta_updates=1)  # board filled: distillation
+    assert sums[1] > 0 and sums[2] == BATCH and sums[6] == 1
+
+
+def test_distillation_step_runs_under_bf16_autocast_with_channels_last():
+    session = make_session('AMP', 'True', 'AMP_DTYPE', 'bfloat16', 'CHANNELS_LAST', 'True')
+    session.supernet.to(memory_format=torch.channels_last)
+    images, target = batch()
+    images = images.contiguous(memory_format=torch.channels_last)
+    for path in (STUDENT, ((0,), (1,), (2,), (3,), (4,))):  # two board entries, then distillation
+        search_step(session, path, images, target, epoch=1)
+    sums = search_step(session, ((5,), (5,), (5,), (5,), (5,)), images, target, epoch=1)
+    assert torch.isfinite(sums).all() and sums[2] == BATCH
+    assert all(e.probe_images.is_contiguous(memory_format=torch.channels_last) for e in session.board)
+
+
+def test_mmn_scores_in_float32_under_autocast():
+    mmn = MetaMatchingNetwork(SLICE, NUM_CLASSES)
+    delta = torch.randn(3, SLICE, NUM_CLASSES)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        scores = mmn(delta)
+    assert scores.dtype == torch.float32
+    torch.testing.assert_close(scores, mmn(delta), rtol=0, atol=0)
+
+
+def _all_reduce_worker(rank, world_size, init_file):
+    dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank, world_size=world_size,
+                            timeout=timedelta(seconds=60))
+    try:
+        conv = torch.arange(2 * 3 * 2 * 2, dtype=torch.float32).reshape(2, 3, 2, 2) * (rank + 1)
+        conv = conv.contiguous(memory_format=torch.channels_last)
+        bias = torch.full((3,), 10.0 * rank)
+        counts = torch.tensor([rank, 4 * rank], dtype=torch.float64)  # a second dtype: its own collective
+        expected_conv = torch.arange(2 * 3 * 2 * 2, dtype=torch.float32).reshape(2, 3, 2, 2) * 1.5
+        all_reduce_mean_([conv, bias, counts])
+        assert torch.equal(conv, expected_conv) and conv.is_contiguous(memory_format=torch.channels_last)
+        assert torch.equal(bias, torch.full((3,), 5.0))
+        assert torch.equal(counts, torch.tensor([0.5, 2.0], dtype=torch.float64))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_all_reduce_mean_copies_every_tensor_back_in_its_own_layout(tmp_path):
+    init_file = str(tmp_path / 'pg_init')
+    other = mp.get_context('spawn').Process(target=_all_reduce_worker, args=(1, 2, init_file))
+    other.start()
+    try:
+        _all_reduce_worker(0, 2, init_file)
+    finally:
+        other.join(timeout=120)
+    assert other.exitcode == 0

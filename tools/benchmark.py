@@ -1,0 +1,521 @@
+"""Throughput of the search step, its fixed-network ceiling, retraining and evaluation, on synthetic data.
+
+    python tools/benchmark.py --device cpu --batch-size 32 --image-size 64 --steps 10 --warmup 3
+    python tools/benchmark.py --device cuda --batch-size 128 --image-size 224 --amp bf16 --channels-last
+
+Phases (``--phases``, comma-separated):
+  search-plain           the supernet search step before META_STA_EPOCH (CE only) on the FIXED ``--path``
+  search-plain-resample  the same with a new path from the sampler every step (also with ``--resample``)
+  search-kd              the step after META_STA_EPOCH with a full board (POOL_SIZE entries of random probes,
+                         sampled paths, PICK_METHOD meta): teacher selection + distillation + board decision
+  search-meta            one meta-matching update (img/s counts the batch it is given)
+  static                 ``--path`` built as a fixed child network, same optimizer and loss: the ceiling
+  retrain                the released ``--selection`` network, the retrain loop's steps (its recipe)
+  eval                   inference of the released network through the evaluator
+
+The search phases run the training code itself (``lib.search.loop.search_step``), the retrain and eval phases
+``lib.engine.retrain_loop.train_one_epoch`` and ``lib.engine.evaluate.evaluate``. Each phase prints one JSON
+line (img/s, ms per step, peak GPU memory in GiB, reset between phases); a table follows the last.
+"""
+import argparse
+import contextlib
+import functools
+import gc
+import json
+import logging
+import os
+import statistics
+import sys
+import time
+import warnings
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import torch  # noqa: E402
+
+from lib.config import load_config  # noqa: E402
+from lib.engine.distributed import DistContext  # noqa: E402
+from lib.engine.evaluate import evaluate  # noqa: E402
+from lib.engine.logger import TensorBoard  # noqa: E402
+from lib.engine.model_builder import build_child_from_cfg  # noqa: E402
+from lib.engine.optim import build_optimizer, build_scheduler  # noqa: E402
+from lib.engine.precision import autocast, grad_scaler  # noqa: E402
+from lib.engine.retrain_loop import train_one_epoch as retrain_one_epoch  # noqa: E402
+from lib.engine.training import build_criterion, build_ema  # noqa: E402
+from lib.models import ops  # noqa: E402
+from lib.models.childnet import RELEASED_MODELS, build_childnet, resolve_selection  # noqa: E402
+from lib.models.supernet import SuperNet, path_to_arch  # noqa: E402
+from lib.search import loop  # noqa: E402
+from lib.search.board import BoardEntry, PrioritizedBoard  # noqa: E402
+from lib.search.builder import SearchSession, build_linear_schedule, build_loss, build_search_optimizer  # noqa: E402
+from lib.search.flops import FlopsTable, SearchSpace  # noqa: E402
+from lib.search.meta_matching import MetaMatchingNetwork  # noqa: E402
+from lib.search.sampler import PathSampler  # noqa: E402
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RETRAIN_RECIPE = os.path.join(REPO, 'configs', 'retrain.yaml')
+PHASES = ('search-plain', 'search-plain-resample', 'search-kd', 'search-meta', 'static', 'retrain', 'eval')
+DEFAULT_PHASES = 'search-plain,search-kd,search-meta,static,retrain,eval'
+# Every layer k5e6 at the full depth of the 600 MFLOPs search space.
+DEFAULT_PATH = '[[3,3,3,3],[3,3,3,3],[3,3,3,3,3],[3,3,3,3],[3,3,3,3]]'
+DEFAULT_SEARCH_IMAGE_SIZE = 64
+AMP_DTYPES = {'bf16': 'bfloat16', 'fp16': 'float16', 'none': None}
+BOARD_PREC1 = 90.0  # board entries score far above a student on random data: the board stays as filled
+GIB = float(2 ** 30)
+
+
+class BenchmarkError(ValueError):
+    """A benchmark option that cannot be run; the message says what to change."""
+
+
+# ---- synthetic data -------------------------------------------------------------------------------
+class SyntheticLoader:
+    """``steps`` batches cycling over a few pre-made device batches (what the loops iterate over)."""
+
+    def __init__(self, batches, steps: int):
+        self.batches, self.steps = batches, steps
+        self.batch_size = batches[0][0].shape[0]
+
+    def __len__(self) -> int:
+        return self.steps
+
+    def __iter__(self):
+        for step in range(self.steps):
+            yield self.batches[step % len(self.batches)]
+
+
+def make_batches(args, image_size: int, device: torch.device, count: int = 2):
+    generator = torch.Generator().manual_seed(args.seed)
+    batches = []
+    for _ in range(count):
+        images = torch.randn(args.batch_size, 3, image_size, image_size, generator=generator)
+        target = torch.randint(0, args.num_classes, (args.batch_size,), generator=generator)
+        images = images.to(device)
+        if args.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        batches.append((images, target.to(device)))
+    return batches
+
+
+# ---- timing -------------------------------------------------------------------------------------
+def synchronize(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+def timed(step: Callable[[int], None], warmup: int, steps: int, device: torch.device,
+          sync_report: Optional[Dict] = None) -> Tuple[float, Optional[List[float]]]:
+    """(seconds, per-step seconds or None) of ``steps`` calls of ``step(i)`` after ``warmup`` untimed ones.
+
+    Per-step times only on the CPU (on a GPU they would need a sync per step). With ``sync_report`` (a dict;
+    CUDA only) the timed steps run under torch's sync debug mode and it receives the host syncs they made."""
+    for i in range(warmup):
+        step(i)
+    synchronize(device)
+    watch = sync_report is not None and device.type == 'cuda'
+    per_step = [] if device.type == 'cpu' else None
+    with warnings.catch_warnings(record=True) if watch else contextlib.nullcontext() as caught:
+        if watch:
+            warnings.simplefilter('always')
+            torch.cuda.set_sync_debug_mode('warn')
+        start = last = time.perf_counter()
+        try:
+            for i in range(warmup, warmup + steps):
+                step(i)
+                if per_step is not None:
+                    now = time.perf_counter()
+                    per_step.append(now - last)
+                    last = now
+        finally:
+            if watch:
+                torch.cuda.set_sync_debug_mode('default')
+        synchronize(device)
+        seconds = time.perf_counter() - start
+    if watch:
+        syncs = [w for w in caught if 'synchroniz' in str(w.message)]
+        sync_report['syncs_per_step'] = round(len(syncs) / steps, 2)
+        sync_report['sync_sites'] = sorted({f'{os.path.relpath(w.filename, REPO)}:{w.lineno}' for w in syncs})
+        for w in caught:
+            if w not in syncs:
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return seconds, per_step
+
+
+def reset_memory(device: torch.device) -> None:
+    gc.collect()
+    if device.type == 'cuda':
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_gib(device: torch.device) -> Optional[float]:
+    return round(torch.cuda.max_memory_allocated(device) / GIB, 3) if device.type == 'cuda' else None
+
+
+# ---- the search phases ----------------------------------------------------------------------------
+def parse_path(text: str):
+    try:
+        path = tuple(tuple(int(op) for op in stage) for stage in json.loads(text))
+    except (ValueError, TypeError) as err:
+        raise BenchmarkError(f'--path must be JSON: one list of op indices per searchable stage, e.g. '
+                             f'{DEFAULT_PATH}; got {text!r} ({err})') from None
+    if len(path) != ops.NUM_SEARCH_STAGES or any(len(stage) == 0 for stage in path):
+        raise BenchmarkError(f'--path needs {ops.NUM_SEARCH_STAGES} non-empty stages; got {text!r}')
+    if any(not 0 <= op < ops.NUM_OPS for stage in path for op in stage):
+        raise BenchmarkError(f'--path op indices must lie in 0..{ops.NUM_OPS - 1}; got {text!r}')
+    return path
+
+
+def search_config(args):
+    opts = ['DATASET.NUM_CLASSES', args.num_classes, 'DATASET.BATCH_SIZE', args.batch_size,
+            'AMP', args.amp != 'none', 'AMP_DTYPE', AMP_DTYPES[args.amp] or 'bfloat16',
+            'CHANNELS_LAST', args.channels_last, 'COMPILE', args.compile, 'SEED', args.seed,
+            'SUPERNET.POOL_SIZE', args.pool_size, 'SUPERNET.SLICE', args.slice,
+            'SUPERNET.PICK_METHOD', 'meta', 'EPOCHS', 1]
+    return load_config(None, [str(o) for o in opts])
+
+
+def prepare_model(model: torch.nn.Module, args, device: torch.device) -> torch.nn.Module:
+    model.to(device)
+    if args.channels_last:
+        model.to(memory_format=torch.channels_last)
+    return model
+
+
+def build_search_session(args, cfg, device: torch.device, path, image_size: int) -> SearchSession:
+    """The state one search step reads, as ``lib.search.builder.build_session`` makes it (no data, no files)."""
+    torch.manual_seed(args.seed)
+    layers = tuple(len(stage) for stage in path)
+    supernet = SuperNet(layers, num_classes=args.num_classes,
+                        norm_layer=ops.make_norm_layer(cfg.BATCHNORM.BN_MOMENTUM, cfg.BATCHNORM.BN_EPS))
+    supernet = prepare_model(supernet, args, device).train()
+    if args.compile:
+        compile_blocks(supernet)
+    mmn = MetaMatchingNetwork(cfg.SUPERNET.SLICE, args.num_classes).to(device)
+    board = PrioritizedBoard(cfg.SUPERNET.POOL_SIZE, cfg.ACC_GAP)
+    optimizer = build_search_optimizer(cfg, supernet, mmn, device)
+    # Far more steps than measured: the LR stays well above 0.
+    scheduler = build_linear_schedule(optimizer, 100 * (args.warmup + args.steps + 1))
+    sampler = PathSampler(layers, supernet.num_ops, how_to_prob=cfg.SUPERNET.HOW_TO_PROB,
+                          pre_prob=cfg.SUPERNET.PRE_PROB, seed=args.seed, board_paths=board.paths)
+    return SearchSession(
+        cfg=cfg, dist=DistContext(device=device), run_dir=None, logger=logging.getLogger('cream.benchmark'),
+        space=SearchSpace(layers, image_size), flops_table=flops_table(layers, image_size, args.num_classes),
+        supernet=supernet, mmn=mmn, board=board, path_sampler=sampler, train_loader=None, val_loader=None,
+        loss_fn=build_loss(cfg), optimizer=optimizer, scheduler=scheduler,
+        scaler=grad_scaler(device, cfg.AMP, cfg.AMP_DTYPE), steps_per_epoch=args.warmup + args.steps,
+        num_epochs=1, saver=None, summary=None, tensorboard=TensorBoard(None, enabled=False), resume=None)
+
+
+@functools.lru_cache(maxsize=4)
+def flops_table(layers, image_size: int, num_classes: int) -> FlopsTable:
+    return FlopsTable.build(layers, image_size, num_classes)
+
+
+def compile_blocks(supernet: SuperNet) -> None:
+    """torch.compile every block on its own (in place): a path switch reuses the blocks' graphs instead of
+    recompiling the whole network for each path."""
+    for stage in supernet.blocks:
+        for layer in stage:
+            for block in (layer if isinstance(layer, torch.nn.ModuleList) else [layer]):
+                block.compile()
+
+
+def fill_board(session: SearchSession, args, image_size: int, device: torch.device) -> None:
+    """POOL_SIZE entries with sampled paths, random probe images and probabilities."""
+    generator = torch.Generator().manual_seed(args.seed + 1)
+    cfg = session.cfg
+    for index in range(cfg.SUPERNET.POOL_SIZE):
+        path = session.path_sampler.sample()
+        images = torch.randn(cfg.SUPERNET.SLICE, 3, image_size, image_size, generator=generator).to(device)
+        if args.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        probs = torch.softmax(torch.randn(cfg.SUPERNET.SLICE, args.num_classes, generator=generator), -1)
+        session.board.offer(BoardEntry(path=path, prec1=BOARD_PREC1 - index,
+                                       flops=session.flops_table.path_flops(path), probe_images=images,
+                                       probe_probs=probs.to(device)))
+
+
+def search_phase(name: str, args, device: torch.device, path, image_size: int) -> Dict:
+    cfg = search_config(args)
+    session = build_search_session(args, cfg, device, path, image_size)
+    batches = make_batches(args, image_size, device)
+    distill_epoch = cfg.SUPERNET.META_STA_EPOCH + 1
+    if name in ('search-kd', 'search-meta'):
+        fill_board(session, args, image_size, device)
+
+    if name == 'search-meta':
+        def step(i):
+            images, target = batches[i % len(batches)]
+            loop.run_meta_update(session, path, images, target, epoch=distill_epoch, step=i)
+    else:
+        epoch = distill_epoch if name == 'search-kd' else 0
+        resample = name == 'search-plain-resample'
+
+        def step(i):
+            images, target = batches[i % len(batches)]
+            step_path = session.path_sampler.sample() if resample else path
+            loop.search_step(session, step_path, images, target, epoch=epoch)
+    report = {} if args.sync_debug else None
+    seconds, per_step = timed(step, args.warmup, args.steps, device, report)
+    extra = {'path': [list(s) for s in path] if name != 'search-plain-resample' else 'sampled'}
+    if name == 'search-kd':
+        extra['board_size'] = len(session.board)
+    extra.update(report or {})
+    return record(name, args, device, seconds, image_size, per_step, **extra)
+
+
+# ---- the fixed-network phases ---------------------------------------------------------------------
+def static_phase(args, device: torch.device, path, image_size: int) -> Dict:
+    """The search step's work on the path built as a fixed network: same optimizer groups, LR schedule,
+    loss, AMP and on-device metric sums; no path bookkeeping, no board."""
+    cfg = search_config(args)
+    torch.manual_seed(args.seed)
+    model = build_childnet(path_to_arch(path), num_classes=args.num_classes,
+                           bn_momentum=cfg.BATCHNORM.BN_MOMENTUM, bn_eps=cfg.BATCHNORM.BN_EPS)
+    model = prepare_model(model, args, device).train()
+    mmn = MetaMatchingNetwork(cfg.SUPERNET.SLICE, args.num_classes).to(device)
+    optimizer = build_search_optimizer(cfg, model, mmn, device)
+    scheduler = build_linear_schedule(optimizer, 100 * (args.warmup + args.steps + 1))
+    scaler = grad_scaler(device, cfg.AMP, cfg.AMP_DTYPE)
+    loss_fn = build_loss(cfg)
+    forward = torch.compile(model) if args.compile else model
+    batches = make_batches(args, image_size, device)
+
+    def step(i):
+        images, target = batches[i % len(batches)]
+        with autocast(device, cfg.AMP, cfg.AMP_DTYPE):
+            logits = forward(images)
+            loss = loss_fn(logits, target)
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+        scheduler.step()
+        loop.step_sums(logits.detach(), loss.detach(), None, target, meta_updates=0)
+
+    seconds, per_step = timed(step, args.warmup, args.steps, device)
+    return record('static', args, device, seconds, image_size, per_step, path=[list(s) for s in path])
+
+
+def released_config(args, image_size: int):
+    opts = ['NET.SELECTION', args.selection, 'DATASET.NUM_CLASSES', args.num_classes,
+            'DATASET.BATCH_SIZE', args.batch_size, 'DATASET.IMAGE_SIZE', image_size,
+            'AMP', args.amp != 'none', 'AMP_DTYPE', AMP_DTYPES[args.amp] or 'bfloat16',
+            'CHANNELS_LAST', args.channels_last, 'COMPILE', args.compile, 'SEED', args.seed,
+            'NET.EMA.USE', not args.no_ema, 'LOG_INTERVAL', 10 ** 9]
+    return load_config([RETRAIN_RECIPE], [str(o) for o in opts])
+
+
+def released_resolution(args) -> int:
+    return args.image_size or RELEASED_MODELS[resolve_selection(args.selection)].resolution
+
+
+def retrain_phase(args, device: torch.device) -> Dict:
+    """The retrain loop's steps with the retraining recipe (configs/retrain.yaml): optimizer, timm
+    schedule, label smoothing, EMA (``--no-ema``: off), AMP, channels_last."""
+    image_size = released_resolution(args)
+    cfg = released_config(args, image_size)
+    torch.manual_seed(args.seed)
+    model, info = build_child_from_cfg(cfg)
+    model = prepare_model(model, args, device).train()
+    optimizer = build_optimizer(cfg, model, cfg.LR)
+    scheduler, _ = build_scheduler(cfg, optimizer, args.warmup + args.steps)
+    loss_fn, mixup_fn = build_criterion(cfg, args.num_classes)
+    ema = build_ema(cfg, model)
+    train_model = torch.compile(model) if args.compile else model
+    batches = make_batches(args, image_size, device)
+    global_step = 0
+
+    def run(steps: int) -> None:
+        nonlocal global_step
+        result = retrain_one_epoch(
+            epoch=0, model=train_model, loader=SyntheticLoader(batches, steps), optimizer=optimizer,
+            loss_fn=loss_fn, device=device, steps_per_epoch=steps, global_step=global_step, scheduler=scheduler,
+            scaler=grad_scaler(device, cfg.AMP, cfg.AMP_DTYPE), model_ema=ema, mixup_fn=mixup_fn, amp=cfg.AMP,
+            amp_dtype=cfg.AMP_DTYPE, clip_grad=cfg.CLIP_GRAD, log_interval=cfg.LOG_INTERVAL)
+        global_step = result['global_step']
+
+    seconds = whole_loop_timed(run, args, device)
+    return record('retrain', args, device, seconds, image_size, None, model=info.name, ema=ema is not None)
+
+
+def eval_phase(args, device: torch.device) -> Dict:
+    image_size = released_resolution(args)
+    cfg = released_config(args, image_size)
+    torch.manual_seed(args.seed)
+    model, info = build_child_from_cfg(cfg)
+    model = prepare_model(model, args, device).eval()
+    forward = torch.compile(model) if args.compile else None
+    batches = make_batches(args, image_size, device)
+
+    def run(steps: int) -> None:
+        evaluate(model, SyntheticLoader(batches, steps), device, amp=cfg.AMP, amp_dtype=cfg.AMP_DTYPE,
+                 channels_last=args.channels_last, forward=forward)
+
+    seconds = whole_loop_timed(run, args, device)
+    return record('eval', args, device, seconds, image_size, None, model=info.name)
+
+
+def whole_loop_timed(run: Callable[[int], None], args, device: torch.device) -> float:
+    """Seconds of one ``run(steps)`` after an untimed ``run(warmup)`` (loops that own their iteration)."""
+    if args.warmup:
+        run(args.warmup)
+    synchronize(device)
+    start = time.perf_counter()
+    run(args.steps)
+    synchronize(device)
+    return time.perf_counter() - start
+
+
+# ---- output ---------------------------------------------------------------------------------------
+def record(phase: str, args, device: torch.device, seconds: float, image_size: int,
+           per_step: Optional[List[float]], **extra) -> Dict:
+    """One phase's JSON line. ``img_per_sec`` is over all timed steps; on the CPU ``img_per_sec_median`` (from the
+    median step) is the steadier figure on a shared machine."""
+    mean_step = seconds / args.steps
+    median = statistics.median(per_step) if per_step else None
+    result = {'phase': phase, 'img_per_sec': round(args.batch_size / mean_step, 2),
+              'img_per_sec_median': None if median is None else round(args.batch_size / median, 2),
+              'ms_per_step': round(1000 * mean_step, 2), 'peak_gib': peak_gib(device),
+              'batch_size': args.batch_size, 'image_size': image_size, 'device': device.type, 'amp': args.amp,
+              'channels_last': args.channels_last, 'compile': args.compile, 'steps': args.steps,
+              'warmup': args.warmup, 'threads': torch.get_num_threads()}
+    result.update(extra)
+    return result
+
+
+def read_jsonl(paths: Sequence[str]) -> List[Dict]:
+    results = []
+    for path in paths:
+        with open(path) as f:
+            results += [json.loads(line) for line in f if line.strip()]
+    return results
+
+
+def setting(result: Dict) -> str:
+    return (f'{result["device"]} b{result["batch_size"]} amp={result["amp"]}'
+            f'{" cl" if result["channels_last"] else ""}{" compile" if result["compile"] else ""}')
+
+
+def ratios(results: Sequence[Dict]) -> Dict[str, float]:
+    """img/s ratios between phases measured with the same setting (and of their median steps, when known)."""
+    speeds: Dict[str, Dict[str, Dict]] = {}
+    for r in results:
+        speeds.setdefault(setting(r), {})[r['phase']] = r
+    out = {}
+    for name, by_phase in speeds.items():
+        suffix = '' if len(speeds) == 1 else f' ({name})'
+        for num, den in (('search-kd', 'search-plain'), ('search-plain', 'static'),
+                         ('search-plain-resample', 'search-plain')):
+            if num in by_phase and den in by_phase:
+                a, b = by_phase[num], by_phase[den]
+                out[f'{num}/{den}{suffix}'] = round(a['img_per_sec'] / b['img_per_sec'], 3)
+                if a.get('img_per_sec_median') and b.get('img_per_sec_median'):
+                    out[f'{num}/{den} median{suffix}'] = round(a['img_per_sec_median'] / b['img_per_sec_median'], 3)
+    return out
+
+
+def table(results: Sequence[Dict]) -> str:
+    lines = [f'{"phase":<22} {"img/s":>9} {"median":>9} {"ms/step":>9} {"peak GiB":>9} {"px":>4}  setting']
+    for r in results:
+        peak = '-' if r['peak_gib'] is None else f'{r["peak_gib"]:.2f}'
+        median = '-' if r.get('img_per_sec_median') is None else f'{r["img_per_sec_median"]:.1f}'
+        lines.append(f'{r["phase"]:<22} {r["img_per_sec"]:>9.1f} {median:>9} {r["ms_per_step"]:>9.1f} {peak:>9} '
+                     f'{r["image_size"]:>4}  {setting(r)}')
+    lines += [f'{name}: {value:.3f}' for name, value in ratios(results).items()]
+    return '\n'.join(lines)
+
+
+# ---- entry point ----------------------------------------------------------------------------------
+def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--batch-size', type=int, default=32)
+    parser.add_argument('--image-size', type=int, default=None,
+                        help=f'search/static phases: default {DEFAULT_SEARCH_IMAGE_SIZE}; retrain/eval: the '
+                             'released network\'s native resolution unless given')
+    parser.add_argument('--device', choices=('cpu', 'cuda'), default='cpu')
+    parser.add_argument('--amp', choices=tuple(AMP_DTYPES), default='none')
+    parser.add_argument('--channels-last', action='store_true')
+    parser.add_argument('--compile', action='store_true',
+                        help='torch.compile: each supernet block on its own, fixed networks whole')
+    parser.add_argument('--steps', type=int, default=10, help='timed steps per phase')
+    parser.add_argument('--warmup', type=int, default=3, help='untimed steps before them')
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--path', default=DEFAULT_PATH, help='JSON student path (its lengths set the supernet)')
+    parser.add_argument('--resample', action='store_true', help='also run search-plain-resample')
+    parser.add_argument('--selection', default='287', help='released network of the retrain/eval phases')
+    parser.add_argument('--num-classes', type=int, default=1000)
+    parser.add_argument('--pool-size', type=int, default=10, help='board entries of search-kd/search-meta')
+    parser.add_argument('--slice', type=int, default=4, help='SUPERNET.SLICE: probe images per board entry')
+    parser.add_argument('--no-ema', action='store_true', help='retrain without the EMA update')
+    parser.add_argument('--threads', type=int, default=0, help='torch CPU threads (0: torch default)')
+    parser.add_argument('--phases', default=DEFAULT_PHASES, help=f'comma-separated, from {", ".join(PHASES)}')
+    parser.add_argument('--sync-debug', action='store_true',
+                        help='CUDA: count the host syncs of the search steps (torch sync debug mode; slower)')
+    parser.add_argument('--jsonl', default=None, help='also append each JSON line to this file')
+    parser.add_argument('--table-from', nargs='+', default=None, metavar='JSONL',
+                        help='run nothing: print the table of JSON lines written by --jsonl')
+    args = parser.parse_args(argv)
+    phases = [p.strip() for p in args.phases.split(',') if p.strip()]
+    unknown = [p for p in phases if p not in PHASES]
+    if unknown:
+        parser.error(f'unknown phase(s) {unknown}; choose from {", ".join(PHASES)}')
+    if args.resample and 'search-plain-resample' not in phases:
+        phases.insert(phases.index('search-plain') + 1 if 'search-plain' in phases else 0, 'search-plain-resample')
+    args.phases = phases
+    if args.steps < 1 or args.warmup < 0 or args.batch_size < 1:
+        parser.error('--steps and --batch-size must be >= 1, --warmup >= 0')
+    if args.image_size is not None and args.image_size < 32:
+        parser.error('--image-size must be at least 32 (five stride-2 stages)')
+    if 'search-meta' in phases and args.batch_size < 2 * args.slice:
+        parser.error(f'search-meta splits two slices off each batch: --batch-size must be >= 2 x --slice '
+                     f'= {2 * args.slice}')
+    try:
+        resolve_selection(args.selection)
+    except ValueError as err:
+        parser.error(str(err))
+    return args
+
+
+def main(argv: Optional[List[str]] = None) -> List[Dict]:
+    """Run the phases of ``argv``; prints and returns one result dict per phase."""
+    args = parse_args(argv)
+    if args.table_from:
+        results = read_jsonl(args.table_from)
+        print(table(results), flush=True)
+        return results
+    if args.device == 'cuda' and not torch.cuda.is_available():
+        raise BenchmarkError('--device cuda but no CUDA GPU is visible; use --device cpu')
+    device = torch.device(args.device, torch.cuda.current_device()) if args.device == 'cuda' else torch.device('cpu')
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        path = parse_path(args.path)
+    except BenchmarkError as err:
+        raise SystemExit(f'error: {err}') from None
+    search_size = args.image_size or DEFAULT_SEARCH_IMAGE_SIZE
+    results = []
+    for phase in args.phases:
+        reset_memory(device)
+        if phase.startswith('search'):
+            result = search_phase(phase, args, device, path, search_size)
+        elif phase == 'static':
+            result = static_phase(args, device, path, search_size)
+        elif phase == 'retrain':
+            result = retrain_phase(args, device)
+        else:
+            result = eval_phase(args, device)
+        line = json.dumps(result)
+        print(line, flush=True)
+        if args.jsonl:
+            with open(args.jsonl, 'a') as f:
+                f.write(line + '\n')
+        results.append(result)
+    print(table(results), flush=True)
+    return results
+
+
+if __name__ == '__main__':
+    main(sys.argv[1:])

@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# The one GPU benchmark run (one CUDA GPU; budget < 150 s with Python start-up). From the repo root:
+#     bash tools/run_gpu_benchmark.sh
+# 1) bf16 + channels_last, batch 128, 224 px: search-plain, search-kd, search-meta, static, retrain (287), eval (287)
+# 2) fp32, same batch and size: search-plain and search-kd, for the peak-memory comparison, counting the
+#    host syncs of their steps (torch sync debug mode: syncs_per_step, sync_sites in the JSON lines)
+# then one table of both. JSON lines and the table also go to $OUT/tmp/gpu_benchmark.jsonl / .txt.
+# Nothing is written outside $OUT/tmp (temporary and compile caches are pointed there too).
+set -euo pipefail
+export PYTHONUNBUFFERED=1
+cd "$(dirname "$0")/.."
+
+TMP_DIR="${OUT:-/tmp/cream_benchmark}/tmp"
+mkdir -p "$TMP_DIR"
+export TMPDIR="$TMP_DIR" TORCHINDUCTOR_CACHE_DIR="$TMP_DIR/inductor" TRITON_CACHE_DIR="$TMP_DIR/triton"
+LOG="$TMP_DIR/gpu_benchmark.jsonl"
+: > "$LOG"
+
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+python -c 'import torch, timm; print("torch", torch.__version__, "timm", timm.__version__, "cuda", torch.version.cuda)'
+
+COMMON=(--device cuda --batch-size 128 --image-size 224 --selection 287 --seed 0 --jsonl "$LOG")
+timeout 100 python tools/benchmark.py "${COMMON[@]}" --amp bf16 --channels-last --warmup 3 --steps 10 \
+    --phases search-plain,search-kd,search-meta,static,retrain,eval
+timeout 40 python tools/benchmark.py "${COMMON[@]}" --amp none --warmup 2 --steps 5 --sync-debug \
+    --phases search-plain,search-kd || echo "fp32 memory comparison did not finish (exit $?)"
+
+echo "=== all phases ==="
+python tools/benchmark.py --table-from "$LOG" | tee "$TMP_DIR/gpu_benchmark.txt"
