@@ -1,5 +1,4 @@
 """Shared fixtures: the repository root, the reference folder, tiny generated datasets."""
-import os
 import sys
 from pathlib import Path
 
@@ -26,6 +25,18 @@ def reference_dir() -> Path:
     if not REFERENCE.is_dir():
         pytest.skip(f'reference material not found at {REFERENCE}')
     return REFERENCE
+
+
+@pytest.fixture(scope='session')
+def official(reference_dir) -> Path:
+    """A checkpoint in the released format (14M model, random weights)."""
+    return reference_dir / 'checkpoints' / 'cream14_official_format.pth.tar'
+
+
+@pytest.fixture(scope='session')
+def expected(reference_dir) -> dict:
+    """What the original outputs for ``official``: input, logits_ema, logits."""
+    return torch.load(reference_dir / 'checkpoints' / 'cream14_expected.pt', weights_only=True)
 
 
 @pytest.fixture(scope='session')

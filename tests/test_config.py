@@ -1,5 +1,4 @@
 import pytest
-import yaml
 
 from lib.config import ConfigError, get_defaults, load_config, save_config
 

@@ -32,16 +32,6 @@ RELEASED_KEYS = ['epoch', 'arch', 'state_dict', 'optimizer', 'args', 'version', 
 
 
 @pytest.fixture(scope='module')
-def official(reference_dir):
-    return reference_dir / 'checkpoints' / 'cream14_official_format.pth.tar'
-
-
-@pytest.fixture(scope='module')
-def expected(reference_dir):
-    return torch.load(reference_dir / 'checkpoints' / 'cream14_expected.pt', weights_only=True)
-
-
-@pytest.fixture(scope='module')
 def released(official):
     return load_checkpoint_file(official)
 

@@ -17,16 +17,6 @@ def reference_models(reference_dir):
     return json.loads((reference_dir / 'cream_models.json').read_text())['models']
 
 
-@pytest.fixture(scope='module')
-def official(reference_dir):
-    return reference_dir / 'checkpoints' / 'cream14_official_format.pth.tar'
-
-
-@pytest.fixture(scope='module')
-def expected(reference_dir):
-    return torch.load(reference_dir / 'checkpoints' / 'cream14_expected.pt', weights_only=True)
-
-
 def logits(model, expected):
     with torch.no_grad():
         return model(expected['input'])

@@ -4,7 +4,6 @@ import importlib.util
 import json
 
 import pytest
-import torch
 
 from lib.search import loop
 
@@ -20,14 +19,6 @@ def bench_tool(repo_root):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def json_lines(text):

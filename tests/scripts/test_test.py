@@ -26,11 +26,6 @@ def run_test(tmp_path, data, checkpoint, *overrides, name='t'):
     return results
 
 
-@pytest.fixture(scope='module')
-def official(reference_dir):
-    return reference_dir / 'checkpoints' / 'cream14_official_format.pth.tar'
-
-
 def test_official_checkpoint_ema_and_raw(tmp_path, tiny_imagefolder, official):
     ema = run_test(tmp_path, tiny_imagefolder, official, name='ema')
     raw = run_test(tmp_path, tiny_imagefolder, official, 'NET.EMA.USE', 'False', name='raw')

@@ -22,14 +22,6 @@ STUDENT = ((1,), (0,), (2,), (5,), (3,))
 TEACHERS = (((0,), (1,), (2,), (3,), (4,)), ((5,), (4,), (3,), (2,), (1,)))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def make_session(*overrides):
     torch.manual_seed(0)
     cfg = load_config(None, ['DATASET.NUM_CLASSES', str(NUM_CLASSES), 'SUPERNET.SLICE', str(SLICE),

@@ -4,27 +4,18 @@ import multiprocessing as mp
 from datetime import timedelta
 from types import SimpleNamespace
 
-import pytest
 import torch
 import torch.distributed as dist
 
 from lib.config import load_config
 from lib.models.supernet import SuperNet
-from lib.search.board import BoardEntry, PrioritizedBoard
+from lib.search.board import PrioritizedBoard
 from lib.search.builder import build_linear_schedule, build_search_optimizer
 from lib.search.loop import search_step
 from lib.search.meta_matching import MetaMatchingNetwork, all_reduce_mean_
 
 NUM_CLASSES, SLICE, IMAGE, BATCH = 5, 2, 32, 6
 STUDENT = ((1,), (0,), (2,), (5,), (3,))
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def make_session(*overrides):
