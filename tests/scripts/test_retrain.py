@@ -230,3 +230,23 @@ def test_two_processes_with_gloo(repo_root, four_step_data, tmp_path):
     assert not any(k.startswith('module.') for k in checkpoint['state_dict'])
     log = (tmp_path / 'ddp' / 'retrain.log').read_text()
     assert 'LR' in log and '2 process(es)' in log
+
+
+def test_test_py_reproduces_the_ema_accuracy_retrain_logged(repo_root, four_step_data, tmp_path):
+    spec = importlib.util.spec_from_file_location('cream_test_script', repo_root / 'test.py')
+    test_script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(test_script)
+    arch = json.dumps(SMALL)
+    results = retrain.main(['--cfg', str(repo_root / 'configs/retrain.yaml'), 'MODEL', 'trained', 'MODEL_SELECTION',
+                            '-1', 'INPUT_ARCH', arch, 'DATASET.IMAGE_SIZE', '32', 'NET.EMA.DECAY', '0.5',
+                            *tiny_overrides(str(tmp_path), four_step_data, EPOCHS=2)])
+    logged = json.loads((tmp_path / 'trained' / 'results.json').read_text())['val_ema']
+    assert logged == json.loads(json.dumps(results['val_ema']))
+    tested = test_script.main(['--cfg', str(repo_root / 'configs/test.yaml'), 'MODEL', 'tested', 'MODEL_SELECTION', '-1',
+                               'INPUT_ARCH', arch, 'DATASET.IMAGE_SIZE', '32',
+                               'RESUME_PATH', str(tmp_path / 'trained' / 'last.pth.tar'),
+                               *tiny_overrides(str(tmp_path), four_step_data)])
+    assert 'ema' in tested['weights']
+    assert tested['images'] == logged['images'] == 4
+    assert tested['prec1'] == pytest.approx(logged['prec1'])
+    assert tested['loss'] == pytest.approx(logged['loss'], rel=1e-5)
