@@ -49,6 +49,14 @@ def tiny_imagefolder(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(autouse=True)
+def _restore_determinism():
+    """Entry scripts run in-process with DETERMINISTIC True switch deterministic algorithms on globally."""
+    deterministic = torch.are_deterministic_algorithms_enabled()
+    yield
+    torch.use_deterministic_algorithms(deterministic)
+
+
+@pytest.fixture(autouse=True)
 def _cream_logs_reach_caplog():
     """Entry scripts run in-process detach the 'cream' logger from the root; undo that per test."""
     import logging

@@ -19,16 +19,6 @@ SEARCHED = [[0], [5], [2, 0], [4], [1], [3], [0]]  # stages 1, 3, 4, 5 hold a si
 SMALL = [[0], [0], [0], [0], [0], [0], [0]]
 
 
-@pytest.fixture(autouse=True)
-def _global_torch_settings():
-    # One thread: these nets are tiny, and on a shared 2-core machine more threads only wait on each other.
-    deterministic, threads = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.use_deterministic_algorithms(deterministic)
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope='module')
 def one_step_data(tmp_path_factory):
     """2 classes x (1 train, 1 val) images: one training step of 2 and one validation batch."""

@@ -24,15 +24,6 @@ SEARCH = {'FLOPS_MAXIMUM': 6, 'WORKERS': 0, 'EPOCHS': 2, 'DATASET.BATCH_SIZE': 4
           'SUPERNET.UPDATE_ITER': 2, 'DETERMINISTIC': True}
 
 
-@pytest.fixture(autouse=True)
-def _global_torch_settings():
-    deterministic, threads = torch.are_deterministic_algorithms_enabled(), torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.use_deterministic_algorithms(deterministic)
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope='module')
 def data(tmp_path_factory):
     return make_demo_dataset(str(tmp_path_factory.mktemp('search') / 'data'), num_classes=3, train_per_class=4,
