@@ -1,12 +1,11 @@
 import json
-from datetime import timedelta
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 from lib.search.board import BoardEntry, PrioritizedBoard
+from two_ranks import run_on_two_ranks
 
 SLICE, NUM_CLASSES = 2, 5
 
@@ -148,40 +147,27 @@ def test_bad_input_errors():
                    probe_probs=torch.zeros(3, NUM_CLASSES))
 
 
-def _broadcast_worker(rank, world_size, init_file):
-    dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank, world_size=world_size,
-                            timeout=timedelta(seconds=60))
-    try:
-        board = PrioritizedBoard(pool_size=3, acc_gap=5.0)
-        if rank == 0:
-            board.offer(make_entry(70.0, 3.0, path=((1,), (2, 3)), seed=10))
-            board.offer(make_entry(60.0, 2.0, path=((4,), (0, 0)), seed=11, params=2.0))
-        else:  # a different, rank-local board that must be replaced
-            board.offer(make_entry(99.0, 1.0, path=((5,), (5, 5)), seed=12))
-        board.broadcast_(src=0)
-        rows = [None] * world_size
-        dist.all_gather_object(rows, board.to_rows())
-        tensors = torch.cat([torch.cat([e.probe_images.flatten(), e.probe_probs.flatten()]) for e in board])
-        gathered = [torch.empty_like(tensors) for _ in range(world_size)]
-        dist.all_gather(gathered, tensors)
-        assert rows[0] == rows[1] and len(rows[1]) == 2 and rows[1][1]['params'] == 2.0
-        assert torch.equal(gathered[0], gathered[1])
-        expected = make_entry(70.0, 3.0, seed=10)
-        assert torch.equal(board.best().probe_images, expected.probe_images)
-    finally:
-        dist.destroy_process_group()
+def _broadcast_worker(rank, world_size):
+    board = PrioritizedBoard(pool_size=3, acc_gap=5.0)
+    if rank == 0:
+        board.offer(make_entry(70.0, 3.0, path=((1,), (2, 3)), seed=10))
+        board.offer(make_entry(60.0, 2.0, path=((4,), (0, 0)), seed=11, params=2.0))
+    else:  # a different, rank-local board that must be replaced
+        board.offer(make_entry(99.0, 1.0, path=((5,), (5, 5)), seed=12))
+    board.broadcast_(src=0)
+    rows = [None] * world_size
+    dist.all_gather_object(rows, board.to_rows())
+    tensors = torch.cat([torch.cat([e.probe_images.flatten(), e.probe_probs.flatten()]) for e in board])
+    gathered = [torch.empty_like(tensors) for _ in range(world_size)]
+    dist.all_gather(gathered, tensors)
+    assert rows[0] == rows[1] and len(rows[1]) == 2 and rows[1][1]['params'] == 2.0
+    assert torch.equal(gathered[0], gathered[1])
+    expected = make_entry(70.0, 3.0, seed=10)
+    assert torch.equal(board.best().probe_images, expected.probe_images)
 
 
 def test_broadcast_makes_every_rank_hold_the_source_board(tmp_path):
-    # This process is rank 0, one spawned process rank 1 (a fork would deadlock on torch's threads).
-    init_file = str(tmp_path / 'pg_init')
-    other = mp.get_context('spawn').Process(target=_broadcast_worker, args=(1, 2, init_file))
-    other.start()
-    try:
-        _broadcast_worker(0, 2, init_file)
-    finally:
-        other.join(timeout=120)
-    assert other.exitcode == 0
+    run_on_two_ranks(_broadcast_worker, tmp_path)
 
 
 def test_broadcast_is_a_noop_without_distributed():

@@ -1,11 +1,9 @@
 import math
 from collections import OrderedDict
-from datetime import timedelta
 
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call
@@ -22,6 +20,7 @@ from lib.search.meta_matching import (
     simulated_step,
     soft_cross_entropy,
 )
+from two_ranks import run_on_two_ranks
 
 SLICE, NUM_CLASSES, CHANNELS, IMAGE = 3, 5, 4, 8
 STUDENT_PATH = ((1,), (0, 2))
@@ -307,33 +306,20 @@ def test_meta_update_steps_rho_and_the_student_path_only():
         meta_update(model, STUDENT_PATH, teacher, mmn, x[:SLICE + 1], y[:SLICE + 1], SLICE, lr, meta_optimizer)
 
 
-def _distributed_worker(rank, world_size, init_file):
-    dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank, world_size=world_size,
-                            timeout=timedelta(seconds=60))
-    try:
-        value = torch.tensor([float(rank), 10.0 * rank])
-        all_reduce_mean_([value])
-        assert torch.equal(value, torch.tensor([0.5, 5.0]))
-        model, mmn, board, _, _ = setup(seed=0)  # same weights and board on both ranks
-        _, _, _, x, y = setup(seed=rank + 1)    # rank-local batches
-        teacher = select_teacher(model, STUDENT_PATH, board, 'meta', mmn)
-        meta_update(model, STUDENT_PATH, teacher, mmn, x, y, SLICE, 0.5,
-                    torch.optim.SGD(mmn.parameters(), lr=0.3), torch.optim.SGD(model.parameters(), lr=0.1))
-        flat = torch.cat([p.detach().reshape(-1) for p in [*mmn.parameters(), *model.parameters()]])
-        gathered = [torch.empty_like(flat) for _ in range(world_size)]
-        dist.all_gather(gathered, flat)
-        assert torch.equal(gathered[0], gathered[1])
-    finally:
-        dist.destroy_process_group()
+def _distributed_worker(rank, world_size):
+    value = torch.tensor([float(rank), 10.0 * rank])
+    all_reduce_mean_([value])
+    assert torch.equal(value, torch.tensor([0.5, 5.0]))
+    model, mmn, board, _, _ = setup(seed=0)  # same weights and board on both ranks
+    _, _, _, x, y = setup(seed=rank + 1)    # rank-local batches
+    teacher = select_teacher(model, STUDENT_PATH, board, 'meta', mmn)
+    meta_update(model, STUDENT_PATH, teacher, mmn, x, y, SLICE, 0.5,
+                torch.optim.SGD(mmn.parameters(), lr=0.3), torch.optim.SGD(model.parameters(), lr=0.1))
+    flat = torch.cat([p.detach().reshape(-1) for p in [*mmn.parameters(), *model.parameters()]])
+    gathered = [torch.empty_like(flat) for _ in range(world_size)]
+    dist.all_gather(gathered, flat)
+    assert torch.equal(gathered[0], gathered[1])
 
 
 def test_meta_update_keeps_mmn_and_student_identical_across_ranks(tmp_path):
-    # This process is rank 0, one spawned process rank 1 (a fork would deadlock on torch's threads).
-    init_file = str(tmp_path / 'pg_init')
-    other = mp.get_context('spawn').Process(target=_distributed_worker, args=(1, 2, init_file))
-    other.start()
-    try:
-        _distributed_worker(0, 2, init_file)
-    finally:
-        other.join(timeout=120)
-    assert other.exitcode == 0
+    run_on_two_ranks(_distributed_worker, tmp_path)

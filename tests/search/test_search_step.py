@@ -1,11 +1,8 @@
 """The one search step train.py and tools/benchmark.py share (``loop.search_step``), the meta-matching
 network's float32 scores under autocast, and the coalesced gradient all-reduce's copy back."""
-import multiprocessing as mp
-from datetime import timedelta
 from types import SimpleNamespace
 
 import torch
-import torch.distributed as dist
 
 from lib.config import load_config
 from lib.models.supernet import SuperNet
@@ -13,6 +10,7 @@ from lib.search.board import PrioritizedBoard
 from lib.search.builder import build_linear_schedule, build_search_optimizer
 from lib.search.loop import search_step
 from lib.search.meta_matching import MetaMatchingNetwork, all_reduce_mean_
+from two_ranks import run_on_two_ranks
 
 NUM_CLASSES, SLICE, IMAGE, BATCH = 5, 2, 32, 6
 STUDENT = ((1,), (0,), (2,), (5,), (3,))
@@ -85,29 +83,17 @@ def test_mmn_scores_in_float32_under_autocast():
     torch.testing.assert_close(scores, mmn(delta), rtol=0, atol=0)
 
 
-def _all_reduce_worker(rank, world_size, init_file):
-    dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank, world_size=world_size,
-                            timeout=timedelta(seconds=60))
-    try:
-        conv = torch.arange(2 * 3 * 2 * 2, dtype=torch.float32).reshape(2, 3, 2, 2) * (rank + 1)
-        conv = conv.contiguous(memory_format=torch.channels_last)
-        bias = torch.full((3,), 10.0 * rank)
-        counts = torch.tensor([rank, 4 * rank], dtype=torch.float64)  # a second dtype: its own collective
-        expected_conv = torch.arange(2 * 3 * 2 * 2, dtype=torch.float32).reshape(2, 3, 2, 2) * 1.5
-        all_reduce_mean_([conv, bias, counts])
-        assert torch.equal(conv, expected_conv) and conv.is_contiguous(memory_format=torch.channels_last)
-        assert torch.equal(bias, torch.full((3,), 5.0))
-        assert torch.equal(counts, torch.tensor([0.5, 2.0], dtype=torch.float64))
-    finally:
-        dist.destroy_process_group()
+def _all_reduce_worker(rank, world_size):
+    conv = torch.arange(2 * 3 * 2 * 2, dtype=torch.float32).reshape(2, 3, 2, 2) * (rank + 1)
+    conv = conv.contiguous(memory_format=torch.channels_last)
+    bias = torch.full((3,), 10.0 * rank)
+    counts = torch.tensor([rank, 4 * rank], dtype=torch.float64)  # a second dtype: its own collective
+    expected_conv = torch.arange(2 * 3 * 2 * 2, dtype=torch.float32).reshape(2, 3, 2, 2) * 1.5
+    all_reduce_mean_([conv, bias, counts])
+    assert torch.equal(conv, expected_conv) and conv.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(bias, torch.full((3,), 5.0))
+    assert torch.equal(counts, torch.tensor([0.5, 2.0], dtype=torch.float64))
 
 
 def test_all_reduce_mean_copies_every_tensor_back_in_its_own_layout(tmp_path):
-    init_file = str(tmp_path / 'pg_init')
-    other = mp.get_context('spawn').Process(target=_all_reduce_worker, args=(1, 2, init_file))
-    other.start()
-    try:
-        _all_reduce_worker(0, 2, init_file)
-    finally:
-        other.join(timeout=120)
-    assert other.exitcode == 0
+    run_on_two_ranks(_all_reduce_worker, tmp_path)
