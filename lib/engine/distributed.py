@@ -7,7 +7,7 @@ no process group). The world size always comes from the launcher, never from the
 import datetime
 import os
 from dataclasses import dataclass
-from typing import Any, List, Optional
+from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 import torch.distributed as dist
@@ -69,10 +69,26 @@ def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+def all_reduce_mean_(tensors: Sequence[torch.Tensor]) -> None:
+    """Average tensors in place over all ranks: one collective per dtype/device, not one per tensor."""
+    if not is_initialized() or dist.get_world_size() == 1:
+        return
+    world_size = dist.get_world_size()
+    groups: Dict[tuple, List[torch.Tensor]] = {}
+    for tensor in tensors:
+        groups.setdefault((tensor.dtype, tensor.device), []).append(tensor)
+    for group in groups.values():
+        flat = torch.cat([tensor.reshape(-1) for tensor in group])
+        dist.all_reduce(flat)
+        flat.div_(world_size)
+        # One multi-tensor copy back instead of a kernel per tensor.
+        views = [part.view_as(tensor) for part, tensor in zip(flat.split([t.numel() for t in group]), group)]
+        torch._foreach_copy_(group, views)
+
+
 def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
-    if is_initialized():
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-        tensor /= dist.get_world_size()
+    """Average one tensor over ranks, in place; returns it."""
+    all_reduce_mean_([tensor])
     return tensor
 
 

@@ -21,6 +21,8 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 import torch
 import torch.distributed as dist
 
+from lib.engine.distributed import broadcast_object, broadcast_tensors_
+
 Path = Tuple[Tuple[int, ...], ...]
 
 
@@ -212,8 +214,7 @@ class PrioritizedBoard:
                  'images_shape': tuple(entry.probe_images.shape), 'images_dtype': entry.probe_images.dtype,
                  'probs_shape': tuple(entry.probe_probs.shape), 'probs_dtype': entry.probe_probs.dtype}
                 for entry in self._entries]}
-        dist.broadcast_object_list(header, src=src)
-        header = header[0]
+        header = broadcast_object(header[0], src=src)
         entries = []
         for index, meta in enumerate(header['entries']):
             if is_src:
@@ -222,8 +223,7 @@ class PrioritizedBoard:
             else:
                 images = torch.empty(meta['images_shape'], dtype=meta['images_dtype'], device=device)
                 probs = torch.empty(meta['probs_shape'], dtype=meta['probs_dtype'], device=device)
-            dist.broadcast(images, src=src)
-            dist.broadcast(probs, src=src)
+            broadcast_tensors_([images, probs], src=src)
             if not is_src:
                 entries.append(BoardEntry(path=meta['path'], prec1=meta['prec1'], flops=meta['flops'],
                                           params=meta['params'], val_prec1=meta['val_prec1'],

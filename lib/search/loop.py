@@ -24,14 +24,14 @@ import torch
 import torch.nn as nn
 
 from lib.engine.checkpoint import make_checkpoint
-from lib.engine.distributed import all_reduce_mean, all_reduce_sum, broadcast_tensors_
+from lib.engine.distributed import all_reduce_mean, all_reduce_mean_, all_reduce_sum, broadcast_tensors_
 from lib.engine.evaluate import evaluate
 from lib.engine.logger import AverageMeter, Throughput, progress_line
 from lib.engine.precision import autocast
 from lib.engine.resume import Position, gather_rank_states, restore_rank_rng, resume_extras
 from lib.search.board import BoardEntry
 from lib.search.builder import SearchSession, unsynced_bn
-from lib.search.meta_matching import all_reduce_mean_, distillation_loss, meta_update, select_teacher
+from lib.search.meta_matching import distillation_loss, meta_update, select_teacher
 from lib.search.outputs import (BEST_ARCH_FILE, BOARD_FILE, board_rows, choose_final_entry, write_best_arch,
                                 write_board_json)
 from lib.search.sampler import PathSampler

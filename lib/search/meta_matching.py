@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence
 
 import torch
-import torch.distributed as dist
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call
 from torch.nn.parallel import DistributedDataParallel
 
+from lib.engine.distributed import all_reduce_mean_
 from lib.search.board import BoardEntry, PrioritizedBoard
 
 PICK_METHODS = ('top1', 'meta')
@@ -204,24 +204,6 @@ def meta_gradient(supernet: nn.Module, path, teacher: TeacherChoice, mmn: MetaMa
     return MetaGradient(meta_grads=[g.detach() for g in meta_grads], student_grads=student_grads,
                         params=list(params.values()), kd_loss=(m * unweighted_kd).detach(),
                         val_loss=val_loss.detach(), kd_weight=m)
-
-
-def all_reduce_mean_(tensors: Sequence[torch.Tensor]) -> None:
-    """Average tensors in place over all ranks (one collective per dtype/device); no-op without
-    torch.distributed."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-        return
-    world_size = dist.get_world_size()
-    groups: Dict[tuple, List[torch.Tensor]] = {}
-    for tensor in tensors:
-        groups.setdefault((tensor.dtype, tensor.device), []).append(tensor)
-    for group in groups.values():
-        flat = torch.cat([tensor.reshape(-1) for tensor in group])
-        dist.all_reduce(flat)
-        flat.div_(world_size)
-        # One multi-tensor copy back instead of a kernel per tensor.
-        views = [part.view_as(tensor) for part, tensor in zip(flat.split([t.numel() for t in group]), group)]
-        torch._foreach_copy_(group, views)
 
 
 def _step_with_grads(params: Sequence[nn.Parameter], grads: Sequence[torch.Tensor],
