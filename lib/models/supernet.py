@@ -5,6 +5,7 @@ A path is a tuple with one tuple of op indices per searchable stage, e.g. for la
 (timm's MobileNetV3) so that a path's weights become a child's by dropping the op index:
 ``blocks.{stage}.{layer}.{op}.*`` -> ``blocks.{stage}.{layer}.*``.
 """
+import contextlib
 from collections import OrderedDict
 from typing import List, Sequence, Tuple
 
@@ -156,17 +157,73 @@ class SuperNet(nn.Module):
         return super()._apply(fn, *args, **kwargs)
 
     # ---- forward --------------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor, path: Sequence[Sequence[int]]) -> torch.Tensor:
+    def path_blocks(self, path: Sequence[Sequence[int]]) -> List[nn.Module]:
+        """The blocks ``path`` runs after the stem, in order: stage 0, one op per searchable layer, the final block."""
         path = self.check_path(path)
-        x = self.bn1(self.conv_stem(x))
-        x = self.blocks[FIXED_STAGE][0](x)
+        blocks = [self.blocks[FIXED_STAGE][0]]
         for stage_ops, layers in zip(path, self.blocks[1:FINAL_STAGE]):
-            for op, choices in zip(stage_ops, layers):
-                x = choices[op](x)
-        x = self.blocks[FINAL_STAGE][0](x)
+            blocks.extend(choices[op] for op, choices in zip(stage_ops, layers))
+        blocks.append(self.blocks[FINAL_STAGE][0])
+        return blocks
+
+    def forward_stem(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn1(self.conv_stem(x))
+
+    def forward_head(self, x: torch.Tensor) -> torch.Tensor:
         x = self.global_pool(x)
         x = self.act2(self.conv_head(x))
         x = self.flatten(x)
         if self.drop_rate > 0.0:
             x = F.dropout(x, p=self.drop_rate, training=self.training)
         return self.classifier(x)
+
+    def forward(self, x: torch.Tensor, path: Sequence[Sequence[int]]) -> torch.Tensor:
+        x = self.forward_stem(x)
+        for block in self.path_blocks(path):
+            x = block(x)
+        return self.forward_head(x)
+
+    def forward_with_teacher(self, x: torch.Tensor, path: Sequence[Sequence[int]],
+                             teacher_path: Sequence[Sequence[int]]) -> Tuple[torch.Tensor, torch.Tensor]:
+        """(``self(x, path)``, ``self(x, teacher_path)`` without gradient) for distillation, computing once
+        what both compute: the stem and the leading blocks where the two paths pick the same op see the same
+        input, so they give the same output. Their BN layers update their running statistics twice with the
+        same batch statistics, as the two separate forwards (teacher first) would."""
+        student_blocks, teacher_blocks = self.path_blocks(path), self.path_blocks(teacher_path)
+        shared = 0
+        while shared < len(student_blocks) and student_blocks[shared] is teacher_blocks[shared]:
+            shared += 1
+        with bn_updates_counted_twice([self.bn1, *student_blocks[:shared]]):
+            x = self.forward_stem(x)
+            for block in student_blocks[:shared]:
+                x = block(x)
+        with torch.no_grad():  # the teacher first: its head draws dropout noise before the student's, as before
+            teacher = x.detach()
+            for block in teacher_blocks[shared:]:
+                teacher = block(teacher)
+            teacher_logits = self.forward_head(teacher)
+        for block in student_blocks[shared:]:
+            x = block(x)
+        return self.forward_head(x), teacher_logits
+
+
+@contextlib.contextmanager
+def bn_updates_counted_twice(modules: Sequence[nn.Module]):
+    """Inside the block, each training BN layer in ``modules`` updates its running statistics as if it ran
+    twice in a row on the same batch: momentum m becomes 1 - (1 - m)^2 (cumulative averaging after n batches:
+    2 / (n + 2)) and num_batches_tracked advances by two."""
+    layers = [m for module in modules for m in module.modules()
+              if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats]
+    saved = [m.momentum for m in layers]
+    for m in layers:
+        if m.momentum is None:  # a host read, as torch's own cumulative average makes
+            m.momentum = 2.0 / (float(m.num_batches_tracked) + 2.0)
+        else:
+            m.momentum = 1.0 - (1.0 - m.momentum) ** 2
+    try:
+        yield
+    finally:
+        for m, momentum in zip(layers, saved):
+            m.momentum = momentum
+    for m in layers:
+        m.num_batches_tracked.add_(1)  # the forward added the first

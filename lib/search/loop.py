@@ -96,12 +96,11 @@ def _forward_backward(session: SearchSession, path, images, target, distill: boo
         if distill:  # the probes run in the student's precision; the MMN scores them in float32 regardless
             with unsynced_bn(supernet, session.local_bn_group):
                 teacher = select_teacher(supernet, path, session.board, cfg.SUPERNET.PICK_METHOD, session.mmn)
-        logits = supernet(images, path)
         if teacher is None:
+            logits = supernet(images, path)
             loss, kd = session.loss_fn(logits, target), None
-        else:
-            with torch.no_grad():
-                teacher_logits = supernet(images, teacher.path)
+        else:  # the teacher's logits without gradient; the stem and common leading blocks run once
+            logits, teacher_logits = supernet.forward_with_teacher(images, path, teacher.path)
             parts = distillation_loss(logits, teacher_logits, target, teacher.weight, session.loss_fn)
             loss, kd = parts.loss, parts.kd
     optimizer.zero_grad(set_to_none=True)

@@ -1,4 +1,6 @@
 """The supernet: paths map onto child networks exactly; path parameters; functional calls."""
+import copy
+
 import pytest
 import torch
 from torch.func import functional_call
@@ -93,6 +95,52 @@ def test_functional_call_with_replaced_path_parameters(supernet):
     assert all(p.grad is None for p in supernet.parameters())
     shifted = dict(params, **{'classifier.bias': params['classifier.bias'] + 1.0})
     torch.testing.assert_close(functional_call(supernet, shifted, (x, PATH)), out + 1.0)
+
+
+def _bn_state(net):
+    return {name: buf.clone() for name, buf in net.named_buffers()}
+
+
+@pytest.mark.parametrize('teacher, shared_blocks', [
+    (((0, 5), (1,), (0, 4), (2,), (5,)), 1),   # differs from the first searchable layer: stem + stage 0
+    (OTHER, 5),                                # differs in the fifth searchable layer
+    (PATH, 9),                                 # the same path: every block, the final one included
+])
+@pytest.mark.parametrize('momentum', [0.1, None])
+def test_forward_with_teacher_equals_two_forwards(supernet, teacher, shared_blocks, momentum):
+    """One forward with the common prefix run once = the teacher's no-grad forward, then the student's:
+    logits, gradients and every BN buffer (the shared BN layers count the batch twice)."""
+    torch.manual_seed(1)
+    fused, separate = copy.deepcopy(supernet).train(), copy.deepcopy(supernet).train()
+    for net in (fused, separate):
+        for m in net.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.momentum = momentum
+    x = torch.randn(3, 3, 32, 32)
+    calls = []
+    blocks = set(fused.path_blocks(PATH)) | set(fused.path_blocks(teacher))
+    for block in blocks:
+        block.register_forward_hook(lambda *_: calls.append(1))
+    logits, teacher_logits = fused.forward_with_teacher(x, PATH, teacher)
+    with torch.no_grad():
+        expected_teacher = separate(x, teacher)
+    expected = separate(x, PATH)
+    torch.testing.assert_close(teacher_logits, expected_teacher, rtol=0, atol=1e-6)
+    torch.testing.assert_close(logits, expected, rtol=0, atol=1e-6)
+    assert not teacher_logits.requires_grad and logits.requires_grad
+    # The common leading blocks ran once, not twice.
+    assert len(calls) == 2 * len(fused.path_blocks(PATH)) - shared_blocks
+    logits.square().sum().backward()
+    expected.square().sum().backward()
+    for (name, a), b in zip(fused.named_parameters(), separate.parameters()):
+        assert (a.grad is None) == (b.grad is None), name
+        if a.grad is not None:
+            torch.testing.assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-6, msg=name)
+    fused_buffers, separate_buffers = _bn_state(fused), _bn_state(separate)
+    for name, value in separate_buffers.items():
+        torch.testing.assert_close(fused_buffers[name], value, rtol=1e-5, atol=1e-6, msg=name)
+    assert all(m.momentum == momentum for m in fused.modules()
+               if isinstance(m, torch.nn.modules.batchnorm._BatchNorm))
 
 
 def test_channels_last_and_autocast(supernet):
