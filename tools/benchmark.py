@@ -1,6 +1,6 @@
 """Throughput of the search step, its fixed-network ceiling, retraining and evaluation, on synthetic data.
 
-    python tools/benchmark.py --device cpu --batch-size 32 --image-size 64 --steps 10 --warmup 3
+    python tools/benchmark.py --device cpu --batch-size 32 --image-size 64 --steps 10 --warmup 3 --interleave
     python tools/benchmark.py --device cuda --batch-size 128 --image-size 224 --amp bf16 --channels-last
 
 Phases (``--phases``, comma-separated):
@@ -15,7 +15,9 @@ Phases (``--phases``, comma-separated):
 
 The search phases run the training code itself (``lib.search.loop.search_step``), the retrain and eval phases
 ``lib.engine.retrain_loop.train_one_epoch`` and ``lib.engine.evaluate.evaluate``. Each phase prints one JSON
-line (img/s, ms per step, peak GPU memory in GiB, reset between phases); a table follows the last.
+line (img/s, ms per step, peak GPU memory in GiB, reset between phases); a table follows the last. With
+``--interleave`` the search and static phases are timed in rounds, one step of each per round: on a shared,
+noisy machine (the CPU figures) their ratios are then measured under the same load.
 """
 import argparse
 import contextlib
@@ -153,6 +155,39 @@ def peak_gib(device: torch.device) -> Optional[float]:
     return round(torch.cuda.max_memory_allocated(device) / GIB, 3) if device.type == 'cuda' else None
 
 
+# ---- step phases: one at a time, or interleaved -----------------------------------------------------
+class Phase:
+    """A phase measured step by step: ``step(i)`` runs step i; ``extra()`` gives its JSON fields after timing."""
+
+    def __init__(self, name: str, step: Callable[[int], None], image_size: int, extra: Callable[[], Dict]):
+        self.name, self.step, self.image_size, self.extra = name, step, image_size, extra
+
+
+def run_phase(phase: Phase, args, device: torch.device) -> Dict:
+    report = {} if args.sync_debug and phase.name.startswith('search') else None
+    seconds, per_step = timed(phase.step, args.warmup, args.steps, device, report)
+    return record(phase.name, args, device, seconds, phase.image_size, per_step, **phase.extra(), **(report or {}))
+
+
+def run_interleaved(phases: Sequence[Phase], args, device: torch.device) -> List[Dict]:
+    """Time ``phases`` in rounds, one step of each per round, so that load changes on a shared machine hit every
+    phase alike: their ratios are then far steadier than those of phases timed one after another. Peak memory
+    is not attributable to one phase here (None)."""
+    for phase in phases:
+        for i in range(args.warmup):
+            phase.step(i)
+    per_step: Dict[str, List[float]] = {phase.name: [] for phase in phases}
+    for i in range(args.warmup, args.warmup + args.steps):
+        for phase in phases:
+            synchronize(device)
+            start = time.perf_counter()
+            phase.step(i)
+            synchronize(device)
+            per_step[phase.name].append(time.perf_counter() - start)
+    return [record(phase.name, args, device, sum(per_step[phase.name]), phase.image_size, per_step[phase.name],
+                   interleaved=True, **phase.extra()) | {'peak_gib': None} for phase in phases]
+
+
 # ---- the search phases ----------------------------------------------------------------------------
 def parse_path(text: str):
     try:
@@ -237,7 +272,7 @@ def fill_board(session: SearchSession, args, image_size: int, device: torch.devi
                                        probe_probs=probs.to(device)))
 
 
-def search_phase(name: str, args, device: torch.device, path, image_size: int) -> Dict:
+def prepare_search_phase(name: str, args, device: torch.device, path, image_size: int) -> 'Phase':
     cfg = search_config(args)
     session = build_search_session(args, cfg, device, path, image_size)
     batches = make_batches(args, image_size, device)
@@ -257,17 +292,17 @@ def search_phase(name: str, args, device: torch.device, path, image_size: int) -
             images, target = batches[i % len(batches)]
             step_path = session.path_sampler.sample() if resample else path
             loop.search_step(session, step_path, images, target, epoch=epoch)
-    report = {} if args.sync_debug else None
-    seconds, per_step = timed(step, args.warmup, args.steps, device, report)
-    extra = {'path': [list(s) for s in path] if name != 'search-plain-resample' else 'sampled'}
-    if name == 'search-kd':
-        extra['board_size'] = len(session.board)
-    extra.update(report or {})
-    return record(name, args, device, seconds, image_size, per_step, **extra)
+
+    def extra() -> Dict:
+        out = {'path': [list(s) for s in path] if name != 'search-plain-resample' else 'sampled'}
+        if name == 'search-kd':
+            out['board_size'] = len(session.board)
+        return out
+    return Phase(name, step, image_size, extra)
 
 
 # ---- the fixed-network phases ---------------------------------------------------------------------
-def static_phase(args, device: torch.device, path, image_size: int) -> Dict:
+def prepare_static_phase(args, device: torch.device, path, image_size: int) -> 'Phase':
     """The search step's work on the path built as a fixed network: same optimizer groups, LR schedule,
     loss, AMP and on-device metric sums; no path bookkeeping, no board."""
     cfg = search_config(args)
@@ -295,8 +330,7 @@ def static_phase(args, device: torch.device, path, image_size: int) -> Dict:
         scheduler.step()
         loop.step_sums(logits.detach(), loss.detach(), None, target, meta_updates=0)
 
-    seconds, per_step = timed(step, args.warmup, args.steps, device)
-    return record('static', args, device, seconds, image_size, per_step, path=[list(s) for s in path])
+    return Phase('static', step, image_size, lambda: {'path': [list(s) for s in path]})
 
 
 def released_config(args, image_size: int):
@@ -372,8 +406,8 @@ def whole_loop_timed(run: Callable[[int], None], args, device: torch.device) -> 
 # ---- output ---------------------------------------------------------------------------------------
 def record(phase: str, args, device: torch.device, seconds: float, image_size: int,
            per_step: Optional[List[float]], **extra) -> Dict:
-    """One phase's JSON line. ``img_per_sec`` is over all timed steps; on the CPU ``img_per_sec_median`` (from the
-    median step) is the steadier figure on a shared machine."""
+    """One phase's JSON line. ``img_per_sec`` is over all timed steps; ``img_per_sec_median`` (from the median
+    step; when steps were timed one by one) is the steadier figure on a shared machine."""
     mean_step = seconds / args.steps
     median = statistics.median(per_step) if per_step else None
     result = {'phase': phase, 'img_per_sec': round(args.batch_size / mean_step, 2),
@@ -452,6 +486,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--no-ema', action='store_true', help='retrain without the EMA update')
     parser.add_argument('--threads', type=int, default=0, help='torch CPU threads (0: torch default)')
     parser.add_argument('--phases', default=DEFAULT_PHASES, help=f'comma-separated, from {", ".join(PHASES)}')
+    parser.add_argument('--interleave', action='store_true',
+                        help='time the search and static phases in rounds, one step of each per round (steadier '
+                             'ratios on a shared machine; no per-phase peak memory)')
     parser.add_argument('--sync-debug', action='store_true',
                         help='CUDA: count the host syncs of the search steps (torch sync debug mode; slower)')
     parser.add_argument('--jsonl', default=None, help='also append each JSON line to this file')
@@ -496,23 +533,36 @@ def main(argv: Optional[List[str]] = None) -> List[Dict]:
     except BenchmarkError as err:
         raise SystemExit(f'error: {err}') from None
     search_size = args.image_size or DEFAULT_SEARCH_IMAGE_SIZE
+    def prepare(name: str) -> Phase:
+        if name == 'static':
+            return prepare_static_phase(args, device, path, search_size)
+        return prepare_search_phase(name, args, device, path, search_size)
+
     results = []
-    for phase in args.phases:
-        reset_memory(device)
-        if phase.startswith('search'):
-            result = search_phase(phase, args, device, path, search_size)
-        elif phase == 'static':
-            result = static_phase(args, device, path, search_size)
-        elif phase == 'retrain':
-            result = retrain_phase(args, device)
-        else:
-            result = eval_phase(args, device)
+
+    def emit(result: Dict) -> None:
         line = json.dumps(result)
         print(line, flush=True)
         if args.jsonl:
             with open(args.jsonl, 'a') as f:
                 f.write(line + '\n')
         results.append(result)
+
+    step_phases = [name for name in args.phases if name.startswith('search') or name == 'static']
+    if args.interleave:
+        reset_memory(device)
+        for result in run_interleaved([prepare(name) for name in step_phases], args, device):
+            emit(result)
+    for name in args.phases:
+        if args.interleave and name in step_phases:
+            continue
+        reset_memory(device)
+        if name in step_phases:
+            emit(run_phase(prepare(name), args, device))
+        elif name == 'retrain':
+            emit(retrain_phase(args, device))
+        else:
+            emit(eval_phase(args, device))
     print(table(results), flush=True)
     return results
 

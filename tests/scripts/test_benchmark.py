@@ -73,3 +73,26 @@ def test_bad_options_fail_clearly(bench_tool, capsys):
     with pytest.raises(SystemExit):
         bench_tool.main(TINY + ['--phases', 'search-plain,warp-drive'])
     assert 'unknown phase' in capsys.readouterr().err
+
+
+def test_interleaved_phases_are_timed_in_rounds(bench_tool, monkeypatch, capsys):
+    """--interleave: warm-up of every step phase, then one step of each phase per round; phases that own their
+    loop (eval) still run on their own afterwards."""
+    order = []
+    original = loop.search_step
+
+    def traced(session, path, images, target, *, epoch, meta_updates=0):
+        order.append('kd' if epoch > session.cfg.SUPERNET.META_STA_EPOCH else 'plain')
+        return original(session, path, images, target, epoch=epoch, meta_updates=meta_updates)
+    monkeypatch.setattr(loop, 'search_step', traced)
+
+    results = bench_tool.main(TINY + ['--phases', 'search-plain,eval,search-kd,static', '--interleave',
+                                      '--steps', '3', '--warmup', '1'])
+
+    assert [r['phase'] for r in results] == ['search-plain', 'search-kd', 'static', 'eval']
+    assert order == ['plain', 'kd'] + ['plain', 'kd'] * 3  # warm-up, then alternating rounds
+    for result in results[:3]:
+        assert result['interleaved'] and result['steps'] == 3 and result['img_per_sec_median'] > 0
+    assert results[1]['board_size'] == 2
+    assert 'interleaved' not in results[3]
+    assert 'search-kd/search-plain:' in capsys.readouterr().out
