@@ -1,6 +1,6 @@
 """Throughput of the search step, its fixed-network ceiling, retraining and evaluation, on synthetic data.
 
-    python tools/benchmark.py --device cpu --batch-size 32 --image-size 64 --steps 10 --warmup 3 --interleave
+    python tools/benchmark.py --device cpu --batch-size 32 --image-size 64 --steps 20 --warmup 3 --interleave
     python tools/benchmark.py --device cuda --batch-size 128 --image-size 224 --amp bf16 --channels-last
 
 Phases (``--phases``, comma-separated):
@@ -272,7 +272,7 @@ def fill_board(session: SearchSession, args, image_size: int, device: torch.devi
                                        probe_probs=probs.to(device)))
 
 
-def prepare_search_phase(name: str, args, device: torch.device, path, image_size: int) -> 'Phase':
+def prepare_search_phase(name: str, args, device: torch.device, path, image_size: int) -> Phase:
     cfg = search_config(args)
     session = build_search_session(args, cfg, device, path, image_size)
     batches = make_batches(args, image_size, device)
@@ -302,7 +302,7 @@ def prepare_search_phase(name: str, args, device: torch.device, path, image_size
 
 
 # ---- the fixed-network phases ---------------------------------------------------------------------
-def prepare_static_phase(args, device: torch.device, path, image_size: int) -> 'Phase':
+def prepare_static_phase(args, device: torch.device, path, image_size: int) -> Phase:
     """The search step's work on the path built as a fixed network: same optimizer groups, LR schedule,
     loss, AMP and on-device metric sums; no path bookkeeping, no board."""
     cfg = search_config(args)
@@ -533,6 +533,7 @@ def main(argv: Optional[List[str]] = None) -> List[Dict]:
     except BenchmarkError as err:
         raise SystemExit(f'error: {err}') from None
     search_size = args.image_size or DEFAULT_SEARCH_IMAGE_SIZE
+
     def prepare(name: str) -> Phase:
         if name == 'static':
             return prepare_static_phase(args, device, path, search_size)
