@@ -4,7 +4,9 @@
 # 1) bf16 + channels_last, batch 128, 224 px: search-plain, search-kd, search-meta, static, retrain (287), eval (287)
 # 2) fp32, same batch and size: search-plain and search-kd, for the peak-memory comparison, counting the
 #    host syncs of their steps (torch sync debug mode: syncs_per_step, sync_sites in the JSON lines)
-# then one table of both. JSON lines and the table also go to $OUT/tmp/gpu_benchmark.jsonl / .txt.
+# 3) only with WITH_COMPILE=1: bf16 + channels_last with torch.compile (per supernet block; fixed networks
+#    whole) for search-plain, static and retrain, under a 240 s limit: does compiling pay on this GPU?
+# then one table of all. JSON lines and the table also go to $OUT/tmp/gpu_benchmark.jsonl / .txt.
 # Nothing is written outside $OUT/tmp (temporary and compile caches are pointed there too).
 set -euo pipefail
 export PYTHONUNBUFFERED=1
@@ -24,6 +26,11 @@ timeout 100 python tools/benchmark.py "${COMMON[@]}" --amp bf16 --channels-last 
     --phases search-plain,search-kd,search-meta,static,retrain,eval
 timeout 40 python tools/benchmark.py "${COMMON[@]}" --amp none --warmup 2 --steps 5 --sync-debug \
     --phases search-plain,search-kd || echo "fp32 memory comparison did not finish (exit $?)"
+
+if [ "${WITH_COMPILE:-0}" = 1 ]; then
+    timeout 240 python tools/benchmark.py "${COMMON[@]}" --amp bf16 --channels-last --compile --warmup 3 --steps 10 \
+        --phases search-plain,static,retrain || echo "compiled run did not finish (exit $?)"
+fi
 
 echo "=== all phases ==="
 python tools/benchmark.py --table-from "$LOG" | tee "$TMP_DIR/gpu_benchmark.txt"
