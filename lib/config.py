@@ -53,7 +53,8 @@ _C.BENCHMARK_MODE = False  # cudnn.benchmark
 _C.DATASET = CN()
 _C.DATASET.NUM_CLASSES = 1000  # classes of the dataset (and of the classifier)
 _C.DATASET.IMAGE_SIZE = 0  # resolution; 0: the released model's native one (224 for INPUT_ARCH); search: from the budget
-_C.DATASET.INTERPOLATION = 'bilinear'  # resize interpolation: bilinear, bicubic, random (train)
+_C.DATASET.INTERPOLATION = 'bilinear'  # training resize interpolation: bilinear, bicubic, random
+_C.DATASET.EVAL_INTERPOLATION = 'bicubic'  # evaluation resize: 'bicubic' (the original's retrain/test) or 'bilinear' (NNI's re-evaluation, timm's pretrained_cfg)
 _C.DATASET.CROP_PCT = 0.875  # eval: resize shorter side to IMAGE_SIZE / CROP_PCT, then center crop
 _C.DATASET.BATCH_SIZE = 32  # per process
 _C.DATASET.NO_PREFECHTER = False  # original spelling; True: no GPU prefetcher (normalize in workers)
@@ -137,6 +138,15 @@ _C.SUPERNET.PICK_METHOD = 'meta'  # teacher choice: 'meta' (meta-matching networ
 _C.SUPERNET.META_STA_EPOCH = 20  # plain training up to this epoch; distillation and board after
 _C.SUPERNET.HOW_TO_PROB = 'pre_prob'  # path sampling: 'even', 'pre_prob' or 'teacher'
 _C.SUPERNET.PRE_PROB = (0.05, 0.2, 0.05, 0.5, 0.05, 0.15)  # op probabilities for 'pre_prob'
+# Fidelity switches: each default is the original code's behaviour; the alternative is our correction
+# (README, "What differs from the original"; configs/train_corrected.yaml turns them all).
+_C.SUPERNET.FLOPS_TABLE = 'original'  # per-op costs sizing the space and measuring the budget: 'original' (the original's table) or 'counted' (thop counts of our blocks)
+_C.SUPERNET.STEP_ONLY_PATH = False  # False (original, PyTorch 1.2 zero_grad): every parameter ever sampled keeps weight decay and momentum each step; True: only the sampled path moves
+_C.SUPERNET.DETACH_KD_WEIGHT = False  # False (original): the KD weight m keeps its graph, so the MMN (and the student via its probe) learn from every distillation step; True: only in meta updates
+_C.SUPERNET.META_INNER_LR = 'meta'  # lr of the meta step's simulated update W - lr*g: 'meta' (original: the meta group's current LR) or 'supernet'
+_C.SUPERNET.PROBE_PROBS = 'teacher'  # board P_j once the board has entries: 'teacher' (original: the current teacher's softmax) or 'student'
+_C.SUPERNET.PROBE_FORWARD = 'per_entry'  # teacher selection: 'per_entry' (original: one train-mode forward per board entry) or 'batched' (one forward)
+_C.SUPERNET.TEACHER_PROB_COUNTS_FIXED = True  # HOW_TO_PROB 'teacher': True (original) also counts the two fixed stages as op 0; False: searchable layers only
 _C.SUPERNET.BN_RECALIBRATION_BATCHES = 0  # re-estimate BN stats of board paths on N train batches before validating them
 _C.SUPERNET.EVAL_BOARD = True  # validate every board path each epoch
 
@@ -268,6 +278,11 @@ def _check(cfg: CN) -> None:
         'EVAL_METRICS': ('prec1', 'loss'),
         'SUPERNET.PICK_METHOD': ('meta', 'top1'),
         'SUPERNET.HOW_TO_PROB': ('even', 'pre_prob', 'teacher'),
+        'SUPERNET.FLOPS_TABLE': ('original', 'counted'),
+        'SUPERNET.META_INNER_LR': ('meta', 'supernet'),
+        'SUPERNET.PROBE_PROBS': ('teacher', 'student'),
+        'SUPERNET.PROBE_FORWARD': ('per_entry', 'batched'),
+        'DATASET.EVAL_INTERPOLATION': ('bicubic', 'bilinear'),
     }
     for key, allowed in choices.items():
         value = cfg

@@ -51,7 +51,7 @@ from lib.models.supernet import SuperNet, path_to_arch  # noqa: E402
 from lib.search import loop  # noqa: E402
 from lib.search.board import BoardEntry, PrioritizedBoard  # noqa: E402
 from lib.search.builder import SearchSession, build_linear_schedule, build_loss, build_search_optimizer  # noqa: E402
-from lib.search.flops import FlopsTable, SearchSpace  # noqa: E402
+from lib.search.flops import FlopsTable, SearchSpace, op_costs_for  # noqa: E402
 from lib.search.meta_matching import MetaMatchingNetwork  # noqa: E402
 from lib.search.sampler import PathSampler  # noqa: E402
 
@@ -60,7 +60,7 @@ RETRAIN_RECIPE = os.path.join(REPO, 'configs', 'retrain.yaml')
 PHASES = ('search-plain', 'search-plain-resample', 'search-kd', 'search-meta', 'static', 'retrain', 'eval')
 DEFAULT_PHASES = 'search-plain,search-kd,search-meta,static,retrain,eval'
 # Every layer k5e6 at the full depth of the 600 MFLOPs search space.
-DEFAULT_PATH = '[[3,3,3,3],[3,3,3,3],[3,3,3,3,3],[3,3,3,3],[3,3,3,3]]'
+DEFAULT_PATH = '[[3,3,3,3],[3,3,3,3],[3,3,3,3],[3,3,3,3],[3,3,3,3]]'
 DEFAULT_SEARCH_IMAGE_SIZE = 64
 AMP_DTYPES = {'bf16': 'bfloat16', 'fp16': 'float16', 'none': None}
 BOARD_PREC1 = 90.0  # board entries score far above a student on random data: the board stays as filled
@@ -208,7 +208,7 @@ def search_config(args):
             'CHANNELS_LAST', args.channels_last, 'COMPILE', args.compile, 'SEED', args.seed,
             'SUPERNET.POOL_SIZE', args.pool_size, 'SUPERNET.SLICE', args.slice,
             'SUPERNET.PICK_METHOD', 'meta', 'EPOCHS', 1]
-    return load_config(None, [str(o) for o in opts])
+    return load_config(args.cfg, [str(o) for o in opts])
 
 
 def prepare_model(model: torch.nn.Module, args, device: torch.device) -> torch.nn.Module:
@@ -230,13 +230,19 @@ def build_search_session(args, cfg, device: torch.device, path, image_size: int)
     mmn = MetaMatchingNetwork(cfg.SUPERNET.SLICE, args.num_classes).to(device)
     board = PrioritizedBoard(cfg.SUPERNET.POOL_SIZE, cfg.ACC_GAP)
     optimizer = build_search_optimizer(cfg, supernet, mmn, device)
+    if not cfg.SUPERNET.STEP_ONLY_PATH:
+        # A long run's steady state under the original's zero_grad: every op has been sampled, so every
+        # parameter holds a (zero) gradient and takes each optimizer step.
+        for param in list(supernet.parameters()) + list(mmn.parameters()):
+            param.grad = torch.zeros_like(param)
     # Far more steps than measured: the LR stays well above 0.
     scheduler = build_linear_schedule(optimizer, 100 * (args.warmup + args.steps + 1))
     sampler = PathSampler(layers, supernet.num_ops, how_to_prob=cfg.SUPERNET.HOW_TO_PROB,
-                          pre_prob=cfg.SUPERNET.PRE_PROB, seed=args.seed, board_paths=board.paths)
+                          pre_prob=cfg.SUPERNET.PRE_PROB, seed=args.seed, board_paths=board.paths,
+                          count_fixed_stages=cfg.SUPERNET.TEACHER_PROB_COUNTS_FIXED)
     return SearchSession(
         cfg=cfg, dist=DistContext(device=device), run_dir=None, logger=logging.getLogger('cream.benchmark'),
-        space=SearchSpace(layers, image_size), flops_table=flops_table(layers, image_size, args.num_classes),
+        space=SearchSpace(layers, image_size, 1.0, op_costs_for(cfg.SUPERNET.FLOPS_TABLE)), flops_table=flops_table(layers, image_size, args.num_classes),
         supernet=supernet, mmn=mmn, board=board, path_sampler=sampler, train_loader=None, val_loader=None,
         loss_fn=build_loss(cfg), optimizer=optimizer, scheduler=scheduler,
         scaler=grad_scaler(device, cfg.AMP, cfg.AMP_DTYPE), steps_per_epoch=args.warmup + args.steps,
@@ -268,7 +274,7 @@ def fill_board(session: SearchSession, args, image_size: int, device: torch.devi
             images = images.contiguous(memory_format=torch.channels_last)
         probs = torch.softmax(torch.randn(cfg.SUPERNET.SLICE, args.num_classes, generator=generator), -1)
         session.board.offer(BoardEntry(path=path, prec1=BOARD_PREC1 - index,
-                                       flops=session.flops_table.path_flops(path), probe_images=images,
+                                       flops=session.space.budget_flops(path), probe_images=images,
                                        probe_probs=probs.to(device)))
 
 
@@ -465,6 +471,9 @@ def table(results: Sequence[Dict]) -> str:
 # ---- entry point ----------------------------------------------------------------------------------
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--cfg', nargs='*', default=None,
+                        help='yaml config(s) of the search phases, e.g. configs/train_corrected.yaml for our '
+                             'corrections (default: lib/config.py, the original\'s behaviour)')
     parser.add_argument('--batch-size', type=int, default=32)
     parser.add_argument('--image-size', type=int, default=None,
                         help=f'search/static phases: default {DEFAULT_SEARCH_IMAGE_SIZE}; retrain/eval: the '

@@ -1,9 +1,15 @@
-"""Print the search space of a config's FLOPs budget and its FLOPs table as one JSON object.
+"""The search space a FLOPs budget gives, and what its paths cost.
 
-Example: python tools/flops_table.py --cfg configs/train.yaml SUPERNET.FLOPS_MAXIMUM 20
-No training: layers per stage, resolution, fixed FLOPs/params and the per-op costs (MMACs, M params).
+    python tools/flops_table.py --cfg configs/train.yaml SUPERNET.FLOPS_MAXIMUM 20     # one JSON object: space + per-op table
+    python tools/flops_table.py --budgets 0-600 0-200 100-300 0-14                     # one JSON line per budget
+
+``--budgets MIN-MAX ...`` prints, per budget, the layers per searchable stage and the resolution the original's
+rule gives (SUPERNET.FLOPS_TABLE of ``--cfg``, default: the original's table), and the cheapest and dearest
+path in the budget's measure with their real MACs at that resolution; a budget no space fits gets its line
+with the error, and the exit status is 1 when any budget was infeasible. No training.
 """
 import argparse
+import functools
 import json
 import os
 import sys
@@ -11,24 +17,64 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from lib.config import load_config  # noqa: E402
-from lib.search.flops import build_flops_table, build_search_space  # noqa: E402
+from lib.search.flops import (FlopsBudgetError, FlopsTable, build_flops_table, build_search_space,  # noqa: E402
+                              op_costs_for, search_space_for_budget)
 
 
-def main(argv=None) -> dict:
+def parse_budget(text: str):
+    try:
+        low, high = (float(part) for part in text.split('-'))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'a budget is MIN-MAX in MFLOPs, e.g. 0-600; got {text!r}') from None
+    return low, high
+
+
+def budget_line(cfg, low: float, high: float, tables) -> dict:
+    line = {'budget': [low, high], 'flops_table': cfg.SUPERNET.FLOPS_TABLE}
+    try:
+        space = search_space_for_budget(low, high, op_costs_for(cfg.SUPERNET.FLOPS_TABLE))
+    except FlopsBudgetError as err:
+        return {**line, 'error': str(err)}
+    table = tables(space.layers_per_stage, space.resolution)
+
+    def described(path) -> dict:
+        return {'path': [list(stage) for stage in path], 'budget_flops_M': round(space.budget_flops(path), 4),
+                'macs_M': round(table.path_flops(path), 4)}
+    return {**line, 'layers_per_stage': list(space.layers_per_stage), 'resolution': space.resolution,
+            'budget_scale': round(space.budget_scale, 6), 'cheapest': described(space.extreme_path(min)),
+            'dearest': described(space.extreme_path(max)),
+            'macs_range_M': [round(v, 4) for v in table.flops_range()]}
+
+
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--cfg', default=None, help='yaml config (defaults when omitted)')
+    parser.add_argument('--budgets', nargs='+', type=parse_budget, default=None, metavar='MIN-MAX',
+                        help='FLOPs budgets in MFLOPs; one JSON line each')
     parser.add_argument('opts', nargs=argparse.REMAINDER, help='KEY VALUE overrides')
     args = parser.parse_args(argv)
     try:
         cfg = load_config(args.cfg, args.opts)
-        space = build_search_space(cfg)
-        table = build_flops_table(cfg, space)
+        if args.budgets is None:
+            space = build_search_space(cfg)
+            table = build_flops_table(cfg, space)
     except (ValueError, NotImplementedError) as err:
         sys.exit(f'error: {err}')
-    result = {'flops_budget_M': [cfg.SUPERNET.FLOPS_MINIMUM, cfg.SUPERNET.FLOPS_MAXIMUM], **table.to_dict()}
-    print(json.dumps(result))
-    return result
+    if args.budgets is None:
+        low, high = space.budget_flops_range()
+        print(json.dumps({'flops_budget_M': [cfg.SUPERNET.FLOPS_MINIMUM, cfg.SUPERNET.FLOPS_MAXIMUM],
+                          'budget_flops_range_M': [low, high], 'budget_scale': space.budget_scale,
+                          'flops_table': cfg.SUPERNET.FLOPS_TABLE, **table.to_dict()}))
+        return 0
+    tables = functools.lru_cache(maxsize=None)(
+        lambda layers, resolution: FlopsTable.build(layers, resolution, cfg.DATASET.NUM_CLASSES, cfg.NET.GP))
+    failed = False
+    for low, high in args.budgets:
+        line = budget_line(cfg, low, high, tables)
+        failed |= 'error' in line
+        print(json.dumps(line), flush=True)
+    return 1 if failed else 0
 
 
 if __name__ == '__main__':
-    main()
+    sys.exit(main())

@@ -228,7 +228,7 @@ def build_val_loader_from_cfg(cfg, image_size: int, rank: int = 0, world_size: i
     return build_val_loader(
         data_dir=cfg.DATA_DIR, image_size=image_size,
         batch_size=cfg.DATASET.BATCH_SIZE * cfg.DATASET.VAL_BATCH_MUL, workers=cfg.WORKERS,
-        pin_memory=cfg.DATASET.PIN_MEM, interpolation=cfg.DATASET.INTERPOLATION,
+        pin_memory=cfg.DATASET.PIN_MEM, interpolation=cfg.DATASET.EVAL_INTERPOLATION,
         crop_pct=cfg.DATASET.CROP_PCT, rank=rank, world_size=world_size, device=device,
         use_prefetcher=_prefetcher_wanted(cfg, device), channels_last=cfg.CHANNELS_LAST,
         num_classes=cfg.DATASET.NUM_CLASSES)

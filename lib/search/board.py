@@ -7,10 +7,14 @@ Admission rule (the original's ``isUpdate``, implemented exactly; ``worst`` is t
 All comparisons are strict. After an admission the board is re-sorted and, when it holds more than
 ``pool_size`` entries, the last one (the worst) is dropped.
 
-Order: an explicit key, prec1 descending then FLOPs ascending. The original sorted whole tuples
-(prec1, prec1, flops, path, tensors...) in reverse, so its ties went to the *larger* FLOPs and a full
-tie compared tensors; ours prefers the cheaper path, and a full tie keeps the older entry first
-(stable sort).
+Order: the original's, by an explicit key: prec1, then FLOPs, then the path (compared as lists), all
+descending. The original sorted whole tuples (prec1, prec1, flops, path, tensors...) in reverse, so on
+equal prec1 the *larger* FLOPs ranks first, and a full tie went on to compare tensors and crashed; here a
+full tie keeps the older entry first (stable sort).
+
+FLOPs are the budget's measure (``SearchSpace.budget_flops``: the searchable layers priced by the
+original's per-op table), which orders paths as the original's whole-path count at 224 px did; ``macs``
+are the child network's real MACs at the search resolution, for reports only.
 
 Entries hold plain numbers, tuples and detached tensors only, so the board never keeps an autograd
 graph alive, and its ``state_dict`` loads with ``torch.load(weights_only=True)``.
@@ -19,9 +23,6 @@ from dataclasses import dataclass
 from typing import Iterator, List, Optional, Sequence, Tuple
 
 import torch
-import torch.distributed as dist
-
-from lib.engine.distributed import broadcast_object, broadcast_tensors_
 
 Path = Tuple[Tuple[int, ...], ...]
 
@@ -51,12 +52,14 @@ class BoardEntry:
     probe_images: torch.Tensor
     probe_probs: torch.Tensor
     params: Optional[float] = None
+    macs: Optional[float] = None
     val_prec1: Optional[float] = None
 
     def __post_init__(self):
         self.path = normalize_path(self.path)
         self.prec1 = float(self.prec1)
         self.flops = float(self.flops)
+        self.macs = None if self.macs is None else float(self.macs)
         self.params = None if self.params is None else float(self.params)
         self.val_prec1 = None if self.val_prec1 is None else float(self.val_prec1)
         if not isinstance(self.probe_images, torch.Tensor) or not isinstance(self.probe_probs, torch.Tensor):
@@ -68,8 +71,10 @@ class BoardEntry:
         self.probe_images = self.probe_images.detach().clone()
         self.probe_probs = self.probe_probs.detach().clone()
 
-    def sort_key(self) -> Tuple[float, float]:
-        return (-self.prec1, self.flops)
+    def sort_key(self) -> tuple:
+        """Ascending order of this key is the original's descending tuple order (the paths of one board
+        share their layout, so negated ops order them as the original's reversed list comparison)."""
+        return (-self.prec1, -self.flops, tuple(tuple(-op for op in stage) for stage in self.path))
 
     def to_state(self) -> dict:
         return {
@@ -77,6 +82,7 @@ class BoardEntry:
             'prec1': self.prec1,
             'flops': self.flops,
             'params': self.params,
+            'macs': self.macs,
             'val_prec1': self.val_prec1,
             'probe_images': self.probe_images,
             'probe_probs': self.probe_probs,
@@ -88,12 +94,12 @@ class BoardEntry:
         if device is not None:
             images, probs = images.to(device), probs.to(device)
         return cls(path=state['path'], prec1=state['prec1'], flops=state['flops'],
-                   params=state['params'], val_prec1=state['val_prec1'],
+                   params=state['params'], macs=state.get('macs'), val_prec1=state['val_prec1'],
                    probe_images=images, probe_probs=probs)
 
 
 class PrioritizedBoard:
-    """The best ``pool_size`` paths by (train prec1 desc, FLOPs asc); see the module docstring."""
+    """The best ``pool_size`` paths by train prec1 (ties: the original's order); see the module docstring."""
 
     def __init__(self, pool_size: int, acc_gap: float):
         if int(pool_size) < 1:
@@ -147,33 +153,10 @@ class PrioritizedBoard:
     def paths(self) -> List[Path]:
         return [entry.path for entry in self._entries]
 
-    def op_frequencies(self, num_layers_per_stage: Sequence[int], num_ops: int) -> List[float]:
-        """Probability of each op index for the 'teacher' sampling mode, as the original: the count of
-        each op over every layer of every board path, normalized (one distribution for all layers;
-        an op absent from the board gets probability 0). Uniform while the board is empty.
-        ``num_layers_per_stage`` checks that the board's paths belong to the current search space.
-        (The original also counted the fixed first and last stages as op 0; paths here hold only
-        the searchable stages, so that bias is gone.)"""
-        num_layers_per_stage = tuple(int(n) for n in num_layers_per_stage)
-        if not self._entries:
-            return [1.0 / num_ops] * num_ops
-        counts = [0] * num_ops
-        for path in self.paths():
-            if tuple(len(stage) for stage in path) != num_layers_per_stage:
-                raise ValueError(
-                    f'board path {path} does not match the search space (layers per stage '
-                    f'{num_layers_per_stage}); was the board restored from a different search?')
-            for op in (op for stage in path for op in stage):
-                if op >= num_ops:
-                    raise ValueError(f'board path {path} uses op {op}, but there are only {num_ops} ops')
-                counts[op] += 1
-        total = sum(counts)
-        return [count / total for count in counts]
-
     def to_rows(self) -> List[dict]:
         """JSON-ready rows for board.json."""
         return [{'path': [list(stage) for stage in entry.path], 'prec1': entry.prec1,
-                 'val_prec1': entry.val_prec1, 'flops': entry.flops, 'params': entry.params}
+                 'val_prec1': entry.val_prec1, 'flops': entry.flops, 'macs': entry.macs, 'params': entry.params}
                 for entry in self._entries]
 
     # --- checkpointing ---------------------------------------------------------------------------
@@ -194,41 +177,3 @@ class PrioritizedBoard:
             raise ValueError(f'the saved board holds {len(entries)} entries, more than pool_size '
                              f'{self.pool_size}')
         self._entries = sorted(entries, key=BoardEntry.sort_key)
-
-    # --- distributed -----------------------------------------------------------------------------
-    def broadcast_(self, src: int = 0, device=None) -> 'PrioritizedBoard':
-        """Make every rank hold rank ``src``'s board (no-op without torch.distributed).
-
-        The numbers go with broadcast_object_list, the probe tensors with plain tensor broadcasts on
-        ``device`` (default: the current CUDA device for NCCL, else CPU), where they then stay."""
-        if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
-            return self
-        if device is None:
-            device = (torch.device('cuda', torch.cuda.current_device())
-                      if dist.get_backend() == 'nccl' else torch.device('cpu'))
-        is_src = dist.get_rank() == src
-        header = [None]
-        if is_src:
-            header[0] = {'pool_size': self.pool_size, 'acc_gap': self.acc_gap, 'entries': [
-                {**{k: v for k, v in entry.to_state().items() if not k.startswith('probe_')},
-                 'images_shape': tuple(entry.probe_images.shape), 'images_dtype': entry.probe_images.dtype,
-                 'probs_shape': tuple(entry.probe_probs.shape), 'probs_dtype': entry.probe_probs.dtype}
-                for entry in self._entries]}
-        header = broadcast_object(header[0], src=src)
-        entries = []
-        for index, meta in enumerate(header['entries']):
-            if is_src:
-                images = self._entries[index].probe_images.to(device).contiguous()
-                probs = self._entries[index].probe_probs.to(device).contiguous()
-            else:
-                images = torch.empty(meta['images_shape'], dtype=meta['images_dtype'], device=device)
-                probs = torch.empty(meta['probs_shape'], dtype=meta['probs_dtype'], device=device)
-            broadcast_tensors_([images, probs], src=src)
-            if not is_src:
-                entries.append(BoardEntry(path=meta['path'], prec1=meta['prec1'], flops=meta['flops'],
-                                          params=meta['params'], val_prec1=meta['val_prec1'],
-                                          probe_images=images, probe_probs=probs))
-        if not is_src:
-            self.pool_size, self.acc_gap = header['pool_size'], header['acc_gap']
-            self._entries = entries
-        return self

@@ -154,8 +154,10 @@ def log_search_space(logger, space: SearchSpace, table: FlopsTable, cfg) -> None
                 '%d px, %d ops per layer (%s)', cfg.SUPERNET.FLOPS_MINIMUM, cfg.SUPERNET.FLOPS_MAXIMUM,
                 list(space.layers_per_stage), space.resolution, table.num_ops,
                 ', '.join(ops.op_name(i) for i in range(table.num_ops)))
-    logger.info('paths of this space cost %.2f..%.2f MFLOPs (MACs at %d px) and %.2f..%.2f M params',
-                low, high, space.resolution,
+    budget_low, budget_high = space.budget_flops_range()
+    logger.info('paths of this space cost %.2f..%.2f MFLOPs in the budget\'s measure (%s, budget scale %.4g), '
+                '%.2f..%.2f M real MACs at %d px and %.2f..%.2f M params', budget_low, budget_high,
+                space.op_costs.source, space.budget_scale, low, high, space.resolution,
                 table.fixed_params + sum(min(layer) for stage in table.op_params for layer in stage),
                 table.fixed_params + sum(max(layer) for stage in table.op_params for layer in stage))
     if cfg.DATASET.IMAGE_SIZE and cfg.DATASET.IMAGE_SIZE != space.resolution:
@@ -208,7 +210,8 @@ def build_session(run) -> SearchSession:
     seed_everything(cfg.SEED + dist_ctx.rank)  # the same weights everywhere, each rank its own augmentation
     board = PrioritizedBoard(cfg.SUPERNET.POOL_SIZE, cfg.ACC_GAP)
     path_sampler = PathSampler(space.layers_per_stage, supernet.num_ops, how_to_prob=cfg.SUPERNET.HOW_TO_PROB,
-                               pre_prob=cfg.SUPERNET.PRE_PROB, seed=cfg.SEED, board_paths=board.paths)
+                               pre_prob=cfg.SUPERNET.PRE_PROB, seed=cfg.SEED, board_paths=board.paths,
+                               count_fixed_stages=cfg.SUPERNET.TEACHER_PROB_COUNTS_FIXED)
 
     loader_args = dict(rank=dist_ctx.rank, world_size=dist_ctx.world_size, device=device)
     train_loader = build_train_loader_from_cfg(cfg, space.resolution, **loader_args)

@@ -18,6 +18,7 @@ import hashlib
 import logging
 import os
 import time
+from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional
 
 import torch
@@ -74,38 +75,66 @@ def meta_update_due(cfg, epoch: int, batch_index: int, board_size: int) -> bool:
 # ---- one training step ----------------------------------------------------------------------------
 def run_meta_update(session: SearchSession, path, images, target, *, epoch: int, step: int) -> Dict[str, Any]:
     """The meta-matching update of a step that is due one (``meta_update_due``), before its ``search_step``."""
-    cfg, supernet = session.cfg, session.supernet
+    cfg, supernet, sn = session.cfg, session.supernet, session.cfg.SUPERNET
     with unsynced_bn(supernet, session.local_bn_group):
-        teacher = select_teacher(supernet, path, session.board, 'meta', session.mmn)
-        # W' = W - lr * g with the supernet's current LR: the step the student really takes with g.
-        info = meta_update(supernet, path, teacher, session.mmn, images, target, cfg.SUPERNET.SLICE,
-                           inner_lr=supernet_lr(session.optimizer), meta_optimizer=session.optimizer,
-                           student_optimizer=session.optimizer, val_loss_fn=session.loss_fn)
+        teacher = select_teacher(supernet, path, session.board, 'meta', session.mmn,
+                                 per_entry=sn.PROBE_FORWARD == 'per_entry')
+        info = meta_update(supernet, path, teacher, session.mmn, images, target, sn.SLICE,
+                           inner_lr=meta_inner_lr(cfg, session.optimizer), meta_optimizer=session.optimizer,
+                           student_optimizer=session.optimizer, val_loss_fn=session.loss_fn,
+                           keep_zero_grads=not sn.STEP_ONLY_PATH)
     logger.info('meta-matching update (epoch %d, step %d): teacher #%d, KD weight %.4f, meta val loss %.4f, '
                 'meta grad norm %.4g', epoch, step, info['teacher_index'], info['kd_weight'], info['val_loss'],
                 info['meta_grad_norm'])
     return info
 
 
-def _forward_backward(session: SearchSession, path, images, target, distill: bool):
-    """Loss, backward, gradient all-reduce, optimizer and LR step. Returns (logits, loss, kd or None)."""
+def meta_inner_lr(cfg, optimizer: torch.optim.Optimizer) -> float:
+    """lr of the simulated step W' = W - lr * g. SUPERNET.META_INNER_LR 'meta' (the original): the meta
+    group's current LR (the last group: META_LR times the schedule); 'supernet': the supernet's, the step
+    the student really takes with g."""
+    if cfg.SUPERNET.META_INNER_LR == 'meta':
+        return optimizer.param_groups[-1]['lr']
+    return supernet_lr(optimizer)
+
+
+@dataclass
+class StepOutput:
+    logits: torch.Tensor
+    loss: torch.Tensor
+    kd: Optional[torch.Tensor]
+    teacher_logits: Optional[torch.Tensor]
+
+
+def _forward_backward(session: SearchSession, path, images, target, distill: bool) -> StepOutput:
+    """Loss, backward, gradient all-reduce, optimizer and LR step."""
     cfg, supernet, optimizer, scaler = session.cfg, session.supernet, session.optimizer, session.scaler
-    device = session.dist.device
-    teacher = None
+    sn, device = cfg.SUPERNET, session.dist.device
+    teacher, teacher_logits = None, None
+    # The original's KD weight m carries gradient (SUPERNET.DETACH_KD_WEIGHT False): then the MMN and,
+    # through the chosen entry's probe forward, the student path learn from this step's loss too.
+    learn_through_m = distill and sn.PICK_METHOD == 'meta' and not sn.DETACH_KD_WEIGHT
     with autocast(device, cfg.AMP, cfg.AMP_DTYPE):
         if distill:  # the probes run in the student's precision; the MMN scores them in float32 regardless
             with unsynced_bn(supernet, session.local_bn_group):
-                teacher = select_teacher(supernet, path, session.board, cfg.SUPERNET.PICK_METHOD, session.mmn)
+                teacher = select_teacher(supernet, path, session.board, sn.PICK_METHOD, session.mmn,
+                                         per_entry=sn.PROBE_FORWARD == 'per_entry',
+                                         differentiable_weight=learn_through_m)
         if teacher is None:
             logits = supernet(images, path)
             loss, kd = session.loss_fn(logits, target), None
         else:  # the teacher's logits without gradient; the stem and common leading blocks run once
             logits, teacher_logits = supernet.forward_with_teacher(images, path, teacher.path)
-            parts = distillation_loss(logits, teacher_logits, target, teacher.weight, session.loss_fn)
+            parts = distillation_loss(logits, teacher_logits, target, teacher.weight, session.loss_fn,
+                                      detach_weight=not learn_through_m)
             loss, kd = parts.loss, parts.kd
-    optimizer.zero_grad(set_to_none=True)
+    # SUPERNET.STEP_ONLY_PATH False (the original on PyTorch 1.2, whose zero_grad zeroed gradients): every
+    # parameter that ever had a gradient keeps a zero one, so weight decay and momentum move it every step.
+    optimizer.zero_grad(set_to_none=sn.STEP_ONLY_PATH)
     scaler.scale(loss).backward()
     params = list(supernet.path_parameters(path).values())
+    if learn_through_m:
+        params += list(session.mmn.parameters())
     all_reduce_mean_([p.grad for p in params if p.grad is not None])
     if cfg.CLIP_GRAD > 0:
         scaler.unscale_(optimizer)
@@ -113,26 +142,32 @@ def _forward_backward(session: SearchSession, path, images, target, distill: boo
     scaler.step(optimizer)
     scaler.update()
     session.scheduler.step()
-    return logits.detach(), loss.detach(), None if kd is None else kd.detach()
+    return StepOutput(logits.detach(), loss.detach(), None if kd is None else kd.detach(), teacher_logits)
 
 
-def _offer_to_board(session: SearchSession, path, images, logits, hits1: torch.Tensor, batch: int) -> bool:
+def _offer_to_board(session: SearchSession, path, images, out: StepOutput, hits1: torch.Tensor, batch: int) -> bool:
     """Offer the student (its prec1 averaged over ranks) to the board; every rank ends with the same board."""
-    cfg, board, table = session.cfg, session.board, session.flops_table
+    cfg, board, table, space = session.cfg, session.board, session.flops_table, session.space
     prec1 = all_reduce_mean(hits1 * (100.0 / batch))
     prec1 = prec1.item()  # the step's one host sync for the board (identical on every rank)
-    flops = table.path_flops(path)
+    flops = space.budget_flops(path)
     if not board.would_admit(prec1, flops):
         return False
     slice_size = cfg.SUPERNET.SLICE
+    # P_j: SUPERNET.PROBE_PROBS 'teacher' (the original) stores the current teacher's softmax on the probe
+    # once the board has entries (the first entry always gets the student's); 'student' the student's.
+    source = out.logits
+    if cfg.SUPERNET.PROBE_PROBS == 'teacher' and out.teacher_logits is not None:
+        source = out.teacher_logits
     # Copies (the broadcast writes into them on the other ranks), in the default layout collectives take.
     probe_images = images[:slice_size].detach().clone(memory_format=torch.contiguous_format)
-    probe_probs = torch.softmax(logits[:slice_size].float(), dim=-1).contiguous()
+    probe_probs = torch.softmax(source[:slice_size].float(), dim=-1).contiguous()
     broadcast_tensors_([probe_images, probe_probs], src=0)  # the probe comes from rank 0's batch
     if cfg.CHANNELS_LAST:
         probe_images = probe_images.contiguous(memory_format=torch.channels_last)
-    return board.offer(BoardEntry(path=path, prec1=prec1, flops=flops, params=table.path_params(path),
-                                  probe_images=probe_images, probe_probs=probe_probs))
+    return board.offer(BoardEntry(path=path, prec1=prec1, flops=flops, macs=table.path_flops(path),
+                                  params=table.path_params(path), probe_images=probe_images,
+                                  probe_probs=probe_probs))
 
 
 def step_sums(logits: torch.Tensor, loss: torch.Tensor, kd: Optional[torch.Tensor], target: torch.Tensor,
@@ -155,10 +190,10 @@ def search_step(session: SearchSession, path, images, target, *, epoch: int, met
     ``train_one_epoch`` and tools/benchmark.py both run exactly this."""
     distill_phase = epoch > session.cfg.SUPERNET.META_STA_EPOCH
     distill = distill_phase and len(session.board) > 0
-    logits, loss, kd = _forward_backward(session, path, images, target, distill)
-    sums = step_sums(logits, loss, kd, target, meta_updates)
+    out = _forward_backward(session, path, images, target, distill)
+    sums = step_sums(out.logits, out.loss, out.kd, target, meta_updates)
     if distill_phase:
-        _offer_to_board(session, path, images, logits, sums[3], target.shape[0])
+        _offer_to_board(session, path, images, out, sums[3], target.shape[0])
     return sums
 
 
@@ -287,8 +322,9 @@ def validate(session: SearchSession, epoch: int) -> Dict[str, Any]:
     path = validation_path(cfg, session.space.layers_per_stage, supernet.num_ops, epoch)
     random_result = evaluate(supernet, session.val_loader, device, forward=lambda x: supernet(x, path),
                              prefix=f'Test: {epoch} random path', **kwargs)
-    logger.info('Test: %d  random path %s (%.2f MFLOPs): loss %.4f  prec@1 %.3f  prec@5 %.3f', epoch,
-                [list(s) for s in path], session.flops_table.path_flops(path), random_result['loss'],
+    logger.info('Test: %d  random path %s (budget FLOPs %.2fM, MACs %.2fM): loss %.4f  prec@1 %.3f  prec@5 %.3f',
+                epoch, [list(s) for s in path], session.space.budget_flops(path),
+                session.flops_table.path_flops(path), random_result['loss'],
                 random_result['prec1'], random_result['prec5'])
     board_results = []
     if cfg.SUPERNET.EVAL_BOARD:
@@ -365,8 +401,9 @@ def log_board(session: SearchSession, epoch: int) -> None:
     logger.info('board after epoch %d (%d paths):', epoch, len(session.board))
     for index, entry in enumerate(session.board):
         val = 'n/a' if entry.val_prec1 is None else f'{entry.val_prec1:.3f}'
-        logger.info('  #%d %s  prec1 %.3f  val prec1 %s  %.2f MFLOPs  %.3f M params', index,
-                    [list(s) for s in entry.path], entry.prec1, val, entry.flops, entry.params or 0.0)
+        logger.info('  #%d %s  prec1 %.3f  val prec1 %s  budget FLOPs %.2fM  MACs %.2fM  %.3f M params', index,
+                    [list(s) for s in entry.path], entry.prec1, val, entry.flops, entry.macs or 0.0,
+                    entry.params or 0.0)
 
 
 def write_final_arch(session: SearchSession, epoch: int) -> Optional[BoardEntry]:
@@ -381,16 +418,16 @@ def write_final_arch(session: SearchSession, epoch: int) -> Optional[BoardEntry]
     entry = choose_final_entry(board, lo, hi)
     if entry is None:
         entry = choose_final_entry(board, float('-inf'), float('inf'))
-        logger.warning('no board path lies within the FLOPs budget %g..%g MFLOPs (board paths cost %.2f..%.2f; '
-                       'the budget rule measures only the searchable layers at 224 px): %s takes the best board '
-                       'path regardless of FLOPs', lo, hi, min(e.flops for e in board), max(e.flops for e in board),
-                       BEST_ARCH_FILE)
+        logger.warning('no board path lies within the FLOPs budget %g..%g MFLOPs (board paths cost %.2f..%.2f in '
+                       'the budget\'s measure): %s takes the best board path regardless of FLOPs', lo, hi,
+                       min(e.flops for e in board), max(e.flops for e in board), BEST_ARCH_FILE)
     path = os.path.join(session.run_dir, BEST_ARCH_FILE)
     if session.dist.is_main:
         write_best_arch(entry, path, resolution=session.space.resolution, epoch=epoch, run_dir=session.run_dir)
     val = 'n/a' if entry.val_prec1 is None else f'{entry.val_prec1:.3f}'
-    logger.info('best architecture %s: %.2f MFLOPs, %.3f M params, val prec1 %s (train prec1 %.3f) -> %s',
-                [list(s) for s in entry.path], entry.flops, entry.params or 0.0, val, entry.prec1, path)
+    logger.info('best architecture %s: budget FLOPs %.2fM (the budget\'s measure), MACs %.2fM at %d px, %.3f M '
+                'params, val prec1 %s (train prec1 %.3f) -> %s', [list(s) for s in entry.path], entry.flops,
+                entry.macs or 0.0, session.space.resolution, entry.params or 0.0, val, entry.prec1, path)
     return entry
 
 
@@ -432,7 +469,8 @@ def run_search(session: SearchSession, *, on_epoch_end: Optional[Callable[[int],
         if dist_ctx.is_main:
             session.saver.save_epoch(search_checkpoint(session, end, metric, rank_states), epoch, is_best, kept)
             write_board_json(board, os.path.join(session.run_dir, BOARD_FILE), epoch=epoch,
-                             resolution=session.space.resolution)
+                             resolution=session.space.resolution,
+                             budget=(cfg.SUPERNET.FLOPS_MINIMUM, cfg.SUPERNET.FLOPS_MAXIMUM))
             session.summary.write(epoch, row)
             session.tensorboard.scalars(row, epoch, prefix='epoch/')
         if cfg.VERBOSE:

@@ -17,7 +17,6 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call
-from torch.nn.parallel import DistributedDataParallel
 
 from lib.engine.distributed import all_reduce_mean_
 from lib.search.board import BoardEntry, PrioritizedBoard
@@ -76,29 +75,44 @@ def _probabilities(logits: torch.Tensor) -> torch.Tensor:
     return torch.softmax(logits, dim=-1, dtype=torch.promote_types(logits.dtype, torch.float32))
 
 
-def probe_deltas(student: nn.Module, path, board: PrioritizedBoard) -> torch.Tensor:
-    """softmax(student(X_j)) - P_j for every board entry, [N, slice, num_classes], from ONE forward of
-    the student over all probes concatenated, without gradient."""
+def _probe_delta(probs: torch.Tensor, stored: torch.Tensor) -> torch.Tensor:
+    probs = probs.reshape(stored.shape[0], stored.shape[1], -1)
+    if probs.shape != stored.shape:
+        raise ValueError(f'the student outputs {probs.shape[-1]} classes but the board probes hold '
+                         f'{stored.shape[-1]}; the board belongs to a different dataset')
+    return probs - stored.to(probs.dtype)
+
+
+def probe_deltas(student: nn.Module, path, board: PrioritizedBoard, *, per_entry: bool = False,
+                 with_grad: bool = False) -> List[torch.Tensor]:
+    """softmax(student(X_j)) - P_j for every board entry j, each [slice, num_classes].
+
+    ``per_entry`` (SUPERNET.PROBE_FORWARD 'per_entry', the original): one forward per entry, so that in
+    train mode BN normalizes each entry's probe with its own statistics and updates its running
+    statistics once per entry. Otherwise one forward over all probes concatenated (one batch for BN).
+    ``with_grad``: the forwards keep their graphs (the original: the KD weight is not detached, so the
+    student also learns through its probe forward)."""
     entries = list(board)
     slice_sizes = {entry.probe_images.shape[0] for entry in entries}
     if len(slice_sizes) != 1:
         raise ValueError(f'board probes have different slice sizes {sorted(slice_sizes)}; '
                          f'every entry must hold SUPERNET.SLICE images')
-    with torch.no_grad():
+    with torch.set_grad_enabled(with_grad):
+        if per_entry:
+            return [_probe_delta(_probabilities(student(entry.probe_images, path)), entry.probe_probs[None])[0]
+                    for entry in entries]
         images = torch.cat([entry.probe_images for entry in entries])
-        probs = _probabilities(student(images, path))
-        stored = torch.stack([entry.probe_probs for entry in entries]).to(probs.dtype)
-        probs = probs.reshape(stored.shape[0], stored.shape[1], -1)
-        if probs.shape != stored.shape:
-            raise ValueError(f'the student outputs {probs.shape[-1]} classes but the board probes hold '
-                             f'{stored.shape[-1]}; the board belongs to a different dataset')
-        return probs - stored
+        stored = torch.stack([entry.probe_probs for entry in entries])
+        return list(_probe_delta(_probabilities(student(images, path)), stored).unbind(0))
 
 
 def select_teacher(student: nn.Module, path, board: PrioritizedBoard, pick_method: str,
-                   mmn: Optional[MetaMatchingNetwork] = None) -> TeacherChoice:
+                   mmn: Optional[MetaMatchingNetwork] = None, *, per_entry: bool = False,
+                   differentiable_weight: bool = False) -> TeacherChoice:
     """Pick a teacher for the student ``path``: 'top1' -> the board's best, m = 0.5; 'meta' -> argmax
-    of the MMN scores, m = sigmoid(-score of the chosen teacher)."""
+    of the MMN scores, m = sigmoid(-score of the chosen teacher) (the original took the last entry's
+    score: a bug). ``differentiable_weight`` (SUPERNET.DETACH_KD_WEIGHT False, the original): m keeps
+    its graph to the MMN and, through the chosen entry's probe forward, to the student path."""
     if len(board) == 0:
         raise ValueError('cannot select a teacher from an empty board')
     if pick_method == 'top1':
@@ -109,12 +123,16 @@ def select_teacher(student: nn.Module, path, board: PrioritizedBoard, pick_metho
         raise ValueError(f'SUPERNET.PICK_METHOD must be one of {PICK_METHODS}; got {pick_method!r}')
     if mmn is None:
         raise ValueError("pick_method 'meta' needs the meta-matching network (mmn=...)")
-    deltas = probe_deltas(student, path, board)
+    deltas = probe_deltas(student, path, board, per_entry=per_entry, with_grad=differentiable_weight)
     with torch.no_grad():
-        scores = mmn(deltas)
+        scores = mmn(torch.stack([delta.detach() for delta in deltas]))
     index = int(torch.argmax(scores))
-    weight = torch.sigmoid(-scores[index])
-    return TeacherChoice(index=index, entry=board[index], weight=weight, scores=scores, delta=deltas[index])
+    if differentiable_weight:  # only the chosen entry's graph is kept; the others are freed here
+        weight = torch.sigmoid(-mmn(deltas[index]))
+    else:
+        weight = torch.sigmoid(-scores[index])
+    return TeacherChoice(index=index, entry=board[index], weight=weight, scores=scores,
+                         delta=deltas[index].detach())
 
 
 def soft_cross_entropy(logits: torch.Tensor, target_probs: torch.Tensor) -> torch.Tensor:
@@ -130,10 +148,11 @@ class DistillationLoss:
 
 
 def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, targets: torch.Tensor,
-                      m, ce_loss_fn: Callable) -> DistillationLoss:
+                      m, ce_loss_fn: Callable, detach_weight: bool = True) -> DistillationLoss:
     """loss = (m * KD + (2 - m) * CE) / 2, KD = soft cross entropy against softmax(teacher logits).
-    ``m`` is a constant here (detached): the MMN learns only in the meta-matching update."""
-    if isinstance(m, torch.Tensor):
+    ``detach_weight`` (SUPERNET.DETACH_KD_WEIGHT True): m is a constant and the MMN learns only in the
+    meta-matching update; False (the original): the loss's gradient reaches whatever m depends on."""
+    if detach_weight and isinstance(m, torch.Tensor):
         m = m.detach()
     kd = soft_cross_entropy(student_logits, torch.softmax(teacher_logits.detach(), dim=-1))
     ce = ce_loss_fn(student_logits, targets)
@@ -207,15 +226,22 @@ def meta_gradient(supernet: nn.Module, path, teacher: TeacherChoice, mmn: MetaMa
 
 
 def _step_with_grads(params: Sequence[nn.Parameter], grads: Sequence[torch.Tensor],
-                     optimizer: torch.optim.Optimizer, max_grad_norm: float) -> float:
-    """Step ``optimizer`` on ``params`` only, with the given gradients clipped to ``max_grad_norm``.
-    Every other parameter of the optimizer has its gradient cleared, so it does not move."""
-    optimizer.zero_grad(set_to_none=True)
+                     optimizer: torch.optim.Optimizer, max_grad_norm: float, keep_zero_grads: bool = False) -> float:
+    """Step ``optimizer`` with the given gradients of ``params`` clipped to ``max_grad_norm``; afterwards
+    ``params`` hold no gradient.
+
+    ``keep_zero_grads`` False: every other parameter of the optimizer has its gradient dropped first, so
+    it does not move. True (SUPERNET.STEP_ONLY_PATH False, the original on PyTorch 1.2, whose zero_grad
+    zeroed gradients): the others keep zero gradients and take the step too (weight decay, momentum)."""
+    optimizer.zero_grad(set_to_none=not keep_zero_grads)
     for param, grad in zip(params, grads):
         param.grad = grad
     norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
     optimizer.step()
-    optimizer.zero_grad(set_to_none=True)
+    for param in params:  # the original deleted these gradients after its step
+        param.grad = None
+    if not keep_zero_grads:
+        optimizer.zero_grad(set_to_none=True)
     return float(norm)
 
 
@@ -223,17 +249,17 @@ def meta_update(supernet: nn.Module, path, teacher: TeacherChoice, mmn: MetaMatc
                 x: torch.Tensor, y: torch.Tensor, slice_size: int, inner_lr: float,
                 meta_optimizer: torch.optim.Optimizer,
                 student_optimizer: Optional[torch.optim.Optimizer] = None,
-                val_loss_fn: Callable = F.cross_entropy, max_grad_norm: float = 1.0) -> dict:
+                val_loss_fn: Callable = F.cross_entropy, max_grad_norm: float = 1.0,
+                keep_zero_grads: bool = False) -> dict:
     """The second-order meta-matching update (ALGORITHM.md), for PICK_METHOD 'meta' only.
 
     x_t = x[:S]; x_v, y_v = x[S:2S], y[S:2S]. Computes dL_val/drho (see ``meta_gradient``), averages
     it over ranks, clips it to ``max_grad_norm`` and steps only rho with ``meta_optimizer``. Then, as
     the original, the student takes its own step with g = dkd/dW (averaged over ranks, clipped) using
-    ``student_optimizer`` (the search's optimizer; skipped when None). Both optimizers get
-    ``zero_grad(set_to_none=True)`` before and after, so call this before the step's own backward.
-    Run it outside autocast: second-order gradients in half precision are not reliable."""
-    if isinstance(supernet, DistributedDataParallel):
-        supernet = supernet.module  # functional_call needs the bare module's parameter names
+    ``student_optimizer`` (the search's optimizer; skipped when None); the original took the student's
+    step first, then the MMN's, each a full optimizer step. ``keep_zero_grads``: see ``_step_with_grads``.
+    Call this before the step's own backward. Run it outside autocast: second-order gradients in half
+    precision are not reliable."""
     if x.shape[0] < 2 * slice_size:
         raise ValueError(f'the meta-matching update needs a batch of at least 2 * SUPERNET.SLICE = '
                          f'{2 * slice_size} images; got {x.shape[0]}')
@@ -242,12 +268,12 @@ def meta_update(supernet: nn.Module, path, teacher: TeacherChoice, mmn: MetaMatc
     result = meta_gradient(supernet, path, teacher, mmn, x_train, x_val, y_val, inner_lr, val_loss_fn)
     all_reduce_mean_(result.meta_grads)
     all_reduce_mean_(result.student_grads)
-    meta_grad_norm = _step_with_grads(list(mmn.parameters()), result.meta_grads, meta_optimizer,
-                                      max_grad_norm)
     student_grad_norm = None
     if student_optimizer is not None:
         student_grad_norm = _step_with_grads(result.params, result.student_grads, student_optimizer,
-                                             max_grad_norm)
+                                             max_grad_norm, keep_zero_grads)
+    meta_grad_norm = _step_with_grads(list(mmn.parameters()), result.meta_grads, meta_optimizer,
+                                      max_grad_norm, keep_zero_grads)
     return {'kd_loss': float(result.kd_loss), 'val_loss': float(result.val_loss),
             'kd_weight': float(result.kd_weight), 'meta_grad_norm': meta_grad_norm,
             'student_grad_norm': student_grad_norm, 'teacher_index': teacher.index}

@@ -16,20 +16,27 @@ BOARD_FILE = 'board.json'
 BEST_ARCH_FILE = 'best_arch.yaml'
 
 
+BUDGET_MEASURE = ('budget_flops_M: MFLOPs in the FLOPs budget\'s measure (the searchable layers priced by the '
+                  'SUPERNET.FLOPS_TABLE per-op table at 224 px, divided by the budget rule\'s resolution scale); '
+                  'macs_M: real multiply-accumulates (M) of the child network at the search resolution')
+
+
 def board_rows(board: PrioritizedBoard) -> list:
     """One row per entry, best first: path (searchable stages), arch (all 7 stages), train prec1,
-    val prec1 (None until validated), MFLOPs and M params."""
+    val prec1 (None until validated), MFLOPs in the budget's measure, real MMACs, M params."""
     rows = []
     for rank, row in enumerate(board.to_rows()):
         rows.append({'rank': rank, 'path': row['path'], 'arch': path_to_arch(row['path']),
                      'prec1': row['prec1'], 'val_prec1': row['val_prec1'],
-                     'flops_M': row['flops'], 'params_M': row['params']})
+                     'budget_flops_M': row['flops'], 'macs_M': row['macs'], 'params_M': row['params']})
     return rows
 
 
-def write_board_json(board: PrioritizedBoard, path: str, *, epoch: int, resolution: int) -> None:
+def write_board_json(board: PrioritizedBoard, path: str, *, epoch: int, resolution: int,
+                     budget: Sequence[float] = ()) -> None:
     """board.json: the run's position and one entry per line (best first), so that a diff shows moves."""
-    head = {'epoch': int(epoch), 'resolution': int(resolution), 'pool_size': board.pool_size}
+    head = {'epoch': int(epoch), 'resolution': int(resolution), 'pool_size': board.pool_size,
+            'flops_budget_M': [float(b) for b in budget], 'measures': BUDGET_MEASURE}
     lines = [json.dumps(row) for row in board_rows(board)]
     entries = '[]' if not lines else '[\n  ' + ',\n  '.join(lines) + '\n ]'
     write_text_atomic(json.dumps(head)[:-1] + ',\n "entries": ' + entries + '}\n', path)
@@ -37,7 +44,8 @@ def write_board_json(board: PrioritizedBoard, path: str, *, epoch: int, resoluti
 
 def choose_final_entry(board: PrioritizedBoard, flops_minimum: float,
                        flops_maximum: float) -> Optional[BoardEntry]:
-    """The board entry with the best val prec1 whose FLOPs lie within [minimum, maximum] (MFLOPs).
+    """The board entry with the best val prec1 whose FLOPs in the budget's measure lie within
+    [minimum, maximum] (MFLOPs, FLOPS_MINIMUM/MAXIMUM).
 
     Entries never validated (SUPERNET.EVAL_BOARD False) rank by their train prec1 instead; ties go to
     fewer FLOPs. None when no entry is within the budget (or the board is empty)."""
@@ -60,10 +68,12 @@ def best_arch_yaml(entry: BoardEntry, resolution: int, *, epoch: int, run_dir: s
     """The config fragment of ``entry`` (see the module docstring)."""
     val = 'not validated' if entry.val_prec1 is None else f'{entry.val_prec1:.3f}'
     params = 'n/a' if entry.params is None else f'{entry.params:.3f}M'
+    macs = 'n/a' if entry.macs is None else f'{entry.macs:.2f}M'
     return (
         f'# Best board path of the search in {run_dir} (after epoch {epoch}):\n'
         f'#   path {[list(stage) for stage in entry.path]}\n'
-        f'#   FLOPs {entry.flops:.2f}M  params {params}  val prec1 {val}  train prec1 {entry.prec1:.3f}\n'
+        f'#   budget FLOPs {entry.flops:.2f}M (the FLOPs budget\'s measure)  real MACs {macs} at {int(resolution)} px\n'
+        f'#   params {params}  val prec1 {val}  train prec1 {entry.prec1:.3f}\n'
         f'# Retrain it:  python retrain.py --cfg configs/retrain.yaml --cfg {os.path.join(run_dir, BEST_ARCH_FILE)}\n'
         '#   (the demo: --cfg configs/demo/retrain.yaml); test.py takes this file the same way\n'
         'MODEL_SELECTION: -1\n'

@@ -31,7 +31,9 @@ def _check_pre_prob(pre_prob, num_ops: int) -> Tuple[float, ...]:
 
 class PathSampler:
     """Draw student paths: 'even' (uniform), 'pre_prob' (fixed per-op probabilities) or 'teacher'
-    (op frequencies among the board's paths; uniform while the board is empty)."""
+    (op frequencies among the board's paths; uniform while the board is empty). ``count_fixed_stages``
+    (SUPERNET.TEACHER_PROB_COUNTS_FIXED, the original): the original's board paths held the two fixed
+    stages as op 0, so its frequencies count two extra op-0 layers per board path."""
 
     def __init__(
         self,
@@ -41,6 +43,7 @@ class PathSampler:
         pre_prob: Optional[Sequence[float]] = None,
         seed: int = 0,
         board_paths: Optional[Callable[[], Paths]] = None,
+        count_fixed_stages: bool = False,
     ):
         if how_to_prob not in HOW_TO_PROB_CHOICES:
             raise SamplerError(f'SUPERNET.HOW_TO_PROB is {how_to_prob!r}; '
@@ -50,6 +53,7 @@ class PathSampler:
         self.how_to_prob = how_to_prob
         self.pre_prob = _check_pre_prob(pre_prob, self.num_ops) if how_to_prob == 'pre_prob' else None
         self.board_paths = board_paths
+        self.count_fixed_stages = bool(count_fixed_stages)
         self.seed = int(seed)
         self.generator = torch.Generator(device='cpu')
         self.generator.manual_seed(self.seed)
@@ -72,6 +76,8 @@ class PathSampler:
                     if not 0 <= op < self.num_ops:
                         raise SamplerError(f'board path {path} has op {op}, outside 0..{self.num_ops - 1}')
                     counts[op] += 1
+            if self.count_fixed_stages:
+                counts[0] += 2
         total = sum(counts)
         return None if total == 0 else torch.tensor(counts, dtype=torch.float64) / total
 

@@ -2,10 +2,8 @@ import json
 
 import pytest
 import torch
-import torch.distributed as dist
 
 from lib.search.board import BoardEntry, PrioritizedBoard
-from two_ranks import run_on_two_ranks
 
 SLICE, NUM_CLASSES = 2, 5
 
@@ -62,15 +60,26 @@ def test_flops_tie_break_rule_on_full_board():
     assert board.would_admit(51.0, 89.0) and not board.would_admit(51.0, 90.0)
 
 
-def test_order_is_prec1_desc_then_flops_asc_and_worst_is_evicted():
+def test_order_is_the_originals_prec1_then_flops_then_path_descending_and_worst_is_evicted():
+    """The original sorted (prec1, prec1, flops, path, ...) tuples in reverse: on equal prec1 the larger
+    FLOPs ranks first, then the larger path; the last entry is the worst."""
     board = PrioritizedBoard(pool_size=3, acc_gap=0.0)
-    for prec1, flops in ((60.0, 300.0), (60.0, 100.0), (80.0, 500.0)):
+    for prec1, flops in ((60.0, 100.0), (60.0, 300.0), (80.0, 500.0)):
         board.offer(make_entry(prec1, flops))
-    assert numbers(board) == [(80.0, 500.0), (60.0, 100.0), (60.0, 300.0)]
+    assert numbers(board) == [(80.0, 500.0), (60.0, 300.0), (60.0, 100.0)]
     assert board.best().prec1 == 80.0
     assert board.offer(make_entry(70.0, 50.0))
     assert len(board) == 3
-    assert numbers(board) == [(80.0, 500.0), (70.0, 50.0), (60.0, 100.0)]
+    assert numbers(board) == [(80.0, 500.0), (70.0, 50.0), (60.0, 300.0)]
+    ties = PrioritizedBoard(pool_size=3, acc_gap=0.0)
+    for path in (((0,), (1, 2)), ((0,), (3, 0)), ((1,), (0, 0))):
+        ties.offer(make_entry(50.0, 10.0, path=path))
+    # As the original's list comparison, reversed.
+    assert ties.paths() == [((1,), (0, 0)), ((0,), (3, 0)), ((0,), (1, 2))]
+    # A full tie (same numbers, same path) keeps the older entry first, where the original crashed.
+    first = ties[0]
+    ties.offer(make_entry(50.0, 10.0, path=((1,), (0, 0)), seed=5))
+    assert ties[0] is first
 
 
 def test_entry_keeps_the_exact_path_given():
@@ -121,17 +130,13 @@ def test_state_dict_round_trip_through_weights_only_load(tmp_path):
         PrioritizedBoard(pool_size=4, acc_gap=5.0).load_state_dict(state)
 
 
-def test_op_frequencies_and_rows():
+def test_rows():
     board = PrioritizedBoard(pool_size=3, acc_gap=5.0)
-    assert board.op_frequencies((1, 2), num_ops=4) == [0.25] * 4
-    board.offer(make_entry(60.0, 1.0, path=((0,), (0, 1))))
+    board.offer(make_entry(60.0, 1.0, path=((0,), (0, 1)), macs=2.5))
     board.offer(make_entry(50.0, 1.0, path=((3,), (0, 1))))
-    # ops over all layers of both paths: 0,0,1,3,0,1 -> counts 3,2,0,1.
-    assert board.op_frequencies((1, 2), num_ops=4) == pytest.approx([3 / 6, 2 / 6, 0.0, 1 / 6])
-    with pytest.raises(ValueError, match='search space'):
-        board.op_frequencies((2, 2), num_ops=4)
     rows = board.to_rows()
-    assert rows[0] == {'path': [[0], [0, 1]], 'prec1': 60.0, 'val_prec1': None, 'flops': 1.0, 'params': None}
+    assert rows[0] == {'path': [[0], [0, 1]], 'prec1': 60.0, 'val_prec1': None, 'flops': 1.0, 'macs': 2.5,
+                       'params': None}
     json.dumps(rows)
 
 
@@ -145,31 +150,3 @@ def test_bad_input_errors():
     with pytest.raises(ValueError):
         BoardEntry(path=((0,),), prec1=1.0, flops=1.0, probe_images=torch.zeros(2, 3, 4, 4),
                    probe_probs=torch.zeros(3, NUM_CLASSES))
-
-
-def _broadcast_worker(rank, world_size):
-    board = PrioritizedBoard(pool_size=3, acc_gap=5.0)
-    if rank == 0:
-        board.offer(make_entry(70.0, 3.0, path=((1,), (2, 3)), seed=10))
-        board.offer(make_entry(60.0, 2.0, path=((4,), (0, 0)), seed=11, params=2.0))
-    else:  # a different, rank-local board that must be replaced
-        board.offer(make_entry(99.0, 1.0, path=((5,), (5, 5)), seed=12))
-    board.broadcast_(src=0)
-    rows = [None] * world_size
-    dist.all_gather_object(rows, board.to_rows())
-    tensors = torch.cat([torch.cat([e.probe_images.flatten(), e.probe_probs.flatten()]) for e in board])
-    gathered = [torch.empty_like(tensors) for _ in range(world_size)]
-    dist.all_gather(gathered, tensors)
-    assert rows[0] == rows[1] and len(rows[1]) == 2 and rows[1][1]['params'] == 2.0
-    assert torch.equal(gathered[0], gathered[1])
-    expected = make_entry(70.0, 3.0, seed=10)
-    assert torch.equal(board.best().probe_images, expected.probe_images)
-
-
-def test_broadcast_makes_every_rank_hold_the_source_board(tmp_path):
-    run_on_two_ranks(_broadcast_worker, tmp_path)
-
-
-def test_broadcast_is_a_noop_without_distributed():
-    board = full_board()
-    assert board.broadcast_() is board and len(board) == 3

@@ -18,6 +18,9 @@ from lib.search.meta_matching import MetaMatchingNetwork
 from lib.search.outputs import choose_final_entry, write_best_arch
 
 NUM_CLASSES, SLICE, IMAGE = 5, 2, 32
+# Every fidelity switch on our corrected side (configs/train_corrected.yaml).
+CORRECTED = ('SUPERNET.PROBE_FORWARD', 'batched', 'SUPERNET.DETACH_KD_WEIGHT', 'True', 'SUPERNET.PROBE_PROBS',
+             'student', 'SUPERNET.STEP_ONLY_PATH', 'True', 'SUPERNET.META_INNER_LR', 'supernet')
 STUDENT = ((1,), (0,), (2,), (5,), (3,))
 TEACHERS = (((0,), (1,), (2,), (3,), (4,)), ((5,), (4,), (3,), (2,), (1,)))
 
@@ -39,7 +42,7 @@ def make_session(*overrides):
         cfg=cfg, supernet=supernet, mmn=mmn, board=board, optimizer=optimizer,
         scheduler=build_linear_schedule(optimizer, 10), scaler=torch.amp.GradScaler('cpu', enabled=False),
         loss_fn=LabelSmoothingCrossEntropy(smoothing=0.1), dist=SimpleNamespace(device=torch.device('cpu')),
-        local_bn_group=None, flops_table=table)
+        local_bn_group=None, flops_table=table, space=SimpleNamespace(budget_flops=lambda path: 12.5))
 
 
 def batch(n=8):
@@ -48,13 +51,16 @@ def batch(n=8):
             torch.randint(0, NUM_CLASSES, (n,), generator=generator))
 
 
-def expected_distillation(session, images, target):
+def expected_distillation(session, images, target, per_entry=False):
     """The step's loss computed independently, on a copy, with the teacher the MMN scores pick."""
     net = copy.deepcopy(session.supernet)
     entries = list(session.board)
     with torch.no_grad():
-        probes = torch.cat([e.probe_images for e in entries])
-        probs = torch.softmax(net(probes, STUDENT), dim=-1).reshape(len(entries), SLICE, NUM_CLASSES)
+        if per_entry:  # the original: one train-mode forward (own BN batch statistics) per entry
+            probs = torch.stack([torch.softmax(net(e.probe_images, STUDENT), dim=-1) for e in entries])
+        else:
+            probes = torch.cat([e.probe_images for e in entries])
+            probs = torch.softmax(net(probes, STUDENT), dim=-1).reshape(len(entries), SLICE, NUM_CLASSES)
         scores = session.mmn(probs - torch.stack([e.probe_probs for e in entries]))
     chosen = int(scores.argmax())
     m = torch.sigmoid(-scores[chosen])
@@ -66,47 +72,52 @@ def expected_distillation(session, images, target):
     return chosen, scores, (m * kd + (2 - m) * ce) / 2, kd
 
 
-def test_distillation_step_uses_the_chosen_teachers_path_and_score():
-    session = make_session()
+@pytest.mark.parametrize('switches', [(), CORRECTED], ids=['original', 'corrected'])
+def test_distillation_step_uses_the_chosen_teachers_path_and_score(switches):
+    session = make_session(*switches)
+    per_entry = session.cfg.SUPERNET.PROBE_FORWARD == 'per_entry'
     images, target = batch()
-    chosen, scores, _, _ = expected_distillation(session, images, target)
+    chosen, scores, _, _ = expected_distillation(session, images, target, per_entry)
     if chosen == len(session.board) - 1:  # make the pick differ from the last entry (the original's bug)
         with torch.no_grad():
             session.mmn.linear.weight.neg_()
-    chosen, scores, expected_loss, expected_kd = expected_distillation(session, images, target)
+    chosen, scores, expected_loss, expected_kd = expected_distillation(session, images, target, per_entry)
     assert chosen != len(session.board) - 1
     assert abs(float(scores[0] - scores[1])) > 1e-3  # the two entries' KD weights differ
     before = copy.deepcopy(session.supernet.state_dict())
-    logits, loss, kd = _forward_backward(session, STUDENT, images, target, distill=True)
+    out = _forward_backward(session, STUDENT, images, target, distill=True)
+    logits, loss, kd = out.logits, out.loss, out.kd
     torch.testing.assert_close(loss, expected_loss.detach(), rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(kd, expected_kd.detach(), rtol=1e-5, atol=1e-6)
-    # the step moved the student path's weights, the LR schedule advanced, the MMN did not move
+    # the step moved the student path's weights (not an op it never sampled), the LR schedule advanced
     after = session.supernet.state_dict()
     assert not torch.equal(before['blocks.1.0.1.conv_pw.weight'], after['blocks.1.0.1.conv_pw.weight'])
     assert torch.equal(before['blocks.1.0.0.conv_pw.weight'], after['blocks.1.0.0.conv_pw.weight'])
     assert session.optimizer.param_groups[0]['lr'] == pytest.approx(0.1 * 0.9)
 
-    admitted = _offer_to_board(session, STUDENT, images, logits, logits.argmax(1).eq(target).sum().double(),
+    admitted = _offer_to_board(session, STUDENT, images, out, logits.argmax(1).eq(target).sum().double(),
                                images.shape[0])
     assert admitted and len(session.board) == 3
     entry = next(e for e in session.board if e.path == STUDENT)  # the student's path, not the teacher's
     assert entry.prec1 == pytest.approx(100.0 * float(logits.argmax(1).eq(target).float().mean()))
-    assert (entry.flops, entry.params) == (12.5, 1.25)
+    assert (entry.flops, entry.macs, entry.params) == (12.5, 12.5, 1.25)
     torch.testing.assert_close(entry.probe_images, images[:SLICE])
-    torch.testing.assert_close(entry.probe_probs, torch.softmax(logits[:SLICE], dim=-1))
+    stored_from = out.teacher_logits if not switches else logits  # the original stores the teacher's
+    torch.testing.assert_close(entry.probe_probs, torch.softmax(stored_from[:SLICE], dim=-1))
 
 
 def test_plain_step_is_cross_entropy_and_top1_uses_half_weight():
     session = make_session()
     images, target = batch()
     reference = copy.deepcopy(session.supernet)
-    _, loss, kd = _forward_backward(session, STUDENT, images, target, distill=False)
+    out = _forward_backward(session, STUDENT, images, target, distill=False)
+    loss, kd = out.loss, out.kd
     assert kd is None
     torch.testing.assert_close(loss, session.loss_fn(reference(images, STUDENT), target).detach())
 
     session = make_session('SUPERNET.PICK_METHOD', 'top1')
     reference = copy.deepcopy(session.supernet)
-    _, loss, kd = _forward_backward(session, STUDENT, images, target, distill=True)
+    loss = _forward_backward(session, STUDENT, images, target, distill=True).loss
     logits = reference(images, STUDENT)
     with torch.no_grad():  # top1: the best entry is the teacher, m = 0.5
         teacher = torch.softmax(reference(images, TEACHERS[0]), -1)
@@ -179,7 +190,7 @@ def test_final_arch_within_budget_and_its_yaml_builds_the_child(tmp_path, repo_r
     out = tmp_path / 'best_arch.yaml'
     write_best_arch(chosen, str(out), resolution=96, epoch=4, run_dir=str(tmp_path))
     text = out.read_text()
-    assert 'val prec1 55.000' in text and 'FLOPs 19.00M' in text
+    assert 'val prec1 55.000' in text and 'budget FLOPs 19.00M' in text
     cfg = load_config([str(repo_root / 'configs/demo/retrain.yaml'), str(out)])
     assert cfg.NET.SELECTION == -1 and cfg.DATASET.IMAGE_SIZE == 96 and not cfg.NET.SINGLE_LAYER_DEFAULT_OP
     assert cfg.NET.INPUT_ARCH == [[0], [1], [0], [2], [5], [3], [0]]

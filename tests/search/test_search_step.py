@@ -29,7 +29,8 @@ def make_session(*overrides):
         optimizer=optimizer, scheduler=build_linear_schedule(optimizer, 10),
         scaler=torch.amp.GradScaler('cpu', enabled=False), loss_fn=torch.nn.CrossEntropyLoss(),
         dist=SimpleNamespace(device=torch.device('cpu')), local_bn_group=None,
-        flops_table=SimpleNamespace(path_flops=lambda path: 10.0, path_params=lambda path: 1.0))
+        flops_table=SimpleNamespace(path_flops=lambda path: 10.0, path_params=lambda path: 1.0),
+        space=SimpleNamespace(budget_flops=lambda path: 9.0))
 
 
 def batch():
@@ -39,7 +40,7 @@ def batch():
 
 
 def test_search_step_sums_and_board_offers_follow_the_epoch():
-    session = make_session()
+    session = make_session('SUPERNET.STEP_ONLY_PATH', 'True')
     images, target = batch()
     path_ids = {id(p) for p in session.supernet.path_parameters(STUDENT).values()}
     before = {name: p.detach().clone() for name, p in session.supernet.named_parameters()}
