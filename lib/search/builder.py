@@ -228,8 +228,8 @@ def build_session(run) -> SearchSession:
     resume = None
     path, checkpoint = find_resume_checkpoint(cfg, run.run_dir, dist_ctx, logger)
     if checkpoint is not None:
-        load_search_extras(checkpoint, path, search_space=search_space_record(space), mmn=mmn, board=board,
-                           path_sampler=path_sampler, device=device)
+        load_search_extras(checkpoint, path, search_space=search_space_record(space), supernet=supernet, mmn=mmn,
+                           board=board, path_sampler=path_sampler, device=device)
         resume = apply_resume(checkpoint, path, model=supernet, optimizer=optimizer, scheduler=scheduler,
                               scaler=scaler, ema=None, saver=saver, steps_per_epoch=steps_per_epoch,
                               dist_ctx=dist_ctx, logger=logger)

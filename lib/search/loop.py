@@ -352,7 +352,7 @@ def search_checkpoint(session: SearchSession, position: Position, metric: Option
                       rank_states) -> Dict[str, Any]:
     extra = resume_extras(position=position, steps_per_epoch=session.steps_per_epoch, scheduler=session.scheduler,
                           scaler=session.scaler, saver=session.saver, rank_states=rank_states, cfg=session.cfg)
-    extra.update(search_extras(space=session.space, mmn=session.mmn, board=session.board,
+    extra.update(search_extras(space=session.space, supernet=session.supernet, mmn=session.mmn, board=session.board,
                                path_sampler=session.path_sampler))
     return make_checkpoint(session.supernet, None, session.optimizer, epoch=position.epoch, arch=ARCH_NAME,
                            cfg=session.cfg, metric=metric, extra=extra)

@@ -15,7 +15,8 @@ def test_prints_search_space_and_table(tmp_path, repo_root):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout)
-    assert result['flops_budget_M'] == [0, 20]
+    assert result['flops_budget_M'] == [0, 20] and result['flops_table'] == 'original'
+    assert result['budget_flops_range_M'][1] <= 20
     assert result['layers_per_stage'] == [1, 1, 1, 1, 1]
     assert result['resolution'] == 96
     assert result['num_classes'] == 10
@@ -27,12 +28,36 @@ def test_prints_search_space_and_table(tmp_path, repo_root):
     assert result['fixed_params_M'] > 0
 
 
-def test_infeasible_budget_and_unsupported_options_fail_clearly(tmp_path, repo_root, capsys):
+def _import_tool(repo_root):
     sys.path.insert(0, str(repo_root / 'tools'))
     try:
         import flops_table
     finally:
         sys.path.remove(str(repo_root / 'tools'))
+    return flops_table
+
+
+def test_budgets_print_one_line_each_and_the_exit_status_flags_infeasible_ones(repo_root, capsys):
+    flops_table = _import_tool(repo_root)
+    assert flops_table.main(['--budgets', '0-600', '100-300', '0-14']) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [line['budget'] for line in lines] == [[0, 600], [100, 300], [0, 14]]
+    assert [(line['layers_per_stage'], line['resolution']) for line in lines] == [
+        ([4, 4, 4, 4, 4], 224), ([1, 2, 3, 3, 3], 224), ([1, 1, 1, 1, 1], 96)]
+    full = lines[0]
+    assert full['cheapest']['path'] == [[0] * 4] * 5 and full['dearest']['path'] == [[5] * 4] * 5
+    # The budget's measure keeps the dearest path within 600; its real MACs at 224 px are higher.
+    assert full['cheapest']['budget_flops_M'] < full['dearest']['budget_flops_M'] <= 600
+    assert full['dearest']['budget_flops_M'] < full['dearest']['macs_M'] == full['macs_range_M'][1]
+    assert lines[2]['budget_scale'] == pytest.approx(7 / 6 * 7 / 5 * 7 / 4 * 7 / 3)
+    assert lines[2]['cheapest']['budget_flops_M'] <= 14
+    assert flops_table.main(['--budgets', '0-600', '0-1', '700-800']) == 1
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert 'error' not in lines[0] and 'infeasible' in lines[1]['error'] and 'infeasible' in lines[2]['error']
+
+
+def test_infeasible_budget_and_unsupported_options_fail_clearly(tmp_path, repo_root, capsys):
+    flops_table = _import_tool(repo_root)
     with pytest.raises(SystemExit, match=r'600\.\.800 MFLOPs is infeasible'):
         flops_table.main(['SUPERNET.FLOPS_MINIMUM', '600', 'SUPERNET.FLOPS_MAXIMUM', '800'])
     with pytest.raises(SystemExit, match=r'SUPERNET.RESUNIT is not supported.*False'):

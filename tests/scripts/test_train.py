@@ -71,7 +71,8 @@ def test_demo_search_writes_board_and_a_best_arch_that_retrain_and_test_accept(r
     assert rows[1]['board_size'] == '2' and float(rows[1]['train_kd_loss']) > 0  # board, distillation
     assert int(rows[1]['meta_updates']) == 1  # step 2 of epoch 1 (UPDATE_ITER 2)
     entries = board_entries(run_dir)
-    assert len(entries) == 2 and all(e['val_prec1'] is not None and e['flops_M'] > 0 for e in entries)
+    assert len(entries) == 2 and all(e['val_prec1'] is not None and 0 < e['budget_flops_M'] < e['macs_M']
+                                     for e in entries)
     assert [e['path'] for e in entries] == [e['path'] for e in result['board']]
     for name in ('last.pth.tar', 'best.pth.tar', 'train.log', 'config.yaml'):
         assert (run_dir / name).is_file(), name
@@ -151,6 +152,17 @@ def test_two_processes_hold_the_same_board_and_weights(repo_root, data, tmp_path
     assert len(digests[0]) == 2 and digests[0] == digests[1]
     assert digests[0][1].endswith('size 2')  # the board filled in epoch 1
     assert 'over 2 process(es)' in (run_dir / 'train.log').read_text()
+
+
+def test_corrected_config_runs_the_search_with_every_switch_on_our_side(repo_root, data, tmp_path):
+    """configs/demo/train_corrected.yaml: the same demo search with our corrections (README table)."""
+    opts = dict(SEARCH, OUTPUT=tmp_path, DATA_DIR=data)
+    result = train.main(['--cfg', str(repo_root / 'configs/demo/train_corrected.yaml')]
+                        + [str(x) for kv in opts.items() for x in kv])
+    run_dir = tmp_path / 'demo_search_corrected'
+    cfg = load_config([str(run_dir / 'config.yaml')])
+    assert cfg.SUPERNET.STEP_ONLY_PATH and cfg.SUPERNET.DETACH_KD_WEIGHT and cfg.SUPERNET.FLOPS_TABLE == 'counted'
+    assert len(result['board']) == 2 and (run_dir / 'best_arch.yaml').is_file()
 
 
 def test_infeasible_budget_fails_before_any_work(repo_root, data, tmp_path):
