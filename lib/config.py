@@ -283,6 +283,7 @@ def _value(cfg: CN, key: str):
 
 # (key, test, what the value must be): every number a script reads, checked before any work.
 _RANGES = (
+    ('SEED', lambda v: v >= 0, '0 or more'),
     ('EPOCHS', lambda v: v >= 1, 'at least 1'),
     ('WORKERS', lambda v: v >= 0, '0 (load in the main process) or more'),
     ('LOG_INTERVAL', lambda v: v >= 1, 'at least 1'),
