@@ -281,7 +281,8 @@ def _value(cfg: CN, key: str):
     return cfg
 
 
-# (key, test, what the value must be): every number a script reads, checked before any work.
+# (key, test, what the value must be): the numbers a script reads, checked before any work
+# (DATASET.IMAGE_SIZE and the network keys: lib.engine.model_builder, also before any work).
 _RANGES = (
     ('SEED', lambda v: v >= 0, '0 or more'),
     ('EPOCHS', lambda v: v >= 1, 'at least 1'),
@@ -306,7 +307,6 @@ _RANGES = (
     ('COOLDOWN_EPOCHS', lambda v: v >= 0, '0 or more'),
     ('PATIENCE_EPOCHS', lambda v: v >= 0, '0 or more'),
     ('DATASET.NUM_CLASSES', lambda v: v >= 1, 'at least 1'),
-    ('DATASET.IMAGE_SIZE', lambda v: v == 0 or v >= 32, '0 (native) or at least 32 px (the networks downsample 32x)'),
     ('DATASET.BATCH_SIZE', lambda v: v >= 1, 'at least 1'),
     ('DATASET.VAL_BATCH_MUL', lambda v: v >= 1, 'at least 1'),
     ('DATASET.CROP_PCT', lambda v: 0 < v <= 1, 'in (0, 1]'),

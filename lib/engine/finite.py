@@ -60,7 +60,7 @@ def check_checkpoint_finite(checkpoint: Mapping[str, Any], name: str) -> None:
         if checkpoint.get('step_in_epoch') is not None:
             where += f" step {checkpoint['step_in_epoch']}"
         raise DivergedError(f'the training diverged{where}: {describe_nonfinite(bad, total)}; {name} was not '
-                            f'written, the run folder keeps its last good checkpoints. {DIVERGENCE_FIX}')
+                            f'written, the run folder keeps its last good checkpoints; {DIVERGENCE_FIX}')
 
 
 def check_loss_sum_finite(loss_sum: float, epoch: int, step: int) -> None:

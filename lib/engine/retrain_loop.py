@@ -175,7 +175,7 @@ def _check_val_finite(val: Dict[str, float], ema_val: Optional[Dict[str, float]]
     for name, result in (('model', val), ('EMA', ema_val)):
         if result is not None and not math.isfinite(result['loss']):
             raise DivergedError(f'the validation loss of the {name} weights is {result["loss"]} after epoch {epoch}: '
-                                f'the training diverged; this epoch\'s results and checkpoint were not written. '
+                                f'the training diverged; this epoch\'s results and checkpoint were not written; '
                                 f'{DIVERGENCE_FIX}')
 
 

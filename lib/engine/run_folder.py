@@ -96,3 +96,11 @@ def prepare_run_dir(cfg, run_dir: str, script: str) -> List[Tuple[int, str]]:
     elif script == 'test' and previous:
         notes.append((logging.INFO, f'replacing the earlier evaluation\'s {TEST_RESULTS} in {run_dir}'))
     return notes
+
+
+def drop_stale_output(path: str, logger, why: str) -> None:
+    """Delete a final output of an earlier (shorter) run that this run will replace, so that it never sits
+    beside newer outputs it does not describe."""
+    if os.path.exists(path):
+        os.unlink(path)
+        logger.info('removed %s: %s', path, why)
