@@ -98,8 +98,8 @@ def _load_explicit(path: str) -> Dict[str, Any]:
 
 def _fallbacks(run_dir: str) -> List[str]:
     """checkpoint-<epoch> files, newest epoch first, then best.pth.tar: older, but good, when last is not."""
-    epochs = sorted((int(m.group(1)) for m in map(EPOCH_FILE_PATTERN.match, os.listdir(run_dir)) if m),
-                    reverse=True)
+    names = os.listdir(run_dir) if os.path.isdir(run_dir) else []
+    epochs = sorted((int(m.group(1)) for m in map(EPOCH_FILE_PATTERN.match, names) if m), reverse=True)
     return [epoch_file(e) for e in epochs] + [BEST]
 
 
