@@ -89,7 +89,8 @@ def prepare_run_dir(cfg, run_dir: str, script: str) -> List[Tuple[int, str]]:
     _ensure_writable(run_dir)
     stale = remove_stale_temporary_files(run_dir)
     if stale:
-        notes.append((logging.WARNING, f'removed {len(stale)} temporary file(s) of a write killed midway: {_listing(stale)}'))
+        notes.append((logging.WARNING,
+                      f'removed {len(stale)} temporary file(s) of a write killed midway: {_listing(stale)}'))
     if cfg.OVERWRITE and previous:
         notes.append((logging.WARNING, f'OVERWRITE True: deleted the previous run\'s outputs in {run_dir}: '
                                        f'{_listing(_delete_outputs(run_dir), limit=20)}'))
