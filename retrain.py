@@ -33,6 +33,7 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     run = setup_run('retrain', 'Retrain a Cream child network (released selection or INPUT_ARCH)', argv)
     with guarded(run, 'retraining', 'retrain.log', (ApexUnavailableError,)):
         session = build_session(run)
+        run.save_config()
         try:
             results = fit(session)
         finally:

@@ -38,6 +38,7 @@ def evaluate_checkpoint(run) -> dict:
         model.to(memory_format=torch.channels_last)
     forward = torch.compile(model) if cfg.COMPILE else model
     loader = build_val_loader_from_cfg(cfg, info.resolution, dist.rank, dist.world_size, dist.device)
+    run.save_config()
     log.info('evaluating %s (%s weights) at %dx%d on %d val images per pass',
              cfg.RESUME_PATH, which, info.resolution, info.resolution, len(loader.dataset))
     metrics = evaluate(model, loader, dist.device, amp=cfg.AMP, amp_dtype=cfg.AMP_DTYPE,

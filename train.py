@@ -28,6 +28,7 @@ def main(argv: Optional[List[str]] = None, *, on_epoch_end: Optional[Callable[[i
     run = setup_run('train', 'Cream supernet search with prioritized paths', argv, log_name='train.log')
     with guarded(run, 'the search', 'train.log', SEARCH_ERRORS):
         session = build_session(run)
+        run.save_config()
         try:
             result = run_search(session, on_epoch_end=on_epoch_end, on_step_end=on_step_end)
         finally:

@@ -20,7 +20,11 @@ from lib.fileio import write_text_atomic
 _C = CN()
 
 # ---- run --------------------------------------------------------------------------------------
-_C.AUTO_RESUME = False  # continue from RESUME_PATH, else from the run folder's last checkpoint
+_C.AUTO_RESUME = False  # continue from RESUME_PATH, else from the run folder's newest good checkpoint
+# A run folder that holds another run's outputs (checkpoints, summary.csv, board.json, results) is
+# never overwritten silently: without AUTO_RESUME the run stops with an error, unless OVERWRITE is True,
+# which deletes that run's outputs first (checkpoints, logs, tensorboard/, results) and says so.
+_C.OVERWRITE = False  # True: start afresh in a run folder holding another run, deleting its outputs
 _C.DATA_DIR = './data/imagenet'  # ImageFolder root holding train/ and val/
 _C.MODEL = 'cream'  # run name: the output folder is OUTPUT/MODEL
 _C.RESUME_PATH = ''  # checkpoint to resume (train/retrain) or to evaluate (test)
@@ -28,7 +32,7 @@ _C.SAVE_PATH = ''  # original key, superseded by OUTPUT; kept so old configs loa
 _C.OUTPUT = './output'  # parent folder of the run folders
 _C.SEED = 42  # base seed; each rank adds its rank for data augmentation
 _C.LOG_INTERVAL = 50  # steps between progress lines
-_C.RECOVERY_INTERVAL = 0  # steps between recovery checkpoints (0: only at epoch ends)
+_C.RECOVERY_INTERVAL = 0  # steps between recovery checkpoints (0: only at epoch ends); >= 0
 _C.WORKERS = 4  # data loader worker processes per training process
 _C.NUM_GPU = 1  # original key, informational only: the world size comes from the launcher
 _C.SAVE_IMAGES = False  # original key, never read by the original either (kept so old configs load)
@@ -158,6 +162,17 @@ ALIASES = {
 }
 
 
+# Keys a resumed run may set differently from the checkpoint's config (AUTO_RESUME): the length of the
+# run, where files are, logging, worker processes and keys no script reads. Any other difference is an
+# error naming the keys: the resumed run would silently train another recipe than the one it continues.
+RESUME_MAY_CHANGE = (
+    'AUTO_RESUME', 'OVERWRITE', 'RESUME_PATH', 'OUTPUT', 'MODEL', 'DATA_DIR', 'SAVE_PATH', 'EPOCHS',
+    'LOG_INTERVAL', 'VERBOSE', 'RECOVERY_INTERVAL', 'CHECKPOINT_HIST', 'WORKERS', 'NUM_GPU', 'LOCAL_RANK',
+    'DEVICE', 'DIST_BACKEND', 'BENCHMARK_MODE', 'DETERMINISTIC', 'COMPILE', 'SAVE_IMAGES', 'START_EPOCH',
+    'OPTIMIZER', 'DATASET.PIN_MEM', 'DATASET.GENERATE_DEMO', 'DATASET.VAL_BATCH_MUL', 'BATCHNORM.BN_TF',
+)
+
+
 class ConfigError(ValueError):
     """A config file or override that does not fit the defaults tree."""
 
@@ -270,7 +285,64 @@ def load_config(cfg_files: Optional[Sequence[str]] = None, opts: Optional[List[s
     return cfg
 
 
+def _value(cfg: CN, key: str):
+    for part in key.split('.'):
+        cfg = cfg[part]
+    return cfg
+
+
+# (key, test, what the value must be): the numbers a script reads, checked before any work
+# (DATASET.IMAGE_SIZE and the network keys: lib.engine.model_builder, also before any work).
+_RANGES = (
+    ('SEED', lambda v: v >= 0, '0 or more'),
+    ('EPOCHS', lambda v: v >= 1, 'at least 1'),
+    ('WORKERS', lambda v: v >= 0, '0 (load in the main process) or more'),
+    ('LOG_INTERVAL', lambda v: v >= 1, 'at least 1'),
+    ('RECOVERY_INTERVAL', lambda v: v >= 0, '0 (recovery only at epoch ends) or more steps'),
+    ('CHECKPOINT_HIST', lambda v: v >= 0, '0 or more'),
+    ('TTA', lambda v: v in (0, 1), '0 or 1'),
+    ('ACC_GAP', lambda v: v >= 0, '0 or more points'),
+    ('CLIP_GRAD', lambda v: v >= 0, '0 (off) or a positive norm'),
+    ('LR', lambda v: v > 0, 'positive'),
+    ('LR_REFERENCE_BATCH', lambda v: v >= 0, '0 (LR as is) or a batch size'),
+    ('META_LR', lambda v: v > 0, 'positive'),
+    ('WARMUP_LR', lambda v: v >= 0, '0 or positive'),
+    ('MIN_LR', lambda v: v >= 0, '0 or positive'),
+    ('OPT_EPS', lambda v: v > 0, 'positive'),
+    ('MOMENTUM', lambda v: 0 <= v < 1, 'in [0, 1)'),
+    ('WEIGHT_DECAY', lambda v: v >= 0, '0 or positive'),
+    ('DECAY_EPOCHS', lambda v: v > 0, 'positive'),
+    ('DECAY_RATE', lambda v: v > 0, 'positive'),
+    ('WARMUP_EPOCHS', lambda v: v >= 0, '0 or more'),
+    ('COOLDOWN_EPOCHS', lambda v: v >= 0, '0 or more'),
+    ('PATIENCE_EPOCHS', lambda v: v >= 0, '0 or more'),
+    ('DATASET.NUM_CLASSES', lambda v: v >= 1, 'at least 1'),
+    ('DATASET.BATCH_SIZE', lambda v: v >= 1, 'at least 1'),
+    ('DATASET.VAL_BATCH_MUL', lambda v: v >= 1, 'at least 1'),
+    ('DATASET.CROP_PCT', lambda v: 0 < v <= 1, 'in (0, 1]'),
+    ('NET.DROPOUT_RATE', lambda v: 0 <= v < 1, 'in [0, 1)'),
+    ('NET.DROP_PATH_RATE', lambda v: 0 <= v < 1, 'in [0, 1)'),
+    ('NET.EMA.DECAY', lambda v: 0 <= v <= 1, 'in [0, 1]'),
+    ('AUGMENTATION.RE_PROB', lambda v: 0 <= v <= 1, 'a probability in [0, 1]'),
+    ('AUGMENTATION.RE_COUNT', lambda v: v >= 1, 'at least 1'),
+    ('AUGMENTATION.MIXUP', lambda v: v >= 0, '0 (off) or a positive alpha'),
+    ('AUGMENTATION.CUTMIX', lambda v: v >= 0, '0 (off) or a positive alpha'),
+    ('AUGMENTATION.MIXUP_OFF_EPOCH', lambda v: v >= 0, '0 (never) or an epoch'),
+    ('AUGMENTATION.SMOOTHING', lambda v: 0 <= v < 1, 'in [0, 1)'),
+    ('BATCHNORM.BN_MOMENTUM', lambda v: 0 <= v <= 1, 'in [0, 1]'),
+    ('BATCHNORM.BN_EPS', lambda v: v > 0, 'positive'),
+    ('SUPERNET.UPDATE_ITER', lambda v: v >= 1, 'at least 1 (steps between meta-matching updates)'),
+    ('SUPERNET.SLICE', lambda v: v >= 1, 'at least 1'),
+    ('SUPERNET.POOL_SIZE', lambda v: v >= 1, 'at least 1 (paths on the board)'),
+    ('SUPERNET.FLOPS_MINIMUM', lambda v: v >= 0, '0 or more MFLOPs'),
+    ('SUPERNET.FLOPS_MAXIMUM', lambda v: v > 0, 'positive MFLOPs'),
+    ('SUPERNET.META_STA_EPOCH', lambda v: v >= 0, '0 or more'),
+    ('SUPERNET.BN_RECALIBRATION_BATCHES', lambda v: v >= 0, '0 (off) or more batches'),
+)
+
+
 def _check(cfg: CN) -> None:
+    """Every bad value is one ConfigError naming the key, its value and what it must be."""
     choices = {
         'AMP_DTYPE': ('bfloat16', 'float16'),
         'DEVICE': ('auto', 'cpu', 'cuda'),
@@ -285,13 +357,19 @@ def _check(cfg: CN) -> None:
         'DATASET.EVAL_INTERPOLATION': ('bicubic', 'bilinear'),
     }
     for key, allowed in choices.items():
-        value = cfg
-        for part in key.split('.'):
-            value = value[part]
+        value = _value(cfg, key)
         if value not in allowed:
             raise ConfigError(f'{key} is {value!r}; allowed: {", ".join(allowed)}')
-    if cfg.DATASET.BATCH_SIZE < 1:
-        raise ConfigError('DATASET.BATCH_SIZE must be at least 1')
+    for key, test, must in _RANGES:
+        value = _value(cfg, key)
+        if not test(value):
+            raise ConfigError(f'{key} is {value!r}; it must be {must}')
+    if cfg.SUPERNET.FLOPS_MINIMUM > cfg.SUPERNET.FLOPS_MAXIMUM:
+        raise ConfigError(f'SUPERNET.FLOPS_MINIMUM {cfg.SUPERNET.FLOPS_MINIMUM} is above SUPERNET.FLOPS_MAXIMUM '
+                          f'{cfg.SUPERNET.FLOPS_MAXIMUM}; the budget is MINIMUM..MAXIMUM MFLOPs')
+    if cfg.AUTO_RESUME and cfg.OVERWRITE:
+        raise ConfigError('AUTO_RESUME and OVERWRITE are both True: AUTO_RESUME continues the run in OUTPUT/MODEL, '
+                          'OVERWRITE deletes it and starts afresh; set one of them to False')
 
 
 def save_config(cfg: CN, path: str) -> None:

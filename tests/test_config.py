@@ -105,3 +105,35 @@ def test_repository_configs_load(path):
     if not os.path.exists(path):
         pytest.skip(f'{path} not written yet')
     load_config(path)
+
+
+@pytest.mark.parametrize('key, value, words', [
+    ('SUPERNET.UPDATE_ITER', '0', 'SUPERNET.UPDATE_ITER is 0; it must be at least 1'),
+    ('SUPERNET.POOL_SIZE', '0', 'SUPERNET.POOL_SIZE is 0; it must be at least 1'),
+    ('SUPERNET.SLICE', '0', 'SUPERNET.SLICE is 0'),
+    ('EPOCHS', '-2', 'EPOCHS is -2; it must be at least 1'),
+    ('WORKERS', '-1', 'WORKERS is -1'),
+    ('LR', '-0.1', 'LR is -0.1; it must be positive'),
+    ('LR', '0', 'LR is 0.0; it must be positive'),
+    ('RECOVERY_INTERVAL', '-5', 'RECOVERY_INTERVAL is -5'),
+    ('LOG_INTERVAL', '0', 'LOG_INTERVAL is 0'),
+    ('CHECKPOINT_HIST', '-1', 'CHECKPOINT_HIST is -1'),
+    ('DATASET.CROP_PCT', '1.5', 'DATASET.CROP_PCT is 1.5; it must be in (0, 1]'),
+    ('NET.EMA.DECAY', '1.1', 'NET.EMA.DECAY is 1.1'),
+    ('AUGMENTATION.RE_PROB', '2.0', 'AUGMENTATION.RE_PROB is 2.0'),
+    ('SEED', '-1', 'SEED is -1'),
+    ('FLOPS_MINIMUM', '700', 'FLOPS_MINIMUM 700 is above SUPERNET.FLOPS_MAXIMUM 600'),
+    ('OVERWRITE', 'True', 'AUTO_RESUME and OVERWRITE are both True'),
+])
+def test_each_bad_value_is_one_error_naming_key_and_range(key, value, words):
+    opts = [key, value] + (['AUTO_RESUME', 'True'] if key == 'OVERWRITE' else [])
+    with pytest.raises(ConfigError) as err:
+        load_config(None, opts)
+    assert words in str(err.value) and '\n' not in str(err.value)
+
+
+def test_every_shipped_config_passes_the_checks(repo_root):
+    configs = sorted(repo_root.glob('configs/**/*.yaml'))
+    assert len(configs) >= 12
+    for path in configs:
+        load_config([str(path)])

@@ -1,11 +1,14 @@
 """ImageNet-style folders: locating DATA_DIR/{train,val} and reading them while skipping bad files."""
 import logging
 import os
-from typing import Callable, List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple, Union
 
 import torch
 from PIL import Image
 from torchvision.datasets import ImageFolder
+from torchvision.datasets.folder import find_classes
+
+from .seeding import seeded_rngs
 
 logger = logging.getLogger('cream.data')
 
@@ -38,7 +41,16 @@ class SkippingImageFolder(ImageFolder):
     None markers (see SkipFailedCollate), not from a counter here.
     """
 
-    def __getitem__(self, index: int):
+    def __getitem__(self, index: Union[int, Tuple[int, int]]):
+        """``index`` or ``(index, seed)``: with a seed (from the training sampler) the image's augmentation
+        draws from RNGs seeded with it, so it is the same in any worker, or in the main process."""
+        if isinstance(index, tuple):
+            index, seed = index
+            with seeded_rngs(seed):
+                return self._load(index)
+        return self._load(index)
+
+    def _load(self, index: int):
         path, target = self.samples[index]
         try:
             image = self.loader(path)
@@ -52,6 +64,32 @@ class SkippingImageFolder(ImageFolder):
         return image, target
 
 
+def _check_same_classes(data_dir: str, split: str, classes: List[str]) -> None:
+    """DataError when DATA_DIR/train exists with other class folders than DATA_DIR/<split>.
+
+    Labels are the positions of the folder names in sorted order, so one class missing, extra or renamed
+    on one side shifts the labels of all classes after it."""
+    train_path = os.path.join(os.fspath(data_dir), 'train')
+    if not os.path.isdir(train_path):
+        return  # evaluating a val folder alone (test.py) is fine
+    try:
+        train_classes, _ = find_classes(train_path)
+    except FileNotFoundError:
+        return  # no class folders at all: the train loader reports that
+    if train_classes == list(classes):
+        return
+    only_train = sorted(set(train_classes) - set(classes))
+    only_split = sorted(set(classes) - set(train_classes))
+
+    def names(items: List[str]) -> str:
+        return ', '.join(items[:5]) + (f', ... ({len(items)})' if len(items) > 5 else '') if items else 'none'
+
+    raise DataError(f'DATA_DIR/train and DATA_DIR/{split} in {os.fspath(data_dir)!r} hold different class folders '
+                    f'(only in train: {names(only_train)}; only in {split}: {names(only_split)}): labels are the '
+                    'sorted folder names, so every label after a difference would be shifted. Give both the '
+                    'same class folders')
+
+
 def open_image_folder(data_dir: str, split: str, transform: Optional[Callable] = None,
                       num_classes: Optional[int] = None) -> SkippingImageFolder:
     """DATA_DIR/<split> as a SkippingImageFolder; every problem is one DataError with the fix."""
@@ -61,6 +99,8 @@ def open_image_folder(data_dir: str, split: str, transform: Optional[Callable] =
     except FileNotFoundError as err:  # torchvision: no class folders, or a class folder without images
         raise DataError(f'DATA_DIR/{split} at {path!r} holds no usable class folders ({err}); '
                         f'{_fix_hint(split)}') from err
+    if split != 'train':
+        _check_same_classes(data_dir, split, dataset.classes)
     found = len(dataset.classes)
     if num_classes is not None and found > num_classes:
         raise DataError(f'DATA_DIR/{split} at {path!r} has {found} class folders but '

@@ -133,8 +133,10 @@ def _data_loader(dataset, *, sampler, batch_size: int, workers: int, pin_memory:
                  device: torch.device, use_prefetcher: bool, drop_last: bool,
                  iteration_seed: Optional[int] = None) -> DataLoader:
     collate = SkipFailedCollate(fast_collate if use_prefetcher else default_collate)
-    # Without a generator, each new iterator draws the workers' base seed from the global torch RNG.
-    generator = None if iteration_seed is None else torch.Generator().manual_seed(iteration_seed)
+    # Each new iterator draws the workers' base seed from this generator; from the global torch RNG
+    # without one, which would shift the training's own draws (dropout, ...) differently with and
+    # without (persistent) workers, and in a resumed run. Augmentation is seeded per image instead.
+    generator = torch.Generator().manual_seed(0 if iteration_seed is None else iteration_seed)
     return DataLoader(
         dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, collate_fn=collate,
         pin_memory=pin_memory and device.type == 'cuda', drop_last=drop_last,
@@ -151,8 +153,9 @@ def build_train_loader(*, data_dir: str, image_size: int, batch_size: int, worke
                        iteration_seed: Optional[int] = None) -> DeviceLoader:
     """Loader over DATA_DIR/train with training augmentation; call loader.set_epoch(e[, start_batch])
     before each epoch. batch_size is per process. seed orders the epochs (the same on every rank);
-    iteration_seed (e.g. SEED + rank) seeds the workers' augmentation RNGs from a generator of the
-    loader's own instead of the global torch RNG."""
+    iteration_seed (e.g. SEED + rank) seeds each image's augmentation from (iteration_seed, epoch,
+    position) (``lib.data.seeding``): the same with any number of workers and after a resume. Without
+    it, the per-image seeds derive from one draw of the global torch RNG at construction."""
     _check_common(image_size, batch_size, workers)
     device = torch.device(device)
     transform = build_train_transform(
@@ -160,8 +163,10 @@ def build_train_loader(*, data_dir: str, image_size: int, batch_size: int, worke
         color_jitter=color_jitter, re_prob=re_prob, re_mode=re_mode, re_count=re_count,
         use_prefetcher=use_prefetcher)
     dataset = open_image_folder(data_dir, 'train', transform=transform, num_classes=num_classes)
+    if iteration_seed is None:
+        iteration_seed = int(torch.randint(0, 2 ** 62, ()).item())
     sampler = ResumableDistributedSampler(dataset, rank=rank, world_size=world_size, seed=seed,
-                                          batch_size=batch_size)
+                                          batch_size=batch_size, augment_seed=iteration_seed)
     if drop_last and len(sampler) < batch_size:
         raise ValueError(f'DATA_DIR/train gives each of {world_size} processes {len(sampler)} images, '
                          f'fewer than one batch of {batch_size}: lower DATASET.BATCH_SIZE')

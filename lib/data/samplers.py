@@ -1,25 +1,31 @@
 """Samplers: seeded resumable shuffling for training, padding-free sharding for validation."""
 import itertools
-from typing import Iterator, Sized
+from typing import Iterator, Optional, Sized, Tuple, Union
 
 from torch.utils.data import Sampler
 from torch.utils.data.distributed import DistributedSampler
+
+from .seeding import sample_seeds
 
 
 class ResumableDistributedSampler(DistributedSampler):
     """torch's DistributedSampler (shuffle seeded by seed + epoch, padded so ranks are equal)
     that can start an epoch at a given batch, for resuming from a mid-epoch recovery checkpoint.
 
-    Works without torch.distributed: rank and world_size are explicit.
+    With ``augment_seed`` it yields ``(index, sample_seed)`` pairs: the seed of each sample's augmentation
+    (``lib.data.seeding``), a function of (augment_seed, epoch, position in the epoch), which
+    ``SkippingImageFolder`` applies. Works without torch.distributed: rank and world_size are explicit.
     """
 
-    def __init__(self, dataset: Sized, *, rank: int, world_size: int, seed: int, batch_size: int):
+    def __init__(self, dataset: Sized, *, rank: int, world_size: int, seed: int, batch_size: int,
+                 augment_seed: Optional[int] = None):
         if batch_size < 1:
             raise ValueError(f'batch_size must be >= 1, got {batch_size}')
         super().__init__(dataset, num_replicas=world_size, rank=rank, shuffle=True, seed=seed,
                          drop_last=False)
         self.batch_size = batch_size
         self.start_batch = 0
+        self.augment_seed = augment_seed
 
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
         """Select the epoch's order; skip its first start_batch batches (until the next set_epoch)."""
@@ -30,8 +36,13 @@ class ResumableDistributedSampler(DistributedSampler):
         super().set_epoch(epoch)
         self.start_batch = start_batch
 
-    def __iter__(self) -> Iterator[int]:
-        return itertools.islice(super().__iter__(), self.start_batch * self.batch_size, None)
+    def __iter__(self) -> Iterator[Union[int, Tuple[int, int]]]:
+        start = self.start_batch * self.batch_size
+        indices = itertools.islice(super().__iter__(), start, None)
+        if self.augment_seed is None:
+            return indices
+        seeds = sample_seeds(self.augment_seed, self.epoch, self.num_samples)[start:].tolist()
+        return zip(indices, seeds)
 
     def __len__(self) -> int:
         return self.num_samples - self.start_batch * self.batch_size

@@ -3,7 +3,8 @@
 ``last.pth.tar``        every epoch                ``recovery.pth.tar``  mid-epoch (RECOVERY_INTERVAL)
 ``best.pth.tar``        the best epoch so far      ``checkpoint-<epoch>.pth.tar``  the CHECKPOINT_HIST best
 
-Every file is written atomically (temporary file + rename); only the main rank writes.
+Every file is written atomically (temporary file + rename); only the main rank writes. A checkpoint
+with NaN or infinite weights is never written: ``DivergedError`` stops the run first.
 """
 import os
 import re
@@ -12,11 +13,12 @@ import tempfile
 from typing import Any, Dict, List, Optional, Tuple
 
 from lib.engine.checkpoint import save_checkpoint_atomic
+from lib.engine.finite import check_checkpoint_finite
 
 LAST = 'last.pth.tar'
 BEST = 'best.pth.tar'
 RECOVERY = 'recovery.pth.tar'
-_EPOCH_FILE = re.compile(r'^checkpoint-(\d+)\.pth\.tar$')
+EPOCH_FILE_PATTERN = re.compile(r'^checkpoint-(\d+)\.pth\.tar$')
 
 
 def epoch_file(epoch: int) -> str:
@@ -76,12 +78,14 @@ class CheckpointSaver:
     # -- files ------------------------------------------------------------------------------------
     def save_recovery(self, checkpoint: Dict[str, Any]) -> None:
         if self.is_main:
+            check_checkpoint_finite(checkpoint, RECOVERY)
             save_checkpoint_atomic(checkpoint, self.path(RECOVERY))
 
     def save_epoch(self, checkpoint: Dict[str, Any], epoch: int, is_best: bool, kept: bool) -> None:
         """Write last.pth.tar, copy it to best/checkpoint-<epoch> as ranked, prune, drop the recovery."""
         if not self.is_main:
             return
+        check_checkpoint_finite(checkpoint, LAST)
         last = save_checkpoint_atomic(checkpoint, self.path(LAST))
         if kept:
             _copy_atomic(str(last), self.path(epoch_file(epoch)))
@@ -95,5 +99,5 @@ class CheckpointSaver:
     def _prune(self) -> None:
         keep = {epoch_file(e) for _, e in self.history} if self.max_history > 0 else set()
         for name in os.listdir(self.run_dir):
-            if _EPOCH_FILE.match(name) and name not in keep:
+            if EPOCH_FILE_PATTERN.match(name) and name not in keep:
                 os.unlink(self.path(name))

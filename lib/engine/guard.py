@@ -1,16 +1,38 @@
-"""How the entry scripts end: a user's mistake is one ``error:`` line, a crash points at the log,
-Ctrl-C says how to resume, and the process group is always torn down."""
+"""How the entry scripts end: a user's mistake is one ``error:`` line and exit status 2, a crash points at
+the log (status 1), Ctrl-C says how to resume (130), and the process group is always torn down."""
 import contextlib
+import sys
 
 import torch.distributed as tdist
 
 from lib.config import ConfigError
 from lib.data.dataset import DataError
 from lib.engine.checkpoint import CheckpointError
+from lib.engine.run_folder import RunFolderError
 from lib.models.childnet import ArchError
 
 # Errors whose message already names the problem and the fix: shown without a traceback.
-USER_ERRORS = (ConfigError, ArchError, CheckpointError, DataError)
+# FloatingPointError: the divergence checks (lib.engine.finite.DivergedError and the search loop's).
+USER_ERRORS = (ConfigError, ArchError, CheckpointError, DataError, RunFolderError, FloatingPointError)
+USER_ERROR_STATUS = 2
+
+
+class UserErrorExit(SystemExit):
+    """Exit status 2 after the one ``error: ...`` line on stderr; ``str()`` is that line."""
+
+    def __init__(self, line: str):
+        super().__init__(USER_ERROR_STATUS)
+        self.line = line
+
+    def __str__(self) -> str:
+        return self.line
+
+
+def user_error_exit(err) -> UserErrorExit:
+    """Print ``error: <err>`` on stderr and return the SystemExit to raise (status 2)."""
+    line = f'error: {err}'
+    print(line, file=sys.stderr, flush=True)
+    return UserErrorExit(line)
 
 
 def _shutdown_process_group(ok: bool) -> None:
@@ -29,7 +51,7 @@ def guarded(run, what: str, log_name: str, user_errors=()):
         ok = True
     except USER_ERRORS + tuple(user_errors) as err:
         run.logger.error('%s', err)
-        raise SystemExit(f'error: {err}') from None
+        raise user_error_exit(err) from None
     except KeyboardInterrupt:
         run.logger.warning('%s interrupted; AUTO_RESUME True continues from the last saved checkpoint', what)
         raise SystemExit(130) from None

@@ -1,11 +1,14 @@
 """What a user watches on long runs: progress lines, ``summary.csv`` and TensorBoard scalars."""
 import csv
 import datetime
+import io
 import logging
 import os
 import sys
 import time
 from typing import Dict, Optional
+
+from lib.fileio import write_text_atomic
 
 LOGGER_NAME = 'cream'
 
@@ -103,12 +106,11 @@ class SummaryCSV:
                 rows = [r for r in csv.DictReader(f) if int(r['epoch']) < epoch]
         rows.append({'epoch': epoch, **row})
         fields = list(dict.fromkeys(k for r in rows for k in r))
-        tmp = f'{self.path}.tmp'
-        with open(tmp, 'w', newline='') as f:
-            writer = csv.DictWriter(f, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(rows)
-        os.replace(tmp, self.path)
+        text = io.StringIO(newline='')
+        writer = csv.DictWriter(text, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+        write_text_atomic(text.getvalue(), self.path)
 
 
 class TensorBoard:

@@ -8,15 +8,17 @@ as yaml. Everything is tensors, numbers, strings and lists, so ``torch.load(weig
 import logging
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 import torch
 import torch.distributed as tdist
 
-from lib.engine.checkpoint import (CheckpointError, capture_rng_state, extract_state_dict,
-                                   load_checkpoint_file, restore_rng_state)
-from lib.engine.checkpoint_saver import LAST, RECOVERY, CheckpointSaver
+from lib.config import RESUME_MAY_CHANGE
+from lib.engine.checkpoint import (CheckpointError, StateDictMismatchError, capture_rng_state, check_state_dict,
+                                   config_to_dict, extract_state_dict, load_checkpoint_file, restore_rng_state)
+from lib.engine.checkpoint_saver import BEST, EPOCH_FILE_PATTERN, LAST, RECOVERY, CheckpointSaver, epoch_file
 from lib.engine.distributed import DistContext, broadcast_object
+from lib.engine.finite import describe_nonfinite, nonfinite_tensors
 
 
 class ResumeError(CheckpointError):
@@ -71,6 +73,14 @@ def _is_retrain_checkpoint(checkpoint: Any) -> bool:
     return isinstance(checkpoint, dict) and 'global_step' in checkpoint and 'step_in_epoch' in checkpoint
 
 
+def _problem(checkpoint: Any) -> Optional[str]:
+    """Why a loaded run-folder checkpoint cannot be resumed, or None."""
+    if not _is_retrain_checkpoint(checkpoint):
+        return 'it lacks the resume state train.py and retrain.py write'
+    bad, total = nonfinite_tensors(checkpoint)
+    return describe_nonfinite(bad, total) if bad else None
+
+
 def _load_explicit(path: str) -> Dict[str, Any]:
     try:
         checkpoint = load_checkpoint_file(path)
@@ -79,57 +89,116 @@ def _load_explicit(path: str) -> Dict[str, Any]:
                           'to resume from the run folder\'s own checkpoints') from None
     if not isinstance(checkpoint, dict):
         raise ResumeError(f'RESUME_PATH {path!r} is not a checkpoint dict')
+    bad, total = nonfinite_tensors(checkpoint)
+    if bad:
+        raise ResumeError(f'cannot resume from RESUME_PATH {path!r}: {describe_nonfinite(bad, total)} (a diverged '
+                          'run). Point RESUME_PATH at an earlier checkpoint of that run')
     return checkpoint
 
 
+def _fallbacks(run_dir: str) -> List[str]:
+    """checkpoint-<epoch> files, newest epoch first, then best.pth.tar: older, but good, when last is not."""
+    names = os.listdir(run_dir) if os.path.isdir(run_dir) else []
+    epochs = sorted((int(m.group(1)) for m in map(EPOCH_FILE_PATTERN.match, names) if m), reverse=True)
+    return [epoch_file(e) for e in epochs] + [BEST]
+
+
 def _choose_in_run_dir(run_dir: str, logger: logging.Logger) -> Tuple[Optional[str], Optional[Dict[str, Any]]]:
-    """The newer (by training progress) of recovery.pth.tar and last.pth.tar; unreadable ones are skipped."""
-    found, usable = [], []
-    for name in (LAST, RECOVERY):
+    """The newest good checkpoint of ``run_dir``: the further (by training progress) of last and recovery,
+    else the newest checkpoint-<epoch>, else best. Unreadable and non-finite ones are skipped with a warning;
+    when some exist but none is good, ResumeError (a fresh start would overwrite them)."""
+    skipped: List[str] = []
+
+    def usable(name: str):
         path = os.path.join(run_dir, name)
         if not os.path.exists(path):
-            continue
-        found.append(path)
+            return None
         try:
             checkpoint = load_checkpoint_file(path)
         except CheckpointError as err:
-            logger.warning('ignoring unreadable checkpoint %s: %s', path, err)
-            continue
-        if not _is_retrain_checkpoint(checkpoint):
-            logger.warning('ignoring %s: it lacks the resume state retrain.py writes', path)
-            continue
-        usable.append((checkpoint['global_step'], name == LAST, path, checkpoint))
-    if not usable:
-        if found:
-            logger.warning('AUTO_RESUME: no usable checkpoint in %s (see above); STARTING FRESH from epoch 0',
-                           run_dir)
+            problem = str(err)
         else:
-            logger.info('AUTO_RESUME: no checkpoint in %s yet; starting from epoch 0', run_dir)
+            problem = _problem(checkpoint)
+            if problem is None:
+                return path, checkpoint
+        logger.warning('AUTO_RESUME: skipping %s: %s', path, problem)
+        skipped.append(f'{name} ({problem})')
+        return None
+
+    newest = [found for found in map(usable, (LAST, RECOVERY)) if found is not None]
+    chosen = max(newest, key=lambda f: (f[1]['global_step'], f[0].endswith(LAST)), default=None)
+    if chosen is None:
+        chosen = next((found for found in map(usable, _fallbacks(run_dir)) if found is not None), None)
+    if chosen is None:
+        if skipped:
+            raise ResumeError(
+                f'AUTO_RESUME: no checkpoint of {run_dir} can be resumed: {"; ".join(skipped)}. Nothing was '
+                'changed; move the bad files away, or set AUTO_RESUME False and OVERWRITE True to start afresh')
+        logger.info('AUTO_RESUME: no checkpoint in %s yet; starting from epoch 0', run_dir)
         return None, None
-    _, _, path, checkpoint = max(usable, key=lambda u: (u[0], u[1]))
-    return path, checkpoint
+    if skipped:
+        logger.warning('AUTO_RESUME: resuming from %s, the newest good checkpoint of %s', chosen[0], run_dir)
+    return chosen
+
+
+def _flatten(tree: Any, prefix: str = '') -> Dict[str, Any]:
+    if isinstance(tree, Mapping):
+        flat: Dict[str, Any] = {}
+        for key, value in tree.items():
+            flat.update(_flatten(value, f'{prefix}{key}.'))
+        return flat
+    return {prefix[:-1]: list(tree) if isinstance(tree, tuple) else tree}
+
+
+def config_differences(saved: Mapping[str, Any], cfg) -> List[str]:
+    """'KEY (checkpoint A, now B)' for every key outside RESUME_MAY_CHANGE that both configs hold and differ in."""
+    before, now = _flatten(saved), _flatten(config_to_dict(cfg))
+    may_change = tuple(RESUME_MAY_CHANGE)
+    return [f'{key} (checkpoint {before[key]!r}, now {now[key]!r})' for key in sorted(before.keys() & now.keys())
+            if not any(key == k or key.startswith(k + '.') for k in may_change) and before[key] != now[key]]
+
+
+def check_resume_config(checkpoint: Dict[str, Any], source: str, cfg) -> None:
+    """ResumeError naming the keys when the config differs from the one ``checkpoint`` was trained with."""
+    if not _is_retrain_checkpoint(checkpoint) or not isinstance(checkpoint.get('args'), Mapping):
+        return  # a released-format checkpoint: its config is the original's, not ours
+    differences = config_differences(checkpoint['args'], cfg)
+    if differences:
+        shown = '; '.join(differences[:8]) + (f'; ... ({len(differences)} keys)' if len(differences) > 8 else '')
+        raise ResumeError(
+            f'cannot resume from {source}: this config differs from the one that run was trained with in {shown}. '
+            'A resumed run continues its own recipe: set those keys back, or start a new run (another MODEL, or '
+            f'OVERWRITE True). Keys that may change on resume: {", ".join(RESUME_MAY_CHANGE)}')
 
 
 def find_resume_checkpoint(cfg, run_dir: str, dist_ctx: DistContext,
                            logger: logging.Logger) -> Tuple[Optional[str], Optional[Dict[str, Any]]]:
     """(path, loaded checkpoint) to continue from, or (None, None) for a fresh start. Call on all ranks.
 
-    RESUME_PATH when set (missing or unreadable: ResumeError); else the run folder's newer of
-    recovery/last. The main rank chooses; every rank then reads the chosen file.
+    RESUME_PATH when set (missing, unreadable or non-finite: ResumeError); else the run folder's newest
+    good checkpoint (see ``_choose_in_run_dir``). The main rank chooses; every rank then reads the chosen
+    file. A checkpoint whose config differs from ``cfg`` beyond RESUME_MAY_CHANGE is a ResumeError.
     """
     if not cfg.AUTO_RESUME:
         if cfg.RESUME_PATH:
             logger.info('RESUME_PATH is set but AUTO_RESUME is False: not resuming (as the original)')
-        if dist_ctx.is_main and any(os.path.exists(os.path.join(run_dir, n)) for n in (LAST, RECOVERY)):
-            logger.warning('%s already holds checkpoints and AUTO_RESUME is False: starting fresh, they will '
-                           'be overwritten (set AUTO_RESUME True to continue that run)', run_dir)
         return None, None
     if cfg.RESUME_PATH:
-        return cfg.RESUME_PATH, _load_explicit(cfg.RESUME_PATH)
-    path, checkpoint = _choose_in_run_dir(run_dir, logger) if dist_ctx.is_main else (None, None)
-    path = broadcast_object(path)
-    if path is not None and checkpoint is None:  # the other ranks read the file rank 0 chose
-        checkpoint = load_checkpoint_file(path)
+        path, checkpoint = cfg.RESUME_PATH, _load_explicit(cfg.RESUME_PATH)
+    else:
+        path, checkpoint, problem = None, None, None
+        if dist_ctx.is_main:
+            try:
+                path, checkpoint = _choose_in_run_dir(run_dir, logger)
+            except ResumeError as err:
+                problem = str(err)
+        path, problem = broadcast_object((path, problem))  # every rank takes the same file, or stops alike
+        if problem is not None:
+            raise ResumeError(problem)
+        if path is not None and checkpoint is None:  # the other ranks read the file rank 0 chose
+            checkpoint = load_checkpoint_file(path)
+    if checkpoint is not None:
+        check_resume_config(checkpoint, path, cfg)
     return path, checkpoint
 
 
@@ -141,6 +210,16 @@ def _this_rank_state(checkpoint: Dict[str, Any], dist_ctx: DistContext) -> Optio
     return states[dist_ctx.rank]
 
 
+def _check_fits(model: torch.nn.Module, state_dict, checkpoint: Dict[str, Any], source: str) -> None:
+    try:
+        check_state_dict(model, state_dict, source=source)
+    except StateDictMismatchError as err:
+        raise ResumeError(
+            f'cannot resume from {source}: it holds the weights of another network (arch {checkpoint.get("arch")!r}) '
+            f'than this config builds ({err}). Resume with the MODEL_SELECTION / INPUT_ARCH / DATASET.NUM_CLASSES '
+            'it was trained with, or point RESUME_PATH at a checkpoint of this network') from None
+
+
 def apply_resume(checkpoint: Dict[str, Any], source: str, *, model: torch.nn.Module, optimizer, scheduler,
                  scaler, ema, saver: CheckpointSaver, steps_per_epoch: int, dist_ctx: DistContext,
                  logger: logging.Logger) -> ResumePoint:
@@ -150,10 +229,12 @@ def apply_resume(checkpoint: Dict[str, Any], source: str, *, model: torch.nn.Mod
     state) gives weights, EMA, optimizer and the epoch only.
     """
     state_dict, _ = extract_state_dict(checkpoint, use_ema=False)
+    _check_fits(model, state_dict, checkpoint, source)
     model.load_state_dict(state_dict)
     if ema is not None:
         if checkpoint.get('state_dict_ema') is not None:
             ema_state, _ = extract_state_dict({'state_dict_ema': checkpoint['state_dict_ema']})
+            _check_fits(ema.module, ema_state, checkpoint, source)
             ema.module.load_state_dict(ema_state)
         else:
             logger.warning('%s has no EMA weights: the EMA restarts from the loaded weights', source)

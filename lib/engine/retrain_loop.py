@@ -1,6 +1,7 @@
 """Retraining: one epoch of training (``train_one_epoch``), the per-epoch validation and the epoch loop (``fit``)."""
 import json
 import logging
+import math
 import os
 import time
 from typing import Any, Callable, Dict, Optional, Tuple
@@ -10,6 +11,7 @@ import torch
 from lib.engine.checkpoint import make_checkpoint
 from lib.engine.distributed import all_reduce_sum
 from lib.engine.evaluate import evaluate
+from lib.engine.finite import DIVERGENCE_FIX, DivergedError, check_loss_sum_finite
 from lib.engine.logger import AverageMeter, Throughput, progress_line
 from lib.engine.optim import current_lr
 from lib.engine.precision import autocast
@@ -100,9 +102,8 @@ def train_one_epoch(*, epoch: int, model: torch.nn.Module, loader, optimizer: to
         if step == start_step + 1 or step % max(log_interval, 1) == 0 or step == steps_per_epoch:
             last = step_sums.tolist()
             sums = totals.tolist()
-            if not torch.isfinite(torch.tensor(last[0])):
-                raise FloatingPointError(f'the training loss is {last[0] / n} at epoch {epoch} step {step}: '
-                                         'lower LR, enable CLIP_GRAD, or use AMP_DTYPE bfloat16')
+            # The running sum: a NaN on any step since the epoch began, not only on this one.
+            check_loss_sum_finite(sums[0], epoch, step)
             meters = {'loss': _meter(last[0] / n, sums[0], sums[3]),
                       'prec@1': _meter(100 * last[1] / n, 100 * sums[1], sums[3]),
                       'prec@5': _meter(100 * last[2] / n, 100 * sums[2], sums[3])}
@@ -115,6 +116,8 @@ def train_one_epoch(*, epoch: int, model: torch.nn.Module, loader, optimizer: to
                                     global_step, prefix='train/')
         if save_recovery is not None and recovery_interval > 0 and step % recovery_interval == 0 \
                 and step < steps_per_epoch:
+            loss_sum = all_reduce_sum(totals[:1].clone())  # every rank decides alike, before the collective
+            check_loss_sum_finite(loss_sum.item(), epoch, step)
             save_recovery(Position(epoch=epoch, step_in_epoch=step, global_step=global_step), totals)
 
     if step != steps_per_epoch:
@@ -168,6 +171,14 @@ def _save_recovery(session, position: Position, totals: torch.Tensor) -> None:
         logger.info('saved recovery checkpoint: epoch %d, step %d', position.epoch, position.step_in_epoch)
 
 
+def _check_val_finite(val: Dict[str, float], ema_val: Optional[Dict[str, float]], epoch: int) -> None:
+    for name, result in (('model', val), ('EMA', ema_val)):
+        if result is not None and not math.isfinite(result['loss']):
+            raise DivergedError(f'the validation loss of the {name} weights is {result["loss"]} after epoch {epoch}: '
+                                f'the training diverged; this epoch\'s results and checkpoint were not written; '
+                                f'{DIVERGENCE_FIX}')
+
+
 def _strip(result: Optional[Dict[str, float]]) -> Optional[Dict[str, float]]:
     return None if result is None else {k: result[k] for k in ('loss', 'prec1', 'prec5', 'images')}
 
@@ -213,6 +224,7 @@ def fit(session) -> Dict[str, Any]:
             save_recovery=lambda pos, totals: _save_recovery(session, pos, totals))
         global_step = train['global_step']
         val, ema_val = validate(session, epoch)
+        _check_val_finite(val, ema_val, epoch)  # before this epoch's results and checkpoint are written
         # Checkpoints are ranked by the EMA's result when there is one, as the original does.
         ranked, ranked_by = (ema_val, 'EMA') if ema_val is not None else (val, 'model')
         metric = ranked[metric_name]

@@ -1,4 +1,7 @@
-"""What every entry script does first: arguments, config, process group, run folder, logs, seeds."""
+"""What every entry script does first: arguments, config, process group, run folder, logs, seeds.
+
+Nothing is written before the config is valid and the run folder checked (``lib.engine.run_folder``);
+config.yaml is written by ``Run.save_config`` once the script's own set-up has passed."""
 import argparse
 import os
 import random
@@ -10,8 +13,10 @@ import torch
 from yacs.config import CfgNode
 
 from lib.config import ConfigError, load_config, save_config
-from lib.engine.distributed import DistContext, init_distributed
+from lib.engine.distributed import DistContext, broadcast_object, init_distributed
+from lib.engine.guard import user_error_exit
 from lib.engine.logger import setup_logging
+from lib.engine.run_folder import RunFolderError, prepare_run_dir
 
 
 @dataclass
@@ -20,6 +25,12 @@ class Run:
     dist: DistContext
     run_dir: str
     logger: object
+
+    def save_config(self) -> None:
+        """Write config.yaml (main rank). The scripts call it once their set-up has passed, so that a run
+        stopped by a bad value, or a resume refused, leaves the folder's config.yaml as it was."""
+        if self.dist.is_main:
+            save_config(self.cfg, os.path.join(self.run_dir, 'config.yaml'))
 
 
 def parse_args(description: str, argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -52,19 +63,24 @@ def setup_run(script: str, description: str, argv: Optional[List[str]] = None, l
     try:
         cfg = load_config(args.cfg, args.opts)
     except ConfigError as err:
-        raise SystemExit(f'error: {err}') from None
+        raise user_error_exit(err) from None
     dist_ctx = init_distributed(cfg.DEVICE, cfg.DIST_BACKEND, args.local_rank)
     cfg.defrost()
     cfg.LOCAL_RANK = dist_ctx.local_rank
     cfg.freeze()
     run_dir = run_dir_of(cfg)
-    if dist_ctx.is_main:
-        os.makedirs(run_dir, exist_ok=True)
-    if dist_ctx.distributed:
-        torch.distributed.barrier()
+    problem, notes = None, []
+    if dist_ctx.is_main:  # nothing is written into the run folder before this passes
+        try:
+            notes = prepare_run_dir(cfg, run_dir, script)
+        except RunFolderError as err:
+            problem = str(err)
+    problem = broadcast_object(problem)  # every rank stops alike (a collective: it also replaces a barrier)
+    if problem is not None:
+        raise user_error_exit(problem)
     logger = setup_logging(run_dir, dist_ctx.rank, log_name or f'{script}.log', cfg.VERBOSE)
-    if dist_ctx.is_main:
-        save_config(cfg, os.path.join(run_dir, 'config.yaml'))
+    for level, note in notes:
+        logger.log(level, '%s', note)
     logger.info('%s: %d process(es), this one rank %d on %s; run folder %s',
                 script, dist_ctx.world_size, dist_ctx.rank, dist_ctx.device, run_dir)
     logger.info('config:\n%s', cfg.dump())

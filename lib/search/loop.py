@@ -29,6 +29,7 @@ from lib.engine.distributed import all_reduce_mean, all_reduce_mean_, all_reduce
 from lib.engine.evaluate import evaluate
 from lib.engine.logger import AverageMeter, Throughput, progress_line
 from lib.engine.precision import autocast
+from lib.engine.run_folder import drop_stale_output
 from lib.engine.resume import Position, gather_rank_states, restore_rank_rng, resume_extras
 from lib.search.board import BoardEntry
 from lib.search.builder import SearchSession, unsynced_bn
@@ -444,6 +445,9 @@ def run_search(session: SearchSession, *, on_epoch_end: Optional[Callable[[int],
     epoch = position.epoch - 1
     if position.epoch >= session.num_epochs:
         logger.info('nothing to train: the search already finished its %d epochs', session.num_epochs)
+    if dist_ctx.is_main and position.epoch < session.num_epochs:  # e.g. resumed with more EPOCHS
+        drop_stale_output(os.path.join(session.run_dir, BEST_ARCH_FILE), logger, 'the search goes on; it is '
+                          'written again from the final board')
     restore_rank_rng(session.resume)
     for epoch in range(position.epoch, session.num_epochs):
         mid_epoch = session.resume is not None and epoch == position.epoch and position.step_in_epoch > 0

@@ -1,6 +1,7 @@
 import functools
 import gc
 import os
+import shutil
 import weakref
 
 import pytest
@@ -199,3 +200,52 @@ def test_iteration_seed_makes_augmentation_independent_of_the_global_rng(data_di
     a = _first_batch(data_dir, iteration_seed=5, global_seed=0)
     assert torch.equal(a, _first_batch(data_dir, iteration_seed=5, global_seed=1))
     assert not torch.equal(a, _first_batch(data_dir, iteration_seed=6, global_seed=0))
+
+
+@pytest.mark.parametrize('change, words', [
+    ('rename', 'only in train: n00000001_square; only in val: n00000001_squares'),  # same count: shifted labels
+    ('remove_train', 'only in train: none; only in val: n00000001_square'),
+    ('add_val', 'only in train: none; only in val: zz_extra'),
+])
+def test_train_and_val_class_folders_must_match(tmp_path, change, words):
+    root = make_demo_dataset(tmp_path / 'demo', num_classes=3, train_per_class=2, val_per_class=1, image_size=40)
+    square = sorted(os.listdir(os.path.join(root, 'val')))[1]
+    assert square == 'n00000001_square'
+    if change == 'rename':
+        os.rename(os.path.join(root, 'val', square), os.path.join(root, 'val', square + 's'))
+    elif change == 'remove_train':
+        shutil.rmtree(os.path.join(root, 'train', square))
+    else:
+        shutil.copytree(os.path.join(root, 'val', square), os.path.join(root, 'val', 'zz_extra'))
+    with pytest.raises(DataError, match=r'DATA_DIR/train and DATA_DIR/val .* hold different class folders') as err:
+        _val(root)
+    assert words in str(err.value) and 'Give both the same class folders' in str(err.value)
+
+
+def test_a_val_folder_alone_is_evaluated_without_a_train_folder(tmp_path):
+    root = make_demo_dataset(tmp_path / 'demo', num_classes=3, train_per_class=2, val_per_class=1, image_size=40)
+    shutil.rmtree(os.path.join(root, 'train'))
+    assert len(_val(root).dataset.classes) == 3
+
+
+def test_augmentation_is_the_same_with_workers_and_from_any_start_batch(data_dir):
+    def batches(workers, start_batch=0):
+        loader = _train(data_dir, workers=workers, iteration_seed=5, use_prefetcher=False)
+        loader.set_epoch(1, start_batch=start_batch)
+        return [images for images, _ in loader]
+    in_main, with_workers, resumed = batches(0), batches(2), batches(2, start_batch=2)
+    assert len(in_main) == 4 and len(resumed) == 2
+    assert all(torch.equal(a, b) for a, b in zip(in_main, with_workers))
+    assert all(torch.equal(a, b) for a, b in zip(in_main[2:], resumed))
+
+
+def test_loading_in_the_main_process_leaves_its_rngs_alone(data_dir):
+    import random
+    import numpy as np
+    loader = _train(data_dir, iteration_seed=5, use_prefetcher=False)
+    loader.set_epoch(0)
+    random.seed(1), np.random.seed(1), torch.manual_seed(1)
+    expected = (random.random(), np.random.rand(), torch.rand(1).item())
+    random.seed(1), np.random.seed(1), torch.manual_seed(1)
+    list(loader)
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected

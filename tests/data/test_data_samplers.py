@@ -75,3 +75,17 @@ def test_shard_sampler_more_ranks_than_samples():
 def test_shard_sampler_rejects_bad_rank():
     with pytest.raises(ValueError, match='rank 2'):
         ShardSampler(DATA, rank=2, world_size=2)
+
+
+def test_augment_seeds_follow_the_position_in_the_epoch():
+    def epoch(start_batch=0, epoch=2, augment_seed=9):
+        sampler = ResumableDistributedSampler(DATA, rank=0, world_size=1, seed=0, batch_size=4,
+                                              augment_seed=augment_seed)
+        return _epoch(sampler, epoch, start_batch)
+    whole = epoch()
+    assert [index for index, _ in whole] == _epoch(_train_sampler(), 2)  # the same order as without seeds
+    assert epoch(start_batch=3) == whole[12:]
+    seeds = [seed for _, seed in whole]
+    assert len(set(seeds)) == len(seeds) and all(0 <= s < 2 ** 64 for s in seeds)
+    assert not set(seeds) & {seed for _, seed in epoch(epoch=3)}
+    assert not set(seeds) & {seed for _, seed in epoch(augment_seed=10)}

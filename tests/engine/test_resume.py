@@ -7,7 +7,7 @@ import torch
 
 from lib.config import load_config
 from lib.engine.checkpoint import make_checkpoint
-from lib.engine.checkpoint_saver import LAST, RECOVERY, CheckpointSaver
+from lib.engine.checkpoint_saver import BEST, LAST, RECOVERY, CheckpointSaver, epoch_file
 from lib.engine.distributed import DistContext
 from lib.engine.model_builder import build_child_from_cfg
 from lib.engine.optim import build_optimizer, build_scheduler, current_lr
@@ -56,8 +56,72 @@ def test_an_unreadable_file_of_the_run_folder_is_skipped_with_a_warning(tmp_path
     (tmp_path / RECOVERY).write_bytes(b'half a file')
     with caplog.at_level(logging.WARNING, logger='test.resume'):
         path, _ = find_resume_checkpoint(cfg, str(tmp_path), ONE, LOGGER)
-    assert path.endswith(LAST) and 'ignoring unreadable checkpoint' in caplog.text
+    assert path.endswith(LAST) and 'skipping' in caplog.text and 'truncated or not a checkpoint' in caplog.text
+    assert f'resuming from {path}, the newest good checkpoint' in caplog.text
     assert find_resume_checkpoint(small_cfg(), str(tmp_path), ONE, LOGGER) == (None, None)  # AUTO_RESUME off
+
+
+def poison(path):
+    checkpoint = torch.load(path, weights_only=True)
+    next(iter(checkpoint['state_dict'].values())).view(-1)[0] = float('nan')
+    torch.save(checkpoint, path)
+
+
+def test_bad_last_and_recovery_fall_back_to_the_newest_epoch_checkpoint_then_best(tmp_path, caplog):
+    cfg = small_cfg(AUTO_RESUME=True)
+    write(tmp_path / BEST, cfg, epoch=0, step=4, global_step=4)
+    write(tmp_path / epoch_file(0), cfg, epoch=0, step=4, global_step=4)
+    write(tmp_path / epoch_file(1), cfg, epoch=1, step=4, global_step=8)
+    write(tmp_path / RECOVERY, cfg, epoch=2, step=2, global_step=10)
+    poison(tmp_path / RECOVERY)  # a diverged run's recovery checkpoint (before saves were checked)
+    (tmp_path / LAST).write_bytes(b'')  # a 0-byte file
+    with caplog.at_level(logging.WARNING, logger='test.resume'):
+        path, checkpoint = find_resume_checkpoint(cfg, str(tmp_path), ONE, LOGGER)
+    assert path.endswith(epoch_file(1)) and checkpoint['global_step'] == 8
+    assert 'NaN or infinite' in caplog.text and 'resuming from' in caplog.text and epoch_file(1) in caplog.text
+    (tmp_path / epoch_file(1)).write_bytes(b'junk')
+    poison(tmp_path / epoch_file(0))
+    path, _ = find_resume_checkpoint(cfg, str(tmp_path), ONE, LOGGER)
+    assert path.endswith(BEST)
+
+
+def test_only_bad_checkpoints_is_an_error_not_a_fresh_start(tmp_path):
+    (tmp_path / LAST).write_bytes(b'truncated')
+    write(tmp_path / RECOVERY, small_cfg(), epoch=0, step=2, global_step=2)
+    poison(tmp_path / RECOVERY)
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    with pytest.raises(ResumeError, match=r'no checkpoint of .* can be resumed: last\.pth\.tar \(.*truncated.*\); '
+                                          r'recovery\.pth\.tar \(.*NaN.*OVERWRITE True'):
+        find_resume_checkpoint(small_cfg(AUTO_RESUME=True), str(tmp_path), ONE, LOGGER)
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_a_nonfinite_resume_path_is_an_error(tmp_path):
+    write(tmp_path / 'given.pth.tar', small_cfg(), epoch=0, step=4, global_step=4)
+    poison(tmp_path / 'given.pth.tar')
+    with pytest.raises(ResumeError, match='NaN or infinite'):
+        find_resume_checkpoint(small_cfg(AUTO_RESUME=True, RESUME_PATH=tmp_path / 'given.pth.tar'), str(tmp_path),
+                               ONE, LOGGER)
+
+
+def test_a_resume_with_another_recipe_is_an_error_naming_the_keys(tmp_path):
+    write(tmp_path / LAST, small_cfg(), epoch=0, step=4, global_step=4)
+    # The length of the run, logging, workers and paths may change.
+    path, _ = find_resume_checkpoint(small_cfg(AUTO_RESUME=True, EPOCHS=50, WORKERS=7, LOG_INTERVAL=3,
+                                               OUTPUT='/elsewhere', RECOVERY_INTERVAL=9), str(tmp_path), ONE, LOGGER)
+    assert path.endswith(LAST)
+    with pytest.raises(ResumeError, match=r'differs .* in LR \(checkpoint 0\.01, now 0\.5\); SEED \(checkpoint 42, '
+                                          r'now 7\)\. .*set those keys back'):
+        find_resume_checkpoint(small_cfg(AUTO_RESUME=True, LR=0.5, SEED=7), str(tmp_path), ONE, LOGGER)
+
+
+def test_weights_of_another_network_are_a_resume_error_not_a_traceback(tmp_path):
+    write(tmp_path / LAST, small_cfg(), epoch=0, step=4, global_step=4)
+    checkpoint = torch.load(tmp_path / LAST, weights_only=True)
+    model, optimizer, scheduler, ema = parts(small_cfg(INPUT_ARCH=[[0], [1], [1], [1], [1], [1], [0]]))
+    with pytest.raises(ResumeError, match=r'another network .*shape mismatches: blocks\.1\.0.*MODEL_SELECTION'):
+        apply_resume(checkpoint, 'last', model=model, optimizer=optimizer, scheduler=scheduler, scaler=None, ema=ema,
+                     saver=CheckpointSaver(str(tmp_path), 2, True), steps_per_epoch=4, dist_ctx=ONE, logger=LOGGER)
 
 
 def test_apply_resume_restores_state_position_history_and_rng(tmp_path):

@@ -4,6 +4,7 @@ holding one board, an infeasible budget."""
 import csv
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -180,3 +181,49 @@ def test_an_empty_board_at_the_end_writes_no_best_arch(repo_root, data, tmp_path
     assert result['best_arch'] is None and result['board'] == []
     assert not (run_dir / 'best_arch.yaml').exists() and (run_dir / 'last.pth.tar').is_file()
     assert 'the board is empty after the last epoch' in (run_dir / 'train.log').read_text()
+
+
+def test_divergence_never_reaches_a_checkpoint_and_auto_resume_continues(repo_root, data, uninterrupted, tmp_path,
+                                                                         monkeypatch):
+    """The loss turns NaN at epoch 1 step 2, a step without a progress line: the recovery checkpoint of that step is
+    refused (the run stops with one error), every checkpoint left is finite, and AUTO_RESUME continues from the
+    recovery checkpoint of step 1 to the uninterrupted run's result."""
+    import lib.search.builder as builder
+    from lib.engine.finite import nonfinite_tensors
+    real_build_loss, poisoned = builder.build_loss, []
+
+    def build_loss(cfg):
+        loss_fn = real_build_loss(cfg)
+        return lambda output, target: loss_fn(output, target) * (float('nan') if poisoned else 1.0)
+
+    def poison_after_step_1_of_epoch_1(epoch, step, global_step):
+        if (epoch, step) == (1, 1):
+            poisoned.append(True)
+
+    monkeypatch.setattr(builder, 'build_loss', build_loss)
+    with pytest.raises(SystemExit) as stop:
+        train.main(argv(repo_root, tmp_path, data, RECOVERY_INTERVAL=1, LOG_INTERVAL=100),
+                   on_step_end=poison_after_step_1_of_epoch_1)
+    assert stop.value.code == 2 and 'diverged at epoch 1 step 2' in str(stop.value)
+    assert 'recovery.pth.tar was not written' in str(stop.value)
+    run_dir = tmp_path / 'demo_search'
+    for path in run_dir.glob('*.pth.tar'):
+        assert nonfinite_tensors(torch.load(path, map_location='cpu', weights_only=True))[0] == [], path
+    monkeypatch.undo()
+    train.main(argv(repo_root, tmp_path, data, RECOVERY_INTERVAL=2, AUTO_RESUME=True))
+    assert 'recovery.pth.tar: epoch 1, step 1 of 3' in (run_dir / 'train.log').read_text()
+    whole_dir, _ = uninterrupted
+    assert summary_rows(run_dir) == summary_rows(whole_dir) and board_entries(run_dir) == board_entries(whole_dir)
+
+
+def test_a_search_resumed_for_more_epochs_drops_the_old_best_arch_until_its_end(repo_root, data, uninterrupted,
+                                                                              tmp_path):
+    whole_dir, _ = uninterrupted
+    run_dir = tmp_path / 'demo_search'
+    shutil.copytree(whole_dir, run_dir)
+    assert 'after epoch 1' in (run_dir / 'best_arch.yaml').read_text()
+    seen = []
+    train.main(argv(repo_root, tmp_path, data, AUTO_RESUME=True, EPOCHS=3),
+               on_step_end=lambda epoch, step, global_step: seen.append((run_dir / 'best_arch.yaml').exists()))
+    assert seen == [False] * 3  # no best_arch.yaml beside the growing board
+    assert 'after epoch 2' in (run_dir / 'best_arch.yaml').read_text()
