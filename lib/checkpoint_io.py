@@ -23,6 +23,8 @@ from typing import Any, Dict, Mapping, Tuple, Union
 import torch
 import torch._utils
 
+from lib.errors import CreamError
+
 _LOGGER = logging.getLogger('cream.checkpoint')
 
 PathLike = Union[str, os.PathLike]
@@ -32,7 +34,7 @@ RAW_KEYS = ('state_dict', 'model')
 _WRAPPER_PREFIXES = ('module.', '_orig_mod.')  # DDP, torch.compile
 
 
-class CheckpointError(ValueError):
+class CheckpointError(CreamError, ValueError):
     """A checkpoint that cannot be used: unreadable, unsafe, or not matching the model."""
 
 

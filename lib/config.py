@@ -15,6 +15,7 @@ from typing import List, Optional, Sequence
 import yaml
 from yacs.config import CfgNode as CN
 
+from lib.errors import ConfigError
 from lib.fileio import write_text_atomic
 
 _C = CN()
@@ -146,10 +147,6 @@ ALIASES = {
     'FLOPS_MINIMUM': 'SUPERNET.FLOPS_MINIMUM',
     'FLOPS_MAXIMUM': 'SUPERNET.FLOPS_MAXIMUM',
 }
-
-
-class ConfigError(ValueError):
-    """A config file or override that does not fit the defaults tree."""
 
 
 def get_defaults() -> CN:

@@ -11,7 +11,8 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from lib.config import load_config  # noqa: E402
-from lib.search.flops import build_flops_table, build_search_space  # noqa: E402
+from lib.errors import CreamError  # noqa: E402
+from lib.search.flops import FlopsBudgetError, build_flops_table, build_search_space  # noqa: E402
 
 
 def main(argv=None) -> dict:
@@ -23,7 +24,7 @@ def main(argv=None) -> dict:
         cfg = load_config(args.cfg, args.opts)
         space = build_search_space(cfg)
         table = build_flops_table(cfg, space)
-    except (ValueError, NotImplementedError) as err:
+    except (CreamError, FlopsBudgetError) as err:
         sys.exit(f'error: {err}')
     result = {'flops_budget_M': [cfg.SUPERNET.FLOPS_MINIMUM, cfg.SUPERNET.FLOPS_MAXIMUM], **table.to_dict()}
     print(json.dumps(result))

@@ -7,13 +7,15 @@ import torch
 from PIL import Image
 from torchvision.datasets import ImageFolder
 
+from lib.errors import CreamError
+
 logger = logging.getLogger('cream.data')
 
 # What PIL raises for a file that is not a decodable image (truncated, garbage, unsupported, bomb).
 UNREADABLE_IMAGE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
-class DataError(FileNotFoundError):
+class DataError(CreamError, FileNotFoundError):
     """The dataset folder is missing or unusable; the message names the path and the fix."""
 
 

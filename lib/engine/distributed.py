@@ -12,6 +12,8 @@ from typing import Any, Dict, List, Optional, Sequence
 import torch
 import torch.distributed as dist
 
+from lib.errors import ConfigError
+
 
 @dataclass
 class DistContext:
@@ -31,7 +33,7 @@ class DistContext:
 
 def _pick_device(requested: str, local_rank: int) -> torch.device:
     if requested == 'cuda' and not torch.cuda.is_available():
-        raise RuntimeError("DEVICE is 'cuda' but no CUDA GPU is visible; set DEVICE cpu (or auto)")
+        raise ConfigError("DEVICE is 'cuda' but no CUDA GPU is visible; set DEVICE cpu (or auto)")
     if requested in ('cuda', 'auto') and torch.cuda.is_available():
         torch.cuda.set_device(local_rank % torch.cuda.device_count())
         return torch.device('cuda', torch.cuda.current_device())

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from yacs.config import CfgNode
 
-from lib.config import ConfigError, load_config, save_config
+from lib.config import load_config, save_config
 from lib.engine.distributed import DistContext, init_distributed
 from lib.engine.logger import setup_logging
 
@@ -49,10 +49,7 @@ def seed_everything(seed: int) -> None:
 def setup_run(script: str, description: str, argv: Optional[List[str]] = None, log_name: str = '') -> Run:
     """Parse ``argv``, build the frozen config, join the process group and open the run folder."""
     args = parse_args(description, argv)
-    try:
-        cfg = load_config(args.cfg, args.opts)
-    except ConfigError as err:
-        raise SystemExit(f'error: {err}') from None
+    cfg = load_config(args.cfg, args.opts)
     dist_ctx = init_distributed(cfg.DEVICE, cfg.DIST_BACKEND, args.local_rank)
     cfg.defrost()
     cfg.LOCAL_RANK = dist_ctx.local_rank

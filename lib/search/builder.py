@@ -22,10 +22,11 @@ from lib.engine.logger import SummaryCSV, TensorBoard
 from lib.engine.precision import grad_scaler
 from lib.engine.runtime import seed_everything
 from lib.engine.resume import ResumePoint, apply_resume, find_resume_checkpoint
+from lib.errors import CreamError
 from lib.models import ops
 from lib.models.supernet import SuperNet
 from lib.search.board import PrioritizedBoard
-from lib.search.flops import FlopsTable, SearchSpace, build_flops_table, build_search_space
+from lib.search.flops import FlopsBudgetError, FlopsTable, SearchSpace, build_flops_table, build_search_space
 from lib.search.meta_matching import MetaMatchingNetwork
 from lib.search.sampler import PathSampler
 from lib.search.state import load_search_extras, search_space_record
@@ -34,7 +35,7 @@ from lib.search.state import load_search_extras, search_space_record
 _SGD_OPTIMIZERS = {'sgd': True, 'nesterov': True, 'momentum': False}
 
 
-class SearchConfigError(ValueError):
+class SearchConfigError(CreamError, ValueError):
     """A config value the search cannot use; the message names the key and the fix."""
 
 
@@ -166,7 +167,10 @@ def log_search_space(logger, space: SearchSpace, table: FlopsTable, cfg) -> None
 def build_session(run) -> SearchSession:
     cfg, dist_ctx, logger = run.cfg, run.dist, run.logger
     device = dist_ctx.device
-    space = build_search_space(cfg)  # an infeasible budget raises FlopsBudgetError here
+    try:
+        space = build_search_space(cfg)
+    except FlopsBudgetError as err:  # flops.py's error class does not derive from CreamError yet
+        raise SearchConfigError(str(err)) from None
     loss_fn = build_loss(cfg)
     if 2 * cfg.SUPERNET.SLICE > cfg.DATASET.BATCH_SIZE:
         raise SearchConfigError(f'DATASET.BATCH_SIZE {cfg.DATASET.BATCH_SIZE} is smaller than 2 x SUPERNET.SLICE '
