@@ -88,11 +88,6 @@ _ALLOWED_GLOBALS: Dict[Tuple[str, str], Any] = {
 }
 
 
-def allowed_globals() -> Tuple[str, ...]:
-    """The allowlist of the restricted unpickler, as 'module.name' strings (for docs and tests)."""
-    return tuple(sorted(f'{module}.{name}' for module, name in _ALLOWED_GLOBALS))
-
-
 class _RestrictedUnpickler(pickle.Unpickler):
     source = '<checkpoint>'  # set per load, for the error message
 

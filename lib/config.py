@@ -7,9 +7,13 @@ merged config is frozen and saved as ``config.yaml`` in the run's output folder.
 Top-level aliases from the original usage document are accepted in yaml files and on the command
 line: ``MODEL_SELECTION`` -> ``NET.SELECTION``, ``INPUT_ARCH`` -> ``NET.INPUT_ARCH``,
 ``FLOPS_MINIMUM``/``FLOPS_MAXIMUM`` -> ``SUPERNET.FLOPS_MINIMUM``/``SUPERNET.FLOPS_MAXIMUM``.
+
+Keys the original had but nothing here reads (``NOT_READ``) are accepted, so that its configs load; a
+config that gives one of them a value other than the default gets one ``UnreadConfigWarning`` naming them.
 """
 import ast
 import os
+import warnings
 from typing import List, Optional, Sequence
 
 import yaml
@@ -31,8 +35,8 @@ _C.SEED = 42  # base seed; each rank adds its rank for data augmentation
 _C.LOG_INTERVAL = 50  # steps between progress lines
 _C.RECOVERY_INTERVAL = 0  # steps between recovery checkpoints (0: only at epoch ends)
 _C.WORKERS = 4  # data loader worker processes per training process
-_C.NUM_GPU = 1  # original key, informational only: the world size comes from the launcher
-_C.SAVE_IMAGES = False  # original key, never read by the original either (kept so old configs load)
+_C.NUM_GPU = 1  # original key, not read: the world size comes from the launcher
+_C.SAVE_IMAGES = False  # original key, not read (nor by the original)
 _C.AMP = False  # mixed precision (native torch.autocast)
 _C.AMP_DTYPE = 'bfloat16'  # 'bfloat16' or 'float16' (float16 uses a GradScaler)
 _C.APEX = False  # use NVIDIA apex (amp O1 + apex DDP) instead of native AMP/DDP; needs apex installed
@@ -43,7 +47,7 @@ _C.DEVICE = 'auto'  # 'auto' (cuda if available), 'cuda' or 'cpu'
 _C.DIST_BACKEND = 'auto'  # 'auto' (nccl on GPUs, gloo on the CPU), 'nccl' or 'gloo'
 _C.EVAL_METRICS = 'prec1'  # metric ranking checkpoints: 'prec1' or 'loss'
 _C.TTA = 0  # test-time augmentation: 0 off, 1 average with the horizontally flipped image
-_C.LOCAL_RANK = 0  # original key; filled from the launcher, never needs setting
+_C.LOCAL_RANK = 0  # original key, not read: filled from the launcher into the saved config.yaml
 _C.VERBOSE = False  # debug-level logging
 _C.ACC_GAP = 5  # board admission: prec1 must beat the worst entry by this many points
 _C.CLIP_GRAD = 0.0  # gradient clipping norm (0: off)
@@ -83,7 +87,7 @@ _C.OPT = 'sgd'  # timm optimizer name: sgd (nesterov), rmsproptf, adamw, ...
 _C.OPT_EPS = 1e-2  # optimizer epsilon (rmsproptf)
 _C.MOMENTUM = 0.9  # optimizer momentum
 _C.WEIGHT_DECAY = 1e-4  # weight decay (supernet and child weights; not the meta network)
-_C.OPTIMIZER = CN()  # original keys, read by no script (test.yaml set them); kept so old configs load
+_C.OPTIMIZER = CN()  # original keys, read by no script (its test.yaml set them)
 _C.OPTIMIZER.NAME = 'sgd'  # not read
 _C.OPTIMIZER.MOMENTUM = 0.9  # not read
 _C.OPTIMIZER.WEIGHT_DECAY = 1e-3  # not read
@@ -97,7 +101,7 @@ _C.LR_NOISE_STD = 1.0  # timm LR noise std
 _C.WARMUP_LR = 1e-4  # retrain: LR at the start of warm-up
 _C.MIN_LR = 1e-5  # retrain: LR floor of the scheduler
 _C.EPOCHS = 200  # training epochs
-_C.START_EPOCH = None  # original key; resume decides the start epoch (not read)
+_C.START_EPOCH = None  # original key, not read: resuming decides the start epoch
 _C.DECAY_EPOCHS = 30.0  # retrain step schedule: epochs between decays
 _C.WARMUP_EPOCHS = 3  # retrain: linear warm-up epochs from WARMUP_LR
 _C.COOLDOWN_EPOCHS = 10  # timm cosine-style schedulers: epochs at MIN_LR after the schedule
@@ -120,7 +124,7 @@ _C.AUGMENTATION.SMOOTHING = 0.1  # label smoothing
 # ---- batch norm -------------------------------------------------------------------------------
 _C.BATCHNORM = CN()
 _C.BATCHNORM.SYNC_BN = False  # convert BN to SyncBatchNorm when distributed on GPUs
-_C.BATCHNORM.BN_TF = False  # original key for TF-style BN (never supported there either; not read)
+_C.BATCHNORM.BN_TF = False  # original key for TF-style BN, not read (never supported there either)
 _C.BATCHNORM.BN_MOMENTUM = 0.1  # BN running-stat momentum (PyTorch convention)
 _C.BATCHNORM.BN_EPS = 1e-5  # BN epsilon
 
@@ -147,6 +151,23 @@ ALIASES = {
     'FLOPS_MINIMUM': 'SUPERNET.FLOPS_MINIMUM',
     'FLOPS_MAXIMUM': 'SUPERNET.FLOPS_MAXIMUM',
 }
+
+
+# Keys of the original's configs that nothing here reads, and why: accepted, with one warning.
+NOT_READ = {
+    'NUM_GPU': 'the launcher decides the number of processes',
+    'LOCAL_RANK': 'the launcher sets it',
+    'SAVE_IMAGES': 'the original did not read it either',
+    'START_EPOCH': 'resuming decides the start epoch',
+    'OPTIMIZER.NAME': 'OPT names the optimizer',
+    'OPTIMIZER.MOMENTUM': 'MOMENTUM is the one read',
+    'OPTIMIZER.WEIGHT_DECAY': 'WEIGHT_DECAY is the one read',
+    'BATCHNORM.BN_TF': 'TF-style batch norm is not implemented',
+}
+
+
+class UnreadConfigWarning(UserWarning):
+    """A config sets keys that are accepted for compatibility but change nothing."""
 
 
 def get_defaults() -> CN:
@@ -253,8 +274,25 @@ def load_config(cfg_files: Optional[Sequence[str]] = None, opts: Optional[List[s
         node[parts[-1]] = _parse_value(text)
         _merge_dict(cfg, tree, f'command-line override {key}')
     _check(cfg)
+    _warn_unread(cfg)
     cfg.freeze()
     return cfg
+
+
+def _value(cfg: CN, dotted_key: str):
+    for part in dotted_key.split('.'):
+        cfg = cfg[part]
+    return cfg
+
+
+def _warn_unread(cfg: CN) -> None:
+    """One warning naming every ``NOT_READ`` key set to something other than its default."""
+    defaults = get_defaults()
+    changed = [f'{key} {_value(cfg, key)!r} ({why})' for key, why in NOT_READ.items()
+               if _value(cfg, key) != _value(defaults, key)]
+    if changed:
+        warnings.warn(f'the config sets keys that nothing reads (accepted so that the original\'s configs '
+                      f'load; remove them): {"; ".join(changed)}', UnreadConfigWarning, stacklevel=3)
 
 
 def _check(cfg: CN) -> None:
@@ -267,9 +305,7 @@ def _check(cfg: CN) -> None:
         'SUPERNET.HOW_TO_PROB': ('even', 'pre_prob', 'teacher'),
     }
     for key, allowed in choices.items():
-        value = cfg
-        for part in key.split('.'):
-            value = value[part]
+        value = _value(cfg, key)
         if value not in allowed:
             raise ConfigError(f'{key} is {value!r}; allowed: {", ".join(allowed)}')
     if cfg.DATASET.BATCH_SIZE < 1:

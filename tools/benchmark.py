@@ -229,7 +229,7 @@ def build_search_session(args, cfg, device: torch.device, path, image_size: int)
         compile_blocks(supernet)
     mmn = MetaMatchingNetwork(cfg.SUPERNET.SLICE, args.num_classes).to(device)
     board = PrioritizedBoard(cfg.SUPERNET.POOL_SIZE, cfg.ACC_GAP)
-    optimizer = build_search_optimizer(cfg, supernet, mmn, device)
+    optimizer = build_search_optimizer(cfg, supernet, mmn)
     # Far more steps than measured: the LR stays well above 0.
     scheduler = build_linear_schedule(optimizer, 100 * (args.warmup + args.steps + 1))
     sampler = PathSampler(layers, supernet.num_ops, how_to_prob=cfg.SUPERNET.HOW_TO_PROB,
@@ -311,7 +311,7 @@ def prepare_static_phase(args, device: torch.device, path, image_size: int) -> P
                            bn_momentum=cfg.BATCHNORM.BN_MOMENTUM, bn_eps=cfg.BATCHNORM.BN_EPS)
     model = prepare_model(model, args, device).train()
     mmn = MetaMatchingNetwork(cfg.SUPERNET.SLICE, args.num_classes).to(device)
-    optimizer = build_search_optimizer(cfg, model, mmn, device)
+    optimizer = build_search_optimizer(cfg, model, mmn)
     scheduler = build_linear_schedule(optimizer, 100 * (args.warmup + args.steps + 1))
     scaler = grad_scaler(device, cfg.AMP, cfg.AMP_DTYPE)
     loss_fn = build_loss(cfg)

@@ -59,11 +59,6 @@ def is_initialized() -> bool:
     return dist.is_available() and dist.is_initialized()
 
 
-def barrier() -> None:
-    if is_initialized():
-        dist.barrier()
-
-
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
     """Sum over ranks, in place; returns the tensor (no-op for one process)."""
     if is_initialized():
@@ -108,9 +103,3 @@ def broadcast_tensors_(tensors, src: int = 0) -> None:
     if is_initialized():
         for tensor in tensors:
             dist.broadcast(tensor, src=src)
-
-
-def cleanup() -> None:
-    if is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()

@@ -2,6 +2,7 @@
 import argparse
 import os
 import random
+import warnings
 from dataclasses import dataclass
 from typing import List, Optional
 
@@ -49,7 +50,9 @@ def seed_everything(seed: int) -> None:
 def setup_run(script: str, description: str, argv: Optional[List[str]] = None, log_name: str = '') -> Run:
     """Parse ``argv``, build the frozen config, join the process group and open the run folder."""
     args = parse_args(description, argv)
-    cfg = load_config(args.cfg, args.opts)
+    with warnings.catch_warnings(record=True) as config_warnings:  # logged once the log is open
+        warnings.simplefilter('always')
+        cfg = load_config(args.cfg, args.opts)
     dist_ctx = init_distributed(cfg.DEVICE, cfg.DIST_BACKEND, args.local_rank)
     cfg.defrost()
     cfg.LOCAL_RANK = dist_ctx.local_rank
@@ -64,6 +67,8 @@ def setup_run(script: str, description: str, argv: Optional[List[str]] = None, l
         save_config(cfg, os.path.join(run_dir, 'config.yaml'))
     logger.info('%s: %d process(es), this one rank %d on %s; run folder %s',
                 script, dist_ctx.world_size, dist_ctx.rank, dist_ctx.device, run_dir)
+    for warning in config_warnings:
+        logger.warning('%s', warning.message)
     logger.info('config:\n%s', cfg.dump())
     if cfg.DETERMINISTIC:
         torch.use_deterministic_algorithms(True, warn_only=True)

@@ -83,7 +83,7 @@ def search_param_groups(supernet: nn.Module, mmn: nn.Module, lr: float, meta_lr:
     ]
 
 
-def build_search_optimizer(cfg, supernet: nn.Module, mmn: nn.Module, device: torch.device) -> torch.optim.Optimizer:
+def build_search_optimizer(cfg, supernet: nn.Module, mmn: nn.Module) -> torch.optim.Optimizer:
     """SGD (OPT sgd/nesterov: Nesterov momentum; momentum: plain momentum) over ``search_param_groups``;
     any other OPT is built by timm over the same groups. Not torch's fused SGD: each step updates another
     subset of parameters, and its kernel fails on a mix of new and existing momentum buffers."""
@@ -220,7 +220,7 @@ def build_session(run) -> SearchSession:
     train_loader.set_epoch(0)
     steps_per_epoch = len(train_loader)
 
-    optimizer = build_search_optimizer(cfg, supernet, mmn, device)
+    optimizer = build_search_optimizer(cfg, supernet, mmn)
     scheduler = build_linear_schedule(optimizer, cfg.EPOCHS * steps_per_epoch)
     scaler = grad_scaler(device, cfg.AMP, cfg.AMP_DTYPE)
     saver = CheckpointSaver(run.run_dir, cfg.CHECKPOINT_HIST, higher_is_better=cfg.EVAL_METRICS != 'loss',
