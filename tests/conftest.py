@@ -1,6 +1,5 @@
 """Shared fixtures: the repository root, the vendored reference facts, released-format checkpoints written
 here, tiny generated datasets."""
-import sys
 from pathlib import Path
 
 import pytest
@@ -9,9 +8,7 @@ import torch
 from released_checkpoints import (REFERENCE, recipe_input, recipe_weights, released_logits,
                                   with_reversed_classes, write_released_checkpoint)
 
-REPO = Path(__file__).resolve().parents[1]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+REPO = Path(__file__).resolve().parents[1]  # on sys.path through pyproject.toml's pytest pythonpath
 
 # One intra-op thread: the tensors here are tiny, and under pytest two OpenMP threads made some float64
 # convolutions ~30x slower (measured: the real-supernet finite-difference test, 130 s vs 4 s).

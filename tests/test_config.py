@@ -100,7 +100,8 @@ def test_saved_config_reloads_identically(tmp_path):
 
 
 def test_every_default_key_has_a_comment():
-    source = open('lib/config.py').read()
+    import lib.config
+    source = Path(lib.config.__file__).read_text()
     missing = []
 
     def walk(node, prefix):

@@ -32,28 +32,26 @@ import time
 import warnings
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import torch
 
-import torch  # noqa: E402
-
-from lib.config import load_config  # noqa: E402
-from lib.engine.distributed import DistContext  # noqa: E402
-from lib.engine.evaluate import evaluate  # noqa: E402
-from lib.engine.logger import TensorBoard  # noqa: E402
-from lib.engine.model_builder import build_child_from_cfg  # noqa: E402
-from lib.engine.optim import build_optimizer, build_scheduler  # noqa: E402
-from lib.engine.precision import autocast, grad_scaler  # noqa: E402
-from lib.engine.retrain_loop import train_one_epoch as retrain_one_epoch  # noqa: E402
-from lib.engine.training import build_criterion, build_ema  # noqa: E402
-from lib.models import ops  # noqa: E402
-from lib.models.childnet import RELEASED_MODELS, build_childnet, resolve_selection  # noqa: E402
-from lib.models.supernet import SuperNet, path_to_arch  # noqa: E402
-from lib.search import loop  # noqa: E402
-from lib.search.board import BoardEntry, PrioritizedBoard  # noqa: E402
-from lib.search.builder import SearchSession, build_linear_schedule, build_loss, build_search_optimizer  # noqa: E402
-from lib.search.flops import FlopsTable, SearchSpace  # noqa: E402
-from lib.search.meta_matching import MetaMatchingNetwork  # noqa: E402
-from lib.search.sampler import PathSampler  # noqa: E402
+from lib.config import load_config
+from lib.engine.distributed import DistContext
+from lib.engine.evaluate import evaluate
+from lib.engine.logger import TensorBoard
+from lib.engine.model_builder import build_child_from_cfg
+from lib.engine.optim import build_optimizer, build_scheduler
+from lib.engine.precision import autocast, grad_scaler
+from lib.engine.retrain_loop import train_one_epoch as retrain_one_epoch
+from lib.engine.training import build_criterion, build_ema
+from lib.models import ops
+from lib.models.childnet import RELEASED_MODELS, build_childnet, resolve_selection
+from lib.models.supernet import SuperNet, path_to_arch
+from lib.search import loop
+from lib.search.board import BoardEntry, PrioritizedBoard
+from lib.search.builder import SearchSession, build_linear_schedule, build_loss, build_search_optimizer
+from lib.search.flops import FlopsTable, SearchSpace
+from lib.search.meta_matching import MetaMatchingNetwork
+from lib.search.sampler import PathSampler
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RETRAIN_RECIPE = os.path.join(REPO, 'configs', 'retrain.yaml')

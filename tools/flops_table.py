@@ -5,14 +5,11 @@ No training: layers per stage, resolution, fixed FLOPs/params and the per-op cos
 """
 import argparse
 import json
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from lib.config import load_config  # noqa: E402
-from lib.errors import CreamError  # noqa: E402
-from lib.search.flops import FlopsBudgetError, build_flops_table, build_search_space  # noqa: E402
+from lib.config import load_config
+from lib.errors import CreamError
+from lib.search.flops import FlopsBudgetError, build_flops_table, build_search_space
 
 
 def main(argv=None) -> dict:

@@ -1,4 +1,5 @@
 """tools/flops_table.py: the search space and FLOPs table of a config, as one JSON object."""
+import importlib.util
 import json
 import os
 import subprocess
@@ -10,7 +11,7 @@ import pytest
 def test_prints_search_space_and_table(tmp_path, repo_root):
     cfg = tmp_path / 'tiny.yaml'
     cfg.write_text('SUPERNET:\n  FLOPS_MAXIMUM: 20\nDATASET:\n  NUM_CLASSES: 10\n')
-    env = dict(os.environ, OMP_NUM_THREADS='1')
+    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=str(repo_root))  # this checkout, installed or not
     proc = subprocess.run([sys.executable, 'tools/flops_table.py', '--cfg', str(cfg)], cwd=repo_root, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -28,11 +29,9 @@ def test_prints_search_space_and_table(tmp_path, repo_root):
 
 
 def test_infeasible_budget_and_unsupported_options_fail_clearly(tmp_path, repo_root, capsys):
-    sys.path.insert(0, str(repo_root / 'tools'))
-    try:
-        import flops_table
-    finally:
-        sys.path.remove(str(repo_root / 'tools'))
+    spec = importlib.util.spec_from_file_location('flops_table_tool', repo_root / 'tools' / 'flops_table.py')
+    flops_table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(flops_table)
     with pytest.raises(SystemExit, match=r'600\.\.800 MFLOPs is infeasible'):
         flops_table.main(['SUPERNET.FLOPS_MINIMUM', '600', 'SUPERNET.FLOPS_MAXIMUM', '800'])
     with pytest.raises(SystemExit, match=r'SUPERNET.RESUNIT is not supported.*False'):

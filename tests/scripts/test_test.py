@@ -12,13 +12,14 @@ import pytest
 from lib.errors import CreamError
 
 # Loaded by path: ``import test`` could find the standard library's test package.
-_spec = importlib.util.spec_from_file_location('cream_test_script', Path(__file__).resolve().parents[2] / 'test.py')
+REPO = Path(__file__).resolve().parents[2]
+_spec = importlib.util.spec_from_file_location('cream_test_script', REPO / 'test.py')
 test_script = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(test_script)
 
 
 def run_test(tmp_path, data, checkpoint, *overrides, name='t'):
-    argv = ['--cfg', 'configs/test.yaml', 'DATA_DIR', str(data), 'MODEL_SELECTION', '14',
+    argv = ['--cfg', str(REPO / 'configs/test.yaml'), 'DATA_DIR', str(data), 'MODEL_SELECTION', '14',
             'RESUME_PATH', str(checkpoint), 'OUTPUT', str(tmp_path), 'MODEL', name, 'WORKERS', '0',
             'DEVICE', 'cpu', 'LOG_INTERVAL', '1', *overrides]
     results = test_script.main(argv)
