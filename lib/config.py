@@ -8,17 +8,17 @@ Top-level aliases from the original usage document are accepted in yaml files an
 line: ``MODEL_SELECTION`` -> ``NET.SELECTION``, ``INPUT_ARCH`` -> ``NET.INPUT_ARCH``,
 ``FLOPS_MINIMUM``/``FLOPS_MAXIMUM`` -> ``SUPERNET.FLOPS_MINIMUM``/``SUPERNET.FLOPS_MAXIMUM``.
 
-Keys the original had but nothing here reads (``NOT_READ``) are accepted, so that its configs load; a
-config that gives one of them a value other than the default gets one ``UnreadConfigWarning`` naming them.
+Keys the original had but nothing here reads are accepted, so that its configs load, with one warning
+(``lib.config_compat``).
 """
 import ast
 import os
-import warnings
 from typing import List, Optional, Sequence
 
 import yaml
 from yacs.config import CfgNode as CN
 
+from lib.config_compat import value_at, warn_unread_keys
 from lib.errors import ConfigError
 from lib.fileio import write_text_atomic
 
@@ -153,23 +153,6 @@ ALIASES = {
 }
 
 
-# Keys of the original's configs that nothing here reads, and why: accepted, with one warning.
-NOT_READ = {
-    'NUM_GPU': 'the launcher decides the number of processes',
-    'LOCAL_RANK': 'the launcher sets it',
-    'SAVE_IMAGES': 'the original did not read it either',
-    'START_EPOCH': 'resuming decides the start epoch',
-    'OPTIMIZER.NAME': 'OPT names the optimizer',
-    'OPTIMIZER.MOMENTUM': 'MOMENTUM is the one read',
-    'OPTIMIZER.WEIGHT_DECAY': 'WEIGHT_DECAY is the one read',
-    'BATCHNORM.BN_TF': 'TF-style batch norm is not implemented',
-}
-
-
-class UnreadConfigWarning(UserWarning):
-    """A config sets keys that are accepted for compatibility but change nothing."""
-
-
 def get_defaults() -> CN:
     return _C.clone()
 
@@ -274,25 +257,9 @@ def load_config(cfg_files: Optional[Sequence[str]] = None, opts: Optional[List[s
         node[parts[-1]] = _parse_value(text)
         _merge_dict(cfg, tree, f'command-line override {key}')
     _check(cfg)
-    _warn_unread(cfg)
+    warn_unread_keys(cfg, _C)
     cfg.freeze()
     return cfg
-
-
-def _value(cfg: CN, dotted_key: str):
-    for part in dotted_key.split('.'):
-        cfg = cfg[part]
-    return cfg
-
-
-def _warn_unread(cfg: CN) -> None:
-    """One warning naming every ``NOT_READ`` key set to something other than its default."""
-    defaults = get_defaults()
-    changed = [f'{key} {_value(cfg, key)!r} ({why})' for key, why in NOT_READ.items()
-               if _value(cfg, key) != _value(defaults, key)]
-    if changed:
-        warnings.warn(f'the config sets keys that nothing reads (accepted so that the original\'s configs '
-                      f'load; remove them): {"; ".join(changed)}', UnreadConfigWarning, stacklevel=3)
 
 
 def _check(cfg: CN) -> None:
@@ -305,7 +272,7 @@ def _check(cfg: CN) -> None:
         'SUPERNET.HOW_TO_PROB': ('even', 'pre_prob', 'teacher'),
     }
     for key, allowed in choices.items():
-        value = _value(cfg, key)
+        value = value_at(cfg, key)
         if value not in allowed:
             raise ConfigError(f'{key} is {value!r}; allowed: {", ".join(allowed)}')
     if cfg.DATASET.BATCH_SIZE < 1:

@@ -3,7 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from lib.config import ConfigError, UnreadConfigWarning, get_defaults, load_config, save_config
+from lib.config import ConfigError, get_defaults, load_config, save_config
+from lib.config_compat import UnreadConfigWarning
 
 REPO_CONFIGS = sorted(str(p) for p in (Path(__file__).resolve().parents[1] / 'configs').rglob('*.yaml'))
 
