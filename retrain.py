@@ -7,14 +7,12 @@
 Writes to OUTPUT/MODEL: retrain.log, config.yaml, summary.csv, tensorboard/, results.json,
 last.pth.tar, best.pth.tar, checkpoint-<epoch>.pth.tar (top CHECKPOINT_HIST), recovery.pth.tar.
 """
-import sys
 from typing import Any, Dict, List, Optional
 
-from lib.engine.guard import guarded
+from lib.engine.guard import exit_on_error, logged_run
 from lib.engine.retrain_loop import fit
 from lib.engine.retrain_setup import build_session
 from lib.engine.runtime import setup_run
-from lib.engine.training import ApexUnavailableError
 
 
 def _final_summary(logger, results: Dict[str, Any], run_dir: str) -> None:
@@ -31,7 +29,7 @@ def _final_summary(logger, results: Dict[str, Any], run_dir: str) -> None:
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     run = setup_run('retrain', 'Retrain a Cream child network (released selection or INPUT_ARCH)', argv)
-    with guarded(run, 'retraining', 'retrain.log', (ApexUnavailableError,)):
+    with logged_run(run, 'retraining', 'retrain.log'):
         session = build_session(run)
         run.save_config()
         try:
@@ -44,4 +42,4 @@ def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
 
 
 if __name__ == '__main__':
-    main(sys.argv[1:])
+    exit_on_error(main)

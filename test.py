@@ -4,13 +4,12 @@
     python test.py --cfg configs/test.yaml MODEL_SELECTION 43 RESUME_PATH ./43.pth.tar
 """
 import os
-import sys
 
 import torch
 
 from lib.config import ConfigError
 from lib.engine.checkpoint import load_model_weights
-from lib.engine.guard import guarded
+from lib.engine.guard import exit_on_error, logged_run
 from lib.fileio import write_json_atomic
 from lib.engine.evaluate import evaluate
 from lib.engine.model_builder import build_child_from_cfg, log_model_complexity
@@ -20,7 +19,7 @@ from lib.data.loaders import build_val_loader_from_cfg
 
 def main(argv=None) -> dict:
     run = setup_run('test', 'Evaluate a Cream child network checkpoint', argv)
-    with guarded(run, 'the evaluation', 'test.log'):
+    with logged_run(run, 'the evaluation', 'test.log'):
         results = evaluate_checkpoint(run)
     return results
 
@@ -55,4 +54,4 @@ def evaluate_checkpoint(run) -> dict:
 
 
 if __name__ == '__main__':
-    main(sys.argv[1:])
+    exit_on_error(main)

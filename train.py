@@ -9,24 +9,19 @@ best_arch.yaml (at the end: feed it to retrain.py / test.py as a second --cfg), 
 best.pth.tar, checkpoint-<epoch>.pth.tar (top CHECKPOINT_HIST), recovery.pth.tar (RECOVERY_INTERVAL).
 AUTO_RESUME True continues from RESUME_PATH or the run folder's newest checkpoint.
 """
-import sys
 from typing import Any, Callable, Dict, List, Optional
 
-from lib.engine.guard import guarded
+from lib.engine.guard import exit_on_error, logged_run
 from lib.engine.runtime import setup_run
-from lib.search.builder import SearchConfigError, build_session
-from lib.search.flops import FlopsBudgetError
+from lib.search.builder import build_session
 from lib.search.loop import run_search
-from lib.search.sampler import SamplerError
-
-SEARCH_ERRORS = (FlopsBudgetError, SearchConfigError, SamplerError, NotImplementedError)
 
 
 def main(argv: Optional[List[str]] = None, *, on_epoch_end: Optional[Callable[[int], None]] = None,
          on_step_end: Optional[Callable[[int, int, int], None]] = None) -> Dict[str, Any]:
     """Run the search of ``argv`` (``--cfg FILE ... KEY VALUE ...``); the hooks are for tests and tools."""
     run = setup_run('train', 'Cream supernet search with prioritized paths', argv, log_name='train.log')
-    with guarded(run, 'the search', 'train.log', SEARCH_ERRORS):
+    with logged_run(run, 'the search', 'train.log'):
         session = build_session(run)
         run.save_config()
         try:
@@ -39,4 +34,4 @@ def main(argv: Optional[List[str]] = None, *, on_epoch_end: Optional[Callable[[i
 
 
 if __name__ == '__main__':
-    main(sys.argv[1:])
+    exit_on_error(main)

@@ -23,6 +23,8 @@ from typing import Any, Dict, Mapping, Tuple, Union
 import torch
 import torch._utils
 
+from lib.errors import CreamError
+
 _LOGGER = logging.getLogger('cream.checkpoint')
 
 PathLike = Union[str, os.PathLike]
@@ -32,7 +34,7 @@ RAW_KEYS = ('state_dict', 'model')
 _WRAPPER_PREFIXES = ('module.', '_orig_mod.')  # DDP, torch.compile
 
 
-class CheckpointError(ValueError):
+class CheckpointError(CreamError, ValueError):
     """A checkpoint that cannot be used: unreadable, unsafe, or not matching the model."""
 
 
@@ -84,11 +86,6 @@ _ALLOWED_GLOBALS: Dict[Tuple[str, str], Any] = {
        for module in ('builtins', '__builtin__')
        for name, value in (('set', set), ('frozenset', frozenset), ('complex', complex), ('slice', slice))},
 }
-
-
-def allowed_globals() -> Tuple[str, ...]:
-    """The allowlist of the restricted unpickler, as 'module.name' strings (for docs and tests)."""
-    return tuple(sorted(f'{module}.{name}' for module, name in _ALLOWED_GLOBALS))
 
 
 class _RestrictedUnpickler(pickle.Unpickler):

@@ -7,6 +7,9 @@ merged config is frozen and saved as ``config.yaml`` in the run's output folder.
 Top-level aliases from the original usage document are accepted in yaml files and on the command
 line: ``MODEL_SELECTION`` -> ``NET.SELECTION``, ``INPUT_ARCH`` -> ``NET.INPUT_ARCH``,
 ``FLOPS_MINIMUM``/``FLOPS_MAXIMUM`` -> ``SUPERNET.FLOPS_MINIMUM``/``SUPERNET.FLOPS_MAXIMUM``.
+
+Keys the original had but nothing here reads are accepted, so that its configs load, with one warning
+(``lib.config_compat``).
 """
 import ast
 import os
@@ -15,6 +18,8 @@ from typing import List, Optional, Sequence
 import yaml
 from yacs.config import CfgNode as CN
 
+from lib.config_compat import value_at, warn_unread_keys
+from lib.errors import ConfigError
 from lib.fileio import write_text_atomic
 
 _C = CN()
@@ -34,8 +39,8 @@ _C.SEED = 42  # base seed; each rank adds its rank for data augmentation
 _C.LOG_INTERVAL = 50  # steps between progress lines
 _C.RECOVERY_INTERVAL = 0  # steps between recovery checkpoints (0: only at epoch ends); >= 0
 _C.WORKERS = 4  # data loader worker processes per training process
-_C.NUM_GPU = 1  # original key, informational only: the world size comes from the launcher
-_C.SAVE_IMAGES = False  # original key, never read by the original either (kept so old configs load)
+_C.NUM_GPU = 1  # original key, not read: the world size comes from the launcher
+_C.SAVE_IMAGES = False  # original key, not read (nor by the original)
 _C.AMP = False  # mixed precision (native torch.autocast)
 _C.AMP_DTYPE = 'bfloat16'  # 'bfloat16' or 'float16' (float16 uses a GradScaler)
 _C.APEX = False  # use NVIDIA apex (amp O1 + apex DDP) instead of native AMP/DDP; needs apex installed
@@ -46,7 +51,7 @@ _C.DEVICE = 'auto'  # 'auto' (cuda if available), 'cuda' or 'cpu'
 _C.DIST_BACKEND = 'auto'  # 'auto' (nccl on GPUs, gloo on the CPU), 'nccl' or 'gloo'
 _C.EVAL_METRICS = 'prec1'  # metric ranking checkpoints: 'prec1' or 'loss'
 _C.TTA = 0  # test-time augmentation: 0 off, 1 average with the horizontally flipped image
-_C.LOCAL_RANK = 0  # original key; filled from the launcher, never needs setting
+_C.LOCAL_RANK = 0  # original key, not read: filled from the launcher into the saved config.yaml
 _C.VERBOSE = False  # debug-level logging
 _C.ACC_GAP = 5  # board admission: prec1 must beat the worst entry by this many points
 _C.CLIP_GRAD = 0.0  # gradient clipping norm (0: off)
@@ -87,7 +92,7 @@ _C.OPT = 'sgd'  # timm optimizer name: sgd (nesterov), rmsproptf, adamw, ...
 _C.OPT_EPS = 1e-2  # optimizer epsilon (rmsproptf)
 _C.MOMENTUM = 0.9  # optimizer momentum
 _C.WEIGHT_DECAY = 1e-4  # weight decay (supernet and child weights; not the meta network)
-_C.OPTIMIZER = CN()  # original keys, read by no script (test.yaml set them); kept so old configs load
+_C.OPTIMIZER = CN()  # original keys, read by no script (its test.yaml set them)
 _C.OPTIMIZER.NAME = 'sgd'  # not read
 _C.OPTIMIZER.MOMENTUM = 0.9  # not read
 _C.OPTIMIZER.WEIGHT_DECAY = 1e-3  # not read
@@ -101,7 +106,7 @@ _C.LR_NOISE_STD = 1.0  # timm LR noise std
 _C.WARMUP_LR = 1e-4  # retrain: LR at the start of warm-up
 _C.MIN_LR = 1e-5  # retrain: LR floor of the scheduler
 _C.EPOCHS = 200  # training epochs
-_C.START_EPOCH = None  # original key; resume decides the start epoch (not read)
+_C.START_EPOCH = None  # original key, not read: resuming decides the start epoch
 _C.DECAY_EPOCHS = 30.0  # retrain step schedule: epochs between decays
 _C.WARMUP_EPOCHS = 3  # retrain: linear warm-up epochs from WARMUP_LR
 _C.COOLDOWN_EPOCHS = 10  # timm cosine-style schedulers: epochs at MIN_LR after the schedule
@@ -124,7 +129,7 @@ _C.AUGMENTATION.SMOOTHING = 0.1  # label smoothing
 # ---- batch norm -------------------------------------------------------------------------------
 _C.BATCHNORM = CN()
 _C.BATCHNORM.SYNC_BN = False  # convert BN to SyncBatchNorm when distributed on GPUs
-_C.BATCHNORM.BN_TF = False  # original key for TF-style BN (never supported there either; not read)
+_C.BATCHNORM.BN_TF = False  # original key for TF-style BN, not read (never supported there either)
 _C.BATCHNORM.BN_MOMENTUM = 0.1  # BN running-stat momentum (PyTorch convention)
 _C.BATCHNORM.BN_EPS = 1e-5  # BN epsilon
 
@@ -171,10 +176,6 @@ RESUME_MAY_CHANGE = (
     'DEVICE', 'DIST_BACKEND', 'BENCHMARK_MODE', 'DETERMINISTIC', 'COMPILE', 'SAVE_IMAGES', 'START_EPOCH',
     'OPTIMIZER', 'DATASET.PIN_MEM', 'DATASET.GENERATE_DEMO', 'DATASET.VAL_BATCH_MUL', 'BATCHNORM.BN_TF',
 )
-
-
-class ConfigError(ValueError):
-    """A config file or override that does not fit the defaults tree."""
 
 
 def get_defaults() -> CN:
@@ -281,13 +282,8 @@ def load_config(cfg_files: Optional[Sequence[str]] = None, opts: Optional[List[s
         node[parts[-1]] = _parse_value(text)
         _merge_dict(cfg, tree, f'command-line override {key}')
     _check(cfg)
+    warn_unread_keys(cfg, _C)
     cfg.freeze()
-    return cfg
-
-
-def _value(cfg: CN, key: str):
-    for part in key.split('.'):
-        cfg = cfg[part]
     return cfg
 
 
@@ -357,11 +353,11 @@ def _check(cfg: CN) -> None:
         'DATASET.EVAL_INTERPOLATION': ('bicubic', 'bilinear'),
     }
     for key, allowed in choices.items():
-        value = _value(cfg, key)
+        value = value_at(cfg, key)
         if value not in allowed:
             raise ConfigError(f'{key} is {value!r}; allowed: {", ".join(allowed)}')
     for key, test, must in _RANGES:
-        value = _value(cfg, key)
+        value = value_at(cfg, key)
         if not test(value):
             raise ConfigError(f'{key} is {value!r}; it must be {must}')
     if cfg.SUPERNET.FLOPS_MINIMUM > cfg.SUPERNET.FLOPS_MAXIMUM:

@@ -1,14 +1,14 @@
-"""Shared fixtures: the repository root, the reference folder, tiny generated datasets."""
-import sys
+"""Shared fixtures: the repository root, the vendored reference facts, released-format checkpoints written
+here, tiny generated datasets."""
 from pathlib import Path
 
 import pytest
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-REFERENCE = REPO.parent / 'shared' / 'reference'
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from released_checkpoints import (REFERENCE, recipe_input, recipe_weights, released_logits,
+                                  with_reversed_classes, write_released_checkpoint)
+
+REPO = Path(__file__).resolve().parents[1]  # on sys.path through pyproject.toml's pytest pythonpath
 
 # One intra-op thread: the tensors here are tiny, and under pytest two OpenMP threads made some float64
 # convolutions ~30x slower (measured: the real-supernet finite-difference test, 130 s vs 4 s).
@@ -22,21 +22,24 @@ def repo_root() -> Path:
 
 @pytest.fixture(scope='session')
 def reference_dir() -> Path:
-    if not REFERENCE.is_dir():
-        pytest.skip(f'reference material not found at {REFERENCE}')
+    """Facts about the original implementation, vendored in the repository (see its README.md)."""
     return REFERENCE
 
 
 @pytest.fixture(scope='session')
-def official(reference_dir) -> Path:
-    """A checkpoint in the released format (14M model, random weights)."""
-    return reference_dir / 'checkpoints' / 'cream14_official_format.pth.tar'
+def official(tmp_path_factory) -> Path:
+    """A checkpoint in the released format for the 14M model: EMA weights by the recipe of
+    released_logits.pt, raw weights the same network with its class outputs in reverse order."""
+    weights = recipe_weights(14)
+    path = tmp_path_factory.mktemp('released') / 'cream14_official_format.pth.tar'
+    return write_released_checkpoint(path, 14, state_dict=with_reversed_classes(weights), state_dict_ema=weights)
 
 
 @pytest.fixture(scope='session')
-def expected(reference_dir) -> dict:
-    """What the original outputs for ``official``: input, logits_ema, logits."""
-    return torch.load(reference_dir / 'checkpoints' / 'cream14_expected.pt', weights_only=True)
+def expected() -> dict:
+    """What the original outputs for ``official`` in eval mode: input, logits_ema, logits (raw weights)."""
+    logits = released_logits()[14]['logits']
+    return {'input': recipe_input(14), 'logits_ema': logits, 'logits': logits.flip(1)}
 
 
 @pytest.fixture(scope='session')

@@ -1,8 +1,12 @@
+import warnings
+from pathlib import Path
+
 import pytest
 
 from lib.config import ConfigError, get_defaults, load_config, save_config
+from lib.config_compat import UnreadConfigWarning
 
-REPO_CONFIGS = ['configs/train.yaml', 'configs/retrain.yaml', 'configs/test.yaml']
+REPO_CONFIGS = sorted(str(p) for p in (Path(__file__).resolve().parents[1] / 'configs').rglob('*.yaml'))
 
 
 def write(tmp_path, name, text):
@@ -35,10 +39,24 @@ def test_command_line_overrides_win_and_are_typed(tmp_path):
 def test_original_yaml_spellings_load(tmp_path):
     # The original files write tuples and None as yaml strings.
     path = write(tmp_path, 'a.yaml', "SUPERNET:\n  PRE_PROB: (0.05,0.2,0.05,0.5,0.05,0.15)\n"
-                 "START_EPOCH: None\nOUTPUT: 'None'\nNUM_GPU: 8\n")
-    cfg = load_config(path)
+                 "START_EPOCH: None\nOUTPUT: 'None'\nSAVE_IMAGES: False\nLOCAL_RANK: 0\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')  # keys the original set to their defaults: nothing to warn about
+        cfg = load_config(path)
     assert cfg.SUPERNET.PRE_PROB == (0.05, 0.2, 0.05, 0.5, 0.05, 0.15)
     assert cfg.START_EPOCH is None
+
+
+def test_keys_nothing_reads_are_accepted_with_one_warning_naming_them(tmp_path):
+    # Lines of the original's configs/test/test.yaml (NUM_GPU 2, an OPTIMIZER section) and one more.
+    path = write(tmp_path, 'old.yaml', "NUM_GPU: 2\nOPTIMIZER:\n  NAME: 'adamw'\n  MOMENTUM: 0.9\nLR: 0.1\n")
+    with pytest.warns(UnreadConfigWarning) as caught:
+        cfg = load_config(path, ['BATCHNORM.BN_TF', 'True'])
+    assert len(caught) == 1
+    message = str(caught[0].message)
+    assert "NUM_GPU 2 (the launcher decides" in message and "OPTIMIZER.NAME 'adamw'" in message
+    assert 'BATCHNORM.BN_TF True' in message and 'MOMENTUM' not in message  # left at its default
+    assert cfg.NUM_GPU == 2 and cfg.LR == 0.1
 
 
 @pytest.mark.parametrize('opts, words', [
@@ -83,7 +101,8 @@ def test_saved_config_reloads_identically(tmp_path):
 
 
 def test_every_default_key_has_a_comment():
-    source = open('lib/config.py').read()
+    import lib.config
+    source = Path(lib.config.__file__).read_text()
     missing = []
 
     def walk(node, prefix):
@@ -100,11 +119,14 @@ def test_every_default_key_has_a_comment():
 
 
 @pytest.mark.parametrize('path', REPO_CONFIGS)
-def test_repository_configs_load(path):
-    import os
-    if not os.path.exists(path):
-        pytest.skip(f'{path} not written yet')
-    load_config(path)
+def test_repository_configs_load_without_warnings(path):
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        load_config(path)
+
+
+def test_every_repository_config_is_checked():
+    assert len(REPO_CONFIGS) >= 12 and any(path.endswith('demo/train.yaml') for path in REPO_CONFIGS)
 
 
 @pytest.mark.parametrize('key, value, words', [

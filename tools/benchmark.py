@@ -32,28 +32,26 @@ import time
 import warnings
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import torch
 
-import torch  # noqa: E402
-
-from lib.config import load_config  # noqa: E402
-from lib.engine.distributed import DistContext  # noqa: E402
-from lib.engine.evaluate import evaluate  # noqa: E402
-from lib.engine.logger import TensorBoard  # noqa: E402
-from lib.engine.model_builder import build_child_from_cfg  # noqa: E402
-from lib.engine.optim import build_optimizer, build_scheduler  # noqa: E402
-from lib.engine.precision import autocast, grad_scaler  # noqa: E402
-from lib.engine.retrain_loop import train_one_epoch as retrain_one_epoch  # noqa: E402
-from lib.engine.training import build_criterion, build_ema  # noqa: E402
-from lib.models import ops  # noqa: E402
-from lib.models.childnet import RELEASED_MODELS, build_childnet, resolve_selection  # noqa: E402
-from lib.models.supernet import SuperNet, path_to_arch  # noqa: E402
-from lib.search import loop  # noqa: E402
-from lib.search.board import BoardEntry, PrioritizedBoard  # noqa: E402
-from lib.search.builder import SearchSession, build_linear_schedule, build_loss, build_search_optimizer  # noqa: E402
-from lib.search.flops import FlopsTable, SearchSpace, op_costs_for  # noqa: E402
-from lib.search.meta_matching import MetaMatchingNetwork  # noqa: E402
-from lib.search.sampler import PathSampler  # noqa: E402
+from lib.config import load_config
+from lib.engine.distributed import DistContext
+from lib.engine.evaluate import evaluate
+from lib.engine.logger import TensorBoard
+from lib.engine.model_builder import build_child_from_cfg
+from lib.engine.optim import build_optimizer, build_scheduler
+from lib.engine.precision import autocast, grad_scaler
+from lib.engine.retrain_loop import train_one_epoch as retrain_one_epoch
+from lib.engine.training import build_criterion, build_ema
+from lib.models import ops
+from lib.models.childnet import RELEASED_MODELS, build_childnet, resolve_selection
+from lib.models.supernet import SuperNet, path_to_arch
+from lib.search import loop
+from lib.search.board import BoardEntry, PrioritizedBoard
+from lib.search.builder import SearchSession, build_linear_schedule, build_loss, build_search_optimizer
+from lib.search.flops import FlopsTable, SearchSpace, op_costs_for
+from lib.search.meta_matching import MetaMatchingNetwork
+from lib.search.sampler import PathSampler
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RETRAIN_RECIPE = os.path.join(REPO, 'configs', 'retrain.yaml')
@@ -229,7 +227,7 @@ def build_search_session(args, cfg, device: torch.device, path, image_size: int)
         compile_blocks(supernet)
     mmn = MetaMatchingNetwork(cfg.SUPERNET.SLICE, args.num_classes).to(device)
     board = PrioritizedBoard(cfg.SUPERNET.POOL_SIZE, cfg.ACC_GAP)
-    optimizer = build_search_optimizer(cfg, supernet, mmn, device)
+    optimizer = build_search_optimizer(cfg, supernet, mmn)
     if not cfg.SUPERNET.STEP_ONLY_PATH:
         # A long run's steady state under the original's zero_grad: every op has been sampled, so every
         # parameter holds a (zero) gradient and takes each optimizer step.
@@ -242,7 +240,8 @@ def build_search_session(args, cfg, device: torch.device, path, image_size: int)
                           count_fixed_stages=cfg.SUPERNET.TEACHER_PROB_COUNTS_FIXED)
     return SearchSession(
         cfg=cfg, dist=DistContext(device=device), run_dir=None, logger=logging.getLogger('cream.benchmark'),
-        space=SearchSpace(layers, image_size, 1.0, op_costs_for(cfg.SUPERNET.FLOPS_TABLE)), flops_table=flops_table(layers, image_size, args.num_classes),
+        space=SearchSpace(layers, image_size, 1.0, op_costs_for(cfg.SUPERNET.FLOPS_TABLE)),
+        flops_table=flops_table(layers, image_size, args.num_classes),
         supernet=supernet, mmn=mmn, board=board, path_sampler=sampler, train_loader=None, val_loader=None,
         loss_fn=build_loss(cfg), optimizer=optimizer, scheduler=scheduler,
         scaler=grad_scaler(device, cfg.AMP, cfg.AMP_DTYPE), steps_per_epoch=args.warmup + args.steps,
@@ -317,7 +316,7 @@ def prepare_static_phase(args, device: torch.device, path, image_size: int) -> P
                            bn_momentum=cfg.BATCHNORM.BN_MOMENTUM, bn_eps=cfg.BATCHNORM.BN_EPS)
     model = prepare_model(model, args, device).train()
     mmn = MetaMatchingNetwork(cfg.SUPERNET.SLICE, args.num_classes).to(device)
-    optimizer = build_search_optimizer(cfg, model, mmn, device)
+    optimizer = build_search_optimizer(cfg, model, mmn)
     scheduler = build_linear_schedule(optimizer, 100 * (args.warmup + args.steps + 1))
     scaler = grad_scaler(device, cfg.AMP, cfg.AMP_DTYPE)
     loss_fn = build_loss(cfg)

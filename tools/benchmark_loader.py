@@ -4,15 +4,11 @@ Example: python tools/benchmark_loader.py --data data/demo --workers 1 --batch-s
 """
 import argparse
 import json
-import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import torch
 
-import torch  # noqa: E402
-
-from lib.data.loaders import build_train_loader  # noqa: E402
+from lib.data.loaders import build_train_loader
 
 
 def _batches(loader, count: int):

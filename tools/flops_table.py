@@ -11,14 +11,12 @@ with the error, and the exit status is 1 when any budget was infeasible. No trai
 import argparse
 import functools
 import json
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from lib.config import load_config  # noqa: E402
-from lib.search.flops import (FlopsBudgetError, FlopsTable, build_flops_table, build_search_space,  # noqa: E402
-                              op_costs_for, search_space_for_budget)
+from lib.config import load_config
+from lib.errors import CreamError
+from lib.search.flops import (FlopsBudgetError, FlopsTable, build_flops_table, build_search_space, op_costs_for,
+                              search_space_for_budget)
 
 
 def parse_budget(text: str):
@@ -58,7 +56,7 @@ def main(argv=None) -> int:
         if args.budgets is None:
             space = build_search_space(cfg)
             table = build_flops_table(cfg, space)
-    except (ValueError, NotImplementedError) as err:
+    except CreamError as err:
         sys.exit(f'error: {err}')
     if args.budgets is None:
         low, high = space.budget_flops_range()

@@ -4,12 +4,8 @@ Example: python tools/make_demo_data.py --out data/demo --classes 10
 """
 import argparse
 import logging
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from lib.data.demo import make_demo_dataset  # noqa: E402
+from lib.data.demo import make_demo_dataset
 
 
 def main(argv=None) -> None:

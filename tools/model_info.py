@@ -7,13 +7,9 @@ Examples:
 import argparse
 import ast
 import json
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from lib.models import CUSTOM_SELECTION, RELEASED_MODELS, ArchError, create_model, resolve_selection  # noqa: E402
-from lib.models.complexity import count_macs_params  # noqa: E402
+from lib.models import CUSTOM_SELECTION, RELEASED_MODELS, ArchError, create_model, resolve_selection
+from lib.models.complexity import count_macs_params
 
 
 def model_info(selection=None, arch=None, resolution=None, keep_single_layer_default=False) -> dict:

@@ -11,6 +11,7 @@
 set -euo pipefail
 export PYTHONUNBUFFERED=1
 cd "$(dirname "$0")/.."
+export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"  # this checkout's lib, whether or not pip install -e . ran
 
 TMP_DIR="${OUT:-/tmp/cream_benchmark}/tmp"
 mkdir -p "$TMP_DIR"

@@ -10,13 +10,15 @@ from torchvision.datasets.folder import find_classes
 
 from .seeding import seeded_rngs
 
+from lib.errors import CreamError
+
 logger = logging.getLogger('cream.data')
 
 # What PIL raises for a file that is not a decodable image (truncated, garbage, unsupported, bomb).
 UNREADABLE_IMAGE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
-class DataError(FileNotFoundError):
+class DataError(CreamError, FileNotFoundError):
     """The dataset folder is missing or unusable; the message names the path and the fix."""
 
 

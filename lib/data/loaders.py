@@ -8,6 +8,8 @@ from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.data.loader import PrefetchLoader, fast_collate
 from torch.utils.data import DataLoader, default_collate
 
+from lib.errors import ConfigError
+
 from .dataset import SkipFailedCollate, open_image_folder
 from .demo import ensure_demo_dataset
 from .samplers import ResumableDistributedSampler, ShardSampler
@@ -168,7 +170,7 @@ def build_train_loader(*, data_dir: str, image_size: int, batch_size: int, worke
     sampler = ResumableDistributedSampler(dataset, rank=rank, world_size=world_size, seed=seed,
                                           batch_size=batch_size, augment_seed=iteration_seed)
     if drop_last and len(sampler) < batch_size:
-        raise ValueError(f'DATA_DIR/train gives each of {world_size} processes {len(sampler)} images, '
+        raise ConfigError(f'DATA_DIR/train gives each of {world_size} processes {len(sampler)} images, '
                          f'fewer than one batch of {batch_size}: lower DATASET.BATCH_SIZE')
     loader = _data_loader(dataset, sampler=sampler, batch_size=batch_size, workers=workers,
                           pin_memory=pin_memory, device=device, use_prefetcher=use_prefetcher,

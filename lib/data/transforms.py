@@ -3,12 +3,14 @@ from typing import Optional
 
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, create_transform
 
+from lib.errors import ConfigError
+
 INTERPOLATIONS = ('bilinear', 'bicubic', 'random')
 
 
 def _check_interpolation(interpolation: str) -> None:
     if interpolation not in INTERPOLATIONS:
-        raise ValueError(f'DATASET.INTERPOLATION {interpolation!r} is not one of {INTERPOLATIONS}')
+        raise ConfigError(f'DATASET.INTERPOLATION {interpolation!r} is not one of {INTERPOLATIONS}')
 
 
 def auto_augment_or_none(auto_augment: Optional[str]) -> Optional[str]:
@@ -41,7 +43,7 @@ def build_eval_transform(*, image_size: int, interpolation: str = 'bilinear', cr
     """
     _check_interpolation(interpolation)
     if not 0.0 < crop_pct <= 1.0:
-        raise ValueError(f'DATASET.CROP_PCT must be in (0, 1], got {crop_pct}')
+        raise ConfigError(f'DATASET.CROP_PCT must be in (0, 1], got {crop_pct}')
     return create_transform(
         image_size, is_training=False,
         interpolation='bilinear' if interpolation == 'random' else interpolation,

@@ -17,7 +17,6 @@ from lib.checkpoint_io import (  # noqa: F401  (re-exported API)
     CorruptCheckpointError,
     StateDictMismatchError,
     UnsafeCheckpointError,
-    allowed_globals,
     check_state_dict,
     extract_state_dict,
     load_checkpoint_file,

@@ -14,6 +14,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from lib.engine.checkpoint import save_checkpoint_atomic
 from lib.engine.finite import check_checkpoint_finite
+from lib.errors import ConfigError
 
 LAST = 'last.pth.tar'
 BEST = 'best.pth.tar'
@@ -42,7 +43,7 @@ class CheckpointSaver:
 
     def __init__(self, run_dir: str, max_history: int, higher_is_better: bool, is_main: bool = True):
         if max_history < 0:
-            raise ValueError(f'CHECKPOINT_HIST must be >= 0; got {max_history}')
+            raise ConfigError(f'CHECKPOINT_HIST must be >= 0; got {max_history}')
         self.run_dir = run_dir
         self.max_history = max_history
         self.higher_is_better = higher_is_better

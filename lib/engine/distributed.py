@@ -12,6 +12,8 @@ from typing import Any, Dict, List, Optional, Sequence
 import torch
 import torch.distributed as dist
 
+from lib.errors import ConfigError
+
 
 @dataclass
 class DistContext:
@@ -31,7 +33,7 @@ class DistContext:
 
 def _pick_device(requested: str, local_rank: int) -> torch.device:
     if requested == 'cuda' and not torch.cuda.is_available():
-        raise RuntimeError("DEVICE is 'cuda' but no CUDA GPU is visible; set DEVICE cpu (or auto)")
+        raise ConfigError("DEVICE is 'cuda' but no CUDA GPU is visible; set DEVICE cpu (or auto)")
     if requested in ('cuda', 'auto') and torch.cuda.is_available():
         torch.cuda.set_device(local_rank % torch.cuda.device_count())
         return torch.device('cuda', torch.cuda.current_device())
@@ -55,11 +57,6 @@ def init_distributed(device: str = 'auto', backend: str = 'auto', local_rank_arg
 
 def is_initialized() -> bool:
     return dist.is_available() and dist.is_initialized()
-
-
-def barrier() -> None:
-    if is_initialized():
-        dist.barrier()
 
 
 def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
@@ -106,9 +103,3 @@ def broadcast_tensors_(tensors, src: int = 0) -> None:
     if is_initialized():
         for tensor in tensors:
             dist.broadcast(tensor, src=src)
-
-
-def cleanup() -> None:
-    if is_initialized():
-        dist.barrier()
-        dist.destroy_process_group()

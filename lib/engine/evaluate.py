@@ -8,6 +8,7 @@ from typing import Dict
 import torch
 import torch.nn.functional as F
 
+from lib.data.dataset import DataError
 from lib.engine.distributed import all_reduce_sum
 from lib.engine.logger import get_logger
 from lib.engine.precision import autocast
@@ -51,7 +52,7 @@ def evaluate(model: torch.nn.Module, loader, device: torch.device, *, amp: bool 
     model.train(was_training)
     images = int(totals[3].item())
     if images == 0:
-        raise RuntimeError('the validation set yielded no images; check DATA_DIR/val')
+        raise DataError('the validation set yielded no images; check DATA_DIR/val')
     return {
         'loss': totals[0].item() / images,
         'prec1': 100.0 * totals[1].item() / images,

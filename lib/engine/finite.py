@@ -9,12 +9,14 @@ from typing import Any, Iterator, List, Mapping, Tuple
 
 import torch
 
+from lib.errors import CreamError
+
 # The checkpoint entries holding tensors a resumed run trains on.
 WEIGHT_KEYS = ('state_dict', 'state_dict_ema', 'mmn', 'optimizer')
 DIVERGENCE_FIX = 'lower LR, enable CLIP_GRAD, or use AMP_DTYPE bfloat16'
 
 
-class DivergedError(FloatingPointError):
+class DivergedError(CreamError, FloatingPointError):
     """Non-finite loss or weights; the message says where and how to fix it."""
 
 

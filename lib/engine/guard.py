@@ -1,38 +1,22 @@
-"""How the entry scripts end: a user's mistake is one ``error:`` line and exit status 2, a crash points at
-the log (status 1), Ctrl-C says how to resume (130), and the process group is always torn down."""
+"""How the entry scripts end.
+
+Inside ``main()``, ``logged_run`` writes how the run ended to its log (a user's mistake as one line, a
+crash with its traceback, Ctrl-C with how to resume) and always tears the process group down; the
+exception itself goes on to the caller unchanged, so a test calling ``main()`` sees the real error.
+Only the command line turns it into an exit status: ``exit_on_error`` prints a ``CreamError`` as one
+``error:`` line (status 2) and Ctrl-C as status 130; anything else keeps its traceback.
+"""
 import contextlib
+import os
 import sys
+from typing import Any, Callable, List, Optional
 
 import torch.distributed as tdist
 
-from lib.config import ConfigError
-from lib.data.dataset import DataError
-from lib.engine.checkpoint import CheckpointError
-from lib.engine.run_folder import RunFolderError
-from lib.models.childnet import ArchError
+from lib.errors import CreamError
 
-# Errors whose message already names the problem and the fix: shown without a traceback.
-# FloatingPointError: the divergence checks (lib.engine.finite.DivergedError and the search loop's).
-USER_ERRORS = (ConfigError, ArchError, CheckpointError, DataError, RunFolderError, FloatingPointError)
-USER_ERROR_STATUS = 2
-
-
-class UserErrorExit(SystemExit):
-    """Exit status 2 after the one ``error: ...`` line on stderr; ``str()`` is that line."""
-
-    def __init__(self, line: str):
-        super().__init__(USER_ERROR_STATUS)
-        self.line = line
-
-    def __str__(self) -> str:
-        return self.line
-
-
-def user_error_exit(err) -> UserErrorExit:
-    """Print ``error: <err>`` on stderr and return the SystemExit to raise (status 2)."""
-    line = f'error: {err}'
-    print(line, file=sys.stderr, flush=True)
-    return UserErrorExit(line)
+USER_ERROR_STATUS = 2  # as argparse exits on a bad command line
+INTERRUPTED_STATUS = 130  # the shell's status for Ctrl-C
 
 
 def _shutdown_process_group(ok: bool) -> None:
@@ -43,21 +27,33 @@ def _shutdown_process_group(ok: bool) -> None:
 
 
 @contextlib.contextmanager
-def guarded(run, what: str, log_name: str, user_errors=()):
-    """Run the body of an entry script; ``what`` names the job in messages ('the search')."""
+def logged_run(run, what: str, log_name: str):
+    """The body of an entry script's ``main()``; ``what`` names the job in messages ('the search')."""
     ok = False
     try:
         yield
         ok = True
-    except USER_ERRORS + tuple(user_errors) as err:
+    except CreamError as err:
         run.logger.error('%s', err)
-        raise user_error_exit(err) from None
+        raise
     except KeyboardInterrupt:
         run.logger.warning('%s interrupted; AUTO_RESUME True continues from the last saved checkpoint', what)
-        raise SystemExit(130) from None
+        raise
     except Exception as err:
+        log_path = os.path.join(run.run_dir, log_name)
         run.logger.exception('%s failed', what)
-        raise SystemExit(f'error: {what} failed with {type(err).__name__}: {err} '
-                         f'(traceback in {run.run_dir}/{log_name})') from None
+        err.add_note(f'{what} failed; this traceback is also in {log_path}')
+        raise
     finally:
         _shutdown_process_group(ok)
+
+
+def exit_on_error(main: Callable[[List[str]], Any], argv: Optional[List[str]] = None) -> None:
+    """Run ``main(argv)`` for ``if __name__ == '__main__'``: user errors become one line and exit status 2."""
+    try:
+        main(sys.argv[1:] if argv is None else argv)
+    except CreamError as err:
+        print(f'error: {err}', file=sys.stderr)
+        raise SystemExit(USER_ERROR_STATUS) from None
+    except KeyboardInterrupt:
+        raise SystemExit(INTERRUPTED_STATUS) from None

@@ -5,11 +5,13 @@ import torch
 from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
 
+from lib.errors import ConfigError
+
 
 def scaled_lr(base_lr: float, global_batch: int, reference_batch: int) -> float:
     """Linear scaling: ``base_lr`` is meant for ``reference_batch`` images per step (0: use it as is)."""
     if reference_batch < 0:
-        raise ValueError(f'LR_REFERENCE_BATCH must be >= 0 (0: no scaling); got {reference_batch}')
+        raise ConfigError(f'LR_REFERENCE_BATCH must be >= 0 (0: no scaling); got {reference_batch}')
     if reference_batch == 0:
         return base_lr
     return base_lr * global_batch / reference_batch

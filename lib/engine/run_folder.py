@@ -13,6 +13,7 @@ import shutil
 import tempfile
 from typing import List, Tuple
 
+from lib.errors import CreamError
 from lib.fileio import remove_stale_temporary_files
 
 # What marks a folder as holding a run (checkpoints and results), and everything the scripts write there.
@@ -22,7 +23,7 @@ RUN_OUTPUTS = RUN_MARKERS + ('config.yaml', 'train.log', 'retrain.log', 'test.lo
 TEST_RESULTS = 'test_results.json'
 
 
-class RunFolderError(RuntimeError):
+class RunFolderError(CreamError, RuntimeError):
     """The run folder cannot be used as it is; the message names it and the way out."""
 
 

@@ -5,6 +5,7 @@ config.yaml is written by ``Run.save_config`` once the script's own set-up has p
 import argparse
 import os
 import random
+import warnings
 from dataclasses import dataclass
 from typing import List, Optional
 
@@ -12,9 +13,8 @@ import numpy as np
 import torch
 from yacs.config import CfgNode
 
-from lib.config import ConfigError, load_config, save_config
+from lib.config import load_config, save_config
 from lib.engine.distributed import DistContext, broadcast_object, init_distributed
-from lib.engine.guard import user_error_exit
 from lib.engine.logger import setup_logging
 from lib.engine.run_folder import RunFolderError, prepare_run_dir
 
@@ -60,10 +60,9 @@ def seed_everything(seed: int) -> None:
 def setup_run(script: str, description: str, argv: Optional[List[str]] = None, log_name: str = '') -> Run:
     """Parse ``argv``, build the frozen config, join the process group and open the run folder."""
     args = parse_args(description, argv)
-    try:
+    with warnings.catch_warnings(record=True) as config_warnings:  # logged once the log is open
+        warnings.simplefilter('always')
         cfg = load_config(args.cfg, args.opts)
-    except ConfigError as err:
-        raise user_error_exit(err) from None
     dist_ctx = init_distributed(cfg.DEVICE, cfg.DIST_BACKEND, args.local_rank)
     cfg.defrost()
     cfg.LOCAL_RANK = dist_ctx.local_rank
@@ -77,12 +76,14 @@ def setup_run(script: str, description: str, argv: Optional[List[str]] = None, l
             problem = str(err)
     problem = broadcast_object(problem)  # every rank stops alike (a collective: it also replaces a barrier)
     if problem is not None:
-        raise user_error_exit(problem)
+        raise RunFolderError(problem)
     logger = setup_logging(run_dir, dist_ctx.rank, log_name or f'{script}.log', cfg.VERBOSE)
     for level, note in notes:
         logger.log(level, '%s', note)
     logger.info('%s: %d process(es), this one rank %d on %s; run folder %s',
                 script, dist_ctx.world_size, dist_ctx.rank, dist_ctx.device, run_dir)
+    for warning in config_warnings:
+        logger.warning('%s', warning.message)
     logger.info('config:\n%s', cfg.dump())
     if cfg.DETERMINISTIC:
         torch.use_deterministic_algorithms(True, warn_only=True)

@@ -9,9 +9,10 @@ from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from timm.utils import ModelEmaV3
 
 from lib.engine.distributed import DistContext, broadcast_tensors_
+from lib.errors import ConfigError, CreamError
 
 
-class ApexUnavailableError(RuntimeError):
+class ApexUnavailableError(CreamError, RuntimeError):
     """APEX: True but NVIDIA apex cannot be imported."""
 
 
@@ -36,7 +37,7 @@ def build_criterion(cfg, num_classes: int) -> Tuple[torch.nn.Module, Optional[Mi
     aug = cfg.AUGMENTATION
     if aug.MIXUP > 0 or aug.CUTMIX > 0:
         if cfg.DATASET.BATCH_SIZE % 2:
-            raise ValueError(f'mixup/cutmix needs an even DATASET.BATCH_SIZE; got {cfg.DATASET.BATCH_SIZE}')
+            raise ConfigError(f'mixup/cutmix needs an even DATASET.BATCH_SIZE; got {cfg.DATASET.BATCH_SIZE}')
         mixup = Mixup(mixup_alpha=aug.MIXUP, cutmix_alpha=aug.CUTMIX,
                       label_smoothing=aug.SMOOTHING, num_classes=num_classes)
         return SoftTargetCrossEntropy(), mixup

@@ -13,6 +13,8 @@ from typing import List, Sequence, Tuple, Union
 from timm.models._efficientnet_builder import decode_arch_def
 from timm.models.mobilenetv3 import MobileNetV3
 
+from lib.errors import CreamError
+
 from . import ops
 
 Arch = List[List[int]]
@@ -45,7 +47,7 @@ RELEASED_MODELS = {
 SELECTION_ALIASES = {112: 114}
 
 
-class ArchError(ValueError):
+class ArchError(CreamError, ValueError):
     """An architecture or model selection that does not describe a network of the search space."""
 
 

@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from timm.layers import Linear, SelectAdaptivePool2d, create_conv2d, get_norm_act_layer
 from timm.models._efficientnet_builder import efficientnet_init_weights
 
+from lib.errors import ConfigError, CreamError
+
 from . import ops
 
 Path = Tuple[Tuple[int, ...], ...]
@@ -24,7 +26,7 @@ FINAL_STAGE = ops.NUM_SEARCH_STAGES + 1  # blocks.6: the 1x1 conv to 320 channel
 PATH_CACHE_SIZE = 64  # paths whose parameter lists are kept (the board's plus recent students)
 
 
-class PathError(ValueError):
+class PathError(CreamError, ValueError):
     """A path that does not fit the supernet's layers or ops."""
 
 
@@ -37,7 +39,7 @@ def check_supported_options(dil_conv: bool = False, resunit: bool = False) -> No
     """
     for key, value in (('SUPERNET.DIL_CONV', dil_conv), ('SUPERNET.RESUNIT', resunit)):
         if value:
-            raise NotImplementedError(
+            raise ConfigError(
                 f'{key} is not supported: child networks cannot be built with its extra ops, so a path '
                 f'using them could not be retrained; set {key}: False (the default) in the config')
 

@@ -100,7 +100,8 @@ def create_model(
 def _create_released(selection: int, pretrained: bool = False, pretrained_cfg=None, pretrained_cfg_overlay=None,
                      cache_dir=None, num_classes: int = 1000, drop_rate: float = 0.0,
                      drop_path_rate: float = 0.0, **unsupported) -> nn.Module:
-    """timm entrypoint body. timm itself loads ``checkpoint_path`` after this returns."""
+    """timm entrypoint body. timm itself loads ``checkpoint_path`` after this returns; ``cache_dir`` is
+    accepted because timm passes it, and unused: there is nothing to download."""
     name = RELEASED_MODELS[selection].name
     if unsupported:
         raise TypeError(f'{name} does not take {sorted(unsupported)}; it takes num_classes, drop_rate, '

@@ -24,6 +24,8 @@ from typing import Iterator, List, Optional, Sequence, Tuple
 
 import torch
 
+from lib.errors import ConfigError
+
 Path = Tuple[Tuple[int, ...], ...]
 
 
@@ -103,9 +105,9 @@ class PrioritizedBoard:
 
     def __init__(self, pool_size: int, acc_gap: float):
         if int(pool_size) < 1:
-            raise ValueError(f'pool_size (SUPERNET.POOL_SIZE) must be >= 1; got {pool_size}')
+            raise ConfigError(f'pool_size (SUPERNET.POOL_SIZE) must be >= 1; got {pool_size}')
         if float(acc_gap) < 0:
-            raise ValueError(f'acc_gap (ACC_GAP) must be >= 0; got {acc_gap}')
+            raise ConfigError(f'acc_gap (ACC_GAP) must be >= 0; got {acc_gap}')
         self.pool_size = int(pool_size)
         self.acc_gap = float(acc_gap)
         self._entries: List[BoardEntry] = []

@@ -22,6 +22,7 @@ from lib.engine.logger import SummaryCSV, TensorBoard
 from lib.engine.precision import grad_scaler
 from lib.engine.runtime import seed_everything
 from lib.engine.resume import ResumePoint, apply_resume, find_resume_checkpoint
+from lib.errors import CreamError
 from lib.models import ops
 from lib.models.supernet import SuperNet
 from lib.search.board import PrioritizedBoard
@@ -34,7 +35,7 @@ from lib.search.state import load_search_extras, search_space_record
 _SGD_OPTIMIZERS = {'sgd': True, 'nesterov': True, 'momentum': False}
 
 
-class SearchConfigError(ValueError):
+class SearchConfigError(CreamError, ValueError):
     """A config value the search cannot use; the message names the key and the fix."""
 
 
@@ -82,7 +83,7 @@ def search_param_groups(supernet: nn.Module, mmn: nn.Module, lr: float, meta_lr:
     ]
 
 
-def build_search_optimizer(cfg, supernet: nn.Module, mmn: nn.Module, device: torch.device) -> torch.optim.Optimizer:
+def build_search_optimizer(cfg, supernet: nn.Module, mmn: nn.Module) -> torch.optim.Optimizer:
     """SGD (OPT sgd/nesterov: Nesterov momentum; momentum: plain momentum) over ``search_param_groups``;
     any other OPT is built by timm over the same groups. Not torch's fused SGD: each step updates another
     subset of parameters, and its kernel fails on a mix of new and existing momentum buffers."""
@@ -219,7 +220,7 @@ def build_session(run) -> SearchSession:
     train_loader.set_epoch(0)
     steps_per_epoch = len(train_loader)
 
-    optimizer = build_search_optimizer(cfg, supernet, mmn, device)
+    optimizer = build_search_optimizer(cfg, supernet, mmn)
     scheduler = build_linear_schedule(optimizer, cfg.EPOCHS * steps_per_epoch)
     scaler = grad_scaler(device, cfg.AMP, cfg.AMP_DTYPE)
     saver = CheckpointSaver(run.run_dir, cfg.CHECKPOINT_HIST, higher_is_better=cfg.EVAL_METRICS != 'loss',

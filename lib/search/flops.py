@@ -13,6 +13,7 @@ from typing import List, Optional, Sequence, Tuple
 import torch
 import torch.nn as nn
 
+from lib.errors import ConfigError
 from lib.models import childnet, ops
 from lib.models.complexity import count_macs_params
 from lib.models.supernet import check_supported_options
@@ -48,7 +49,7 @@ ORIGINAL_LATER_LAYER_MFLOPS = (
 )
 FLOPS_TABLES = ('original', 'counted')  # SUPERNET.FLOPS_TABLE
 
-class FlopsBudgetError(ValueError):
+class FlopsBudgetError(ConfigError):
     """A FLOPs budget no search space satisfies."""
 
 

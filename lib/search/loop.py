@@ -1,7 +1,7 @@
 """The search: one epoch of supernet training (``train_one_epoch``), the per-epoch validation of a random
 path and of every board path (``validate``), and the epoch loop with its outputs (``run_search``).
 
-One training step (ALGORITHM.md): sample the student path (the sampler's own generator: the same path on
+One training step (docs/algorithm.md): sample the student path (the sampler's own generator: the same path on
 every rank) -> every UPDATE_ITER steps the meta-matching update (``run_meta_update``) -> ``search_step``:
 loss: CE while the board is empty or epoch <= META_STA_EPOCH, else teacher selection from the board +
 distillation -> backward -> average the path's gradients over ranks (one coalesced all-reduce; no DDP:
@@ -27,6 +27,7 @@ import torch.nn as nn
 from lib.engine.checkpoint import make_checkpoint
 from lib.engine.distributed import all_reduce_mean, all_reduce_mean_, all_reduce_sum, broadcast_tensors_
 from lib.engine.evaluate import evaluate
+from lib.engine.finite import DivergedError
 from lib.engine.logger import AverageMeter, Throughput, progress_line
 from lib.engine.precision import autocast
 from lib.engine.run_folder import drop_stale_output
@@ -237,7 +238,7 @@ def train_one_epoch(session: SearchSession, *, epoch: int, start_step: int = 0, 
             throughput.batch_time.update((now - last_log_time) / (step - last_log_step), step - last_log_step)
             last_log_time, last_log_step = now, step
             if not torch.isfinite(torch.tensor(last[0])):
-                raise FloatingPointError(f'the training loss is {last[0] / n} at epoch {epoch} step {step}: lower '
+                raise DivergedError(f'the training loss is {last[0] / n} at epoch {epoch} step {step}: lower '
                                          'LR, enable CLIP_GRAD, or use AMP_DTYPE bfloat16')
             meters = {'loss': _meter(last[0] / n, sums[0], sums[5]),
                       'kd': _meter(last[1] / max(last[2], 1), sums[1], sums[2]),

@@ -1,6 +1,6 @@
 """Teacher selection from the prioritized board and the meta-matching network's second-order update.
 
-Notation (ALGORITHM.md): W = the student path's parameters, rho = the meta-matching network (MMN)
+Notation (docs/algorithm.md): W = the student path's parameters, rho = the meta-matching network (MMN)
 parameters, delta_j = softmax(student(X_j)) - P_j for board entry j with probe images X_j and stored
 probabilities P_j, s_j = MMN(delta_j), KD weight m = sigmoid(-s_teacher).
 
@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch.func import functional_call
 
 from lib.engine.distributed import all_reduce_mean_
+from lib.errors import ConfigError
 from lib.search.board import BoardEntry, PrioritizedBoard
 
 PICK_METHODS = ('top1', 'meta')
@@ -120,7 +121,7 @@ def select_teacher(student: nn.Module, path, board: PrioritizedBoard, pick_metho
         weight = torch.tensor(TOP1_KD_WEIGHT, device=best.probe_probs.device)
         return TeacherChoice(index=0, entry=best, weight=weight)
     if pick_method != 'meta':
-        raise ValueError(f'SUPERNET.PICK_METHOD must be one of {PICK_METHODS}; got {pick_method!r}')
+        raise ConfigError(f'SUPERNET.PICK_METHOD must be one of {PICK_METHODS}; got {pick_method!r}')
     if mmn is None:
         raise ValueError("pick_method 'meta' needs the meta-matching network (mmn=...)")
     deltas = probe_deltas(student, path, board, per_entry=per_entry, with_grad=differentiable_weight)
@@ -251,7 +252,7 @@ def meta_update(supernet: nn.Module, path, teacher: TeacherChoice, mmn: MetaMatc
                 student_optimizer: Optional[torch.optim.Optimizer] = None,
                 val_loss_fn: Callable = F.cross_entropy, max_grad_norm: float = 1.0,
                 keep_zero_grads: bool = False) -> dict:
-    """The second-order meta-matching update (ALGORITHM.md), for PICK_METHOD 'meta' only.
+    """The second-order meta-matching update (docs/algorithm.md), for PICK_METHOD 'meta' only.
 
     x_t = x[:S]; x_v, y_v = x[S:2S], y[S:2S]. Computes dL_val/drho (see ``meta_gradient``), averages
     it over ranks, clips it to ``max_grad_norm`` and steps only rho with ``meta_optimizer``. Then, as
@@ -261,7 +262,7 @@ def meta_update(supernet: nn.Module, path, teacher: TeacherChoice, mmn: MetaMatc
     Call this before the step's own backward. Run it outside autocast: second-order gradients in half
     precision are not reliable."""
     if x.shape[0] < 2 * slice_size:
-        raise ValueError(f'the meta-matching update needs a batch of at least 2 * SUPERNET.SLICE = '
+        raise ConfigError(f'the meta-matching update needs a batch of at least 2 * SUPERNET.SLICE = '
                          f'{2 * slice_size} images; got {x.shape[0]}')
     x_train = x[:slice_size]
     x_val, y_val = x[slice_size:2 * slice_size], y[slice_size:2 * slice_size]

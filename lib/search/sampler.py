@@ -8,12 +8,14 @@ from typing import Callable, Iterable, Optional, Sequence, Tuple
 
 import torch
 
+from lib.errors import CreamError
+
 Path = Tuple[Tuple[int, ...], ...]
 Paths = Iterable[Sequence[Sequence[int]]]
 HOW_TO_PROB_CHOICES = ('even', 'pre_prob', 'teacher')
 
 
-class SamplerError(ValueError):
+class SamplerError(CreamError, ValueError):
     """A sampler setting that cannot describe op probabilities."""
 
 

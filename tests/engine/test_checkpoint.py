@@ -27,8 +27,8 @@ from lib.engine.checkpoint import (
     save_checkpoint_atomic,
 )
 from lib.models.childnet import build_released
+from released_checkpoints import RELEASED_KEYS
 
-RELEASED_KEYS = ['epoch', 'arch', 'state_dict', 'optimizer', 'args', 'version', 'metric', 'state_dict_ema']
 
 
 @pytest.fixture(scope='module')
@@ -58,7 +58,9 @@ def test_allowlist_unpickler_reads_the_released_format(official):
 def test_load_checkpoint_file_returns_plain_python_config(released):
     assert list(released) == RELEASED_KEYS
     assert type(released['args']) is dict and type(released['args']['NET']) is dict
-    assert released['args']['NET']['EMA']['DECAY'] == pytest.approx(0.9998)
+    assert released['args']['NET']['EMA']['DECAY'] == pytest.approx(0.9999)
+    assert released['args']['SUPERNET']['PRE_PROB'] == (0.05, 0.2, 0.05, 0.5, 0.05, 0.15)
+    assert released['args']['net'] == released['args']['NET'] and released['args']['START_EPOCH'] is None
     assert released['epoch'] == 449 and released['version'] == 2
 
 

@@ -153,11 +153,11 @@ def test_apply_resume_restores_state_position_history_and_rng(tmp_path):
                      ema=ema, saver=fresh_saver, steps_per_epoch=5, dist_ctx=ONE, logger=LOGGER)
 
 
-def test_a_released_checkpoint_gives_weights_and_epoch_and_a_fresh_optimizer(reference_dir, caplog):
+def test_a_released_checkpoint_gives_weights_and_epoch_and_a_fresh_optimizer(official, caplog):
     from lib.engine.checkpoint import load_checkpoint_file
     cfg = load_config(None, ['MODEL_SELECTION', '14'])
     model, optimizer, scheduler, ema = parts(cfg)
-    checkpoint = load_checkpoint_file(reference_dir / 'checkpoints' / 'cream14_official_format.pth.tar')
+    checkpoint = load_checkpoint_file(official)
     with caplog.at_level(logging.WARNING, logger='test.resume'):
         point = apply_resume(checkpoint, 'released', model=model, optimizer=optimizer, scheduler=scheduler,
                              scaler=None, ema=ema, saver=CheckpointSaver('.', 1, True), steps_per_epoch=4,

@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch.func import functional_call
 
+from lib.errors import ConfigError
 from lib.models import ops
 from lib.models.childnet import build_childnet
 from lib.models.supernet import PathError, SuperNet, path_to_arch
@@ -169,5 +170,5 @@ def test_bad_paths_are_refused(supernet):
 
 @pytest.mark.parametrize('option', ['dil_conv', 'resunit'])
 def test_extra_op_options_are_refused(option):
-    with pytest.raises(NotImplementedError, match=f'SUPERNET.{option.upper()}.*False'):
+    with pytest.raises(ConfigError, match=f'SUPERNET.{option.upper()}.*False'):
         SuperNet((1, 1, 1, 1, 1), num_classes=10, **{option: True})

@@ -1,4 +1,5 @@
-"""The six released networks: exact checkpoint shape, size, MACs; create_model and timm's registry."""
+"""The six released networks: exact checkpoint shape, size, MACs, the original's logits from released-format
+files; create_model and timm's registry."""
 import json
 
 import pytest
@@ -8,6 +9,8 @@ from timm.data import resolve_data_config
 
 from lib.models import ArchError, RELEASED_MODELS, count_macs_params, create_model
 from lib.models.childnet import build_released
+from released_checkpoints import (recipe_input, recipe_weights, released_logits, with_reversed_classes,
+                                  write_released_checkpoint)
 
 SELECTIONS = [14, 43, 114, 287, 481, 604]
 
@@ -41,6 +44,24 @@ def test_released_network_matches_the_reference(selection, reference_models):
     assert macs / 1e6 == pytest.approx(ref['thop_macs_M'], rel=0.01)
     assert macs / 1e6 == pytest.approx(ref['thop_macs_M'], abs=0.0006)
     assert list(model.state_dict()) == list(state)  # thop left nothing behind in the model
+
+
+@pytest.mark.parametrize('selection', SELECTIONS)
+def test_released_files_reproduce_the_original_logits(selection, tmp_path):
+    """Released-format files (and the DDP-prefixed, EMA-less variant) give the original's eval logits."""
+    original = released_logits()[selection]['logits']
+    weights = recipe_weights(selection)
+    assert list(weights) == released_logits()[selection]['keys']
+    released = write_released_checkpoint(tmp_path / 'released.pth.tar', selection,
+                                         state_dict=with_reversed_classes(weights), state_dict_ema=weights)
+    ddp_without_ema = write_released_checkpoint(tmp_path / 'ddp.pth.tar', selection, state_dict=weights,
+                                                prefix='module.')
+    x = {'input': recipe_input(selection)}
+    for path, use_ema, wanted in ((released, True, original), (released, False, original.flip(1)),
+                                  (ddp_without_ema, True, original)):
+        model = create_model(selection, checkpoint=path, use_ema=use_ema)
+        assert model.pretrained_cfg['input_size'][1] == released_logits()[selection]['resolution']
+        assert_close(logits(model, x), wanted)
 
 
 def test_counting_is_silent_and_leaves_no_buffers(capsys):

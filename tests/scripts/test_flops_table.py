@@ -1,4 +1,5 @@
 """tools/flops_table.py: the search space and FLOPs table of a config, as one JSON object."""
+import importlib.util
 import json
 import os
 import subprocess
@@ -10,7 +11,7 @@ import pytest
 def test_prints_search_space_and_table(tmp_path, repo_root):
     cfg = tmp_path / 'tiny.yaml'
     cfg.write_text('SUPERNET:\n  FLOPS_MAXIMUM: 20\nDATASET:\n  NUM_CLASSES: 10\n')
-    env = dict(os.environ, OMP_NUM_THREADS='1')
+    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=str(repo_root))  # this checkout, installed or not
     proc = subprocess.run([sys.executable, 'tools/flops_table.py', '--cfg', str(cfg)], cwd=repo_root, env=env,
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -29,11 +30,9 @@ def test_prints_search_space_and_table(tmp_path, repo_root):
 
 
 def _import_tool(repo_root):
-    sys.path.insert(0, str(repo_root / 'tools'))
-    try:
-        import flops_table
-    finally:
-        sys.path.remove(str(repo_root / 'tools'))
+    spec = importlib.util.spec_from_file_location('flops_table_tool', repo_root / 'tools' / 'flops_table.py')
+    flops_table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(flops_table)
     return flops_table
 
 

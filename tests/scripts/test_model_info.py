@@ -1,6 +1,7 @@
 """tools/model_info.py: one JSON line per network, runnable from the repository root."""
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -14,8 +15,9 @@ _spec.loader.exec_module(model_info_tool)
 
 
 def test_runs_as_a_script_from_the_repo_root():
+    env = dict(os.environ, PYTHONPATH=str(REPO))  # this checkout, installed or not
     result = subprocess.run([sys.executable, 'tools/model_info.py', '--selection', 'cream_014'], cwd=REPO,
-                            capture_output=True, text=True, timeout=300)
+                            env=env, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert len(lines) == 1

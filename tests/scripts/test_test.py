@@ -9,14 +9,17 @@ from pathlib import Path
 
 import pytest
 
+from lib.errors import CreamError
+
 # Loaded by path: ``import test`` could find the standard library's test package.
-_spec = importlib.util.spec_from_file_location('cream_test_script', Path(__file__).resolve().parents[2] / 'test.py')
+REPO = Path(__file__).resolve().parents[2]
+_spec = importlib.util.spec_from_file_location('cream_test_script', REPO / 'test.py')
 test_script = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(test_script)
 
 
 def run_test(tmp_path, data, checkpoint, *overrides, name='t'):
-    argv = ['--cfg', 'configs/test.yaml', 'DATA_DIR', str(data), 'MODEL_SELECTION', '14',
+    argv = ['--cfg', str(REPO / 'configs/test.yaml'), 'DATA_DIR', str(data), 'MODEL_SELECTION', '14',
             'RESUME_PATH', str(checkpoint), 'OUTPUT', str(tmp_path), 'MODEL', name, 'WORKERS', '0',
             'DEVICE', 'cpu', 'LOG_INTERVAL', '1', *overrides]
     results = test_script.main(argv)
@@ -65,12 +68,21 @@ def test_two_processes_count_every_image_once(tmp_path, tiny_imagefolder, offici
     (['RESUME_PATH', '/nonexistent/43.pth.tar'], '43.pth.tar'),
 ])
 def test_bad_input_is_one_clear_error(tmp_path, tiny_imagefolder, official, overrides, words):
-    with pytest.raises(SystemExit) as info:
+    with pytest.raises(CreamError) as info:
         run_test(tmp_path, tiny_imagefolder, official, *overrides)
     assert words in str(info.value)
 
 
 def test_missing_data_folder(tmp_path, official):
-    with pytest.raises(SystemExit) as info:
+    with pytest.raises(CreamError) as info:
         run_test(tmp_path, tmp_path / 'no_data', official)
-    assert str(info.value).startswith('error: DATA_DIR/val not found') and 'no_data' in str(info.value)
+    assert str(info.value).startswith('DATA_DIR/val not found') and 'no_data' in str(info.value)
+
+
+def test_the_command_line_prints_a_user_error_as_one_line_and_exits_2(tmp_path, official, repo_root):
+    cmd = [sys.executable, 'test.py', '--cfg', 'configs/test.yaml', 'MODEL_SELECTION', '42',
+           'RESUME_PATH', str(official), 'OUTPUT', str(tmp_path), 'DEVICE', 'cpu']
+    proc = subprocess.run(cmd, cwd=repo_root, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr[-3000:]
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith('error: ') and 'MODEL_SELECTION' in lines[0], proc.stderr

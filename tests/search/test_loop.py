@@ -36,7 +36,7 @@ def make_session(*overrides):
         board.offer(BoardEntry(path=path, prec1=60.0 - rank, flops=10.0 + rank,
                                probe_images=torch.randn(SLICE, 3, IMAGE, IMAGE),
                                probe_probs=torch.softmax(torch.randn(SLICE, NUM_CLASSES), dim=-1)))
-    optimizer = build_search_optimizer(cfg, supernet, mmn, torch.device('cpu'))
+    optimizer = build_search_optimizer(cfg, supernet, mmn)
     table = SimpleNamespace(path_flops=lambda path: 12.5, path_params=lambda path: 1.25)
     return SimpleNamespace(
         cfg=cfg, supernet=supernet, mmn=mmn, board=board, optimizer=optimizer,
@@ -158,8 +158,7 @@ def test_optimizer_groups_and_linear_schedule():
         session.scheduler.step()
     assert lrs == pytest.approx([0.1 * (1 - s / 10) for s in range(10)])
     assert groups[0]['lr'] == 0.0 and groups[2]['lr'] == 0.0
-    momentum = build_search_optimizer(load_config(None, ['OPT', 'momentum']), session.supernet, session.mmn,
-                                      torch.device('cpu'))
+    momentum = build_search_optimizer(load_config(None, ['OPT', 'momentum']), session.supernet, session.mmn)
     assert not momentum.param_groups[0]['nesterov']
 
 

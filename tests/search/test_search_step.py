@@ -23,7 +23,7 @@ def make_session(*overrides):
                              'SUPERNET.POOL_SIZE', '2', 'SUPERNET.META_STA_EPOCH', '0', 'LR', '0.1', *overrides])
     supernet = SuperNet((1, 1, 1, 1, 1), num_classes=NUM_CLASSES).train()
     mmn = MetaMatchingNetwork(SLICE, NUM_CLASSES)
-    optimizer = build_search_optimizer(cfg, supernet, mmn, torch.device('cpu'))
+    optimizer = build_search_optimizer(cfg, supernet, mmn)
     return SimpleNamespace(
         cfg=cfg, supernet=supernet, mmn=mmn, board=PrioritizedBoard(cfg.SUPERNET.POOL_SIZE, cfg.ACC_GAP),
         optimizer=optimizer, scheduler=build_linear_schedule(optimizer, 10),

@@ -1,0 +1,14 @@
+"""The one base class of the errors a user can fix: a config key, an arch, a checkpoint, a data folder.
+
+Every such error derives from ``CreamError`` and its message names the problem and the fix. The entry
+scripts print it as one ``error:`` line and exit with status 2 (``lib.engine.guard``); any other
+exception is a bug or a crash and keeps its traceback.
+"""
+
+
+class CreamError(Exception):
+    """A problem with what the user gave; the message says what to change."""
+
+
+class ConfigError(CreamError, ValueError):
+    """A config file, override or combination of values that cannot be used."""

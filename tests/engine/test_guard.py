@@ -1,0 +1,77 @@
+"""The entry scripts' exit paths: user errors as one line (status 2), crashes keep their traceback."""
+import logging
+
+import pytest
+
+from lib.config import ConfigError
+from lib.engine.guard import exit_on_error, logged_run
+from lib.engine.runtime import Run
+from lib.errors import CreamError
+
+
+def fake_run(tmp_path):
+    return Run(cfg=None, dist=None, run_dir=str(tmp_path), logger=logging.getLogger('cream.test_guard'))
+
+
+def raising(error):
+    def main(argv):
+        raise error
+    return main
+
+
+def test_a_user_error_is_one_line_and_status_2(capsys):
+    with pytest.raises(SystemExit) as stop:
+        exit_on_error(raising(ConfigError('LR must be positive; set LR 0.1')), [])
+    assert stop.value.code == 2
+    assert capsys.readouterr().err == 'error: LR must be positive; set LR 0.1\n'
+
+
+def test_ctrl_c_exits_130_and_success_returns(capsys):
+    with pytest.raises(SystemExit) as stop:
+        exit_on_error(raising(KeyboardInterrupt()), [])
+    assert stop.value.code == 130
+    seen = []
+    exit_on_error(seen.append, ['--cfg', 'x.yaml'])
+    assert seen == [['--cfg', 'x.yaml']] and capsys.readouterr().err == ''
+
+
+def test_any_other_error_keeps_its_type_and_traceback():
+    with pytest.raises(ZeroDivisionError) as info:
+        exit_on_error(lambda argv: 1 / 0, [])
+    assert info.traceback[-1].name == '<lambda>'
+
+
+def test_logged_run_logs_and_passes_the_real_error_on(tmp_path, caplog):
+    run = fake_run(tmp_path)
+    with caplog.at_level(logging.INFO, logger='cream.test_guard'):
+        with pytest.raises(ConfigError, match='bad key'):
+            with logged_run(run, 'the job', 'job.log'):
+                raise ConfigError('bad key')
+        with pytest.raises(RuntimeError) as info:
+            with logged_run(run, 'the job', 'job.log'):
+                raise RuntimeError('boom')
+        with pytest.raises(KeyboardInterrupt):
+            with logged_run(run, 'the job', 'job.log'):
+                raise KeyboardInterrupt
+    user, crash, interrupt = caplog.records
+    assert (user.levelname, user.getMessage(), user.exc_info) == ('ERROR', 'bad key', None)
+    assert crash.getMessage() == 'the job failed' and crash.exc_info[0] is RuntimeError  # traceback in the log
+    assert info.value.__notes__ == [f'the job failed; this traceback is also in {tmp_path}/job.log']
+    assert 'AUTO_RESUME' in interrupt.getMessage()
+
+
+def test_every_error_class_of_the_package_derives_from_cream_error():
+    import importlib
+    import inspect
+    import pkgutil
+
+    import lib
+    found = {}
+    for module in pkgutil.walk_packages(lib.__path__, 'lib.'):
+        for value in vars(importlib.import_module(module.name)).values():
+            if (inspect.isclass(value) and issubclass(value, Exception) and not issubclass(value, Warning)
+                    and value.__module__.startswith('lib.')):
+                found[f'{value.__module__}.{value.__name__}'] = value
+    assert len(found) >= 14 and 'lib.engine.resume.ResumeError' in found
+    assert [name for name, error in sorted(found.items())
+            if not issubclass(error, CreamError)] == []
