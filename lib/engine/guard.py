@@ -48,12 +48,24 @@ def logged_run(run, what: str, log_name: str):
         _shutdown_process_group(ok)
 
 
-def exit_on_error(main: Callable[[List[str]], Any], argv: Optional[List[str]] = None) -> None:
+class UserErrorExit(SystemExit):
+    """Exit status 2 after the one ``error: ...`` line on stderr; ``str()`` is that line."""
+
+    def __init__(self, line: str):
+        super().__init__(USER_ERROR_STATUS)
+        self.line = line
+
+    def __str__(self) -> str:
+        return self.line
+
+
+def exit_on_error(main: Callable[[List[str]], Any], argv: Optional[List[str]] = None) -> Any:
     """Run ``main(argv)`` for ``if __name__ == '__main__'``: user errors become one line and exit status 2."""
     try:
-        main(sys.argv[1:] if argv is None else argv)
+        return main(sys.argv[1:] if argv is None else argv)
     except CreamError as err:
-        print(f'error: {err}', file=sys.stderr)
-        raise SystemExit(USER_ERROR_STATUS) from None
+        line = f'error: {err}'
+        print(line, file=sys.stderr, flush=True)
+        raise UserErrorExit(line) from None
     except KeyboardInterrupt:
         raise SystemExit(INTERRUPTED_STATUS) from None

@@ -15,6 +15,7 @@ import torch
 import train
 from lib.config import load_config
 from lib.data.demo import make_demo_dataset
+from lib.engine.finite import DivergedError
 from lib.engine.model_builder import build_child_from_cfg
 from lib.errors import CreamError
 
@@ -202,10 +203,10 @@ def test_divergence_never_reaches_a_checkpoint_and_auto_resume_continues(repo_ro
             poisoned.append(True)
 
     monkeypatch.setattr(builder, 'build_loss', build_loss)
-    with pytest.raises(SystemExit) as stop:
+    with pytest.raises(DivergedError) as stop:
         train.main(argv(repo_root, tmp_path, data, RECOVERY_INTERVAL=1, LOG_INTERVAL=100),
                    on_step_end=poison_after_step_1_of_epoch_1)
-    assert stop.value.code == 2 and 'diverged at epoch 1 step 2' in str(stop.value)
+    assert 'diverged at epoch 1 step 2' in str(stop.value)
     assert 'recovery.pth.tar was not written' in str(stop.value)
     run_dir = tmp_path / 'demo_search'
     for path in run_dir.glob('*.pth.tar'):
