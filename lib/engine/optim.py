@@ -5,6 +5,8 @@ import torch
 from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
 
+from lib.config import ConfigError
+
 
 def scaled_lr(base_lr: float, global_batch: int, reference_batch: int) -> float:
     """Linear scaling: ``base_lr`` is meant for ``reference_batch`` images per step (0: use it as is)."""
@@ -27,6 +29,17 @@ def build_scheduler(cfg, optimizer: torch.optim.Optimizer,
 
     LR_NOISE is timm's: on/off points as fractions of the schedule (e.g. [0.4, 0.9]).
     """
+    try:
+        return _create_scheduler(cfg, optimizer, steps_per_epoch)
+    except ValueError as err:
+        if 'Unknown scheduler' not in str(err):
+            raise
+        # The original's retrain.yaml writes SCHED 'sgd', which is an optimizer, not a schedule.
+        raise ConfigError(f'SCHED {cfg.SCHED!r} is not a timm LR schedule; use step, cosine, multistep, '
+                          f'plateau, poly, tanh, constant or none') from None
+
+
+def _create_scheduler(cfg, optimizer, steps_per_epoch):
     return create_scheduler_v2(
         optimizer,
         sched=cfg.SCHED,
