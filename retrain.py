@@ -4,7 +4,7 @@
     python -m torch.distributed.run --nproc_per_node=8 retrain.py --cfg configs/retrain.yaml MODEL_SELECTION 481
     python retrain.py --cfg configs/demo/retrain.yaml --cfg output/demo_search/best_arch.yaml
 
-Writes to OUTPUT/MODEL: retrain.log, config.yaml, summary.csv, tensorboard/, results.json,
+Writes to SAVE_PATH/MODEL: retrain.log, config.yaml, summary.csv, tensorboard/, results.json,
 last.pth.tar, best.pth.tar, checkpoint-<epoch>.pth.tar (top CHECKPOINT_HIST), recovery.pth.tar.
 """
 from typing import Any, Dict, List, Optional

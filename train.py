@@ -4,7 +4,7 @@
     python -m torch.distributed.run --nproc_per_node=8 train.py --cfg configs/train.yaml
     python train.py --cfg configs/demo/train.yaml            # CPU demo, a few minutes
 
-Writes to OUTPUT/MODEL: train.log, config.yaml, summary.csv, tensorboard/, board.json (every epoch),
+Writes to SAVE_PATH/MODEL: train.log, config.yaml, summary.csv, tensorboard/, board.json (every epoch),
 best_arch.yaml (at the end: feed it to retrain.py / test.py as a second --cfg), last.pth.tar,
 best.pth.tar, checkpoint-<epoch>.pth.tar (top CHECKPOINT_HIST), recovery.pth.tar (RECOVERY_INTERVAL).
 AUTO_RESUME True continues from RESUME_PATH or the run folder's newest checkpoint.

@@ -7,7 +7,8 @@ Loading never runs code from the file. Our own checkpoints load with ``torch.loa
 The released Cream checkpoints carry a pickled ``yacs.config.CfgNode`` in ``args``, which torch's
 weights-only unpickler refuses (it only fills plain dicts); for those we unpickle with a standard
 unpickler whose ``find_class`` resolves an explicit allowlist of globals and refuses everything else
-(``CfgNode`` resolves to a plain dict stand-in). ``allow_released_checkpoints_in_weights_only_loads``
+(``CfgNode``, and the ``argparse.Namespace`` of timm's train.py checkpoints, resolve to plain dict
+stand-ins). ``allow_released_checkpoints_in_weights_only_loads``
 instead teaches torch's own weights-only loader to read them (used for timm's ``checkpoint_path``).
 """
 import codecs
@@ -65,6 +66,16 @@ class ReleasedCfgNode(dict):
         pass
 
 
+class TrainingArgs(dict):
+    """Takes the place of ``argparse.Namespace`` (the ``args`` of checkpoints written by timm's train.py).
+
+    The pickle restores the namespace's attributes through BUILD; they become the dict's items.
+    """
+
+    def __setstate__(self, state):
+        self.update(state if isinstance(state, Mapping) else {})
+
+
 def _torch_dtypes() -> Dict[Tuple[str, str], Any]:
     return {('torch', name): value for name, value in vars(torch).items() if isinstance(value, torch.dtype)}
 
@@ -81,6 +92,7 @@ _ALLOWED_GLOBALS: Dict[Tuple[str, str], Any] = {
     ('torch', 'device'): torch.device,
     ('_codecs', 'encode'): codecs.encode,  # bytes in protocol-2 pickles
     ('yacs.config', 'CfgNode'): ReleasedCfgNode,
+    ('argparse', 'Namespace'): TrainingArgs,
     **_torch_dtypes(),
     **{(module, name): value
        for module in ('builtins', '__builtin__')

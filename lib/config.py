@@ -6,7 +6,9 @@ merged config is frozen and saved as ``config.yaml`` in the run's output folder.
 
 Top-level aliases from the original usage document are accepted in yaml files and on the command
 line: ``MODEL_SELECTION`` -> ``NET.SELECTION``, ``INPUT_ARCH`` -> ``NET.INPUT_ARCH``,
-``FLOPS_MINIMUM``/``FLOPS_MAXIMUM`` -> ``SUPERNET.FLOPS_MINIMUM``/``SUPERNET.FLOPS_MAXIMUM``.
+``FLOPS_MINIMUM``/``FLOPS_MAXIMUM`` -> ``SUPERNET.FLOPS_MINIMUM``/``SUPERNET.FLOPS_MAXIMUM``,
+``OUTPUT`` -> ``SAVE_PATH`` (the original's files set ``OUTPUT: 'None'`` beside ``SAVE_PATH``: an
+empty or ``'None'`` folder counts as not set).
 
 Keys the original had but nothing here reads are accepted, so that its configs load, with one warning
 (``lib.config_compat``).
@@ -31,10 +33,9 @@ _C.AUTO_RESUME = False  # continue from RESUME_PATH, else from the run folder's 
 # which deletes that run's outputs first (checkpoints, logs, tensorboard/, results) and says so.
 _C.OVERWRITE = False  # True: start afresh in a run folder holding another run, deleting its outputs
 _C.DATA_DIR = './data/imagenet'  # ImageFolder root holding train/ and val/
-_C.MODEL = 'cream'  # run name: the output folder is OUTPUT/MODEL
+_C.MODEL = 'cream'  # run name: the run folder is SAVE_PATH/MODEL
 _C.RESUME_PATH = ''  # checkpoint to resume (train/retrain) or to evaluate (test)
-_C.SAVE_PATH = ''  # original key, superseded by OUTPUT; kept so old configs load (not read)
-_C.OUTPUT = './output'  # parent folder of the run folders
+_C.SAVE_PATH = './output'  # parent folder of the run folders (the original's key; OUTPUT is an alias)
 _C.SEED = 42  # base seed; each rank adds its rank for data augmentation
 _C.LOG_INTERVAL = 50  # steps between progress lines
 _C.RECOVERY_INTERVAL = 0  # steps between recovery checkpoints (0: only at epoch ends); >= 0
@@ -164,7 +165,11 @@ ALIASES = {
     'INPUT_ARCH': 'NET.INPUT_ARCH',
     'FLOPS_MINIMUM': 'SUPERNET.FLOPS_MINIMUM',
     'FLOPS_MAXIMUM': 'SUPERNET.FLOPS_MAXIMUM',
+    'OUTPUT': 'SAVE_PATH',
 }
+# Folder keys whose empty or 'None' value means "not set" (the original's ``OUTPUT: 'None'``).
+FOLDER_KEYS = ('SAVE_PATH', 'OUTPUT')
+UNSET_FOLDERS = ('', 'None', None)
 
 
 # Keys a resumed run may set differently from the checkpoint's config (AUTO_RESUME): the length of the
@@ -182,14 +187,25 @@ def get_defaults() -> CN:
     return _C.clone()
 
 
+def _same(a, b) -> bool:
+    if isinstance(a, str) and isinstance(b, str):
+        return os.path.normpath(a) == os.path.normpath(b)
+    return a == b
+
+
 def _apply_aliases(tree: dict) -> dict:
+    for key in FOLDER_KEYS:
+        if key in tree and tree[key] in UNSET_FOLDERS:
+            del tree[key]
     for alias, full in ALIASES.items():
         if alias in tree:
-            section, key = full.split('.')
-            sub = tree.setdefault(section, {})
-            if key in sub:
-                raise ConfigError(f'both {alias} and {full} are set; keep one of them')
-            sub[key] = tree.pop(alias)
+            *section, key = full.split('.')
+            node = tree.setdefault(section[0], {}) if section else tree
+            value = tree.pop(alias)
+            if key in node and not _same(node[key], value):
+                raise ConfigError(f'{alias} ({value!r}) and {full} ({node[key]!r}) are both set and differ; '
+                                  f'keep one of them')
+            node[key] = value
     return tree
 
 
@@ -241,6 +257,10 @@ def _load_yaml(path: str) -> dict:
         raise ConfigError(f'{path}: a config file must be a mapping of KEY: value')
     # ``_BASE_`` names a yaml file (relative to this one) whose values this one overrides.
     base = tree.pop('_BASE_', None)
+    try:
+        tree = _apply_aliases(tree)  # before layering, so that a file's OUTPUT overrides its base's SAVE_PATH
+    except ConfigError as err:
+        raise ConfigError(f'{path}: {err}') from None
     if base is not None:
         base_tree = _load_yaml(os.path.join(os.path.dirname(path), base))
         tree = _deep_update(base_tree, tree)
@@ -273,14 +293,19 @@ def load_config(cfg_files: Optional[Sequence[str]] = None, opts: Optional[List[s
     opts = list(opts or [])
     if len(opts) % 2:
         raise ConfigError(f'overrides come in KEY VALUE pairs; got an odd list: {opts}')
+    # The command line is one source: MODEL_SELECTION and NET.SELECTION (or OUTPUT and SAVE_PATH) set to
+    # different values there is an error, as in one yaml file.
+    tree: dict = {}
     for key, text in zip(opts[0::2], opts[1::2]):
-        tree: dict = {}
         node = tree
-        parts = ALIASES.get(key, key).split('.')
+        parts = key.split('.')  # aliases are top-level keys: _merge_dict maps them
         for part in parts[:-1]:
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f'command-line override {key}: {part} is not a section')
         node[parts[-1]] = _parse_value(text)
-        _merge_dict(cfg, tree, f'command-line override {key}')
+    if tree:
+        _merge_dict(cfg, tree, 'command-line overrides')
     _check(cfg)
     warn_unread_keys(cfg, _C)
     cfg.freeze()

@@ -29,6 +29,17 @@ def build_scheduler(cfg, optimizer: torch.optim.Optimizer,
 
     LR_NOISE is timm's: on/off points as fractions of the schedule (e.g. [0.4, 0.9]).
     """
+    try:
+        return _create_scheduler(cfg, optimizer, steps_per_epoch)
+    except ValueError as err:
+        if 'Unknown scheduler' not in str(err):
+            raise
+        # The original's retrain.yaml writes SCHED 'sgd', which is an optimizer, not a schedule.
+        raise ConfigError(f'SCHED {cfg.SCHED!r} is not a timm LR schedule; use step, cosine, multistep, '
+                          f'plateau, poly, tanh, constant or none') from None
+
+
+def _create_scheduler(cfg, optimizer, steps_per_epoch):
     return create_scheduler_v2(
         optimizer,
         sched=cfg.SCHED,

@@ -47,8 +47,9 @@ def parse_args(description: str, argv: Optional[List[str]] = None) -> argparse.N
 
 
 def run_dir_of(cfg: CfgNode) -> str:
-    output = cfg.OUTPUT if cfg.OUTPUT not in ('', 'None', None) else './output'
-    return os.path.join(output, cfg.MODEL)
+    """SAVE_PATH/MODEL (the original's SAVE_PATH is the parent; its MMDD- date prefix is left out so that
+    AUTO_RESUME finds the folder again on another day)."""
+    return os.path.join(cfg.SAVE_PATH, cfg.MODEL)
 
 
 def seed_everything(seed: int) -> None:

@@ -107,6 +107,26 @@ def arch_to_block_strings(arch: Sequence[Sequence[int]], keep_single_layer_defau
     return strings
 
 
+def childnet_kwargs(
+    arch: Sequence[Sequence[int]],
+    keep_single_layer_default: bool = False,
+    bn_momentum: float = 0.1,
+    bn_eps: float = 1e-5,
+) -> dict:
+    """timm ``MobileNetV3`` constructor arguments that shape the child network of ``arch`` (the head and
+    the input are left to the caller: num_classes, in_chans, global_pool, drop rates, ...)."""
+    return dict(
+        block_args=decode_arch_def(arch_to_block_strings(arch, keep_single_layer_default)),
+        stem_size=ops.STEM_CHANNELS,
+        num_features=ops.NUM_FEATURES,
+        head_bias=True,
+        act_layer=ops.ACT_LAYER,
+        norm_layer=ops.make_norm_layer(bn_momentum, bn_eps),
+        se_layer=ops.SE_LAYER,
+        se_from_exp=True,
+    )
+
+
 def build_childnet(
     arch: Sequence[Sequence[int]],
     num_classes: int = 1000,
@@ -118,17 +138,9 @@ def build_childnet(
     global_pool: str = 'avg',
 ) -> MobileNetV3:
     """The child network of ``arch``: stem, the seven stages, pool -> conv head (bias) -> classifier."""
-    block_args = decode_arch_def(arch_to_block_strings(arch, keep_single_layer_default))
     return MobileNetV3(
-        block_args,
+        **childnet_kwargs(arch, keep_single_layer_default, bn_momentum, bn_eps),
         num_classes=num_classes,
-        stem_size=ops.STEM_CHANNELS,
-        num_features=ops.NUM_FEATURES,
-        head_bias=True,
-        act_layer=ops.ACT_LAYER,
-        norm_layer=ops.make_norm_layer(bn_momentum, bn_eps),
-        se_layer=ops.SE_LAYER,
-        se_from_exp=True,
         drop_rate=drop_rate,
         drop_path_rate=drop_path_rate,
         global_pool=global_pool,

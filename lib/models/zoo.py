@@ -14,10 +14,13 @@ import torch.nn as nn
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.models import generate_default_cfgs, register_model
 from timm.models._builder import resolve_pretrained_cfg
+from timm.models._efficientnet_builder import resolve_act_layer, resolve_bn_args
+from timm.models.mobilenetv3 import _create_mnv3
 
-from lib.checkpoint_io import PathLike, allow_released_checkpoints_in_weights_only_loads, load_model_weights
+from lib.checkpoint_io import (PathLike, allow_released_checkpoints_in_weights_only_loads, extract_state_dict,
+                               load_checkpoint_file, load_model_weights)
 
-from .childnet import RELEASED_MODELS, ArchError, build_childnet, build_released, resolve_selection
+from .childnet import RELEASED_MODELS, ArchError, build_childnet, build_released, childnet_kwargs, resolve_selection
 
 __all__ = ['create_model', 'released_pretrained_cfg', 'CUSTOM_SELECTION']
 
@@ -98,22 +101,32 @@ def create_model(
 
 
 def _create_released(selection: int, pretrained: bool = False, pretrained_cfg=None, pretrained_cfg_overlay=None,
-                     cache_dir=None, num_classes: int = 1000, drop_rate: float = 0.0,
-                     drop_path_rate: float = 0.0, **unsupported) -> nn.Module:
-    """timm entrypoint body. timm itself loads ``checkpoint_path`` after this returns; ``cache_dir`` is
-    accepted because timm passes it, and unused: there is nothing to download."""
-    name = RELEASED_MODELS[selection].name
-    if unsupported:
-        raise TypeError(f'{name} does not take {sorted(unsupported)}; it takes num_classes, drop_rate, '
-                        'drop_path_rate (and timm\'s pretrained / pretrained_cfg / checkpoint_path)')
-    model = build_released(selection, num_classes=num_classes, drop_rate=drop_rate, drop_path_rate=drop_path_rate)
-    cfg = resolve_pretrained_cfg(name, pretrained_cfg=pretrained_cfg, pretrained_cfg_overlay=pretrained_cfg_overlay)
-    model.pretrained_cfg = model.default_cfg = cfg.to_dict()
+                     **kwargs) -> nn.Module:
+    """timm entrypoint body: timm's own MobileNetV3 path (``_create_mnv3`` -> ``build_model_with_cfg``).
+
+    So the cream_* names take what timm's MobileNetV3 entrypoints take: num_classes, in_chans, global_pool,
+    drop_rate, drop_path_rate, features_only/out_indices/feature_location/output_stride, bn_momentum,
+    bn_eps, act_layer, pad_type, ... . timm itself loads ``checkpoint_path`` after this returns.
+    """
+    released = RELEASED_MODELS[selection]
+    name = released.name
+    bn_args = resolve_bn_args(kwargs)
+    model_kwargs = childnet_kwargs(released.arch, keep_single_layer_default=True,
+                                   bn_momentum=bn_args.get('momentum', 0.1), bn_eps=bn_args.get('eps', 1e-5))
+    model_kwargs['act_layer'] = resolve_act_layer(kwargs, model_kwargs['act_layer'])
+    model_kwargs = dict(**model_kwargs, **kwargs)  # a shape argument given twice is timm's TypeError
+    overlay = dict(pretrained_cfg_overlay or {})
     if pretrained:
+        cfg = resolve_pretrained_cfg(name, pretrained_cfg=pretrained_cfg, pretrained_cfg_overlay=overlay)
         if not cfg.file:
             raise ValueError(f'{name} has no download URL: pass checkpoint_path=<file>, or pretrained=True with '
                              "pretrained_cfg_overlay=dict(file=<file>)")
-        load_model_weights(model, cfg.file, use_ema=True)
+        # Read safely here (EMA weights preferred); timm adapts them (in_chans, num_classes, features).
+        overlay['state_dict'], _ = extract_state_dict(load_checkpoint_file(cfg.file), use_ema=True)
+    model = _create_mnv3(name, pretrained, pretrained_cfg=pretrained_cfg, pretrained_cfg_overlay=overlay,
+                         **model_kwargs)
+    for cfg_dict in (model.pretrained_cfg, model.default_cfg):
+        cfg_dict.pop('state_dict', None)  # the weights are in the model; the config stays small
     return model
 
 

@@ -1,4 +1,5 @@
-"""What a search leaves in its run folder besides checkpoints: ``board.json`` and ``best_arch.yaml``.
+"""What a search leaves in its run folder besides checkpoints: ``board.json``, ``board_history.jsonl`` and
+``best_arch.yaml``.
 
 ``best_arch.yaml`` is a config fragment that retrain.py and test.py take as a second ``--cfg``::
 
@@ -13,6 +14,7 @@ from lib.models.supernet import path_to_arch
 from lib.search.board import BoardEntry, PrioritizedBoard
 
 BOARD_FILE = 'board.json'
+BOARD_HISTORY_FILE = 'board_history.jsonl'  # one line per epoch: {"epoch", "resolution", "entries"}
 BEST_ARCH_FILE = 'best_arch.yaml'
 
 
@@ -37,9 +39,34 @@ def write_board_json(board: PrioritizedBoard, path: str, *, epoch: int, resoluti
     """board.json: the run's position and one entry per line (best first), so that a diff shows moves."""
     head = {'epoch': int(epoch), 'resolution': int(resolution), 'pool_size': board.pool_size,
             'flops_budget_M': [float(b) for b in budget], 'measures': BUDGET_MEASURE}
-    lines = [json.dumps(row) for row in board_rows(board)]
+    rows = board_rows(board)
+    lines = [json.dumps(row) for row in rows]
     entries = '[]' if not lines else '[\n  ' + ',\n  '.join(lines) + '\n ]'
     write_text_atomic(json.dumps(head)[:-1] + ',\n "entries": ' + entries + '}\n', path)
+    write_board_history(os.path.join(os.path.dirname(path), BOARD_HISTORY_FILE), dict(head, entries=rows))
+
+
+def read_board_history(path: str) -> list:
+    """The epochs' boards in order (an unreadable line, e.g. from an older crash, is skipped)."""
+    if not os.path.isfile(path):
+        return []
+    records = []
+    with open(path) as f:
+        for line in f:
+            try:
+                record = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(record, dict) and isinstance(record.get('epoch'), int):
+                records.append(record)
+    return records
+
+
+def write_board_history(path: str, record: dict) -> None:
+    """Add this epoch's board to the history. The file is rewritten atomically; lines of this epoch or later
+    (left by a run that resumed from an earlier checkpoint) are dropped first."""
+    kept = [r for r in read_board_history(path) if r['epoch'] < record['epoch']]
+    write_text_atomic(''.join(json.dumps(r) + '\n' for r in kept + [record]), path)
 
 
 def choose_final_entry(board: PrioritizedBoard, flops_minimum: float,

@@ -179,6 +179,23 @@ def test_hostile_pickle_is_refused_without_running(fmt, tmp_path, released):
     assert not marker.exists()
 
 
+def test_timm_train_args_namespace_is_read_as_data_and_stays_guarded(tmp_path):
+    # timm's train.py stores its argparse.Namespace under 'args'; it becomes a plain dict.
+    import argparse
+    weights = {'w': torch.ones(2)}
+    path = tmp_path / 'timm.pth.tar'
+    torch.save({'state_dict': weights, 'args': argparse.Namespace(model='cream_043', lr=0.1)}, path)
+    checkpoint = load_checkpoint_file(path)
+    assert checkpoint['args'] == {'model': 'cream_043', 'lr': 0.1} and type(checkpoint['args']) is dict
+    assert torch.equal(checkpoint['state_dict']['w'], weights['w'])
+    marker = tmp_path / 'pwned'
+    _Hostile.marker = str(marker)
+    torch.save({'args': argparse.Namespace(hook=_Hostile())}, tmp_path / 'hostile.pth.tar')
+    with pytest.raises(UnsafeCheckpointError, match='system'):
+        load_checkpoint_file(tmp_path / 'hostile.pth.tar')
+    assert not marker.exists()
+
+
 def test_truncated_released_file(official, tmp_path):
     data = official.read_bytes()
     for name, cut in (('half', len(data) // 2), ('header', 100)):

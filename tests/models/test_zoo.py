@@ -123,5 +123,5 @@ def test_timm_pretrained_from_a_local_file(official, expected):
     assert_close(logits(model, expected), expected['logits_ema'])
     with pytest.raises(ValueError, match='no download URL'):
         timm.create_model('cream_014', pretrained=True)
-    with pytest.raises(TypeError, match='features_only'):
-        timm.create_model('cream_014', features_only=True)
+    with pytest.raises(TypeError, match='no_such_argument'):
+        timm.create_model('cream_014', no_such_argument=True)

@@ -18,6 +18,7 @@ from lib.data.demo import make_demo_dataset
 from lib.engine.finite import DivergedError
 from lib.engine.model_builder import build_child_from_cfg
 from lib.errors import CreamError
+from lib.search.outputs import read_board_history
 
 # FLOPS_MAXIMUM 6: one layer per stage at 64 px. SLICE 2 lets a batch of 4 feed the meta update.
 # 3 classes x 4 train images = 3 steps of 4 per epoch; epoch 0 plain, epoch 1 board + KD + meta updates.
@@ -77,6 +78,9 @@ def test_demo_search_writes_board_and_a_best_arch_that_retrain_and_test_accept(r
     assert len(entries) == 2 and all(e['val_prec1'] is not None and 0 < e['budget_flops_M'] < e['macs_M']
                                      for e in entries)
     assert [e['path'] for e in entries] == [e['path'] for e in result['board']]
+    history = read_board_history(run_dir / 'board_history.jsonl')
+    assert [(h['epoch'], len(h['entries'])) for h in history] == [(0, 0), (1, 2)]
+    assert history[-1]['entries'] == entries
     for name in ('last.pth.tar', 'best.pth.tar', 'train.log', 'config.yaml'):
         assert (run_dir / name).is_file(), name
     checkpoint = torch.load(run_dir / 'last.pth.tar', map_location='cpu', weights_only=True)
@@ -124,6 +128,8 @@ def test_resume_after_an_epoch_and_mid_epoch_continues_exactly(repo_root, data, 
 
     assert summary_rows(run_dir) == summary_rows(whole_dir)
     assert board_entries(run_dir) == board_entries(whole_dir)
+    history = read_board_history(run_dir / 'board_history.jsonl')
+    assert history == read_board_history(whole_dir / 'board_history.jsonl') and len(history) == 2
     def best_arch_lines(folder):  # without the lines naming the run folder
         return [line for line in (folder / 'best_arch.yaml').read_text().splitlines() if str(folder) not in line]
     assert best_arch_lines(run_dir) == best_arch_lines(whole_dir)
