@@ -200,13 +200,14 @@ def parse_path(text: str):
     return path
 
 
-def search_config(args):
+def search_config(args, cfg_files=None):
+    """The search config of the phases: ``cfg_files`` (default ``--cfg``) with the benchmark's settings."""
     opts = ['DATASET.NUM_CLASSES', args.num_classes, 'DATASET.BATCH_SIZE', args.batch_size,
             'AMP', args.amp != 'none', 'AMP_DTYPE', AMP_DTYPES[args.amp] or 'bfloat16',
             'CHANNELS_LAST', args.channels_last, 'COMPILE', args.compile, 'SEED', args.seed,
             'SUPERNET.POOL_SIZE', args.pool_size, 'SUPERNET.SLICE', args.slice,
             'SUPERNET.PICK_METHOD', 'meta', 'EPOCHS', 1]
-    return load_config(args.cfg, [str(o) for o in opts])
+    return load_config(cfg_files if cfg_files is not None else args.cfg, [str(o) for o in opts])
 
 
 def prepare_model(model: torch.nn.Module, args, device: torch.device) -> torch.nn.Module:
@@ -277,8 +278,10 @@ def fill_board(session: SearchSession, args, image_size: int, device: torch.devi
                                        probe_probs=probs.to(device)))
 
 
-def prepare_search_phase(name: str, args, device: torch.device, path, image_size: int) -> Phase:
-    cfg = search_config(args)
+def prepare_search_phase(name: str, args, device: torch.device, path, image_size: int,
+                         cfg_files=None, label: str = '') -> Phase:
+    """The search phase ``name`` under ``cfg_files`` (default ``--cfg``); ``label`` tells its result apart."""
+    cfg = search_config(args, cfg_files)
     session = build_search_session(args, cfg, device, path, image_size)
     batches = make_batches(args, image_size, device)
     distill_epoch = cfg.SUPERNET.META_STA_EPOCH + 1
@@ -303,7 +306,12 @@ def prepare_search_phase(name: str, args, device: torch.device, path, image_size
         if name == 'search-kd':
             out['board_size'] = len(session.board)
         return out
-    return Phase(name, step, image_size, extra)
+    return Phase(name + label, step, image_size, extra)
+
+
+def compare_label(cfg_files: Sequence[str]) -> str:
+    """'@train_corrected' for ``--compare-cfg configs/train_corrected.yaml``."""
+    return '@' + '+'.join(os.path.splitext(os.path.basename(path))[0] for path in cfg_files)
 
 
 # ---- the fixed-network phases ---------------------------------------------------------------------
@@ -446,8 +454,12 @@ def ratios(results: Sequence[Dict]) -> Dict[str, float]:
     out = {}
     for name, by_phase in speeds.items():
         suffix = '' if len(speeds) == 1 else f' ({name})'
-        for num, den in (('search-kd', 'search-plain'), ('search-plain', 'static'),
-                         ('search-plain-resample', 'search-plain')):
+        labels = sorted({phase[phase.index('@'):] for phase in by_phase if '@' in phase})
+        pairs = [('search-kd', 'search-plain'), ('search-plain', 'static'), ('search-plain-resample', 'search-plain')]
+        for label in labels:  # --compare-cfg: the same ratios under that config, and each phase against ours
+            pairs += [(f'search-kd{label}', f'search-plain{label}'), (f'search-plain{label}', 'static')]
+            pairs += [(phase, phase[:phase.index('@')]) for phase in by_phase if phase.endswith(label)]
+        for num, den in pairs:
             if num in by_phase and den in by_phase:
                 a, b = by_phase[num], by_phase[den]
                 out[f'{num}/{den}{suffix}'] = round(a['img_per_sec'] / b['img_per_sec'], 3)
@@ -473,6 +485,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--cfg', nargs='*', default=None,
                         help='yaml config(s) of the search phases, e.g. configs/train_corrected.yaml for our '
                              'corrections (default: lib/config.py, the original\'s behaviour)')
+    parser.add_argument('--compare-cfg', nargs='+', default=None, metavar='YAML',
+                        help='with --interleave: also time the search phases under these configs in the same '
+                             'rounds, e.g. configs/train_corrected.yaml (phases named search-kd@train_corrected)')
     parser.add_argument('--batch-size', type=int, default=32)
     parser.add_argument('--image-size', type=int, default=None,
                         help=f'search/static phases: default {DEFAULT_SEARCH_IMAGE_SIZE}; retrain/eval: the '
@@ -558,9 +573,16 @@ def main(argv: Optional[List[str]] = None) -> List[Dict]:
         results.append(result)
 
     step_phases = [name for name in args.phases if name.startswith('search') or name == 'static']
+    if args.compare_cfg and not args.interleave:
+        raise SystemExit('error: --compare-cfg needs --interleave (the two configs are timed in the same rounds)')
     if args.interleave:
         reset_memory(device)
-        for result in run_interleaved([prepare(name) for name in step_phases], args, device):
+        prepared = [prepare(name) for name in step_phases]
+        if args.compare_cfg:
+            label = compare_label(args.compare_cfg)
+            prepared += [prepare_search_phase(name, args, device, path, search_size, args.compare_cfg, label)
+                         for name in step_phases if name.startswith('search')]
+        for result in run_interleaved(prepared, args, device):
             emit(result)
     for name in args.phases:
         if args.interleave and name in step_phases:

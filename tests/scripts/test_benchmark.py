@@ -96,3 +96,25 @@ def test_interleaved_phases_are_timed_in_rounds(bench_tool, monkeypatch, capsys)
     assert results[1]['board_size'] == 2
     assert 'interleaved' not in results[3]
     assert 'search-kd/search-plain:' in capsys.readouterr().out
+
+
+def test_compare_cfg_times_both_configs_in_the_same_rounds(bench_tool, monkeypatch, capsys, repo_root):
+    """--compare-cfg configs/train_corrected.yaml: the search phases under that config too, in the same rounds
+    (the original's behaviour against our corrections under one load), each with its session's own switches."""
+    seen = []
+    original = loop.search_step
+
+    def traced(session, path, images, target, *, epoch, meta_updates=0):
+        seen.append(session.cfg.SUPERNET.STEP_ONLY_PATH)
+        return original(session, path, images, target, epoch=epoch, meta_updates=meta_updates)
+    monkeypatch.setattr(loop, 'search_step', traced)
+
+    results = bench_tool.main(TINY + ['--phases', 'search-plain,search-kd', '--interleave', '--steps', '2',
+                                      '--warmup', '1', '--compare-cfg', str(repo_root / 'configs/train_corrected.yaml')])
+    assert [r['phase'] for r in results] == ['search-plain', 'search-kd', 'search-plain@train_corrected',
+                                             'search-kd@train_corrected']
+    assert seen == [False, False, True, True] * 3  # warm-up and two rounds: original, original, ours, ours
+    out = capsys.readouterr().out
+    assert 'search-kd@train_corrected/search-kd:' in out and 'search-kd/search-plain:' in out
+    with pytest.raises(SystemExit, match='needs --interleave'):
+        bench_tool.main(TINY + ['--phases', 'search-plain', '--compare-cfg', str(repo_root / 'configs/train_corrected.yaml')])
