@@ -170,7 +170,10 @@ def run_phase(phase: Phase, args, device: torch.device) -> Dict:
 def run_interleaved(phases: Sequence[Phase], args, device: torch.device) -> List[Dict]:
     """Time ``phases`` in rounds, one step of each per round, so that load changes on a shared machine hit every
     phase alike: their ratios are then far steadier than those of phases timed one after another. Peak memory
-    is not attributable to one phase here (None)."""
+    is not attributable to one phase here (None). ``--clock cpu`` (CPU device) times each step by the CPU time
+    this process spent on it instead of the wall clock: with ``--threads 1`` that ignores what other processes
+    of a busy machine take, which the wall clock does not."""
+    clock = time.process_time if args.clock == 'cpu' else time.perf_counter
     for phase in phases:
         for i in range(args.warmup):
             phase.step(i)
@@ -178,12 +181,12 @@ def run_interleaved(phases: Sequence[Phase], args, device: torch.device) -> List
     for i in range(args.warmup, args.warmup + args.steps):
         for phase in phases:
             synchronize(device)
-            start = time.perf_counter()
+            start = clock()
             phase.step(i)
             synchronize(device)
-            per_step[phase.name].append(time.perf_counter() - start)
+            per_step[phase.name].append(clock() - start)
     return [record(phase.name, args, device, sum(per_step[phase.name]), phase.image_size, per_step[phase.name],
-                   interleaved=True, **phase.extra()) | {'peak_gib': None} for phase in phases]
+                   interleaved=True, clock=args.clock, **phase.extra()) | {'peak_gib': None} for phase in phases]
 
 
 # ---- the search phases ----------------------------------------------------------------------------
@@ -485,6 +488,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--cfg', nargs='*', default=None,
                         help='yaml config(s) of the search phases, e.g. configs/train_corrected.yaml for our '
                              'corrections (default: lib/config.py, the original\'s behaviour)')
+    parser.add_argument('--clock', choices=('wall', 'cpu'), default='wall',
+                        help="with --interleave on the CPU: 'cpu' times steps by this process's CPU time (use with "
+                             "--threads 1 on a busy machine)")
     parser.add_argument('--compare-cfg', nargs='+', default=None, metavar='YAML',
                         help='with --interleave: also time the search phases under these configs in the same '
                              'rounds, e.g. configs/train_corrected.yaml (phases named search-kd@train_corrected)')
@@ -573,6 +579,8 @@ def main(argv: Optional[List[str]] = None) -> List[Dict]:
         results.append(result)
 
     step_phases = [name for name in args.phases if name.startswith('search') or name == 'static']
+    if args.clock == 'cpu' and (not args.interleave or args.device != 'cpu'):
+        raise SystemExit('error: --clock cpu needs --interleave and --device cpu')
     if args.compare_cfg and not args.interleave:
         raise SystemExit('error: --compare-cfg needs --interleave (the two configs are timed in the same rounds)')
     if args.interleave:

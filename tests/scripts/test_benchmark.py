@@ -110,10 +110,12 @@ def test_compare_cfg_times_both_configs_in_the_same_rounds(bench_tool, monkeypat
     monkeypatch.setattr(loop, 'search_step', traced)
 
     results = bench_tool.main(TINY + ['--phases', 'search-plain,search-kd', '--interleave', '--steps', '2',
-                                      '--warmup', '1', '--compare-cfg', str(repo_root / 'configs/train_corrected.yaml')])
+                                      '--warmup', '1', '--clock', 'cpu',
+                                      '--compare-cfg', str(repo_root / 'configs/train_corrected.yaml')])
     assert [r['phase'] for r in results] == ['search-plain', 'search-kd', 'search-plain@train_corrected',
                                              'search-kd@train_corrected']
     assert seen == [False, False, True, True] * 3  # warm-up and two rounds: original, original, ours, ours
+    assert all(r['clock'] == 'cpu' and r['img_per_sec'] > 0 for r in results)
     out = capsys.readouterr().out
     assert 'search-kd@train_corrected/search-kd:' in out and 'search-kd/search-plain:' in out
     with pytest.raises(SystemExit, match='needs --interleave'):
