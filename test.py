@@ -8,7 +8,7 @@ import os
 import torch
 
 from lib.config import ConfigError
-from lib.engine.checkpoint import load_model_weights
+from lib.checkpoint.weights import load_model_weights
 from lib.engine.guard import exit_on_error, logged_run
 from lib.fileio import write_json_atomic
 from lib.engine.evaluate import evaluate

@@ -8,14 +8,16 @@ from typing import Any, Callable, Dict, Optional, Tuple
 
 import torch
 
-from lib.engine.checkpoint import make_checkpoint
-from lib.engine.distributed import all_reduce_sum
+from lib.checkpoint.weights import unwrap_model
+from lib.checkpoint.format import make_checkpoint
+from lib.comm import all_reduce_sum
 from lib.engine.evaluate import evaluate
 from lib.engine.finite import DIVERGENCE_FIX, DivergedError, check_loss_sum_finite
 from lib.engine.logger import AverageMeter, Throughput, progress_line
 from lib.engine.optim import current_lr
 from lib.engine.precision import autocast
-from lib.engine.resume import Position, gather_rank_states, restore_rank_rng, resume_extras
+from lib.checkpoint.format import Position, gather_rank_states, training_state
+from lib.checkpoint.restore import restore_rank_rng
 from lib.engine.training import sync_buffers_from_rank0
 from lib.fileio import write_json_atomic
 
@@ -24,12 +26,6 @@ logger = logging.getLogger('cream.retrain')
 RESULTS_FILE = 'results.json'
 # Per-rank running sums of an epoch: loss * images, top-1 hits, top-5 hits, images.
 _TOTALS = 4
-
-
-def _bare(model: torch.nn.Module) -> torch.nn.Module:
-    """The network inside torch.compile / DDP wrappers."""
-    model = getattr(model, '_orig_mod', model)
-    return model.module if isinstance(model, torch.nn.parallel.DistributedDataParallel) else model
 
 
 def _meter(last: float, total: float, count: float) -> AverageMeter:
@@ -57,7 +53,7 @@ def train_one_epoch(*, epoch: int, model: torch.nn.Module, loader, optimizer: to
     totals = torch.zeros(_TOTALS, dtype=torch.float64, device=device)
     if initial_totals is not None:
         totals += initial_totals.to(device=device, dtype=torch.float64)
-    bare = _bare(model)
+    bare = unwrap_model(model)
     throughput = Throughput()
     batch_global = loader.batch_size * world_size
     step, images_seen, start = start_step, 0, time.perf_counter()
@@ -157,7 +153,7 @@ def validate(session, epoch: int) -> Tuple[Dict[str, float], Optional[Dict[str, 
 
 
 def _checkpoint(session, position: Position, metric: Optional[float], rank_states) -> Dict[str, Any]:
-    extra = resume_extras(position=position, steps_per_epoch=session.steps_per_epoch,
+    extra = training_state(position=position, steps_per_epoch=session.steps_per_epoch,
                           scheduler=session.scheduler, scaler=session.scaler, saver=session.saver,
                           rank_states=rank_states, cfg=session.cfg)
     return make_checkpoint(session.model, session.ema, session.optimizer, epoch=position.epoch,

@@ -9,13 +9,14 @@ from typing import Any, Optional
 import torch
 
 from lib.data.loaders import build_train_loader_from_cfg, build_val_loader_from_cfg
-from lib.engine.checkpoint_saver import CheckpointSaver
+from lib.checkpoint.saver import CheckpointSaver
 from lib.engine.distributed import DistContext
 from lib.engine.logger import SummaryCSV, TensorBoard
 from lib.engine.model_builder import ChildInfo, build_child_from_cfg, log_model_complexity
 from lib.engine.optim import build_optimizer, build_scheduler, scaled_lr
 from lib.engine.precision import grad_scaler
-from lib.engine.resume import ResumePoint, apply_resume, find_resume_checkpoint
+from lib.checkpoint.restore import ResumePoint, apply_resume
+from lib.checkpoint.resume import find_resume_checkpoint
 from lib.engine.training import (build_criterion, build_ema, convert_sync_bn, import_apex,
                                  wrap_distributed)
 

@@ -16,12 +16,14 @@ from timm.layers import convert_sync_batchnorm
 from timm.loss import LabelSmoothingCrossEntropy
 
 from lib.data.loaders import build_train_loader_from_cfg, build_val_loader_from_cfg
-from lib.engine.checkpoint_saver import CheckpointSaver
-from lib.engine.distributed import DistContext, broadcast_tensors_
+from lib.checkpoint.saver import CheckpointSaver
+from lib.comm import broadcast_tensors_
+from lib.engine.distributed import DistContext
 from lib.engine.logger import SummaryCSV, TensorBoard
 from lib.engine.precision import grad_scaler
 from lib.engine.runtime import seed_everything
-from lib.engine.resume import ResumePoint, apply_resume, find_resume_checkpoint
+from lib.checkpoint.restore import ResumePoint, apply_resume
+from lib.checkpoint.resume import find_resume_checkpoint
 from lib.errors import CreamError
 from lib.models import ops
 from lib.models.supernet import SuperNet
@@ -29,7 +31,8 @@ from lib.search.board import PrioritizedBoard
 from lib.search.flops import FlopsTable, SearchSpace, build_flops_table, build_search_space
 from lib.search.meta_matching import MetaMatchingNetwork
 from lib.search.sampler import PathSampler
-from lib.search.state import load_search_extras, search_space_record
+from lib.checkpoint.format import search_space_record
+from lib.checkpoint.restore import load_search_state
 
 # SGD flavours of the original's create_optimizer_supernet: name -> nesterov.
 _SGD_OPTIMIZERS = {'sgd': True, 'nesterov': True, 'momentum': False}
@@ -229,7 +232,7 @@ def build_session(run) -> SearchSession:
     resume = None
     path, checkpoint = find_resume_checkpoint(cfg, run.run_dir, dist_ctx, logger)
     if checkpoint is not None:
-        load_search_extras(checkpoint, path, search_space=search_space_record(space), supernet=supernet, mmn=mmn,
+        load_search_state(checkpoint, path, search_space=search_space_record(space), supernet=supernet, mmn=mmn,
                            board=board, path_sampler=path_sampler, device=device)
         resume = apply_resume(checkpoint, path, model=supernet, optimizer=optimizer, scheduler=scheduler,
                               scaler=scaler, ema=None, saver=saver, steps_per_epoch=steps_per_epoch,

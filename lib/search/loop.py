@@ -24,21 +24,22 @@ from typing import Any, Callable, Dict, List, Optional
 import torch
 import torch.nn as nn
 
-from lib.engine.checkpoint import make_checkpoint
-from lib.engine.distributed import all_reduce_mean, all_reduce_mean_, all_reduce_sum, broadcast_tensors_
+from lib.checkpoint.format import make_checkpoint
+from lib.comm import all_reduce_mean, all_reduce_mean_, all_reduce_sum, broadcast_tensors_
 from lib.engine.evaluate import evaluate
 from lib.engine.finite import DivergedError
 from lib.engine.logger import AverageMeter, Throughput, progress_line
 from lib.engine.precision import autocast
 from lib.engine.run_folder import drop_stale_output
-from lib.engine.resume import Position, gather_rank_states, restore_rank_rng, resume_extras
+from lib.checkpoint.format import Position, gather_rank_states, training_state
+from lib.checkpoint.restore import restore_rank_rng
 from lib.search.board import BoardEntry
 from lib.search.builder import SearchSession, unsynced_bn
 from lib.search.meta_matching import distillation_loss, meta_update, select_teacher
 from lib.search.outputs import (BEST_ARCH_FILE, BOARD_FILE, board_rows, choose_final_entry, write_best_arch,
                                 write_board_json)
 from lib.search.sampler import PathSampler
-from lib.search.state import ARCH_NAME, search_extras
+from lib.checkpoint.format import SEARCH_ARCH_NAME, search_state
 
 logger = logging.getLogger('cream.search')
 
@@ -352,11 +353,11 @@ def ranking_metric(cfg, val: Dict[str, Any]) -> float:
 # ---- checkpoints and outputs --------------------------------------------------------------------------
 def search_checkpoint(session: SearchSession, position: Position, metric: Optional[float],
                       rank_states) -> Dict[str, Any]:
-    extra = resume_extras(position=position, steps_per_epoch=session.steps_per_epoch, scheduler=session.scheduler,
+    extra = training_state(position=position, steps_per_epoch=session.steps_per_epoch, scheduler=session.scheduler,
                           scaler=session.scaler, saver=session.saver, rank_states=rank_states, cfg=session.cfg)
-    extra.update(search_extras(space=session.space, supernet=session.supernet, mmn=session.mmn, board=session.board,
+    extra.update(search_state(space=session.space, supernet=session.supernet, mmn=session.mmn, board=session.board,
                                path_sampler=session.path_sampler))
-    return make_checkpoint(session.supernet, None, session.optimizer, epoch=position.epoch, arch=ARCH_NAME,
+    return make_checkpoint(session.supernet, None, session.optimizer, epoch=position.epoch, arch=SEARCH_ARCH_NAME,
                            cfg=session.cfg, metric=metric, extra=extra)
 
 

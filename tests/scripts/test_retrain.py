@@ -12,7 +12,7 @@ import torch
 
 import retrain
 from lib.data.demo import make_demo_dataset
-from lib.engine.checkpoint_saver import CheckpointSaver
+from lib.checkpoint.saver import CheckpointSaver
 from lib.engine.guard import exit_on_error
 from lib.errors import CreamError
 from lib.models import create_model
