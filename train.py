@@ -14,7 +14,7 @@ from typing import Any, Callable, Dict, List, Optional
 from lib.engine.guard import exit_on_error, logged_run
 from lib.engine.runtime import setup_run
 from lib.search.builder import build_session
-from lib.search.loop import run_search
+from lib.search.epoch import run_search
 
 
 def main(argv: Optional[List[str]] = None, *, on_epoch_end: Optional[Callable[[int], None]] = None,

@@ -6,7 +6,7 @@ from lib.config_compat import value_at
 from lib.errors import ConfigError
 
 # (key, test, what the value must be): the numbers a script reads, checked before any work
-# (DATASET.IMAGE_SIZE and the network keys: lib.engine.model_builder, also before any work).
+# (DATASET.IMAGE_SIZE and the network keys: lib.models.from_config, also before any work).
 _RANGES = (
     ('SEED', lambda v: v >= 0, '0 or more'),
     ('EPOCHS', lambda v: v >= 1, 'at least 1'),

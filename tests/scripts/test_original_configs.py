@@ -11,8 +11,8 @@ import yaml
 import retrain
 from lib.config import ConfigError, load_config
 from lib.data.demo import make_demo_dataset
-from lib.engine.model_builder import resolve_child
-from lib.engine.optim import build_scheduler
+from lib.models.from_config import resolve_child
+from lib.retrain.optim import build_scheduler
 from lib.engine.runtime import run_dir_of
 from lib.models.childnet import ArchError
 

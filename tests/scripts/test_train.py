@@ -16,7 +16,7 @@ import train
 from lib.config import load_config
 from lib.data.demo import make_demo_dataset
 from lib.engine.finite import DivergedError
-from lib.engine.model_builder import build_child_from_cfg
+from lib.models.from_config import build_child_from_cfg
 from lib.errors import CreamError
 from lib.search.outputs import read_board_history
 

@@ -8,7 +8,7 @@ from lib.config import load_config
 from lib.models.supernet import SuperNet
 from lib.search.board import PrioritizedBoard
 from lib.search.builder import build_linear_schedule, build_search_optimizer
-from lib.search.loop import search_step
+from lib.search.step import search_step
 from lib.comm import all_reduce_mean_
 from lib.search.meta_matching import MetaMatchingNetwork
 from two_ranks import run_on_two_ranks
