@@ -24,7 +24,8 @@ from lib.errors import CreamError
 from lib.models import ops
 from lib.models.supernet import SuperNet
 from lib.search.board import PrioritizedBoard
-from lib.search.flops import FlopsTable, SearchSpace, build_flops_table, build_search_space
+from lib.search.flops import SearchSpace, build_search_space
+from lib.search.macs_table import FlopsTable, build_flops_table
 from lib.search.meta_matching import MetaMatchingNetwork
 from lib.search.sampler import PathSampler
 from lib.train.session import TrainingSession, build_loaders, build_records, build_saver, resume_session
