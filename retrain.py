@@ -10,9 +10,9 @@ last.pth.tar, best.pth.tar, checkpoint-<epoch>.pth.tar (top CHECKPOINT_HIST), re
 from typing import Any, Dict, List, Optional
 
 from lib.engine.guard import exit_on_error, logged_run
+from lib.engine.runtime import setup_run
 from lib.retrain.epoch import fit
 from lib.retrain.setup import build_session
-from lib.engine.runtime import setup_run
 
 
 def _final_summary(logger, results: Dict[str, Any], run_dir: str) -> None:

@@ -34,19 +34,19 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
+import lib.search.step
 from lib.config import load_config
 from lib.engine.distributed import DistContext
 from lib.engine.evaluate import evaluate
 from lib.engine.logger import TensorBoard
-from lib.models.from_config import build_child_from_cfg
-from lib.retrain.optim import build_optimizer, build_scheduler
 from lib.engine.precision import autocast, grad_scaler
-from lib.retrain.step import retrain_one_epoch
-from lib.retrain.wrappers import build_criterion, build_ema
 from lib.models import ops
 from lib.models.childnet import RELEASED_MODELS, build_childnet, resolve_selection
+from lib.models.from_config import build_child_from_cfg
 from lib.models.supernet import SuperNet, path_to_arch
-import lib.search.step
+from lib.retrain.optim import build_optimizer, build_scheduler
+from lib.retrain.step import retrain_one_epoch
+from lib.retrain.wrappers import build_criterion, build_ema
 from lib.search.board import BoardEntry, PrioritizedBoard
 from lib.search.builder import SearchSession, build_linear_schedule, build_loss, build_search_optimizer
 from lib.search.flops import FlopsTable, SearchSpace, op_costs_for

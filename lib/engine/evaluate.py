@@ -8,8 +8,8 @@ from typing import Dict
 import torch
 import torch.nn.functional as F
 
-from lib.data.dataset import DataError
 from lib.comm import all_reduce_sum
+from lib.data.dataset import DataError
 from lib.engine.logger import get_logger
 from lib.engine.precision import autocast
 

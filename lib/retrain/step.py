@@ -6,11 +6,11 @@ import torch
 
 from lib.checkpoint.format import Position
 from lib.checkpoint.weights import unwrap_model
+from lib.engine.logger import progress_line
 from lib.engine.precision import autocast
 from lib.retrain.optim import current_lr
 from lib.train.progress import meter
 from lib.train.steps import run_steps
-from lib.engine.logger import progress_line
 
 logger = logging.getLogger('cream.retrain')
 

@@ -5,15 +5,15 @@ import numpy as np
 import pytest
 import torch
 
-from lib.config import load_config
 from lib.checkpoint.format import make_checkpoint
-from lib.checkpoint.saver import BEST, LAST, RECOVERY, CheckpointSaver, epoch_file
-from lib.engine.distributed import DistContext
-from lib.models.from_config import build_child_from_cfg
-from lib.retrain.optim import build_optimizer, build_scheduler, current_lr
 from lib.checkpoint.format import Position, gather_rank_states, training_state
 from lib.checkpoint.restore import apply_resume, restore_rank_rng
 from lib.checkpoint.resume import ResumeError, find_resume_checkpoint
+from lib.checkpoint.saver import BEST, LAST, RECOVERY, CheckpointSaver, epoch_file
+from lib.config import load_config
+from lib.engine.distributed import DistContext
+from lib.models.from_config import build_child_from_cfg
+from lib.retrain.optim import build_optimizer, build_scheduler, current_lr
 from lib.retrain.wrappers import build_ema
 
 LOGGER = logging.getLogger('test.resume')

@@ -1,8 +1,8 @@
 import pytest
 
 from lib.config import load_config
-from lib.models.from_config import build_child_from_cfg, resolve_child
 from lib.models.childnet import RELEASED_MODELS, ArchError
+from lib.models.from_config import build_child_from_cfg, resolve_child
 from lib.models.ops import OP_CHOICES, STAGE_DEFAULT_OPS
 
 NATIVE = {14: 64, 43: 96, 114: 160, 287: 224, 481: 224, 604: 224}

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import retrain
-from lib.data.demo import make_demo_dataset
 from lib.checkpoint.saver import CheckpointSaver
+from lib.data.demo import make_demo_dataset
 from lib.engine.guard import exit_on_error
 from lib.errors import CreamError
 from lib.models import create_model
