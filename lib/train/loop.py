@@ -9,7 +9,7 @@ a step, an evaluation and a checkpoint are.
 """
 import logging
 from dataclasses import dataclass
-from typing import Any, Dict, Optional
+from typing import Any, Callable, Dict, Optional
 
 import torch
 
@@ -100,3 +100,14 @@ def save_recovery(session, client: TrainingClient, position: Position, totals: t
     if session.dist.is_main:
         session.saver.save_recovery(client.checkpoint(position, None, rank_states))
         client.logger.info('saved recovery checkpoint: epoch %d, step %d', position.epoch, position.step_in_epoch)
+
+
+def train_run(run, build_session: Callable[[Any], Any], train: Callable[[Any], Dict[str, Any]]) -> Dict[str, Any]:
+    """An entry script's job: build the session, write config.yaml (only once the set-up, resume included, has
+    passed), ``train(session)``, and close TensorBoard however it ends."""
+    session = build_session(run)
+    run.save_config()
+    try:
+        return train(session)
+    finally:
+        session.tensorboard.close()
