@@ -9,9 +9,9 @@ import torch
 import torch.nn.functional as F
 
 from lib.comm import all_reduce_sum
-from lib.data.dataset import DataError
 from lib.engine.logger import get_logger
 from lib.engine.precision import autocast
+from lib.errors import DataError
 
 
 @torch.no_grad()
