@@ -13,7 +13,7 @@ from lib.search import step as search_steps
 from lib.search.flops import build_search_space
 from lib.search.meta_matching import probe_deltas, select_teacher
 from lib.search.sampler import PathSampler
-from test_loop import CORRECTED, STUDENT, TEACHERS, batch, make_session
+from test_step_wiring import CORRECTED, STUDENT, TEACHERS, batch, make_session
 
 OTHER = ((4,), (3,), (1,), (0,), (2,))  # shares no searchable op with STUDENT
 
