@@ -10,9 +10,10 @@ last.pth.tar, best.pth.tar, checkpoint-<epoch>.pth.tar (top CHECKPOINT_HIST), re
 from typing import Any, Dict, List, Optional
 
 from lib.engine.guard import exit_on_error, logged_run
-from lib.engine.retrain_loop import fit
-from lib.engine.retrain_setup import build_session
 from lib.engine.runtime import setup_run
+from lib.retrain.epoch import fit
+from lib.retrain.setup import build_session
+from lib.train.loop import train_run
 
 
 def _final_summary(logger, results: Dict[str, Any], run_dir: str) -> None:
@@ -30,12 +31,7 @@ def _final_summary(logger, results: Dict[str, Any], run_dir: str) -> None:
 def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
     run = setup_run('retrain', 'Retrain a Cream child network (released selection or INPUT_ARCH)', argv)
     with logged_run(run, 'retraining', 'retrain.log'):
-        session = build_session(run)
-        run.save_config()
-        try:
-            results = fit(session)
-        finally:
-            session.tensorboard.close()
+        results = train_run(run, build_session, fit)
         if run.dist.is_main:
             _final_summary(run.logger, results, run.run_dir)
     return results

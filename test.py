@@ -7,14 +7,14 @@ import os
 
 import torch
 
+from lib.checkpoint.weights import load_model_weights
 from lib.config import ConfigError
-from lib.engine.checkpoint import load_model_weights
-from lib.engine.guard import exit_on_error, logged_run
-from lib.fileio import write_json_atomic
-from lib.engine.evaluate import evaluate
-from lib.engine.model_builder import build_child_from_cfg, log_model_complexity
-from lib.engine.runtime import setup_run
 from lib.data.loaders import build_val_loader_from_cfg
+from lib.engine.evaluate import evaluate
+from lib.engine.guard import exit_on_error, logged_run
+from lib.engine.runtime import setup_run
+from lib.fileio import write_json_atomic
+from lib.models.from_config import build_child_from_cfg, log_model_complexity
 
 
 def main(argv=None) -> dict:

@@ -14,7 +14,8 @@ from typing import Any, Callable, Dict, List, Optional
 from lib.engine.guard import exit_on_error, logged_run
 from lib.engine.runtime import setup_run
 from lib.search.builder import build_session
-from lib.search.loop import run_search
+from lib.search.epoch import run_search
+from lib.train.loop import train_run
 
 
 def main(argv: Optional[List[str]] = None, *, on_epoch_end: Optional[Callable[[int], None]] = None,
@@ -22,12 +23,8 @@ def main(argv: Optional[List[str]] = None, *, on_epoch_end: Optional[Callable[[i
     """Run the search of ``argv`` (``--cfg FILE ... KEY VALUE ...``); the hooks are for tests and tools."""
     run = setup_run('train', 'Cream supernet search with prioritized paths', argv, log_name='train.log')
     with logged_run(run, 'the search', 'train.log'):
-        session = build_session(run)
-        run.save_config()
-        try:
-            result = run_search(session, on_epoch_end=on_epoch_end, on_step_end=on_step_end)
-        finally:
-            session.tensorboard.close()
+        result = train_run(run, build_session,
+                           lambda session: run_search(session, on_epoch_end=on_epoch_end, on_step_end=on_step_end))
         run.logger.info('search finished; board.json, best_arch.yaml, summary.csv and checkpoints are in %s',
                         run.run_dir)
     return result

@@ -20,7 +20,8 @@ from typing import List, Optional, Sequence
 import yaml
 from yacs.config import CfgNode as CN
 
-from lib.config_compat import value_at, warn_unread_keys
+from lib.config_checks import check_values
+from lib.config_compat import apply_aliases, warn_unread_keys
 from lib.errors import ConfigError
 from lib.fileio import write_text_atomic
 
@@ -160,18 +161,6 @@ _C.SUPERNET.TEACHER_PROB_COUNTS_FIXED = True  # HOW_TO_PROB 'teacher': True (ori
 _C.SUPERNET.BN_RECALIBRATION_BATCHES = 0  # re-estimate BN stats of board paths on N train batches before validating them
 _C.SUPERNET.EVAL_BOARD = True  # validate every board path each epoch
 
-ALIASES = {
-    'MODEL_SELECTION': 'NET.SELECTION',
-    'INPUT_ARCH': 'NET.INPUT_ARCH',
-    'FLOPS_MINIMUM': 'SUPERNET.FLOPS_MINIMUM',
-    'FLOPS_MAXIMUM': 'SUPERNET.FLOPS_MAXIMUM',
-    'OUTPUT': 'SAVE_PATH',
-}
-# Folder keys whose empty or 'None' value means "not set" (the original's ``OUTPUT: 'None'``).
-FOLDER_KEYS = ('SAVE_PATH', 'OUTPUT')
-UNSET_FOLDERS = ('', 'None', None)
-
-
 # Keys a resumed run may set differently from the checkpoint's config (AUTO_RESUME): the length of the
 # run, where files are, logging, worker processes and keys no script reads. Any other difference is an
 # error naming the keys: the resumed run would silently train another recipe than the one it continues.
@@ -185,28 +174,6 @@ RESUME_MAY_CHANGE = (
 
 def get_defaults() -> CN:
     return _C.clone()
-
-
-def _same(a, b) -> bool:
-    if isinstance(a, str) and isinstance(b, str):
-        return os.path.normpath(a) == os.path.normpath(b)
-    return a == b
-
-
-def _apply_aliases(tree: dict) -> dict:
-    for key in FOLDER_KEYS:
-        if key in tree and tree[key] in UNSET_FOLDERS:
-            del tree[key]
-    for alias, full in ALIASES.items():
-        if alias in tree:
-            *section, key = full.split('.')
-            node = tree.setdefault(section[0], {}) if section else tree
-            value = tree.pop(alias)
-            if key in node and not _same(node[key], value):
-                raise ConfigError(f'{alias} ({value!r}) and {full} ({node[key]!r}) are both set and differ; '
-                                  f'keep one of them')
-            node[key] = value
-    return tree
 
 
 def _coerce(defaults: CN, tree: dict, prefix: str = '') -> dict:
@@ -235,7 +202,7 @@ def _coerce(defaults: CN, tree: dict, prefix: str = '') -> dict:
 
 def _merge_dict(cfg: CN, tree: dict, source: str) -> None:
     try:
-        tree = _coerce(cfg, _apply_aliases(tree))
+        tree = _coerce(cfg, apply_aliases(tree))
         for key, value in tree.items():
             if isinstance(value, dict):
                 cfg[key].merge_from_other_cfg(CN(value))
@@ -258,7 +225,7 @@ def _load_yaml(path: str) -> dict:
     # ``_BASE_`` names a yaml file (relative to this one) whose values this one overrides.
     base = tree.pop('_BASE_', None)
     try:
-        tree = _apply_aliases(tree)  # before layering, so that a file's OUTPUT overrides its base's SAVE_PATH
+        tree = apply_aliases(tree)  # before layering, so that a file's OUTPUT overrides its base's SAVE_PATH
     except ConfigError as err:
         raise ConfigError(f'{path}: {err}') from None
     if base is not None:
@@ -306,91 +273,10 @@ def load_config(cfg_files: Optional[Sequence[str]] = None, opts: Optional[List[s
         node[parts[-1]] = _parse_value(text)
     if tree:
         _merge_dict(cfg, tree, 'command-line overrides')
-    _check(cfg)
+    check_values(cfg)
     warn_unread_keys(cfg, _C)
     cfg.freeze()
     return cfg
-
-
-# (key, test, what the value must be): the numbers a script reads, checked before any work
-# (DATASET.IMAGE_SIZE and the network keys: lib.engine.model_builder, also before any work).
-_RANGES = (
-    ('SEED', lambda v: v >= 0, '0 or more'),
-    ('EPOCHS', lambda v: v >= 1, 'at least 1'),
-    ('WORKERS', lambda v: v >= 0, '0 (load in the main process) or more'),
-    ('LOG_INTERVAL', lambda v: v >= 1, 'at least 1'),
-    ('RECOVERY_INTERVAL', lambda v: v >= 0, '0 (recovery only at epoch ends) or more steps'),
-    ('CHECKPOINT_HIST', lambda v: v >= 0, '0 or more'),
-    ('TTA', lambda v: v in (0, 1), '0 or 1'),
-    ('ACC_GAP', lambda v: v >= 0, '0 or more points'),
-    ('CLIP_GRAD', lambda v: v >= 0, '0 (off) or a positive norm'),
-    ('LR', lambda v: v > 0, 'positive'),
-    ('LR_REFERENCE_BATCH', lambda v: v >= 0, '0 (LR as is) or a batch size'),
-    ('META_LR', lambda v: v > 0, 'positive'),
-    ('WARMUP_LR', lambda v: v >= 0, '0 or positive'),
-    ('MIN_LR', lambda v: v >= 0, '0 or positive'),
-    ('OPT_EPS', lambda v: v > 0, 'positive'),
-    ('MOMENTUM', lambda v: 0 <= v < 1, 'in [0, 1)'),
-    ('WEIGHT_DECAY', lambda v: v >= 0, '0 or positive'),
-    ('DECAY_EPOCHS', lambda v: v > 0, 'positive'),
-    ('DECAY_RATE', lambda v: v > 0, 'positive'),
-    ('WARMUP_EPOCHS', lambda v: v >= 0, '0 or more'),
-    ('COOLDOWN_EPOCHS', lambda v: v >= 0, '0 or more'),
-    ('PATIENCE_EPOCHS', lambda v: v >= 0, '0 or more'),
-    ('DATASET.NUM_CLASSES', lambda v: v >= 1, 'at least 1'),
-    ('DATASET.BATCH_SIZE', lambda v: v >= 1, 'at least 1'),
-    ('DATASET.VAL_BATCH_MUL', lambda v: v >= 1, 'at least 1'),
-    ('DATASET.CROP_PCT', lambda v: 0 < v <= 1, 'in (0, 1]'),
-    ('NET.DROPOUT_RATE', lambda v: 0 <= v < 1, 'in [0, 1)'),
-    ('NET.DROP_PATH_RATE', lambda v: 0 <= v < 1, 'in [0, 1)'),
-    ('NET.EMA.DECAY', lambda v: 0 <= v <= 1, 'in [0, 1]'),
-    ('AUGMENTATION.RE_PROB', lambda v: 0 <= v <= 1, 'a probability in [0, 1]'),
-    ('AUGMENTATION.RE_COUNT', lambda v: v >= 1, 'at least 1'),
-    ('AUGMENTATION.MIXUP', lambda v: v >= 0, '0 (off) or a positive alpha'),
-    ('AUGMENTATION.CUTMIX', lambda v: v >= 0, '0 (off) or a positive alpha'),
-    ('AUGMENTATION.MIXUP_OFF_EPOCH', lambda v: v >= 0, '0 (never) or an epoch'),
-    ('AUGMENTATION.SMOOTHING', lambda v: 0 <= v < 1, 'in [0, 1)'),
-    ('BATCHNORM.BN_MOMENTUM', lambda v: 0 <= v <= 1, 'in [0, 1]'),
-    ('BATCHNORM.BN_EPS', lambda v: v > 0, 'positive'),
-    ('SUPERNET.UPDATE_ITER', lambda v: v >= 1, 'at least 1 (steps between meta-matching updates)'),
-    ('SUPERNET.SLICE', lambda v: v >= 1, 'at least 1'),
-    ('SUPERNET.POOL_SIZE', lambda v: v >= 1, 'at least 1 (paths on the board)'),
-    ('SUPERNET.FLOPS_MINIMUM', lambda v: v >= 0, '0 or more MFLOPs'),
-    ('SUPERNET.FLOPS_MAXIMUM', lambda v: v > 0, 'positive MFLOPs'),
-    ('SUPERNET.META_STA_EPOCH', lambda v: v >= 0, '0 or more'),
-    ('SUPERNET.BN_RECALIBRATION_BATCHES', lambda v: v >= 0, '0 (off) or more batches'),
-)
-
-
-def _check(cfg: CN) -> None:
-    """Every bad value is one ConfigError naming the key, its value and what it must be."""
-    choices = {
-        'AMP_DTYPE': ('bfloat16', 'float16'),
-        'DEVICE': ('auto', 'cpu', 'cuda'),
-        'DIST_BACKEND': ('auto', 'nccl', 'gloo'),
-        'EVAL_METRICS': ('prec1', 'loss'),
-        'SUPERNET.PICK_METHOD': ('meta', 'top1'),
-        'SUPERNET.HOW_TO_PROB': ('even', 'pre_prob', 'teacher'),
-        'SUPERNET.FLOPS_TABLE': ('original', 'counted'),
-        'SUPERNET.META_INNER_LR': ('meta', 'supernet'),
-        'SUPERNET.PROBE_PROBS': ('teacher', 'student'),
-        'SUPERNET.PROBE_FORWARD': ('per_entry', 'batched'),
-        'DATASET.EVAL_INTERPOLATION': ('bicubic', 'bilinear'),
-    }
-    for key, allowed in choices.items():
-        value = value_at(cfg, key)
-        if value not in allowed:
-            raise ConfigError(f'{key} is {value!r}; allowed: {", ".join(allowed)}')
-    for key, test, must in _RANGES:
-        value = value_at(cfg, key)
-        if not test(value):
-            raise ConfigError(f'{key} is {value!r}; it must be {must}')
-    if cfg.SUPERNET.FLOPS_MINIMUM > cfg.SUPERNET.FLOPS_MAXIMUM:
-        raise ConfigError(f'SUPERNET.FLOPS_MINIMUM {cfg.SUPERNET.FLOPS_MINIMUM} is above SUPERNET.FLOPS_MAXIMUM '
-                          f'{cfg.SUPERNET.FLOPS_MAXIMUM}; the budget is MINIMUM..MAXIMUM MFLOPs')
-    if cfg.AUTO_RESUME and cfg.OVERWRITE:
-        raise ConfigError('AUTO_RESUME and OVERWRITE are both True: AUTO_RESUME continues the run in OUTPUT/MODEL, '
-                          'OVERWRITE deletes it and starts afresh; set one of them to False')
 
 
 def save_config(cfg: CN, path: str) -> None:

@@ -12,3 +12,7 @@ class CreamError(Exception):
 
 class ConfigError(CreamError, ValueError):
     """A config file, override or combination of values that cannot be used."""
+
+
+class DataError(CreamError, FileNotFoundError):
+    """The dataset folder is missing or unusable; the message names the path and the fix."""

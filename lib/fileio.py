@@ -1,24 +1,46 @@
-"""Atomic writes of result files: a crash leaves the previous file whole, never half a new one.
+"""Atomic writes: a crash leaves the previous file whole, never half a new one.
 
-Every writer here and in ``lib.checkpoint_io`` writes a temporary ``.<name>.<random>.tmp`` beside its
-target and renames it over the target; ``remove_stale_temporary_files`` clears those a killed run left.
-JSON is strict: NaN and infinities are written as null (``json.loads`` of any file here never fails).
+``atomic_write`` is the one mechanism: it opens a temporary ``.<name>.<random>.tmp`` beside its target,
+fsyncs it and renames it over the target (then fsyncs the folder, so that the rename is durable too).
+Text, JSON, checkpoints (``lib.checkpoint.files``) and checkpoint copies (``lib.checkpoint.saver``) all
+go through it; ``remove_stale_temporary_files`` clears what a killed run left. JSON is strict: NaN and
+infinities are written as null (``json.loads`` of any file here never fails).
 """
+import contextlib
 import json
 import math
 import os
+import shutil
 import tempfile
-from typing import Any, List
+from typing import Any, Iterator, List
 
 TMP_SUFFIX = '.tmp'
 
 
-def write_text_atomic(text: str, path: str) -> None:
+def _fsync_dir(folder: str) -> None:
+    # Makes the rename itself durable; not supported on every platform/filesystem.
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def atomic_write(path: 'os.PathLike | str', mode: str = 'w') -> Iterator[Any]:
+    """``with atomic_write(path, 'wb') as f: ...``: ``f`` is a temporary file beside ``path`` that replaces
+    ``path`` when the block ends without an exception (and is deleted when it raises)."""
+    path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=f'.{os.path.basename(path)}.', suffix=TMP_SUFFIX, dir=folder)
     try:
-        with os.fdopen(fd, 'w') as f:
-            f.write(text)
+        with os.fdopen(fd, mode) as f:
+            yield f
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -26,6 +48,18 @@ def write_text_atomic(text: str, path: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+    _fsync_dir(folder)
+
+
+def write_text_atomic(text: str, path: str) -> None:
+    with atomic_write(path, 'w') as f:
+        f.write(text)
+
+
+def copy_file_atomic(src: str, dst: str) -> None:
+    """Copy ``src`` to ``dst`` through ``atomic_write``."""
+    with open(src, 'rb') as source, atomic_write(dst, 'wb') as target:
+        shutil.copyfileobj(source, target)
 
 
 def finite_or_none(obj: Any) -> Any:

@@ -13,8 +13,8 @@ Phases (``--phases``, comma-separated):
   retrain                the released ``--selection`` network, the retrain loop's steps (its recipe)
   eval                   inference of the released network through the evaluator
 
-The search phases run the training code itself (``lib.search.loop.search_step``), the retrain and eval phases
-``lib.engine.retrain_loop.train_one_epoch`` and ``lib.engine.evaluate.evaluate``. Each phase prints one JSON
+The search phases run the training code itself (``lib.search.step.search_step``), the retrain and eval phases
+``lib.retrain.step.retrain_one_epoch`` and ``lib.engine.evaluate.evaluate``. Each phase prints one JSON
 line (img/s, ms per step, peak GPU memory in GiB, reset between phases); a table follows the last. With
 ``--interleave`` the search and static phases are timed in rounds, one step of each per round: on a shared,
 noisy machine (the CPU figures) their ratios are then measured under the same load.
@@ -34,19 +34,19 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
+import lib.search.step
 from lib.config import load_config
 from lib.engine.distributed import DistContext
 from lib.engine.evaluate import evaluate
 from lib.engine.logger import TensorBoard
-from lib.engine.model_builder import build_child_from_cfg
-from lib.engine.optim import build_optimizer, build_scheduler
 from lib.engine.precision import autocast, grad_scaler
-from lib.engine.retrain_loop import train_one_epoch as retrain_one_epoch
-from lib.engine.training import build_criterion, build_ema
 from lib.models import ops
 from lib.models.childnet import RELEASED_MODELS, build_childnet, resolve_selection
+from lib.models.from_config import build_child_from_cfg
 from lib.models.supernet import SuperNet, path_to_arch
-from lib.search import loop
+from lib.retrain.optim import build_optimizer, build_scheduler
+from lib.retrain.step import retrain_one_epoch
+from lib.retrain.wrappers import build_criterion, build_ema
 from lib.search.board import BoardEntry, PrioritizedBoard
 from lib.search.builder import SearchSession, build_linear_schedule, build_loss, build_search_optimizer
 from lib.search.flops import FlopsTable, SearchSpace, op_costs_for
@@ -294,7 +294,7 @@ def prepare_search_phase(name: str, args, device: torch.device, path, image_size
     if name == 'search-meta':
         def step(i):
             images, target = batches[i % len(batches)]
-            loop.run_meta_update(session, path, images, target, epoch=distill_epoch, step=i)
+            lib.search.step.run_meta_update(session, path, images, target, epoch=distill_epoch, step=i)
     else:
         epoch = distill_epoch if name == 'search-kd' else 0
         resample = name == 'search-plain-resample'
@@ -302,7 +302,7 @@ def prepare_search_phase(name: str, args, device: torch.device, path, image_size
         def step(i):
             images, target = batches[i % len(batches)]
             step_path = session.path_sampler.sample() if resample else path
-            loop.search_step(session, step_path, images, target, epoch=epoch)
+            lib.search.step.search_step(session, step_path, images, target, epoch=epoch)
 
     def extra() -> Dict:
         out = {'path': [list(s) for s in path] if name != 'search-plain-resample' else 'sampled'}
@@ -344,7 +344,7 @@ def prepare_static_phase(args, device: torch.device, path, image_size: int) -> P
         scaler.step(optimizer)
         scaler.update()
         scheduler.step()
-        loop.step_sums(logits.detach(), loss.detach(), None, target, meta_updates=0)
+        lib.search.step.step_sums(logits.detach(), loss.detach(), None, target, meta_updates=0)
 
     return Phase('static', step, image_size, lambda: {'path': [list(s) for s in path]})
 

@@ -19,10 +19,11 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
+from lib.checkpoint.files import CheckpointError  # noqa: E402
+from lib.checkpoint.weights import load_model_weights  # noqa: E402
 from lib.config import ConfigError, load_config  # noqa: E402
-from lib.engine.checkpoint import CheckpointError, load_model_weights  # noqa: E402
-from lib.engine.model_builder import build_child_from_cfg  # noqa: E402
 from lib.models.childnet import ArchError  # noqa: E402
+from lib.models.from_config import build_child_from_cfg  # noqa: E402
 
 INPUT_NAME, OUTPUT_NAME = 'image', 'logits'
 

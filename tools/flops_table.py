@@ -15,8 +15,8 @@ import sys
 
 from lib.config import load_config
 from lib.errors import CreamError
-from lib.search.flops import (FlopsBudgetError, FlopsTable, build_flops_table, build_search_space, op_costs_for,
-                              search_space_for_budget)
+from lib.search.flops import FlopsBudgetError, build_search_space, op_costs_for, search_space_for_budget
+from lib.search.macs_table import FlopsTable, build_flops_table
 
 
 def parse_budget(text: str):

@@ -10,16 +10,12 @@ from torchvision.datasets.folder import find_classes
 
 from .seeding import seeded_rngs
 
-from lib.errors import CreamError
+from lib.errors import DataError
 
 logger = logging.getLogger('cream.data')
 
 # What PIL raises for a file that is not a decodable image (truncated, garbage, unsupported, bomb).
 UNREADABLE_IMAGE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
-
-
-class DataError(CreamError, FileNotFoundError):
-    """The dataset folder is missing or unusable; the message names the path and the fix."""
 
 
 def _fix_hint(split: str) -> str:

@@ -1,4 +1,4 @@
-"""Process-group set-up for every launcher, and the few collectives the scripts need.
+"""Process-group set-up for every launcher (the collectives and rank queries are in ``lib.comm``).
 
 Supported: ``python -m torch.distributed.launch`` (passes ``--local-rank``/``--local_rank`` and sets
 env vars), ``torchrun`` (env vars, any number of nodes) and a plain ``python script.py`` (one process,
@@ -7,11 +7,12 @@ no process group). The world size always comes from the launcher, never from the
 import datetime
 import os
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Optional
 
 import torch
 import torch.distributed as dist
 
+from lib import comm
 from lib.errors import ConfigError
 
 
@@ -46,60 +47,10 @@ def init_distributed(device: str = 'auto', backend: str = 'auto', local_rank_arg
     rank = int(os.environ.get('RANK', '0'))
     local_rank = int(os.environ.get('LOCAL_RANK', local_rank_arg if local_rank_arg is not None else 0))
     torch_device = _pick_device(device, local_rank)
-    if world_size > 1 and not dist.is_initialized():
+    if world_size > 1 and not comm.is_initialized():
         if backend == 'auto':
             backend = 'nccl' if torch_device.type == 'cuda' else 'gloo'
         kwargs = {'device_id': torch_device} if torch_device.type == 'cuda' else {}
         dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=30), **kwargs)
-        rank, world_size = dist.get_rank(), dist.get_world_size()
+        rank, world_size = comm.get_rank(), comm.get_world_size()
     return DistContext(rank=rank, world_size=world_size, local_rank=local_rank, device=torch_device)
-
-
-def is_initialized() -> bool:
-    return dist.is_available() and dist.is_initialized()
-
-
-def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
-    """Sum over ranks, in place; returns the tensor (no-op for one process)."""
-    if is_initialized():
-        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
-    return tensor
-
-
-def all_reduce_mean_(tensors: Sequence[torch.Tensor]) -> None:
-    """Average tensors in place over all ranks: one collective per dtype/device, not one per tensor."""
-    if not is_initialized() or dist.get_world_size() == 1:
-        return
-    world_size = dist.get_world_size()
-    groups: Dict[tuple, List[torch.Tensor]] = {}
-    for tensor in tensors:
-        groups.setdefault((tensor.dtype, tensor.device), []).append(tensor)
-    for group in groups.values():
-        flat = torch.cat([tensor.reshape(-1) for tensor in group])
-        dist.all_reduce(flat)
-        flat.div_(world_size)
-        # One multi-tensor copy back instead of a kernel per tensor.
-        views = [part.view_as(tensor) for part, tensor in zip(flat.split([t.numel() for t in group]), group)]
-        torch._foreach_copy_(group, views)
-
-
-def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
-    """Average one tensor over ranks, in place; returns it."""
-    all_reduce_mean_([tensor])
-    return tensor
-
-
-def broadcast_object(obj: Any, src: int = 0) -> Any:
-    """Rank ``src``'s python object on every rank (tensors inside travel via pickling on the CPU)."""
-    if not is_initialized():
-        return obj
-    holder: List[Any] = [obj]
-    dist.broadcast_object_list(holder, src=src)
-    return holder[0]
-
-
-def broadcast_tensors_(tensors, src: int = 0) -> None:
-    """Overwrite each tensor with rank ``src``'s values, in place."""
-    if is_initialized():
-        for tensor in tensors:
-            dist.broadcast(tensor, src=src)

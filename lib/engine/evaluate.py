@@ -8,10 +8,10 @@ from typing import Dict
 import torch
 import torch.nn.functional as F
 
-from lib.data.dataset import DataError
-from lib.engine.distributed import all_reduce_sum
+from lib.comm import all_reduce_sum
 from lib.engine.logger import get_logger
 from lib.engine.precision import autocast
+from lib.errors import DataError
 
 
 @torch.no_grad()

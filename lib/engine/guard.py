@@ -11,19 +11,11 @@ import os
 import sys
 from typing import Any, Callable, List, Optional
 
-import torch.distributed as tdist
-
+from lib import comm
 from lib.errors import CreamError
 
 USER_ERROR_STATUS = 2  # as argparse exits on a bad command line
 INTERRUPTED_STATUS = 130  # the shell's status for Ctrl-C
-
-
-def _shutdown_process_group(ok: bool) -> None:
-    if tdist.is_available() and tdist.is_initialized():
-        if ok:
-            tdist.barrier()  # no rank tears the group down while another still writes
-        tdist.destroy_process_group()
 
 
 @contextlib.contextmanager
@@ -45,7 +37,7 @@ def logged_run(run, what: str, log_name: str):
         err.add_note(f'{what} failed; this traceback is also in {log_path}')
         raise
     finally:
-        _shutdown_process_group(ok)
+        comm.destroy_process_group(synchronize=ok)  # no rank leaves while another still writes
 
 
 class UserErrorExit(SystemExit):

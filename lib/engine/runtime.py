@@ -13,8 +13,9 @@ import numpy as np
 import torch
 from yacs.config import CfgNode
 
+from lib.comm import broadcast_object
 from lib.config import load_config, save_config
-from lib.engine.distributed import DistContext, broadcast_object, init_distributed
+from lib.engine.distributed import DistContext, init_distributed
 from lib.engine.logger import setup_logging
 from lib.engine.run_folder import RunFolderError, prepare_run_dir
 

@@ -32,6 +32,7 @@ class ReleasedModel:
 
 
 # The six networks published with the paper (the checkpoints on the authors' drives), by MFLOPs.
+CUSTOM_SELECTION = -1  # MODEL_SELECTION of "any path given as arch" (NET.INPUT_ARCH)
 RELEASED_MODELS = {
     m.selection: m
     for m in (

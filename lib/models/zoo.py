@@ -17,14 +17,14 @@ from timm.models._builder import resolve_pretrained_cfg
 from timm.models._efficientnet_builder import resolve_act_layer, resolve_bn_args
 from timm.models.mobilenetv3 import _create_mnv3
 
-from lib.checkpoint_io import (PathLike, allow_released_checkpoints_in_weights_only_loads, extract_state_dict,
-                               load_checkpoint_file, load_model_weights)
+from lib.checkpoint.files import PathLike, allow_released_checkpoints_in_weights_only_loads, load_checkpoint_file
+from lib.checkpoint.weights import extract_state_dict, load_model_weights
 
-from .childnet import RELEASED_MODELS, ArchError, build_childnet, build_released, childnet_kwargs, resolve_selection
+from .childnet import (CUSTOM_SELECTION, RELEASED_MODELS, ArchError, build_childnet, build_released, childnet_kwargs,
+                       resolve_selection)
 
 __all__ = ['create_model', 'released_pretrained_cfg', 'CUSTOM_SELECTION']
 
-CUSTOM_SELECTION = -1  # MODEL_SELECTION of "any path given as arch"
 DEFAULT_RESOLUTION = 224
 
 allow_released_checkpoints_in_weights_only_loads()

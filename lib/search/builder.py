@@ -5,9 +5,8 @@ table, supernet (+ SyncBN, device, memory format), meta-matching network, board,
 at the search resolution, loss, optimizer, linear LR schedule, AMP scaler, checkpoint saver, resume.
 """
 import contextlib
-import logging
 from dataclasses import dataclass
-from typing import Any, List, Optional
+from typing import Any, List
 
 import torch
 import torch.distributed as dist
@@ -15,21 +14,21 @@ import torch.nn as nn
 from timm.layers import convert_sync_batchnorm
 from timm.loss import LabelSmoothingCrossEntropy
 
-from lib.data.loaders import build_train_loader_from_cfg, build_val_loader_from_cfg
-from lib.engine.checkpoint_saver import CheckpointSaver
-from lib.engine.distributed import DistContext, broadcast_tensors_
-from lib.engine.logger import SummaryCSV, TensorBoard
+from lib.checkpoint.format import search_space_record
+from lib.checkpoint.restore import load_search_state
+from lib.comm import broadcast_tensors_
+from lib.engine.distributed import DistContext
 from lib.engine.precision import grad_scaler
 from lib.engine.runtime import seed_everything
-from lib.engine.resume import ResumePoint, apply_resume, find_resume_checkpoint
 from lib.errors import CreamError
 from lib.models import ops
 from lib.models.supernet import SuperNet
 from lib.search.board import PrioritizedBoard
-from lib.search.flops import FlopsTable, SearchSpace, build_flops_table, build_search_space
+from lib.search.flops import SearchSpace, build_search_space
+from lib.search.macs_table import FlopsTable, build_flops_table
 from lib.search.meta_matching import MetaMatchingNetwork
 from lib.search.sampler import PathSampler
-from lib.search.state import load_search_extras, search_space_record
+from lib.train.session import TrainingSession, build_loaders, build_records, build_saver, resume_session
 
 # SGD flavours of the original's create_optimizer_supernet: name -> nesterov.
 _SGD_OPTIMIZERS = {'sgd': True, 'nesterov': True, 'momentum': False}
@@ -40,29 +39,13 @@ class SearchConfigError(CreamError, ValueError):
 
 
 @dataclass
-class SearchSession:
-    cfg: Any
-    dist: DistContext
-    run_dir: str
-    logger: logging.Logger
+class SearchSession(TrainingSession):
     space: SearchSpace
     flops_table: FlopsTable
     supernet: SuperNet
     mmn: MetaMatchingNetwork
     board: PrioritizedBoard
     path_sampler: PathSampler
-    train_loader: Any
-    val_loader: Any
-    loss_fn: nn.Module
-    optimizer: torch.optim.Optimizer
-    scheduler: torch.optim.lr_scheduler.LambdaLR
-    scaler: torch.amp.GradScaler
-    steps_per_epoch: int
-    num_epochs: int
-    saver: CheckpointSaver
-    summary: SummaryCSV
-    tensorboard: TensorBoard
-    resume: Optional[ResumePoint]
     local_bn_group: Any = None  # a one-rank process group when SyncBN is on (see unsynced_bn)
 
 
@@ -214,27 +197,18 @@ def build_session(run) -> SearchSession:
                                pre_prob=cfg.SUPERNET.PRE_PROB, seed=cfg.SEED, board_paths=board.paths,
                                count_fixed_stages=cfg.SUPERNET.TEACHER_PROB_COUNTS_FIXED)
 
-    loader_args = dict(rank=dist_ctx.rank, world_size=dist_ctx.world_size, device=device)
-    train_loader = build_train_loader_from_cfg(cfg, space.resolution, **loader_args)
-    val_loader = build_val_loader_from_cfg(cfg, space.resolution, **loader_args)
-    train_loader.set_epoch(0)
-    steps_per_epoch = len(train_loader)
+    train_loader, val_loader, steps_per_epoch = build_loaders(cfg, space.resolution, dist_ctx)
 
     optimizer = build_search_optimizer(cfg, supernet, mmn)
     scheduler = build_linear_schedule(optimizer, cfg.EPOCHS * steps_per_epoch)
     scaler = grad_scaler(device, cfg.AMP, cfg.AMP_DTYPE)
-    saver = CheckpointSaver(run.run_dir, cfg.CHECKPOINT_HIST, higher_is_better=cfg.EVAL_METRICS != 'loss',
-                            is_main=dist_ctx.is_main)
+    saver = build_saver(run)
 
-    resume = None
-    path, checkpoint = find_resume_checkpoint(cfg, run.run_dir, dist_ctx, logger)
-    if checkpoint is not None:
-        load_search_extras(checkpoint, path, search_space=search_space_record(space), supernet=supernet, mmn=mmn,
-                           board=board, path_sampler=path_sampler, device=device)
-        resume = apply_resume(checkpoint, path, model=supernet, optimizer=optimizer, scheduler=scheduler,
-                              scaler=scaler, ema=None, saver=saver, steps_per_epoch=steps_per_epoch,
-                              dist_ctx=dist_ctx, logger=logger)
-        del checkpoint
+    def restore_search_state(checkpoint, source):
+        load_search_state(checkpoint, source, search_space=search_space_record(space), supernet=supernet, mmn=mmn,
+                          board=board, path_sampler=path_sampler, device=device)
+    resume = resume_session(run, saver, model=supernet, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+                            ema=None, steps_per_epoch=steps_per_epoch, restore_first=restore_search_state)
 
     global_batch = cfg.DATASET.BATCH_SIZE * dist_ctx.world_size
     logger.info('%d epochs of %d steps (%d images per step over %d process(es)); %s, LR %g -> 0 linearly '
@@ -244,7 +218,5 @@ def build_session(run) -> SearchSession:
         cfg=cfg, dist=dist_ctx, run_dir=run.run_dir, logger=logger, space=space, flops_table=table,
         supernet=supernet, mmn=mmn, board=board, path_sampler=path_sampler, train_loader=train_loader,
         val_loader=val_loader, loss_fn=loss_fn, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
-        steps_per_epoch=steps_per_epoch, num_epochs=cfg.EPOCHS, saver=saver,
-        summary=SummaryCSV(f'{run.run_dir}/summary.csv'),
-        tensorboard=TensorBoard(run.run_dir, enabled=dist_ctx.is_main), resume=resume,
+        steps_per_epoch=steps_per_epoch, num_epochs=cfg.EPOCHS, saver=saver, resume=resume, **build_records(run),
         local_bn_group=local_bn_group)

@@ -18,7 +18,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.func import functional_call
 
-from lib.engine.distributed import all_reduce_mean_
+from lib.comm import all_reduce_mean_
 from lib.errors import ConfigError
 from lib.search.board import BoardEntry, PrioritizedBoard
 

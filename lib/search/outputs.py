@@ -6,12 +6,15 @@
     python retrain.py --cfg configs/demo/retrain.yaml --cfg output/demo_search/best_arch.yaml
 """
 import json
+import logging
 import os
 from typing import Optional, Sequence
 
 from lib.fileio import write_text_atomic
 from lib.models.supernet import path_to_arch
 from lib.search.board import BoardEntry, PrioritizedBoard
+
+logger = logging.getLogger('cream.search')
 
 BOARD_FILE = 'board.json'
 BOARD_HISTORY_FILE = 'board_history.jsonl'  # one line per epoch: {"epoch", "resolution", "entries"}
@@ -115,3 +118,43 @@ def best_arch_yaml(entry: BoardEntry, resolution: int, *, epoch: int, run_dir: s
 
 def write_best_arch(entry: BoardEntry, path: str, *, resolution: int, epoch: int, run_dir: str) -> None:
     write_text_atomic(best_arch_yaml(entry, resolution, epoch=epoch, run_dir=run_dir), path)
+
+
+# ---- at the end of an epoch and of the search (the session of lib.search.builder) ---------------------
+def log_board(session, epoch: int) -> None:
+    if len(session.board) == 0:
+        logger.info('board after epoch %d: empty%s', epoch,
+                    f' (it fills from epoch {session.cfg.SUPERNET.META_STA_EPOCH + 1} on)'
+                    if epoch <= session.cfg.SUPERNET.META_STA_EPOCH else '')
+        return
+    logger.info('board after epoch %d (%d paths):', epoch, len(session.board))
+    for index, entry in enumerate(session.board):
+        val = 'n/a' if entry.val_prec1 is None else f'{entry.val_prec1:.3f}'
+        logger.info('  #%d %s  prec1 %.3f  val prec1 %s  budget FLOPs %.2fM  MACs %.2fM  %.3f M params', index,
+                    [list(s) for s in entry.path], entry.prec1, val, entry.flops, entry.macs or 0.0,
+                    entry.params or 0.0)
+
+
+def write_final_arch(session, epoch: int) -> Optional[BoardEntry]:
+    """best_arch.yaml from the board (main rank); None (and a warning) when the board is empty."""
+    cfg, board = session.cfg, session.board
+    if len(board) == 0:
+        logger.warning('the board is empty after the last epoch (the board fills only after SUPERNET.META_STA_EPOCH '
+                       '= %d; EPOCHS is %d): no %s written. Run more epochs than META_STA_EPOCH.',
+                       cfg.SUPERNET.META_STA_EPOCH, cfg.EPOCHS, BEST_ARCH_FILE)
+        return None
+    lo, hi = cfg.SUPERNET.FLOPS_MINIMUM, cfg.SUPERNET.FLOPS_MAXIMUM
+    entry = choose_final_entry(board, lo, hi)
+    if entry is None:
+        entry = choose_final_entry(board, float('-inf'), float('inf'))
+        logger.warning('no board path lies within the FLOPs budget %g..%g MFLOPs (board paths cost %.2f..%.2f in '
+                       'the budget\'s measure): %s takes the best board path regardless of FLOPs', lo, hi,
+                       min(e.flops for e in board), max(e.flops for e in board), BEST_ARCH_FILE)
+    path = os.path.join(session.run_dir, BEST_ARCH_FILE)
+    if session.dist.is_main:
+        write_best_arch(entry, path, resolution=session.space.resolution, epoch=epoch, run_dir=session.run_dir)
+    val = 'n/a' if entry.val_prec1 is None else f'{entry.val_prec1:.3f}'
+    logger.info('best architecture %s: budget FLOPs %.2fM (the budget\'s measure), MACs %.2fM at %d px, %.3f M '
+                'params, val prec1 %s (train prec1 %.3f) -> %s', [list(s) for s in entry.path], entry.flops,
+                entry.macs or 0.0, session.space.resolution, entry.params or 0.0, val, entry.prec1, path)
+    return entry

@@ -3,7 +3,7 @@ import os
 import pytest
 import torch
 
-from lib.engine.checkpoint_saver import LAST, RECOVERY, CheckpointSaver
+from lib.checkpoint.saver import LAST, RECOVERY, CheckpointSaver
 from lib.engine.finite import DivergedError, check_loss_sum_finite, nonfinite_tensors
 
 

@@ -72,6 +72,6 @@ def test_every_error_class_of_the_package_derives_from_cream_error():
             if (inspect.isclass(value) and issubclass(value, Exception) and not issubclass(value, Warning)
                     and value.__module__.startswith('lib.')):
                 found[f'{value.__module__}.{value.__name__}'] = value
-    assert len(found) >= 14 and 'lib.engine.resume.ResumeError' in found
+    assert len(found) >= 14 and 'lib.checkpoint.resume.ResumeError' in found
     assert [name for name, error in sorted(found.items())
             if not issubclass(error, CreamError)] == []

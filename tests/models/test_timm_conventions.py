@@ -6,7 +6,7 @@ import torch
 from timm.layers import DropPath
 
 import lib.models  # noqa: F401  (registers the cream_* names)
-from lib.checkpoint_io import save_checkpoint_atomic
+from lib.checkpoint.files import save_checkpoint_atomic
 from lib.models import RELEASED_MODELS
 from lib.models.childnet import build_released
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from lib.search import loop
+from lib.search import step as search_steps
 
 TINY = ['--device', 'cpu', '--batch-size', '8', '--image-size', '32', '--steps', '2', '--warmup', '1',
         '--path', '[[1],[1],[1],[1],[1]]', '--num-classes', '10', '--pool-size', '2', '--slice', '2',
@@ -28,12 +28,12 @@ def json_lines(text):
 def test_every_phase_prints_one_json_line_with_positive_throughput(bench_tool, monkeypatch, capsys, tmp_path):
     calls = {'search_step': 0, 'run_meta_update': 0}
     for name in calls:  # the search phases must run the training loop's own step functions
-        original = getattr(loop, name)
+        original = getattr(search_steps, name)
 
         def counted(*args, _original=original, _name=name, **kwargs):
             calls[_name] += 1
             return _original(*args, **kwargs)
-        monkeypatch.setattr(loop, name, counted)
+        monkeypatch.setattr(search_steps, name, counted)
     jsonl = tmp_path / 'results.jsonl'
 
     results = bench_tool.main(TINY + ['--phases', ALL_PHASES, '--resample', '--jsonl', str(jsonl)])
@@ -79,12 +79,12 @@ def test_interleaved_phases_are_timed_in_rounds(bench_tool, monkeypatch, capsys)
     """--interleave: warm-up of every step phase, then one step of each phase per round; phases that own their
     loop (eval) still run on their own afterwards."""
     order = []
-    original = loop.search_step
+    original = search_steps.search_step
 
     def traced(session, path, images, target, *, epoch, meta_updates=0):
         order.append('kd' if epoch > session.cfg.SUPERNET.META_STA_EPOCH else 'plain')
         return original(session, path, images, target, epoch=epoch, meta_updates=meta_updates)
-    monkeypatch.setattr(loop, 'search_step', traced)
+    monkeypatch.setattr(search_steps, 'search_step', traced)
 
     results = bench_tool.main(TINY + ['--phases', 'search-plain,eval,search-kd,static', '--interleave',
                                       '--steps', '3', '--warmup', '1'])

@@ -9,7 +9,7 @@ import onnxruntime
 import pytest
 import torch
 
-from lib.checkpoint_io import save_checkpoint_atomic
+from lib.checkpoint.files import save_checkpoint_atomic
 from lib.models import create_model
 from lib.models.childnet import build_childnet
 

@@ -11,10 +11,10 @@ import yaml
 import retrain
 from lib.config import ConfigError, load_config
 from lib.data.demo import make_demo_dataset
-from lib.engine.model_builder import resolve_child
-from lib.engine.optim import build_scheduler
 from lib.engine.runtime import run_dir_of
 from lib.models.childnet import ArchError
+from lib.models.from_config import resolve_child
+from lib.retrain.optim import build_scheduler
 
 CONFIGS = Path(__file__).resolve().parents[1] / 'original_configs'
 ALL = sorted(str(p.relative_to(CONFIGS)) for p in CONFIGS.rglob('*.yaml'))

@@ -11,8 +11,8 @@ import pytest
 import torch
 
 import retrain
+from lib.checkpoint.saver import CheckpointSaver
 from lib.data.demo import make_demo_dataset
-from lib.engine.checkpoint_saver import CheckpointSaver
 from lib.engine.guard import exit_on_error
 from lib.errors import CreamError
 from lib.models import create_model
@@ -270,7 +270,7 @@ def test_test_py_reproduces_the_ema_accuracy_retrain_logged(repo_root, four_step
 # ---- safety: divergence, reruns, workers, other networks, bad values ---------------------------------------
 def _nan_from_call(monkeypatch, first_bad_call):
     """The training loss turns NaN from its ``first_bad_call``-th call on: the weights diverge at that step."""
-    import lib.engine.retrain_setup as setup
+    import lib.retrain.setup as setup
     real = setup.build_criterion
 
     def build_poisoned(cfg, num_classes):
@@ -303,7 +303,7 @@ def test_divergence_leaves_only_finite_checkpoints_and_auto_resume_continues(rep
 
 
 def test_a_nan_validation_loss_is_an_error_not_a_result(repo_root, one_step_data, tmp_path, monkeypatch):
-    import lib.engine.retrain_loop as loop
+    import lib.retrain.epoch as loop
     real = loop.evaluate
     monkeypatch.setattr(loop, 'evaluate', lambda *a, **k: {**real(*a, **k), 'loss': float('nan')})
     with pytest.raises(SystemExit) as stop:

@@ -16,8 +16,8 @@ import train
 from lib.config import load_config
 from lib.data.demo import make_demo_dataset
 from lib.engine.finite import DivergedError
-from lib.engine.model_builder import build_child_from_cfg
 from lib.errors import CreamError
+from lib.models.from_config import build_child_from_cfg
 from lib.search.outputs import read_board_history
 
 # FLOPS_MAXIMUM 6: one layer per stage at 64 px. SLICE 2 lets a batch of 4 feed the meta update.

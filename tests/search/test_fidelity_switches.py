@@ -9,11 +9,11 @@ import torch.nn as nn
 
 from lib.config import load_config
 from lib.data.loaders import build_val_loader_from_cfg
-from lib.search import loop
+from lib.search import step as search_steps
 from lib.search.flops import build_search_space
 from lib.search.meta_matching import probe_deltas, select_teacher
 from lib.search.sampler import PathSampler
-from test_loop import CORRECTED, STUDENT, TEACHERS, batch, make_session
+from test_step_wiring import CORRECTED, STUDENT, TEACHERS, batch, make_session
 
 OTHER = ((4,), (3,), (1,), (0,), (2,))  # shares no searchable op with STUDENT
 
@@ -37,19 +37,19 @@ def test_step_only_path(step_only_path):
     # Weight decay alone (no momentum): w <- w * (1 - lr * wd) at each later step.
     session = make_session('SUPERNET.STEP_ONLY_PATH', str(step_only_path), 'WEIGHT_DECAY', '0.01',
                            'OPT', 'momentum', 'MOMENTUM', '0.0')
-    loop._forward_backward(session, STUDENT, images, target, distill=False)
+    search_steps._forward_backward(session, STUDENT, images, target, distill=False)
     before = snapshot(session.supernet)
     lr = session.optimizer.param_groups[1]['lr']
-    loop._forward_backward(session, OTHER, images, target, distill=False)
+    search_steps._forward_backward(session, OTHER, images, target, distill=False)
     params = dict(session.supernet.named_parameters())
     expected = before[name] if step_only_path else before[name] * (1 - lr * 0.01)
     torch.testing.assert_close(params[name].detach(), expected, rtol=1e-6, atol=0)
     assert torch.equal(params[never_sampled], before[never_sampled])
     # Momentum alone (no weight decay): the earlier step's velocity keeps moving the op.
     session = make_session('SUPERNET.STEP_ONLY_PATH', str(step_only_path), 'WEIGHT_DECAY', '0.0')
-    loop._forward_backward(session, STUDENT, images, target, distill=False)
+    search_steps._forward_backward(session, STUDENT, images, target, distill=False)
     before = snapshot(session.supernet)
-    loop._forward_backward(session, OTHER, images, target, distill=False)
+    search_steps._forward_backward(session, OTHER, images, target, distill=False)
     moved = not torch.equal(dict(session.supernet.named_parameters())[name], before[name])
     assert moved != step_only_path
 
@@ -61,7 +61,7 @@ def test_detach_kd_weight(detach):
     session = make_session('SUPERNET.DETACH_KD_WEIGHT', str(detach))
     images, target = batch()
     before = snapshot(session.mmn)
-    out = loop._forward_backward(session, STUDENT, images, target, distill=True)
+    out = search_steps._forward_backward(session, STUDENT, images, target, distill=True)
     changed = any(not torch.equal(p, before[n]) for n, p in session.mmn.named_parameters())
     assert changed != detach
     assert out.kd is not None
@@ -74,7 +74,7 @@ def test_detach_kd_weight_changes_the_student_gradient_by_its_probe_forward():
     for detach in (False, True):
         session = make_session('SUPERNET.DETACH_KD_WEIGHT', str(detach), 'SUPERNET.STEP_ONLY_PATH', 'True')
         images, target = batch()
-        loop._forward_backward(session, STUDENT, images, target, distill=True)
+        search_steps._forward_backward(session, STUDENT, images, target, distill=True)
         grads[detach] = session.supernet.blocks[1][0][1].conv_pw.weight.grad.clone()
     assert not torch.allclose(grads[False], grads[True])
 
@@ -86,10 +86,10 @@ def test_meta_inner_lr(monkeypatch, inner, expected_group):
     session.optimizer.step()  # (no gradients: moves nothing)
     session.scheduler.step()  # the schedule applies to both: 0.9 x
     captured = {}
-    monkeypatch.setattr(loop, 'meta_update', lambda *args, **kwargs: captured.update(kwargs) or {
+    monkeypatch.setattr(search_steps, 'meta_update', lambda *args, **kwargs: captured.update(kwargs) or {
         'teacher_index': 0, 'kd_weight': 0.5, 'val_loss': 1.0, 'meta_grad_norm': 0.0})
     images, target = batch()
-    loop.run_meta_update(session, STUDENT, images, target, epoch=1, step=5)
+    search_steps.run_meta_update(session, STUDENT, images, target, epoch=1, step=5)
     lr = session.optimizer.param_groups[expected_group]['lr']
     assert captured['inner_lr'] == lr == pytest.approx((0.001 if inner == 'meta' else 0.1) * 0.9)
     assert captured['keep_zero_grads'] is True  # STEP_ONLY_PATH False: the original's meta steps too
@@ -102,16 +102,16 @@ def test_probe_probs(probe_probs):
     the student's."""
     session = make_session('SUPERNET.PROBE_PROBS', probe_probs, 'SUPERNET.POOL_SIZE', '5')
     images, target = batch()
-    out = loop._forward_backward(session, STUDENT, images, target, distill=True)
+    out = search_steps._forward_backward(session, STUDENT, images, target, distill=True)
     assert out.teacher_logits is not None
     hits = torch.tensor(float(len(target)), dtype=torch.float64)  # prec1 100: admitted
-    assert loop._offer_to_board(session, STUDENT, images, out, hits, len(target))
+    assert search_steps._offer_to_board(session, STUDENT, images, out, hits, len(target))
     entry = next(e for e in session.board if e.path == STUDENT)
     source = out.teacher_logits if probe_probs == 'teacher' else out.logits
     torch.testing.assert_close(entry.probe_probs, torch.softmax(source[:2].float(), dim=-1))
-    first = loop.StepOutput(out.logits, out.loss, None, None)  # a plain step: no teacher
+    first = search_steps.StepOutput(out.logits, out.loss, None, None)  # a plain step: no teacher
     session.board._entries.clear()
-    assert loop._offer_to_board(session, OTHER, images, first, hits, len(target))
+    assert search_steps._offer_to_board(session, OTHER, images, first, hits, len(target))
     torch.testing.assert_close(session.board[0].probe_probs, torch.softmax(out.logits[:2].float(), dim=-1))
 
 
@@ -143,7 +143,7 @@ def test_probe_forward_switch_reaches_teacher_selection(monkeypatch):
         monkeypatch.setattr(session.supernet, 'forward', lambda x, path, f=session.supernet.forward:
                             calls.append((mode, x.shape[0])) or f(x, path))
         images, target = batch()
-        loop._forward_backward(session, STUDENT, images, target, distill=True)
+        search_steps._forward_backward(session, STUDENT, images, target, distill=True)
     assert [c for c in calls if c[0] == 'per_entry'] == [('per_entry', 2)] * len(TEACHERS)
     assert [c for c in calls if c[0] == 'batched'] == [('batched', 2 * len(TEACHERS))]
 

@@ -4,13 +4,13 @@ from types import SimpleNamespace
 
 import torch
 
+from lib.comm import all_reduce_mean_
 from lib.config import load_config
 from lib.models.supernet import SuperNet
 from lib.search.board import PrioritizedBoard
 from lib.search.builder import build_linear_schedule, build_search_optimizer
-from lib.search.loop import search_step
-from lib.engine.distributed import all_reduce_mean_
 from lib.search.meta_matching import MetaMatchingNetwork
+from lib.search.step import search_step
 from two_ranks import run_on_two_ranks
 
 NUM_CLASSES, SLICE, IMAGE, BATCH = 5, 2, 32, 6

@@ -5,10 +5,9 @@ from typing import List, Optional, Tuple
 
 import torch
 
-from lib.models.childnet import (RELEASED_MODELS, ArchError, build_childnet, resolve_selection,
+from lib.models.childnet import (CUSTOM_SELECTION, RELEASED_MODELS, ArchError, build_childnet, resolve_selection,
                                  validate_arch)
 
-CUSTOM_SELECTION = -1
 CUSTOM_NATIVE_RESOLUTION = 224  # the original retrains any INPUT_ARCH at 224 px
 CUSTOM_NAME = 'cream_custom'
 

@@ -3,18 +3,17 @@
 ``last.pth.tar``        every epoch                ``recovery.pth.tar``  mid-epoch (RECOVERY_INTERVAL)
 ``best.pth.tar``        the best epoch so far      ``checkpoint-<epoch>.pth.tar``  the CHECKPOINT_HIST best
 
-Every file is written atomically (temporary file + rename); only the main rank writes. A checkpoint
+Every file is written atomically (``lib.fileio.atomic_write``); only the main rank writes. A checkpoint
 with NaN or infinite weights is never written: ``DivergedError`` stops the run first.
 """
 import os
 import re
-import shutil
-import tempfile
 from typing import Any, Dict, List, Optional, Tuple
 
-from lib.engine.checkpoint import save_checkpoint_atomic
+from lib.checkpoint.files import save_checkpoint_atomic
 from lib.engine.finite import check_checkpoint_finite
 from lib.errors import ConfigError
+from lib.fileio import copy_file_atomic
 
 LAST = 'last.pth.tar'
 BEST = 'best.pth.tar'
@@ -24,18 +23,6 @@ EPOCH_FILE_PATTERN = re.compile(r'^checkpoint-(\d+)\.pth\.tar$')
 
 def epoch_file(epoch: int) -> str:
     return f'checkpoint-{epoch}.pth.tar'
-
-
-def _copy_atomic(src: str, dst: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f'.{os.path.basename(dst)}.', suffix='.tmp', dir=os.path.dirname(dst))
-    os.close(fd)
-    try:
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 class CheckpointSaver:
@@ -89,9 +76,9 @@ class CheckpointSaver:
         check_checkpoint_finite(checkpoint, LAST)
         last = save_checkpoint_atomic(checkpoint, self.path(LAST))
         if kept:
-            _copy_atomic(str(last), self.path(epoch_file(epoch)))
+            copy_file_atomic(str(last), self.path(epoch_file(epoch)))
         if is_best:
-            _copy_atomic(str(last), self.path(BEST))
+            copy_file_atomic(str(last), self.path(BEST))
         self._prune()
         # The epoch's checkpoint supersedes any mid-epoch one.
         if os.path.exists(self.path(RECOVERY)):

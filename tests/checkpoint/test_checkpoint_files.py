@@ -10,22 +10,10 @@ import pytest
 import torch
 from yacs.config import CfgNode
 
-from lib.checkpoint_io import ReleasedCfgNode
-from lib.engine.checkpoint import (
-    CheckpointError,
-    CheckpointNotFoundError,
-    CorruptCheckpointError,
-    StateDictMismatchError,
-    UnsafeCheckpointError,
-    capture_rng_state,
-    extract_state_dict,
-    load_checkpoint_file,
-    load_model_weights,
-    make_checkpoint,
-    restore_rng_state,
-    restricted_load,
-    save_checkpoint_atomic,
-)
+from lib.checkpoint.files import ReleasedCfgNode
+from lib.checkpoint.files import (CheckpointError, CheckpointNotFoundError, CorruptCheckpointError, StateDictMismatchError, UnsafeCheckpointError, load_checkpoint_file, restricted_load, save_checkpoint_atomic)
+from lib.checkpoint.format import capture_rng_state, make_checkpoint, restore_rng_state
+from lib.checkpoint.weights import extract_state_dict, load_model_weights
 from lib.models.childnet import build_released
 from released_checkpoints import RELEASED_KEYS
 
@@ -284,10 +272,10 @@ def test_loader_alone_reads_released_files_without_timm_or_models(official, repo
     import sys
 
     code = (
-        'import sys; from lib.checkpoint_io import load_checkpoint_file\n'
+        'import sys; from lib.checkpoint.weights import load_model_weights; from lib.checkpoint.files import load_checkpoint_file\n'
         f'c = load_checkpoint_file({str(official)!r})\n'
         "assert type(c['args']) is dict and c['args']['NET']['SELECTION'] == 14\n"
-        "assert 'lib.models' not in sys.modules and 'timm' not in sys.modules, 'checkpoint_io must stay torch-only'\n"
+        "assert 'lib.models' not in sys.modules and 'timm' not in sys.modules, 'lib.checkpoint.files and weights must stay torch-only'\n"
     )
     result = subprocess.run([sys.executable, '-c', code], cwd=repo_root, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr

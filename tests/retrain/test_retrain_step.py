@@ -8,7 +8,7 @@ from timm.loss import SoftTargetCrossEntropy
 from timm.utils import ModelEmaV3
 
 from lib.engine.precision import grad_scaler
-from lib.engine.retrain_loop import train_one_epoch
+from lib.retrain.step import retrain_one_epoch
 
 DEVICE = torch.device('cpu')
 
@@ -34,7 +34,7 @@ def run_epoch(model, batches, **kwargs):
     args = dict(epoch=0, model=model, loader=batches, optimizer=optimizer, loss_fn=nn.CrossEntropyLoss(),
                 device=DEVICE, steps_per_epoch=len(batches), log_interval=1)
     args.update(kwargs)
-    return train_one_epoch(**args), optimizer
+    return retrain_one_epoch(**args), optimizer
 
 
 def test_metrics_count_every_image_and_the_weights_and_ema_move():
@@ -86,7 +86,7 @@ def test_an_epoch_continued_from_a_recovery_point_equals_the_uninterrupted_one()
 def test_an_epoch_short_of_batches_is_reported(caplog, monkeypatch):
     import logging
 
-    import lib.engine.retrain_loop as retrain_loop
+    import lib.retrain.step as retrain_loop
     monkeypatch.setattr(retrain_loop, 'logger', logging.getLogger('test.retrain_loop'))  # 'cream' may not propagate
     with caplog.at_level('WARNING', logger='test.retrain_loop'):
         metrics, _ = run_epoch(tiny_model(), make_batches(steps=2), steps_per_epoch=4)

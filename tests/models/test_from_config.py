@@ -1,8 +1,8 @@
 import pytest
 
 from lib.config import load_config
-from lib.engine.model_builder import build_child_from_cfg, resolve_child
 from lib.models.childnet import RELEASED_MODELS, ArchError
+from lib.models.from_config import build_child_from_cfg, resolve_child
 from lib.models.ops import OP_CHOICES, STAGE_DEFAULT_OPS
 
 NATIVE = {14: 64, 43: 96, 114: 160, 287: 224, 481: 224, 604: 224}
@@ -74,7 +74,7 @@ def test_complexity_is_counted_at_the_run_resolution_and_logged(reference_dir, c
     import json
     import logging
 
-    from lib.engine.model_builder import log_model_complexity
+    from lib.models.from_config import log_model_complexity
     reference = json.loads((reference_dir / 'cream_models.json').read_text())['models']['14']
     model, info = build_child_from_cfg(cfg_of('MODEL_SELECTION', '14'))
     logger = logging.getLogger('test.model_builder')
@@ -94,7 +94,7 @@ def test_sync_bn_conversion_keeps_the_swish_after_every_bn():
 
     from lib.config import load_config
     from lib.engine.distributed import DistContext
-    from lib.engine.training import convert_sync_bn
+    from lib.retrain.wrappers import convert_sync_bn
     from lib.models.childnet import build_released
 
     cfg = load_config(None, ['BATCHNORM.SYNC_BN', 'True'])

@@ -2,7 +2,7 @@ import os
 
 import torch
 
-from lib.engine.checkpoint_saver import BEST, LAST, RECOVERY, CheckpointSaver
+from lib.checkpoint.saver import BEST, LAST, RECOVERY, CheckpointSaver
 
 
 def _epoch_of(path):

@@ -9,13 +9,14 @@ import torch.nn.functional as F
 from timm.loss import LabelSmoothingCrossEntropy
 
 from lib.config import load_config
-from lib.engine.model_builder import build_child_from_cfg
+from lib.models.from_config import build_child_from_cfg
 from lib.models.supernet import SuperNet
 from lib.search.board import BoardEntry, PrioritizedBoard
 from lib.search.builder import build_linear_schedule, build_search_optimizer
-from lib.search.loop import _forward_backward, _offer_to_board, meta_update_due, recalibrated_bn
 from lib.search.meta_matching import MetaMatchingNetwork
 from lib.search.outputs import choose_final_entry, write_best_arch
+from lib.search.step import _forward_backward, _offer_to_board, meta_update_due
+from lib.search.validate import recalibrated_bn
 
 NUM_CLASSES, SLICE, IMAGE = 5, 2, 32
 # Every fidelity switch on our corrected side (configs/train_corrected.yaml).

@@ -5,15 +5,16 @@ import numpy as np
 import pytest
 import torch
 
+from lib.checkpoint.format import make_checkpoint
+from lib.checkpoint.format import Position, gather_rank_states, training_state
+from lib.checkpoint.restore import apply_resume, restore_rank_rng
+from lib.checkpoint.resume import ResumeError, find_resume_checkpoint
+from lib.checkpoint.saver import BEST, LAST, RECOVERY, CheckpointSaver, epoch_file
 from lib.config import load_config
-from lib.engine.checkpoint import make_checkpoint
-from lib.engine.checkpoint_saver import BEST, LAST, RECOVERY, CheckpointSaver, epoch_file
 from lib.engine.distributed import DistContext
-from lib.engine.model_builder import build_child_from_cfg
-from lib.engine.optim import build_optimizer, build_scheduler, current_lr
-from lib.engine.resume import (Position, ResumeError, apply_resume, find_resume_checkpoint, gather_rank_states,
-                               restore_rank_rng, resume_extras)
-from lib.engine.training import build_ema
+from lib.models.from_config import build_child_from_cfg
+from lib.retrain.optim import build_optimizer, build_scheduler, current_lr
+from lib.retrain.wrappers import build_ema
 
 LOGGER = logging.getLogger('test.resume')
 ONE = DistContext()
@@ -35,7 +36,7 @@ def small_cfg(**opts):
 
 def write(path, cfg, *, epoch, step, global_step, saver=None):
     model, optimizer, scheduler, ema = parts(cfg)
-    extra = resume_extras(position=Position(epoch, step, global_step), steps_per_epoch=4, scheduler=scheduler,
+    extra = training_state(position=Position(epoch, step, global_step), steps_per_epoch=4, scheduler=scheduler,
                           scaler=None, saver=saver or CheckpointSaver(str(path.parent), 2, True),
                           rank_states=gather_rank_states(torch.arange(4.0)), cfg=cfg)
     torch.save(make_checkpoint(model, ema, optimizer, epoch=epoch, arch='x', cfg=cfg, extra=extra), path)
@@ -154,7 +155,7 @@ def test_apply_resume_restores_state_position_history_and_rng(tmp_path):
 
 
 def test_a_released_checkpoint_gives_weights_and_epoch_and_a_fresh_optimizer(official, caplog):
-    from lib.engine.checkpoint import load_checkpoint_file
+    from lib.checkpoint.files import load_checkpoint_file
     cfg = load_config(None, ['MODEL_SELECTION', '14'])
     model, optimizer, scheduler, ema = parts(cfg)
     checkpoint = load_checkpoint_file(official)

@@ -8,7 +8,8 @@ from timm.data import Mixup
 from timm.loss import LabelSmoothingCrossEntropy, SoftTargetCrossEntropy
 from timm.utils import ModelEmaV3
 
-from lib.engine.distributed import DistContext, broadcast_tensors_
+from lib.comm import broadcast_tensors_
+from lib.engine.distributed import DistContext
 from lib.errors import ConfigError, CreamError
 
 

@@ -8,42 +8,21 @@ from typing import Any, Optional
 
 import torch
 
-from lib.data.loaders import build_train_loader_from_cfg, build_val_loader_from_cfg
-from lib.engine.checkpoint_saver import CheckpointSaver
-from lib.engine.distributed import DistContext
-from lib.engine.logger import SummaryCSV, TensorBoard
-from lib.engine.model_builder import ChildInfo, build_child_from_cfg, log_model_complexity
-from lib.engine.optim import build_optimizer, build_scheduler, scaled_lr
 from lib.engine.precision import grad_scaler
-from lib.engine.resume import ResumePoint, apply_resume, find_resume_checkpoint
-from lib.engine.training import (build_criterion, build_ema, convert_sync_bn, import_apex,
-                                 wrap_distributed)
+from lib.models.from_config import ChildInfo, build_child_from_cfg, log_model_complexity
+from lib.retrain.optim import build_optimizer, build_scheduler, scaled_lr
+from lib.retrain.wrappers import build_criterion, build_ema, convert_sync_bn, import_apex, wrap_distributed
+from lib.train.session import TrainingSession, build_loaders, build_records, build_saver, resume_session
 
 
 @dataclass
-class RetrainSession:
-    cfg: Any
-    dist: DistContext
-    run_dir: str
-    logger: Any
+class RetrainSession(TrainingSession):
     info: ChildInfo
     model: torch.nn.Module  # the bare network (weights saved from it)
     train_model: torch.nn.Module  # what the training step calls: DDP / compiled wrapper of ``model``
     ema: Optional[torch.nn.Module]
-    optimizer: torch.optim.Optimizer
-    scheduler: Any
-    scaler: torch.amp.GradScaler
-    loss_fn: Any
     mixup_fn: Any
-    train_loader: Any
-    val_loader: Any
-    steps_per_epoch: int
-    num_epochs: int
     lr: float
-    saver: CheckpointSaver
-    summary: SummaryCSV
-    tensorboard: TensorBoard
-    resume: Optional[ResumePoint]
 
 
 def build_session(run) -> RetrainSession:
@@ -55,11 +34,7 @@ def build_session(run) -> RetrainSession:
     if dist_ctx.is_main:
         log_model_complexity(model, info, logger)
 
-    loader_args = dict(rank=dist_ctx.rank, world_size=dist_ctx.world_size, device=device)
-    train_loader = build_train_loader_from_cfg(cfg, info.resolution, **loader_args)
-    val_loader = build_val_loader_from_cfg(cfg, info.resolution, **loader_args)
-    train_loader.set_epoch(0)
-    steps_per_epoch = len(train_loader)
+    train_loader, val_loader, steps_per_epoch = build_loaders(cfg, info.resolution, dist_ctx)
     loss_fn, mixup_fn = build_criterion(cfg, cfg.DATASET.NUM_CLASSES)
 
     model = convert_sync_bn(model, cfg, dist_ctx, logger)
@@ -78,16 +53,9 @@ def build_session(run) -> RetrainSession:
     scaler = grad_scaler(device, cfg.AMP, cfg.AMP_DTYPE)
     # The EMA copies this rank's weights; every rank has the same ones (same seed, or the checkpoint).
     ema = build_ema(cfg, model)
-    saver = CheckpointSaver(run.run_dir, cfg.CHECKPOINT_HIST, higher_is_better=cfg.EVAL_METRICS != 'loss',
-                            is_main=dist_ctx.is_main)
-
-    path, checkpoint = find_resume_checkpoint(cfg, run.run_dir, dist_ctx, logger)
-    resume = None
-    if checkpoint is not None:
-        resume = apply_resume(checkpoint, path, model=model, optimizer=optimizer, scheduler=scheduler,
-                              scaler=scaler, ema=ema, saver=saver, steps_per_epoch=steps_per_epoch,
-                              dist_ctx=dist_ctx, logger=logger)
-        del checkpoint
+    saver = build_saver(run)
+    resume = resume_session(run, saver, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+                            ema=ema, steps_per_epoch=steps_per_epoch)
 
     train_model = wrap_distributed(model, cfg, dist_ctx, logger)
     if cfg.COMPILE:
@@ -98,6 +66,5 @@ def build_session(run) -> RetrainSession:
         cfg=cfg, dist=dist_ctx, run_dir=run.run_dir, logger=logger, info=info, model=model,
         train_model=train_model, ema=ema, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
         loss_fn=loss_fn, mixup_fn=mixup_fn, train_loader=train_loader, val_loader=val_loader,
-        steps_per_epoch=steps_per_epoch, num_epochs=num_epochs, lr=lr, saver=saver,
-        summary=SummaryCSV(f'{run.run_dir}/summary.csv'),
-        tensorboard=TensorBoard(run.run_dir, enabled=dist_ctx.is_main), resume=resume)
+        steps_per_epoch=steps_per_epoch, num_epochs=num_epochs, lr=lr, saver=saver, resume=resume,
+        **build_records(run))

@@ -3,7 +3,7 @@ import torch
 from timm.optim import RMSpropTF
 
 from lib.config import load_config
-from lib.engine.optim import build_optimizer, build_scheduler, current_lr, scaled_lr
+from lib.retrain.optim import build_optimizer, build_scheduler, current_lr, scaled_lr
 
 
 def test_lr_scales_linearly_with_the_global_batch():

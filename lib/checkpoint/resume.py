@@ -1,0 +1,151 @@
+"""Resuming a run (search or retraining): which checkpoint to continue from, and whether it belongs to this run.
+
+A checkpoint of train.py or retrain.py (``lib.checkpoint.format``) holds the position, every rank's RNG
+states and the config it was trained with; ``find_resume_checkpoint`` picks RESUME_PATH or the run folder's
+newest good file and refuses one whose config differs. ``lib.checkpoint.restore`` puts it back.
+"""
+import logging
+import os
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+from lib import comm
+from lib.checkpoint.files import CheckpointError, config_to_dict, load_checkpoint_file
+from lib.checkpoint.format import is_training_checkpoint
+from lib.checkpoint.saver import BEST, EPOCH_FILE_PATTERN, LAST, RECOVERY, epoch_file
+from lib.config import RESUME_MAY_CHANGE
+from lib.engine.distributed import DistContext
+from lib.engine.finite import describe_nonfinite, nonfinite_tensors
+
+
+class ResumeError(CheckpointError):
+    """A checkpoint that cannot be resumed (missing, unreadable, or from an incompatible run)."""
+
+
+# -- choosing --------------------------------------------------------------------------------------
+def _problem(checkpoint: Any) -> Optional[str]:
+    """Why a loaded run-folder checkpoint cannot be resumed, or None."""
+    if not is_training_checkpoint(checkpoint):
+        return 'it lacks the resume state train.py and retrain.py write'
+    bad, total = nonfinite_tensors(checkpoint)
+    return describe_nonfinite(bad, total) if bad else None
+
+
+def _load_explicit(path: str) -> Dict[str, Any]:
+    try:
+        checkpoint = load_checkpoint_file(path)
+    except CheckpointError as err:
+        raise ResumeError(f'cannot resume from RESUME_PATH {path!r}: {err}. Fix RESUME_PATH, or empty it '
+                          'to resume from the run folder\'s own checkpoints') from None
+    if not isinstance(checkpoint, dict):
+        raise ResumeError(f'RESUME_PATH {path!r} is not a checkpoint dict')
+    bad, total = nonfinite_tensors(checkpoint)
+    if bad:
+        raise ResumeError(f'cannot resume from RESUME_PATH {path!r}: {describe_nonfinite(bad, total)} (a diverged '
+                          'run). Point RESUME_PATH at an earlier checkpoint of that run')
+    return checkpoint
+
+
+def _fallbacks(run_dir: str) -> List[str]:
+    """checkpoint-<epoch> files, newest epoch first, then best.pth.tar: older, but good, when last is not."""
+    names = os.listdir(run_dir) if os.path.isdir(run_dir) else []
+    epochs = sorted((int(m.group(1)) for m in map(EPOCH_FILE_PATTERN.match, names) if m), reverse=True)
+    return [epoch_file(e) for e in epochs] + [BEST]
+
+
+def _choose_in_run_dir(run_dir: str, logger: logging.Logger) -> Tuple[Optional[str], Optional[Dict[str, Any]]]:
+    """The newest good checkpoint of ``run_dir``: the further (by training progress) of last and recovery,
+    else the newest checkpoint-<epoch>, else best. Unreadable and non-finite ones are skipped with a warning;
+    when some exist but none is good, ResumeError (a fresh start would overwrite them)."""
+    skipped: List[str] = []
+
+    def usable(name: str):
+        path = os.path.join(run_dir, name)
+        if not os.path.exists(path):
+            return None
+        try:
+            checkpoint = load_checkpoint_file(path)
+        except CheckpointError as err:
+            problem = str(err)
+        else:
+            problem = _problem(checkpoint)
+            if problem is None:
+                return path, checkpoint
+        logger.warning('AUTO_RESUME: skipping %s: %s', path, problem)
+        skipped.append(f'{name} ({problem})')
+        return None
+
+    newest = [found for found in map(usable, (LAST, RECOVERY)) if found is not None]
+    chosen = max(newest, key=lambda f: (f[1]['global_step'], f[0].endswith(LAST)), default=None)
+    if chosen is None:
+        chosen = next((found for found in map(usable, _fallbacks(run_dir)) if found is not None), None)
+    if chosen is None:
+        if skipped:
+            raise ResumeError(
+                f'AUTO_RESUME: no checkpoint of {run_dir} can be resumed: {"; ".join(skipped)}. Nothing was '
+                'changed; move the bad files away, or set AUTO_RESUME False and OVERWRITE True to start afresh')
+        logger.info('AUTO_RESUME: no checkpoint in %s yet; starting from epoch 0', run_dir)
+        return None, None
+    if skipped:
+        logger.warning('AUTO_RESUME: resuming from %s, the newest good checkpoint of %s', chosen[0], run_dir)
+    return chosen
+
+
+def _flatten(tree: Any, prefix: str = '') -> Dict[str, Any]:
+    if isinstance(tree, Mapping):
+        flat: Dict[str, Any] = {}
+        for key, value in tree.items():
+            flat.update(_flatten(value, f'{prefix}{key}.'))
+        return flat
+    return {prefix[:-1]: list(tree) if isinstance(tree, tuple) else tree}
+
+
+def config_differences(saved: Mapping[str, Any], cfg) -> List[str]:
+    """'KEY (checkpoint A, now B)' for every key outside RESUME_MAY_CHANGE that both configs hold and differ in."""
+    before, now = _flatten(saved), _flatten(config_to_dict(cfg))
+    may_change = tuple(RESUME_MAY_CHANGE)
+    return [f'{key} (checkpoint {before[key]!r}, now {now[key]!r})' for key in sorted(before.keys() & now.keys())
+            if not any(key == k or key.startswith(k + '.') for k in may_change) and before[key] != now[key]]
+
+
+def check_resume_config(checkpoint: Dict[str, Any], source: str, cfg) -> None:
+    """ResumeError naming the keys when the config differs from the one ``checkpoint`` was trained with."""
+    if not is_training_checkpoint(checkpoint) or not isinstance(checkpoint.get('args'), Mapping):
+        return  # a released-format checkpoint: its config is the original's, not ours
+    differences = config_differences(checkpoint['args'], cfg)
+    if differences:
+        shown = '; '.join(differences[:8]) + (f'; ... ({len(differences)} keys)' if len(differences) > 8 else '')
+        raise ResumeError(
+            f'cannot resume from {source}: this config differs from the one that run was trained with in {shown}. '
+            'A resumed run continues its own recipe: set those keys back, or start a new run (another MODEL, or '
+            f'OVERWRITE True). Keys that may change on resume: {", ".join(RESUME_MAY_CHANGE)}')
+
+
+def find_resume_checkpoint(cfg, run_dir: str, dist_ctx: DistContext,
+                           logger: logging.Logger) -> Tuple[Optional[str], Optional[Dict[str, Any]]]:
+    """(path, loaded checkpoint) to continue from, or (None, None) for a fresh start. Call on all ranks.
+
+    RESUME_PATH when set (missing, unreadable or non-finite: ResumeError); else the run folder's newest
+    good checkpoint (see ``_choose_in_run_dir``). The main rank chooses; every rank then reads the chosen
+    file. A checkpoint whose config differs from ``cfg`` beyond RESUME_MAY_CHANGE is a ResumeError.
+    """
+    if not cfg.AUTO_RESUME:
+        if cfg.RESUME_PATH:
+            logger.info('RESUME_PATH is set but AUTO_RESUME is False: not resuming (as the original)')
+        return None, None
+    if cfg.RESUME_PATH:
+        path, checkpoint = cfg.RESUME_PATH, _load_explicit(cfg.RESUME_PATH)
+    else:
+        path, checkpoint, problem = None, None, None
+        if dist_ctx.is_main:
+            try:
+                path, checkpoint = _choose_in_run_dir(run_dir, logger)
+            except ResumeError as err:
+                problem = str(err)
+        path, problem = comm.broadcast_object((path, problem))  # every rank takes the same file, or stops alike
+        if problem is not None:
+            raise ResumeError(problem)
+        if path is not None and checkpoint is None:  # the other ranks read the file rank 0 chose
+            checkpoint = load_checkpoint_file(path)
+    if checkpoint is not None:
+        check_resume_config(checkpoint, path, cfg)
+    return path, checkpoint

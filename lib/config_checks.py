@@ -1,0 +1,86 @@
+"""The value checks of a merged config (``lib.config.load_config`` runs them before any work): allowed
+choices, number ranges, and the pairs of keys that contradict each other."""
+from yacs.config import CfgNode as CN
+
+from lib.config_compat import value_at
+from lib.errors import ConfigError
+
+# (key, test, what the value must be): the numbers a script reads, checked before any work
+# (DATASET.IMAGE_SIZE and the network keys: lib.models.from_config, also before any work).
+_RANGES = (
+    ('SEED', lambda v: v >= 0, '0 or more'),
+    ('EPOCHS', lambda v: v >= 1, 'at least 1'),
+    ('WORKERS', lambda v: v >= 0, '0 (load in the main process) or more'),
+    ('LOG_INTERVAL', lambda v: v >= 1, 'at least 1'),
+    ('RECOVERY_INTERVAL', lambda v: v >= 0, '0 (recovery only at epoch ends) or more steps'),
+    ('CHECKPOINT_HIST', lambda v: v >= 0, '0 or more'),
+    ('TTA', lambda v: v in (0, 1), '0 or 1'),
+    ('ACC_GAP', lambda v: v >= 0, '0 or more points'),
+    ('CLIP_GRAD', lambda v: v >= 0, '0 (off) or a positive norm'),
+    ('LR', lambda v: v > 0, 'positive'),
+    ('LR_REFERENCE_BATCH', lambda v: v >= 0, '0 (LR as is) or a batch size'),
+    ('META_LR', lambda v: v > 0, 'positive'),
+    ('WARMUP_LR', lambda v: v >= 0, '0 or positive'),
+    ('MIN_LR', lambda v: v >= 0, '0 or positive'),
+    ('OPT_EPS', lambda v: v > 0, 'positive'),
+    ('MOMENTUM', lambda v: 0 <= v < 1, 'in [0, 1)'),
+    ('WEIGHT_DECAY', lambda v: v >= 0, '0 or positive'),
+    ('DECAY_EPOCHS', lambda v: v > 0, 'positive'),
+    ('DECAY_RATE', lambda v: v > 0, 'positive'),
+    ('WARMUP_EPOCHS', lambda v: v >= 0, '0 or more'),
+    ('COOLDOWN_EPOCHS', lambda v: v >= 0, '0 or more'),
+    ('PATIENCE_EPOCHS', lambda v: v >= 0, '0 or more'),
+    ('DATASET.NUM_CLASSES', lambda v: v >= 1, 'at least 1'),
+    ('DATASET.BATCH_SIZE', lambda v: v >= 1, 'at least 1'),
+    ('DATASET.VAL_BATCH_MUL', lambda v: v >= 1, 'at least 1'),
+    ('DATASET.CROP_PCT', lambda v: 0 < v <= 1, 'in (0, 1]'),
+    ('NET.DROPOUT_RATE', lambda v: 0 <= v < 1, 'in [0, 1)'),
+    ('NET.DROP_PATH_RATE', lambda v: 0 <= v < 1, 'in [0, 1)'),
+    ('NET.EMA.DECAY', lambda v: 0 <= v <= 1, 'in [0, 1]'),
+    ('AUGMENTATION.RE_PROB', lambda v: 0 <= v <= 1, 'a probability in [0, 1]'),
+    ('AUGMENTATION.RE_COUNT', lambda v: v >= 1, 'at least 1'),
+    ('AUGMENTATION.MIXUP', lambda v: v >= 0, '0 (off) or a positive alpha'),
+    ('AUGMENTATION.CUTMIX', lambda v: v >= 0, '0 (off) or a positive alpha'),
+    ('AUGMENTATION.MIXUP_OFF_EPOCH', lambda v: v >= 0, '0 (never) or an epoch'),
+    ('AUGMENTATION.SMOOTHING', lambda v: 0 <= v < 1, 'in [0, 1)'),
+    ('BATCHNORM.BN_MOMENTUM', lambda v: 0 <= v <= 1, 'in [0, 1]'),
+    ('BATCHNORM.BN_EPS', lambda v: v > 0, 'positive'),
+    ('SUPERNET.UPDATE_ITER', lambda v: v >= 1, 'at least 1 (steps between meta-matching updates)'),
+    ('SUPERNET.SLICE', lambda v: v >= 1, 'at least 1'),
+    ('SUPERNET.POOL_SIZE', lambda v: v >= 1, 'at least 1 (paths on the board)'),
+    ('SUPERNET.FLOPS_MINIMUM', lambda v: v >= 0, '0 or more MFLOPs'),
+    ('SUPERNET.FLOPS_MAXIMUM', lambda v: v > 0, 'positive MFLOPs'),
+    ('SUPERNET.META_STA_EPOCH', lambda v: v >= 0, '0 or more'),
+    ('SUPERNET.BN_RECALIBRATION_BATCHES', lambda v: v >= 0, '0 (off) or more batches'),
+)
+
+
+def check_values(cfg: CN) -> None:
+    """Every bad value is one ConfigError naming the key, its value and what it must be."""
+    choices = {
+        'AMP_DTYPE': ('bfloat16', 'float16'),
+        'DEVICE': ('auto', 'cpu', 'cuda'),
+        'DIST_BACKEND': ('auto', 'nccl', 'gloo'),
+        'EVAL_METRICS': ('prec1', 'loss'),
+        'SUPERNET.PICK_METHOD': ('meta', 'top1'),
+        'SUPERNET.HOW_TO_PROB': ('even', 'pre_prob', 'teacher'),
+        'SUPERNET.FLOPS_TABLE': ('original', 'counted'),
+        'SUPERNET.META_INNER_LR': ('meta', 'supernet'),
+        'SUPERNET.PROBE_PROBS': ('teacher', 'student'),
+        'SUPERNET.PROBE_FORWARD': ('per_entry', 'batched'),
+        'DATASET.EVAL_INTERPOLATION': ('bicubic', 'bilinear'),
+    }
+    for key, allowed in choices.items():
+        value = value_at(cfg, key)
+        if value not in allowed:
+            raise ConfigError(f'{key} is {value!r}; allowed: {", ".join(allowed)}')
+    for key, test, must in _RANGES:
+        value = value_at(cfg, key)
+        if not test(value):
+            raise ConfigError(f'{key} is {value!r}; it must be {must}')
+    if cfg.SUPERNET.FLOPS_MINIMUM > cfg.SUPERNET.FLOPS_MAXIMUM:
+        raise ConfigError(f'SUPERNET.FLOPS_MINIMUM {cfg.SUPERNET.FLOPS_MINIMUM} is above SUPERNET.FLOPS_MAXIMUM '
+                          f'{cfg.SUPERNET.FLOPS_MAXIMUM}; the budget is MINIMUM..MAXIMUM MFLOPs')
+    if cfg.AUTO_RESUME and cfg.OVERWRITE:
+        raise ConfigError('AUTO_RESUME and OVERWRITE are both True: AUTO_RESUME continues the run in OUTPUT/MODEL, '
+                          'OVERWRITE deletes it and starts afresh; set one of them to False')

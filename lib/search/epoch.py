@@ -1,0 +1,168 @@
+"""The search as a client of the training core: one epoch of supernet training (``search_one_epoch``), its
+validation, board.json, and its checkpoints (``run_search`` runs it all, then writes best_arch.yaml)."""
+import hashlib
+import logging
+import os
+from typing import Any, Callable, Dict, List, Optional
+
+import torch
+
+from lib.checkpoint.format import SEARCH_ARCH_NAME, Position, run_checkpoint, search_state
+from lib.engine.logger import progress_line
+from lib.engine.run_folder import drop_stale_output
+from lib.search import step as search_steps
+from lib.search.builder import SearchSession
+from lib.search.outputs import BEST_ARCH_FILE, BOARD_FILE, board_rows, log_board, write_board_json, write_final_arch
+from lib.search.validate import average_bn_buffers_, ranking_metric, validate
+from lib.train.loop import EpochStart, Evaluation, TrainingClient, run_epochs, save_recovery
+from lib.train.progress import meter
+from lib.train.steps import run_steps
+
+logger = logging.getLogger('cream.search')
+
+
+def search_one_epoch(session: SearchSession, *, epoch: int, start_step: int = 0, global_step: int = 0,
+                     initial_totals: Optional[torch.Tensor] = None,
+                     save_recovery_at: Optional[Callable[[Position, torch.Tensor], None]] = None,
+                     on_step_end: Optional[Callable[[int, int, int], None]] = None) -> Dict[str, float]:
+    """Train the supernet over ``session.train_loader`` (already positioned at ``start_step``): per step, sample
+    the student path, the meta-matching update when one is due, then ``search_step``."""
+    cfg, dist_ctx, board = session.cfg, session.dist, session.board
+    steps_per_epoch = session.steps_per_epoch
+    session.supernet.train()
+    session.mmn.train()
+    batch_global = cfg.DATASET.BATCH_SIZE * dist_ctx.world_size
+
+    def step(images, target, step_no, _updates):
+        path = session.path_sampler.sample()
+        meta_updates = 0
+        if search_steps.meta_update_due(cfg, epoch, step_no, len(board)):
+            search_steps.run_meta_update(session, path, images, target, epoch=epoch, step=step_no)
+            meta_updates = 1
+        return search_steps.search_step(session, path, images, target, epoch=epoch, meta_updates=meta_updates)
+
+    def report(last, sums, n, step_no, updates, timer):
+        meters = {'loss': meter(last[0] / n, sums[0], sums[5]),
+                  'kd': meter(last[1] / max(last[2], 1), sums[1], sums[2]),
+                  'prec@1': meter(100 * last[3] / n, 100 * sums[3], sums[5]),
+                  'prec@5': meter(100 * last[4] / n, 100 * sums[4], sums[5])}
+        lr = search_steps.supernet_lr(session.optimizer)
+        logger.info(progress_line(f'Train: {epoch}', step_no, steps_per_epoch, meters, lr, timer, batch_global)
+                    + f'  board {len(board)}')
+        session.tensorboard.scalars({'loss': meters['loss'].avg, 'prec1': meters['prec@1'].avg, 'lr': lr,
+                                     'board_size': len(board), 'img_per_sec': timer.images_per_second(batch_global)},
+                                    updates, prefix='train/')
+
+    def short_epoch(step_no):
+        raise RuntimeError(f'epoch {epoch} ended after {step_no} of {steps_per_epoch} steps: the training set '
+                           'changed while training; restart the run')
+
+    done = run_steps(session.train_loader, step, epoch=epoch, steps_per_epoch=steps_per_epoch,
+                     num_sums=search_steps.NUM_SUMS, device=dist_ctx.device, start_step=start_step,
+                     global_step=global_step, initial_totals=initial_totals, log_interval=cfg.LOG_INTERVAL,
+                     world_size=dist_ctx.world_size, report=report, recovery_interval=cfg.RECOVERY_INTERVAL,
+                     save_recovery=save_recovery_at, on_step_end=on_step_end, on_short_epoch=short_epoch)
+    loss_sum, kd_sum, kd_count, top1, top5, count, meta_count = done['sums']
+    count = max(count, 1)
+    return {'loss': loss_sum / count, 'kd_loss': kd_sum / kd_count if kd_count else None,
+            'prec1': 100 * top1 / count, 'prec5': 100 * top5 / count, 'meta_updates': int(meta_count),
+            'lr': search_steps.supernet_lr(session.optimizer), 'global_step': done['global_step'],
+            'img_per_sec': done['img_per_sec']}
+
+
+def state_digest(session: SearchSession) -> Dict[str, str]:
+    """Short hashes of the board (with probe tensors) and of all weights: equal on every rank."""
+    def digest(tensors_and_values) -> str:
+        h = hashlib.sha256()
+        for item in tensors_and_values:
+            if isinstance(item, torch.Tensor):
+                h.update(item.detach().float().cpu().contiguous().numpy().tobytes())
+            else:
+                h.update(repr(item).encode())
+        return h.hexdigest()[:16]
+    board_items: List[Any] = []
+    for entry in session.board:
+        board_items += [entry.path, round(entry.prec1, 6), entry.flops, entry.val_prec1, entry.probe_images,
+                        entry.probe_probs]
+    weights = list(session.supernet.state_dict().values()) + list(session.mmn.state_dict().values())
+    return {'board': digest(board_items), 'weights': digest(weights)}
+
+
+def _write_rank_digest(session: SearchSession, epoch: int) -> None:
+    digests = state_digest(session)
+    path = os.path.join(session.run_dir, f'state_digest.rank{session.dist.rank}.txt')
+    with open(path, 'a') as f:
+        f.write(f'epoch {epoch} board {digests["board"]} weights {digests["weights"]} size {len(session.board)}\n')
+
+
+class SearchClient(TrainingClient):
+    job = 'the search'
+    logger = logger
+
+    def __init__(self, session: SearchSession, on_epoch_end=None, on_step_end=None):
+        self.session, self.on_epoch_end, self.on_step_end = session, on_epoch_end, on_step_end
+
+    def before_training(self) -> None:
+        if self.session.dist.is_main:  # e.g. resumed with more EPOCHS
+            drop_stale_output(os.path.join(self.session.run_dir, BEST_ARCH_FILE), logger, 'the search goes on; it '
+                              'is written again from the final board')
+
+    def save_recovery(self, position: Position, totals: torch.Tensor) -> None:
+        if self.session.dist.distributed:
+            average_bn_buffers_(self.session.supernet)  # the saved statistics are those every rank continues with
+        save_recovery(self.session, self, position, totals)
+
+    def train_epoch(self, start: EpochStart) -> Dict[str, Any]:
+        return search_one_epoch(self.session, epoch=start.epoch, start_step=start.start_step,
+                                global_step=start.global_step, initial_totals=start.initial_totals,
+                                save_recovery_at=self.save_recovery, on_step_end=self.on_step_end)
+
+    def evaluate(self, epoch: int, train: Dict[str, Any]) -> Evaluation:
+        val = validate(self.session, epoch)
+        board = self.session.board
+        best_val = max((e.val_prec1 for e in board if e.val_prec1 is not None), default=None)
+        row = {'train_loss': train['loss'], 'train_kd_loss': train['kd_loss'], 'train_prec1': train['prec1'],
+               'train_prec5': train['prec5'], 'val_loss': val['random']['loss'], 'val_prec1': val['random']['prec1'],
+               'val_prec5': val['random']['prec5'], 'board_size': len(board),
+               'board_best_prec1': board.best().prec1 if len(board) else None,
+               'board_best_val_prec1': best_val, 'meta_updates': train['meta_updates'], 'lr': train['lr'],
+               'img_per_sec': train['img_per_sec']}
+        return Evaluation(ranking_metric(self.session.cfg, val), row, details=val)
+
+    def write_outputs(self, epoch: int, train: Dict[str, Any], evaluation: Evaluation) -> None:
+        s, sn = self.session, self.session.cfg.SUPERNET
+        write_board_json(s.board, os.path.join(s.run_dir, BOARD_FILE), epoch=epoch, resolution=s.space.resolution,
+                         budget=(sn.FLOPS_MINIMUM, sn.FLOPS_MAXIMUM))
+
+    def checkpoint(self, position: Position, metric: Optional[float], rank_states) -> Dict[str, Any]:
+        s = self.session
+        extra = search_state(space=s.space, supernet=s.supernet, mmn=s.mmn, board=s.board,
+                             path_sampler=s.path_sampler)
+        return run_checkpoint(s, position, metric, rank_states, model=s.supernet, ema=None, arch=SEARCH_ARCH_NAME,
+                              extra=extra)
+
+    def epoch_done(self, epoch: int, evaluation: Evaluation) -> None:
+        s = self.session
+        if s.cfg.VERBOSE:
+            _write_rank_digest(s, epoch)
+        log_board(s, epoch)
+        best_metric, best_epoch = s.saver.best
+        logger.info('*** epoch %d done: %s of its best path %.4f; best %.4f (epoch %d)', epoch, s.cfg.EVAL_METRICS,
+                    evaluation.metric, best_metric, best_epoch)
+        if self.on_epoch_end is not None:
+            self.on_epoch_end(epoch)
+
+    def finish(self, last_epoch: int, global_step: int, trained: bool) -> Dict[str, Any]:
+        s = self.session
+        chosen = write_final_arch(s, max(last_epoch, 0))
+        return {'board': board_rows(s.board), 'best_arch': None if chosen is None else [list(x) for x in chosen.path],
+                'resolution': s.space.resolution, 'global_step': global_step}
+
+
+def run_search(session: SearchSession, *, on_epoch_end: Optional[Callable[[int], None]] = None,
+               on_step_end: Optional[Callable[[int, int, int], None]] = None) -> Dict[str, Any]:
+    """Train from the session's resume point to EPOCHS; returns the final board and chosen path.
+
+    ``on_epoch_end(epoch)`` runs after the epoch's checkpoint and outputs are written, ``on_step_end(epoch,
+    step_in_epoch, global_step)`` after every step (hooks for tests and tools)."""
+    return run_epochs(session, SearchClient(session, on_epoch_end, on_step_end))

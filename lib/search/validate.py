@@ -1,0 +1,103 @@
+"""The per-epoch validation of the search: the epoch's random path and (SUPERNET.EVAL_BOARD) every board path,
+with BN statistics averaged over ranks (and, SUPERNET.BN_RECALIBRATION_BATCHES, re-estimated per board path)."""
+import contextlib
+import logging
+from typing import Any, Dict
+
+import torch
+import torch.nn as nn
+
+from lib.comm import all_reduce_mean_
+from lib.engine.evaluate import evaluate
+from lib.engine.precision import autocast
+from lib.search.builder import SearchSession
+from lib.search.sampler import PathSampler
+
+logger = logging.getLogger('cream.search')
+
+_VAL_PATH_SEED_STRIDE = 1_000_003  # the random validation path of epoch e: seed SEED + stride * (e + 1)
+
+
+def average_bn_buffers_(model: nn.Module) -> None:
+    """Average BN running statistics over ranks: each rank updated them on its own batches (no DDP
+    broadcasts them), and every rank must validate, and rank 0 save, the same network."""
+    all_reduce_mean_([buf for name, buf in model.named_buffers()
+                      if buf.is_floating_point() and name.rsplit('.', 1)[-1] in ('running_mean', 'running_var')])
+
+
+@contextlib.contextmanager
+def recalibrated_bn(session: SearchSession, path, epoch: int, batches: int):
+    """Inside the block, the BN layers of ``path`` hold statistics re-estimated on ``batches`` training
+    batches (cumulative average, averaged over ranks); afterwards the training statistics are back."""
+    if batches <= 0:
+        yield
+        return
+    supernet = session.supernet
+    modules = [entry[-1] for entry in supernet.path_modules(path)]  # (names..., module) per entry
+    layers = list(dict.fromkeys(m for module in modules for m in module.modules()
+                                if isinstance(m, nn.modules.batchnorm._BatchNorm)))
+    saved = [({k: v.clone() for k, v in m.named_buffers(recurse=False)}, m.momentum) for m in layers]
+    was_training = supernet.training
+    try:
+        for m in layers:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the calibration batches
+        supernet.train()
+        session.train_loader.set_epoch(epoch)  # a fixed set of batches, wherever a resumed epoch began
+        with torch.no_grad(), autocast(session.dist.device, session.cfg.AMP, session.cfg.AMP_DTYPE):
+            for index, (images, _) in enumerate(session.train_loader):
+                if index >= batches:
+                    break
+                supernet(images, path)
+        all_reduce_mean_([buf for m in layers for buf in (m.running_mean, m.running_var)])
+        supernet.train(was_training)
+        yield
+    finally:
+        for m, (buffers, momentum) in zip(layers, saved):
+            for name, value in buffers.items():
+                getattr(m, name).copy_(value)
+            m.momentum = momentum
+        supernet.train(was_training)
+
+
+def validation_path(cfg, layers_per_stage, num_ops: int, epoch: int):
+    """The epoch's random path (uniform, as the original validates): the same on every rank and in a
+    resumed run, and drawn without touching the training sampler's stream."""
+    sampler = PathSampler(layers_per_stage, num_ops, how_to_prob='even',
+                          seed=cfg.SEED + _VAL_PATH_SEED_STRIDE * (epoch + 1))
+    return sampler.sample()
+
+
+def validate(session: SearchSession, epoch: int) -> Dict[str, Any]:
+    """Val results of the epoch's random path and (SUPERNET.EVAL_BOARD) of every board path, whose val
+    prec1 is recorded in the board."""
+    cfg, supernet, board, device = session.cfg, session.supernet, session.board, session.dist.device
+    if session.dist.distributed:
+        average_bn_buffers_(supernet)
+    kwargs = dict(amp=cfg.AMP, amp_dtype=cfg.AMP_DTYPE, channels_last=cfg.CHANNELS_LAST, tta=cfg.TTA)
+    path = validation_path(cfg, session.space.layers_per_stage, supernet.num_ops, epoch)
+    random_result = evaluate(supernet, session.val_loader, device, forward=lambda x: supernet(x, path),
+                             prefix=f'Test: {epoch} random path', **kwargs)
+    logger.info('Test: %d  random path %s (budget FLOPs %.2fM, MACs %.2fM): loss %.4f  prec@1 %.3f  prec@5 %.3f',
+                epoch, [list(s) for s in path], session.space.budget_flops(path),
+                session.flops_table.path_flops(path), random_result['loss'],
+                random_result['prec1'], random_result['prec5'])
+    board_results = []
+    if cfg.SUPERNET.EVAL_BOARD:
+        for index in range(len(board)):
+            entry = board[index]
+            with recalibrated_bn(session, entry.path, epoch, cfg.SUPERNET.BN_RECALIBRATION_BATCHES):
+                result = evaluate(supernet, session.val_loader, device,
+                                  forward=lambda x, p=entry.path: supernet(x, p),
+                                  prefix=f'Test: {epoch} board #{index}', **kwargs)
+            board.record_val_prec1(index, result['prec1'])
+            board_results.append(result)
+    return {'random_path': [list(s) for s in path], 'random': random_result, 'board': board_results}
+
+
+def ranking_metric(cfg, val: Dict[str, Any]) -> float:
+    """The epoch's EVAL_METRICS over every path it validated: best prec1 (or lowest loss)."""
+    results = [val['random']] + val['board']
+    if cfg.EVAL_METRICS == 'loss':
+        return min(r['loss'] for r in results)
+    return max(r['prec1'] for r in results)

@@ -1,0 +1,112 @@
+"""The training core on its own, with a recording client: the epoch loop's order (outputs before the checkpoint),
+a mid-epoch start from a resume point, and the step loop's sums, progress lines, recovery points and finiteness."""
+from types import SimpleNamespace
+
+import pytest
+import torch
+
+from lib.checkpoint.format import Position
+from lib.checkpoint.restore import ResumePoint
+from lib.engine.finite import DivergedError
+from lib.train.loop import Evaluation, TrainingClient, run_epochs
+from lib.train.steps import run_steps
+
+
+class Loader(list):
+    def set_epoch(self, epoch, start_batch=0):
+        self.positioned = (epoch, start_batch)
+
+
+class Recorder:
+    def __init__(self, calls, name):
+        self.calls, self.name = calls, name
+
+    def __getattr__(self, method):
+        return lambda *args, **kwargs: self.calls.append((self.name, method, args))
+
+
+class Saver(Recorder):
+    best = (1.0, 0)
+
+    def record(self, metric, epoch):
+        self.calls.append(('saver', 'record', (metric, epoch)))
+        return True, True
+
+
+class Client(TrainingClient):
+    def __init__(self, calls):
+        self.calls = calls
+
+    def train_epoch(self, start):
+        self.calls.append(('client', 'train', (start.epoch, start.start_step, start.global_step)))
+        return {'global_step': start.global_step + 3}
+
+    def evaluate(self, epoch, train):
+        return Evaluation(float(epoch), {'loss': 1.0})
+
+    def write_outputs(self, epoch, train, evaluation):
+        self.calls.append(('client', 'outputs', (epoch,)))
+
+    def checkpoint(self, position, metric, rank_states):
+        return {'position': position}
+
+    def finish(self, last_epoch, global_step, trained):
+        return {'last_epoch': last_epoch, 'global_step': global_step, 'trained': trained}
+
+
+def session(calls, resume=None, num_epochs=3):
+    return SimpleNamespace(resume=resume, num_epochs=num_epochs, steps_per_epoch=3, train_loader=Loader(),
+                           dist=SimpleNamespace(is_main=True), saver=Saver(calls, 'saver'),
+                           summary=Recorder(calls, 'summary'), tensorboard=Recorder(calls, 'tensorboard'))
+
+
+def test_every_epoch_writes_its_outputs_and_rows_before_its_checkpoint():
+    calls = []
+    result = run_epochs(session(calls, num_epochs=2), Client(calls))
+    assert result == {'last_epoch': 1, 'global_step': 6, 'trained': True}
+    epoch0 = [(who, what) for who, what, _ in calls][:6]
+    assert epoch0 == [('client', 'train'), ('saver', 'record'), ('client', 'outputs'), ('summary', 'write'),
+                      ('tensorboard', 'scalars'), ('saver', 'save_epoch')]
+    saved = [args for who, what, args in calls if what == 'save_epoch']
+    assert [c['position'] for c, *_ in saved] == [Position(0, 3, 3), Position(1, 3, 6)]
+
+
+def test_a_resume_point_mid_epoch_continues_that_epoch_at_its_step():
+    calls = []
+    totals = torch.ones(4, dtype=torch.float64)
+    resume = ResumePoint(Position(epoch=1, step_in_epoch=2, global_step=5), 'x', rng_state=None, epoch_totals=totals)
+    s = session(calls, resume=resume)
+    run_epochs(s, Client(calls))
+    assert [args for who, what, args in calls if what == 'train'] == [(1, 2, 5), (2, 0, 8)]
+
+
+def test_a_finished_run_trains_nothing():
+    calls = []
+    resume = ResumePoint(Position(epoch=3), 'x', rng_state=None, epoch_totals=None)
+    assert run_epochs(session(calls, resume=resume), Client(calls)) == {'last_epoch': 2, 'global_step': 0,
+                                                                          'trained': False}
+    assert calls == []
+
+
+def batches(n):
+    return [(torch.zeros(2, 1), torch.zeros(2, dtype=torch.long)) for _ in range(n)]
+
+
+def test_the_step_loop_sums_reports_and_offers_recovery_points():
+    reports, recoveries = [], []
+    done = run_steps(batches(5), lambda images, target, step, updates: torch.tensor([2.0 * (step + 1), 2.0],
+                                                                                      dtype=torch.float64),
+                     epoch=0, steps_per_epoch=5, num_sums=2, device=torch.device('cpu'), start_step=0,
+                     global_step=10, log_interval=2, recovery_interval=2,
+                     report=lambda last, sums, n, step, updates, timer: reports.append((step, updates, sums)),
+                     save_recovery=lambda position, totals: recoveries.append(position))
+    assert done['sums'] == [30.0, 10.0] and done['global_step'] == 15
+    assert [r[:2] for r in reports] == [(1, 11), (2, 12), (4, 14), (5, 15)]  # first, every 2nd, last
+    assert recoveries == [Position(0, 2, 12), Position(0, 4, 14)]  # not at the epoch's last step
+
+
+def test_a_non_finite_running_loss_stops_on_the_next_progress_line():
+    values = iter([1.0, float('nan'), 1.0])
+    with pytest.raises(DivergedError, match='epoch 4 step 2'):
+        run_steps(batches(3), lambda *args: torch.tensor([next(values)], dtype=torch.float64), epoch=4,
+                  steps_per_epoch=3, num_sums=1, device=torch.device('cpu'), log_interval=2)
