@@ -102,12 +102,12 @@ def test_compare_cfg_times_both_configs_in_the_same_rounds(bench_tool, monkeypat
     """--compare-cfg configs/train_corrected.yaml: the search phases under that config too, in the same rounds
     (the original's behaviour against our corrections under one load), each with its session's own switches."""
     seen = []
-    original = loop.search_step
+    original = search_steps.search_step
 
     def traced(session, path, images, target, *, epoch, meta_updates=0):
         seen.append(session.cfg.SUPERNET.STEP_ONLY_PATH)
         return original(session, path, images, target, epoch=epoch, meta_updates=meta_updates)
-    monkeypatch.setattr(loop, 'search_step', traced)
+    monkeypatch.setattr(search_steps, 'search_step', traced)
 
     results = bench_tool.main(TINY + ['--phases', 'search-plain,search-kd', '--interleave', '--steps', '2',
                                       '--warmup', '1', '--clock', 'cpu',
