@@ -148,18 +148,25 @@ def test_a_run_interrupted_after_epoch_one_resumes_to_the_same_result(repo_root,
         ['last.pth.tar', 'best.pth.tar', 'checkpoint-0.pth.tar', 'checkpoint-1.pth.tar'])
 
 
-def test_a_recovery_checkpoint_resumes_mid_epoch(repo_root, four_step_data, tmp_path, monkeypatch, uninterrupted):
+def _ctrl_c_after_recovery_checkpoint(monkeypatch, epoch, step):
+    """Make the next run stop, as on Ctrl-C, right after it writes the recovery checkpoint of (epoch, step);
+    call the returned function to undo it."""
     original = CheckpointSaver.save_recovery
 
     def save_then_die(self, checkpoint):
         original(self, checkpoint)
-        if (checkpoint['epoch'], checkpoint['step_in_epoch']) == (1, 2):
+        if (checkpoint['epoch'], checkpoint['step_in_epoch']) == (epoch, step):
             raise KeyboardInterrupt
 
     monkeypatch.setattr(CheckpointSaver, 'save_recovery', save_then_die)
+    return lambda: monkeypatch.setattr(CheckpointSaver, 'save_recovery', original)
+
+
+def test_a_recovery_checkpoint_resumes_mid_epoch(repo_root, four_step_data, tmp_path, monkeypatch, uninterrupted):
+    undo = _ctrl_c_after_recovery_checkpoint(monkeypatch, 1, 2)
     with pytest.raises(SystemExit, match='130'):  # Ctrl-C on the command line
         _resume_run(repo_root, tmp_path, four_step_data, 'run', RECOVERY_INTERVAL=1)
-    monkeypatch.setattr(CheckpointSaver, 'save_recovery', original)
+    undo()
     recovery = load(tmp_path / 'run' / 'recovery.pth.tar')
     assert (recovery['epoch'], recovery['step_in_epoch'], recovery['global_step']) == (1, 2, 6)
     _resume_run(repo_root, tmp_path, four_step_data, 'run', AUTO_RESUME=True, RECOVERY_INTERVAL=1)
@@ -316,17 +323,10 @@ def test_a_workers_2_run_killed_after_a_recovery_checkpoint_resumes_exactly(repo
                                                                           monkeypatch, uninterrupted):
     """Each image's augmentation is seeded by (SEED + rank, epoch, position): the run with 2 worker processes,
     killed and resumed, ends with the weights of the uninterrupted run, which loaded in the main process."""
-    original = CheckpointSaver.save_recovery
-
-    def save_then_die(self, checkpoint):
-        original(self, checkpoint)
-        if (checkpoint['epoch'], checkpoint['step_in_epoch']) == (1, 2):
-            raise KeyboardInterrupt
-
-    monkeypatch.setattr(CheckpointSaver, 'save_recovery', save_then_die)
-    with pytest.raises(SystemExit):
+    undo = _ctrl_c_after_recovery_checkpoint(monkeypatch, 1, 2)
+    with pytest.raises(SystemExit, match='130'):
         _resume_run(repo_root, tmp_path, four_step_data, 'run', RECOVERY_INTERVAL=1, WORKERS=2)
-    monkeypatch.setattr(CheckpointSaver, 'save_recovery', original)
+    undo()
     _resume_run(repo_root, tmp_path, four_step_data, 'run', AUTO_RESUME=True, RECOVERY_INTERVAL=1, WORKERS=2)
     assert 'recovery.pth.tar: epoch 1, step 2 of 4' in (tmp_path / 'run' / 'retrain.log').read_text()
     _same_training(uninterrupted, tmp_path / 'run')
