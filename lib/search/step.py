@@ -4,8 +4,10 @@
 One training step (docs/algorithm.md): sample the student path (the sampler's own generator: the same path on
 every rank) -> every UPDATE_ITER steps the meta-matching update (``run_meta_update``) -> ``search_step``:
 loss: CE while the board is empty or epoch <= META_STA_EPOCH, else teacher selection from the board +
-distillation -> backward -> average the path's gradients over ranks (one coalesced all-reduce; no DDP:
-only the path's parameters have gradients, and every rank runs the same path) -> optimizer step -> LR step
+distillation -> backward -> average the new gradients over ranks (one coalesced all-reduce; no DDP: only
+the path's parameters, and the MMN's while the KD weight keeps its graph, get new gradients, and every rank
+runs the same path; other parameters ever sampled hold zero gradients under STEP_ONLY_PATH False, equal on
+every rank) -> optimizer step -> LR step
 -> after META_STA_EPOCH, offer the student to the board (its prec1 averaged over ranks; rank 0's probe
 tensors when admitted).
 
