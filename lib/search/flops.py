@@ -74,12 +74,10 @@ class SearchSpace:
 
     layers_per_stage: Tuple[int, ...]
     resolution: int
-    budget_scale: float = 1.0
-    op_costs: Optional[OpCosts] = None
+    budget_scale: float
+    op_costs: OpCosts
 
     def budget_flops(self, path: Sequence[Sequence[int]]) -> float:
-        if self.op_costs is None:
-            raise ValueError('this search space carries no op costs; build it with search_space_for_budget')
         return self.op_costs.path_cost(path) / self.budget_scale
 
     def extreme_path(self, pick=min) -> Tuple[Tuple[int, ...], ...]:
