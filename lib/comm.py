@@ -25,6 +25,16 @@ def barrier() -> None:
         dist.barrier()
 
 
+def init_process_group(**kwargs) -> None:
+    """``torch.distributed.init_process_group(**kwargs)``, with ``torch._dynamo`` imported first.
+
+    Imported afterwards (an optimizer's first step imports it), it keeps the group alive past
+    ``destroy_process_group``: the gloo threads then outlive Python and now and then abort the
+    process at exit ("terminate called without an active exception"), so a finished run exits 134."""
+    import torch._dynamo  # noqa: F401  (the import is the point)
+    dist.init_process_group(**kwargs)
+
+
 def destroy_process_group(synchronize: bool) -> None:
     """Tear the group down (after a barrier when ``synchronize``: no rank leaves while another still writes)."""
     if is_initialized():

@@ -1,5 +1,6 @@
 """Shared fixtures: the repository root, the vendored reference facts, released-format checkpoints written
 here, tiny generated datasets."""
+import socket
 from pathlib import Path
 
 import pytest
@@ -18,6 +19,14 @@ torch.set_num_threads(1)
 @pytest.fixture(scope='session')
 def repo_root() -> Path:
     return REPO
+
+
+@pytest.fixture
+def free_port() -> int:
+    """A TCP port nobody listens on now, for a multi-process launch (the default 29500 may be taken)."""
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
 
 
 @pytest.fixture(scope='session')

@@ -5,9 +5,11 @@ from datetime import timedelta
 
 import torch.distributed as dist
 
+from lib import comm
+
 
 def _as_rank(worker, rank: int, world_size: int, init_file: str) -> None:
-    dist.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank, world_size=world_size,
+    comm.init_process_group(backend='gloo', init_method=f'file://{init_file}', rank=rank, world_size=world_size,
                             timeout=timedelta(seconds=60))
     try:
         worker(rank, world_size)

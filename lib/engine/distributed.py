@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from typing import Optional
 
 import torch
-import torch.distributed as dist
 
 from lib import comm
 from lib.errors import ConfigError
@@ -51,6 +50,6 @@ def init_distributed(device: str = 'auto', backend: str = 'auto', local_rank_arg
         if backend == 'auto':
             backend = 'nccl' if torch_device.type == 'cuda' else 'gloo'
         kwargs = {'device_id': torch_device} if torch_device.type == 'cuda' else {}
-        dist.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=30), **kwargs)
+        comm.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=30), **kwargs)
         rank, world_size = comm.get_rank(), comm.get_world_size()
     return DistContext(rank=rank, world_size=world_size, local_rank=local_rank, device=torch_device)

@@ -47,9 +47,9 @@ def test_tta_amp_and_channels_last(tmp_path, tiny_imagefolder, official):
     assert tta['images'] == 9 and tta['loss'] != plain['loss']
 
 
-def test_two_processes_count_every_image_once(tmp_path, tiny_imagefolder, official, repo_root):
+def test_two_processes_count_every_image_once(tmp_path, tiny_imagefolder, official, repo_root, free_port):
     single = run_test(tmp_path, tiny_imagefolder, official, name='single')
-    cmd = [sys.executable, '-m', 'torch.distributed.launch', '--nproc_per_node=2', 'test.py',
+    cmd = [sys.executable, '-m', 'torch.distributed.launch', '--nproc_per_node=2', f'--master_port={free_port}', 'test.py',
            '--cfg', 'configs/test.yaml', 'DATA_DIR', str(tiny_imagefolder), 'MODEL_SELECTION', '14',
            'RESUME_PATH', str(official), 'OUTPUT', str(tmp_path), 'MODEL', 'dist', 'WORKERS', '0',
            'DEVICE', 'cpu', 'DATASET.BATCH_SIZE', '1']

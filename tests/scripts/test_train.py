@@ -5,7 +5,6 @@ import csv
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 
@@ -143,16 +142,10 @@ def test_resume_after_an_epoch_and_mid_epoch_continues_exactly(repo_root, data, 
     assert 'resuming from' in (run_dir / 'train.log').read_text()
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
-
-
-def test_two_processes_hold_the_same_board_and_weights(repo_root, data, tmp_path):
+def test_two_processes_hold_the_same_board_and_weights(repo_root, data, tmp_path, free_port):
     env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=str(repo_root))
     command = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_addr=127.0.0.1',
-               f'--master_port={_free_port()}', str(repo_root / 'train.py'),
+               f'--master_port={free_port}', str(repo_root / 'train.py'),
                *argv(repo_root, tmp_path, data, VERBOSE=True, **{'DATASET.BATCH_SIZE': 2, 'SUPERNET.SLICE': 1})]
     completed = subprocess.run(command, cwd=repo_root, env=env, capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
