@@ -1,7 +1,6 @@
 """Each fidelity switch (README, "What differs from the original"): the default does what the original code
 does, the alternative what our correction does. Small real supernet on the CPU."""
 import copy
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -11,9 +10,10 @@ from lib.config import load_config
 from lib.data.loaders import build_val_loader_from_cfg
 from lib.search import step as search_steps
 from lib.search.flops import build_search_space
-from lib.search.meta_matching import probe_deltas, select_teacher
+from lib.search.meta_matching import probe_deltas
 from lib.search.sampler import PathSampler
-from test_step_wiring import CORRECTED, STUDENT, TEACHERS, batch, make_session
+from test_step_wiring import TEACHERS, make_session
+from tiny_search import STUDENT, batch
 
 OTHER = ((4,), (3,), (1,), (0,), (2,))  # shares no searchable op with STUDENT
 
@@ -33,7 +33,7 @@ def test_step_only_path(step_only_path):
     it stays put."""
     name = 'blocks.1.0.1.conv_pw.weight'  # STUDENT's first searchable op, not on OTHER
     never_sampled = 'blocks.1.0.2.conv_pw.weight'
-    images, target = batch()
+    images, target = batch(8)
     # Weight decay alone (no momentum): w <- w * (1 - lr * wd) at each later step.
     session = make_session('SUPERNET.STEP_ONLY_PATH', str(step_only_path), 'WEIGHT_DECAY', '0.01',
                            'OPT', 'momentum', 'MOMENTUM', '0.0')
@@ -59,7 +59,7 @@ def test_detach_kd_weight(detach):
     """SUPERNET.DETACH_KD_WEIGHT False (the original): m = sigmoid(-score) keeps its graph, so the MMN's weights
     change after one distillation step; True: they do not (the MMN learns only in meta updates)."""
     session = make_session('SUPERNET.DETACH_KD_WEIGHT', str(detach))
-    images, target = batch()
+    images, target = batch(8)
     before = snapshot(session.mmn)
     out = search_steps._forward_backward(session, STUDENT, images, target, distill=True)
     changed = any(not torch.equal(p, before[n]) for n, p in session.mmn.named_parameters())
@@ -73,7 +73,7 @@ def test_detach_kd_weight_changes_the_student_gradient_by_its_probe_forward():
     grads = {}
     for detach in (False, True):
         session = make_session('SUPERNET.DETACH_KD_WEIGHT', str(detach), 'SUPERNET.STEP_ONLY_PATH', 'True')
-        images, target = batch()
+        images, target = batch(8)
         search_steps._forward_backward(session, STUDENT, images, target, distill=True)
         grads[detach] = session.supernet.blocks[1][0][1].conv_pw.weight.grad.clone()
     assert not torch.allclose(grads[False], grads[True])
@@ -88,7 +88,7 @@ def test_meta_inner_lr(monkeypatch, inner, expected_group):
     captured = {}
     monkeypatch.setattr(search_steps, 'meta_update', lambda *args, **kwargs: captured.update(kwargs) or {
         'teacher_index': 0, 'kd_weight': 0.5, 'val_loss': 1.0, 'meta_grad_norm': 0.0})
-    images, target = batch()
+    images, target = batch(8)
     search_steps.run_meta_update(session, STUDENT, images, target, epoch=1, step=5)
     lr = session.optimizer.param_groups[expected_group]['lr']
     assert captured['inner_lr'] == lr == pytest.approx((0.001 if inner == 'meta' else 0.1) * 0.9)
@@ -101,7 +101,7 @@ def test_probe_probs(probe_probs):
     teacher's softmax on its probe images; the first entry (no teacher yet) the student's. 'student': always
     the student's."""
     session = make_session('SUPERNET.PROBE_PROBS', probe_probs, 'SUPERNET.POOL_SIZE', '5')
-    images, target = batch()
+    images, target = batch(8)
     out = search_steps._forward_backward(session, STUDENT, images, target, distill=True)
     assert out.teacher_logits is not None
     hits = torch.tensor(float(len(target)), dtype=torch.float64)  # prec1 100: admitted
@@ -142,7 +142,7 @@ def test_probe_forward_switch_reaches_teacher_selection(monkeypatch):
         session = make_session('SUPERNET.PROBE_FORWARD', mode)
         monkeypatch.setattr(session.supernet, 'forward', lambda x, path, f=session.supernet.forward:
                             calls.append((mode, x.shape[0])) or f(x, path))
-        images, target = batch()
+        images, target = batch(8)
         search_steps._forward_backward(session, STUDENT, images, target, distill=True)
     assert [c for c in calls if c[0] == 'per_entry'] == [('per_entry', 2)] * len(TEACHERS)
     assert [c for c in calls if c[0] == 'batched'] == [('batched', 2 * len(TEACHERS))]

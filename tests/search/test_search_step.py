@@ -1,47 +1,23 @@
 """The one search step train.py and tools/benchmark.py share (``loop.search_step``), the meta-matching
 network's float32 scores under autocast, and the coalesced gradient all-reduce's copy back."""
-from types import SimpleNamespace
-
 import torch
 
 from lib.comm import all_reduce_mean_
-from lib.config import load_config
-from lib.models.supernet import SuperNet
-from lib.search.board import PrioritizedBoard
-from lib.search.builder import build_linear_schedule, build_search_optimizer
 from lib.search.meta_matching import MetaMatchingNetwork
 from lib.search.step import search_step
+from tiny_search import IMAGE, NUM_CLASSES, SLICE, STUDENT, batch, make_search_session
 from two_ranks import run_on_two_ranks
 
-NUM_CLASSES, SLICE, IMAGE, BATCH = 5, 2, 32, 6
-STUDENT = ((1,), (0,), (2,), (5,), (3,))
+BATCH = 6
 
 
 def make_session(*overrides):
-    torch.manual_seed(0)
-    cfg = load_config(None, ['DATASET.NUM_CLASSES', str(NUM_CLASSES), 'SUPERNET.SLICE', str(SLICE),
-                             'SUPERNET.POOL_SIZE', '2', 'SUPERNET.META_STA_EPOCH', '0', 'LR', '0.1', *overrides])
-    supernet = SuperNet((1, 1, 1, 1, 1), num_classes=NUM_CLASSES).train()
-    mmn = MetaMatchingNetwork(SLICE, NUM_CLASSES)
-    optimizer = build_search_optimizer(cfg, supernet, mmn)
-    return SimpleNamespace(
-        cfg=cfg, supernet=supernet, mmn=mmn, board=PrioritizedBoard(cfg.SUPERNET.POOL_SIZE, cfg.ACC_GAP),
-        optimizer=optimizer, scheduler=build_linear_schedule(optimizer, 10),
-        scaler=torch.amp.GradScaler('cpu', enabled=False), loss_fn=torch.nn.CrossEntropyLoss(),
-        dist=SimpleNamespace(device=torch.device('cpu')), local_bn_group=None,
-        flops_table=SimpleNamespace(path_flops=lambda path: 10.0, path_params=lambda path: 1.0),
-        space=SimpleNamespace(budget_flops=lambda path: 9.0))
-
-
-def batch():
-    generator = torch.Generator().manual_seed(1)
-    return (torch.randn(BATCH, 3, IMAGE, IMAGE, generator=generator),
-            torch.randint(0, NUM_CLASSES, (BATCH,), generator=generator))
+    return make_search_session('SUPERNET.POOL_SIZE', '2', 'SUPERNET.META_STA_EPOCH', '0', *overrides)
 
 
 def test_search_step_sums_and_board_offers_follow_the_epoch():
     session = make_session('SUPERNET.STEP_ONLY_PATH', 'True')
-    images, target = batch()
+    images, target = batch(BATCH)
     path_ids = {id(p) for p in session.supernet.path_parameters(STUDENT).values()}
     before = {name: p.detach().clone() for name, p in session.supernet.named_parameters()}
 
@@ -67,7 +43,7 @@ def test_search_step_sums_and_board_offers_follow_the_epoch():
 def test_distillation_step_runs_under_bf16_autocast_with_channels_last():
     session = make_session('AMP', 'True', 'AMP_DTYPE', 'bfloat16', 'CHANNELS_LAST', 'True')
     session.supernet.to(memory_format=torch.channels_last)
-    images, target = batch()
+    images, target = batch(BATCH)
     images = images.contiguous(memory_format=torch.channels_last)
     for path in (STUDENT, ((0,), (1,), (2,), (3,), (4,))):  # two board entries, then distillation
         search_step(session, path, images, target, epoch=1)

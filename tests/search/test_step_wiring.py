@@ -1,7 +1,6 @@
 """The search loop's wiring on a small real supernet (CPU, 32 px): teacher choice and KD weight, board
 offers, optimizer groups, LR schedule, BN recalibration, and the best_arch.yaml it writes."""
 import copy
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -10,46 +9,23 @@ from timm.loss import LabelSmoothingCrossEntropy
 
 from lib.config import load_config
 from lib.models.from_config import build_child_from_cfg
-from lib.models.supernet import SuperNet
 from lib.search.board import BoardEntry, PrioritizedBoard
-from lib.search.builder import build_linear_schedule, build_search_optimizer
-from lib.search.meta_matching import MetaMatchingNetwork
+from lib.search.builder import build_search_optimizer
 from lib.search.outputs import choose_final_entry, write_best_arch
 from lib.search.step import _forward_backward, _offer_to_board, meta_update_due
 from lib.search.validate import recalibrated_bn
+from tiny_search import NUM_CLASSES, SLICE, STUDENT, batch, make_search_session
 
-NUM_CLASSES, SLICE, IMAGE = 5, 2, 32
 # Every fidelity switch on our corrected side (configs/train_corrected.yaml).
 CORRECTED = ('SUPERNET.PROBE_FORWARD', 'batched', 'SUPERNET.DETACH_KD_WEIGHT', 'True', 'SUPERNET.PROBE_PROBS',
              'student', 'SUPERNET.STEP_ONLY_PATH', 'True', 'SUPERNET.META_INNER_LR', 'supernet')
-STUDENT = ((1,), (0,), (2,), (5,), (3,))
 TEACHERS = (((0,), (1,), (2,), (3,), (4,)), ((5,), (4,), (3,), (2,), (1,)))
 
 
 def make_session(*overrides):
-    torch.manual_seed(0)
-    cfg = load_config(None, ['DATASET.NUM_CLASSES', str(NUM_CLASSES), 'SUPERNET.SLICE', str(SLICE),
-                             'SUPERNET.POOL_SIZE', '3', 'LR', '0.1', 'EPOCHS', '2', *overrides])
-    supernet = SuperNet((1, 1, 1, 1, 1), num_classes=NUM_CLASSES).train()
-    mmn = MetaMatchingNetwork(SLICE, NUM_CLASSES)
-    board = PrioritizedBoard(cfg.SUPERNET.POOL_SIZE, cfg.ACC_GAP)
-    for rank, path in enumerate(TEACHERS):
-        board.offer(BoardEntry(path=path, prec1=60.0 - rank, flops=10.0 + rank,
-                               probe_images=torch.randn(SLICE, 3, IMAGE, IMAGE),
-                               probe_probs=torch.softmax(torch.randn(SLICE, NUM_CLASSES), dim=-1)))
-    optimizer = build_search_optimizer(cfg, supernet, mmn)
-    table = SimpleNamespace(path_flops=lambda path: 12.5, path_params=lambda path: 1.25)
-    return SimpleNamespace(
-        cfg=cfg, supernet=supernet, mmn=mmn, board=board, optimizer=optimizer,
-        scheduler=build_linear_schedule(optimizer, 10), scaler=torch.amp.GradScaler('cpu', enabled=False),
-        loss_fn=LabelSmoothingCrossEntropy(smoothing=0.1), dist=SimpleNamespace(device=torch.device('cpu')),
-        local_bn_group=None, flops_table=table, space=SimpleNamespace(budget_flops=lambda path: 12.5))
-
-
-def batch(n=8):
-    generator = torch.Generator().manual_seed(1)
-    return (torch.randn(n, 3, IMAGE, IMAGE, generator=generator),
-            torch.randint(0, NUM_CLASSES, (n,), generator=generator))
+    return make_search_session('SUPERNET.POOL_SIZE', '3', 'EPOCHS', '2', *overrides, board_paths=TEACHERS,
+                               loss_fn=LabelSmoothingCrossEntropy(smoothing=0.1), path_flops=12.5,
+                               path_params=1.25, budget_flops=12.5)
 
 
 def expected_distillation(session, images, target, per_entry=False):
@@ -77,7 +53,7 @@ def expected_distillation(session, images, target, per_entry=False):
 def test_distillation_step_uses_the_chosen_teachers_path_and_score(switches):
     session = make_session(*switches)
     per_entry = session.cfg.SUPERNET.PROBE_FORWARD == 'per_entry'
-    images, target = batch()
+    images, target = batch(8)
     chosen, scores, _, _ = expected_distillation(session, images, target, per_entry)
     if chosen == len(session.board) - 1:  # make the pick differ from the last entry (the original's bug)
         with torch.no_grad():
@@ -109,7 +85,7 @@ def test_distillation_step_uses_the_chosen_teachers_path_and_score(switches):
 
 def test_plain_step_is_cross_entropy_and_top1_uses_half_weight():
     session = make_session()
-    images, target = batch()
+    images, target = batch(8)
     reference = copy.deepcopy(session.supernet)
     out = _forward_backward(session, STUDENT, images, target, distill=False)
     loss, kd = out.loss, out.kd
@@ -165,7 +141,7 @@ def test_optimizer_groups_and_linear_schedule():
 
 def test_bn_recalibration_is_undone_afterwards():
     session = make_session('SUPERNET.BN_RECALIBRATION_BATCHES', '2')
-    images, _ = batch()
+    images, _ = batch(8)
     session.train_loader = type('Loader', (), {'set_epoch': lambda self, epoch: None,
                                                '__iter__': lambda self: iter([(images, None)] * 3)})()
     bn = session.supernet.blocks[1][0][1].bn1
