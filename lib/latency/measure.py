@@ -1,0 +1,59 @@
+"""Measuring a latency table: every fixed part and every op of every searchable layer of a space, each on
+the input shape it sees there, timed together in shuffled rounds (``lib.latency.timing``)."""
+import os
+import time
+from typing import Callable, Dict, List, Optional, Sequence
+
+import torch
+
+from lib.latency.parts import FIXED_PARTS, fixed_part_modules, fixed_part_shapes, layer_slots
+from lib.latency.runtimes import RuntimeSettings, configure_threads, environment, prepare, sync_for
+from lib.latency.table import LatencyTable
+from lib.latency.timing import time_interleaved
+from lib.models import ops
+
+
+def machine_load() -> Optional[List[float]]:
+    """The 1, 5 and 15 minute load averages (None where the OS has none): recorded beside the timings."""
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
+def timing_record(*, warmup: int, repeats: int, clock: str, seed: int, load_before, started: float) -> Dict:
+    return {'warmup': warmup, 'repeats': repeats, 'clock': clock, 'order': 'shuffled rounds, one call each',
+            'seed': seed, 'measured_at': time.strftime('%Y-%m-%dT%H:%M:%S%z', time.localtime(started)),
+            'seconds': round(time.time() - started, 1), 'load_before': load_before, 'load_after': machine_load()}
+
+
+def measure_table(layers_per_stage: Sequence[int], resolution: int, settings: RuntimeSettings, *, num_classes: int,
+                  global_pool: str = 'avg', warmup: int = 10, repeats: int = 50, clock: str = 'wall', seed: int = 0,
+                  log: Callable[[str], None] = lambda message: None) -> LatencyTable:
+    """Time every part of the space ``layers_per_stage`` at ``resolution`` px with ``settings``."""
+    settings.check()
+    started, load_before = time.time(), machine_load()
+    configure_threads(settings)
+    torch.manual_seed(seed)  # weights do not change a float latency, but keep the modules the same each run
+    slots = layer_slots(layers_per_stage, resolution)
+    shapes, fixed_modules = fixed_part_shapes(resolution), fixed_part_modules(num_classes, global_pool)
+    keys, runs = [], []
+    for name in FIXED_PARTS:
+        keys.append(name)
+        runs.append(prepare(fixed_modules[name], shapes[name], settings, seed))
+    for stage in slots:
+        for slot in stage:
+            for op in range(ops.NUM_OPS):
+                keys.append((slot.stage, slot.layer, op))
+                runs.append(prepare(slot.op_module(op), slot.input_shape, settings, seed))
+        log(f'prepared stage {stage[0].stage + 1} of {len(slots)} ({len(runs)} parts so far)')
+    log(f'timing {len(runs)} parts: {warmup} warm-up calls each, then {repeats} shuffled rounds')
+    timings = dict(zip(keys, time_interleaved(runs, warmup=warmup, repeats=repeats, clock=clock,
+                                              sync=sync_for(settings), seed=seed)))
+    op_times = tuple(tuple(tuple(timings[(slot.stage, slot.layer, op)] for op in range(ops.NUM_OPS)) for slot in stage)
+                     for stage in slots)
+    meta = {**environment(settings), 'runtime': settings.to_dict(),
+            'timing': timing_record(warmup=warmup, repeats=repeats, clock=clock, seed=seed, load_before=load_before,
+                                    started=started)}
+    return LatencyTable(tuple(len(stage) for stage in slots), int(resolution), int(num_classes), global_pool,
+                        {name: timings[name] for name in FIXED_PARTS}, op_times, meta)

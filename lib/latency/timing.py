@@ -1,0 +1,66 @@
+"""Timing a set of callables alike: warm-up, then rounds in which every callable runs once, in a new
+shuffled order each round, so that a shared machine's changing load and the cache state a neighbour
+leaves fall on all of them alike; per callable the median and the quartiles of its samples.
+
+Clocks: ``wall`` (time.perf_counter, the latency a user sees) or ``cpu`` (time.process_time: the CPU time
+this process spent, which other processes on a busy machine do not inflate; with one thread it is the
+latency of an idle machine).
+"""
+import random
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Sequence
+
+CLOCKS = {'wall': time.perf_counter, 'cpu': time.process_time}
+
+
+@dataclass(frozen=True)
+class Timing:
+    """One callable's samples in milliseconds: median, quartiles, fastest; ``spread`` = IQR / median."""
+    median_ms: float
+    q1_ms: float
+    q3_ms: float
+    min_ms: float
+    samples: int
+
+    @property
+    def spread(self) -> float:
+        return (self.q3_ms - self.q1_ms) / self.median_ms if self.median_ms > 0 else 0.0
+
+    @classmethod
+    def of(cls, seconds: Sequence[float]) -> 'Timing':
+        ms = [s * 1e3 for s in seconds]
+        if len(ms) == 1:
+            return cls(ms[0], ms[0], ms[0], ms[0], 1)
+        q1, _, q3 = statistics.quantiles(ms, n=4, method='inclusive')
+        return cls(statistics.median(ms), q1, q3, min(ms), len(ms))
+
+    def to_dict(self) -> dict:
+        return {'ms': self.median_ms, 'q1_ms': self.q1_ms, 'q3_ms': self.q3_ms, 'min_ms': self.min_ms,
+                'samples': self.samples}
+
+
+def time_interleaved(runs: Sequence[Callable[[], object]], *, warmup: int, repeats: int, clock: str = 'wall',
+                     sync: Optional[Callable[[], None]] = None, seed: int = 0) -> List[Timing]:
+    """Time every callable of ``runs``: ``warmup`` calls each, then ``repeats`` shuffled rounds of one call
+    each. ``sync`` (e.g. torch.cuda.synchronize) runs before the clock stops."""
+    if clock not in CLOCKS:
+        raise ValueError(f'clock must be one of {", ".join(CLOCKS)}; got {clock!r}')
+    if repeats < 1 or warmup < 0:
+        raise ValueError(f'repeats must be >= 1 and warmup >= 0; got {repeats}, {warmup}')
+    now, done = CLOCKS[clock], sync or (lambda: None)
+    for run in runs:
+        for _ in range(warmup):
+            run()
+        done()
+    samples: List[List[float]] = [[] for _ in runs]
+    order, shuffle = list(range(len(runs))), random.Random(seed).shuffle
+    for _ in range(repeats):
+        shuffle(order)
+        for index in order:
+            start = now()
+            runs[index]()
+            done()
+            samples[index].append(now() - start)
+    return [Timing.of(s) for s in samples]

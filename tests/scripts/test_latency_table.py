@@ -1,0 +1,87 @@
+"""tools/latency_table.py: measuring a (tiny) space's table on PyTorch eager, checking it against whole networks,
+storing the calibration; onnxruntime runs the part it is given. Times are produced but never asserted."""
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from lib.latency.runtimes import LatencySettingsError, RuntimeSettings, prepare
+from lib.latency.table import load_table
+from lib.models import ops
+
+REPO = Path(__file__).resolve().parents[2]
+_spec = importlib.util.spec_from_file_location('latency_table_tool', REPO / 'tools' / 'latency_table.py')
+tool = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(tool)
+
+
+def test_measure_then_check_then_calibrate(tmp_path, capsys):
+    out = str(tmp_path / 'table.json')
+    summary = tool.main(['measure', '--out', out, '--layers', '1,2,1,1,1', '--resolution', '32', '--num-classes', '3',
+                         '--runtime', 'torch', '--warmup', '0', '--repeats', '3'])
+    table = load_table(out)
+    assert (table.layers_per_stage, table.resolution, table.num_classes) == ((1, 2, 1, 1, 1), 32, 3)
+    assert [len(stage) for stage in table.op_times] == [1, 2, 1, 1, 1]
+    assert all(entry.samples == 3 for stage in table.op_times for layer in stage for entry in layer)
+    assert table.meta['runtime'] == {'runtime': 'torch', 'device': 'cpu', 'batch_size': 1, 'threads': 1,
+                                     'channels_last': False}
+    assert table.meta['timing']['repeats'] == 3 and table.meta['versions']['torch'] == torch.__version__
+    assert table.meta['device']['name'] and table.calibration is None
+    assert summary['parts'] == 4 + 6 * 6
+    capsys.readouterr()
+
+    report = tool.main(['check', '--table', out, '--networks', '3', '--calibrate', '2', '--write',
+                        '--report', str(tmp_path / 'report.json'), '--repeats', '2'])
+    printed = json.loads(capsys.readouterr().out)
+    assert printed['networks'] == 3 and {'mape_percent', 'spearman_rho'} <= set(printed['sum'])
+    rows = json.loads((tmp_path / 'report.json').read_text())['rows']
+    assert len(rows) == 3 and all(row['sum_ms'] == pytest.approx(table.sum_ms(row['path'])) for row in rows)
+    calibrated = load_table(out)
+    assert calibrated.calibration.scale == pytest.approx(report['calibration']['scale'])
+    path = [list(stage) for stage in rows[0]['path']]
+    assert calibrated.predict_ms(path) == pytest.approx(rows[0]['predicted_ms'])
+
+
+def test_the_space_comes_from_a_search_config(tmp_path):
+    cfg = tmp_path / 'search.yaml'
+    cfg.write_text('SUPERNET:\n  FLOPS_MAXIMUM: 20\nDATASET:\n  NUM_CLASSES: 10\n')
+    args = tool.parse_args(['measure', '--out', 'x.json', '--cfg', str(cfg)])
+    assert tool.space_of(args) == ((1, 1, 1, 1, 1), 96, 10, 'avg')
+
+
+def test_onnxruntime_runs_the_part_it_is_given():
+    torch.manual_seed(0)
+    block = ops.inverted_residual(8, 16, 3, 2).eval()
+    run = prepare(block, (8, 12, 12), RuntimeSettings('onnxruntime', batch_size=2))
+    got = run()[0]
+    x = torch.randn(2, 8, 12, 12, generator=torch.Generator().manual_seed(0))  # prepare's input
+    with torch.no_grad():
+        want = block(x).numpy()
+    assert got.shape == (2, 16, 6, 6) and abs(got - want).max() < 1e-4
+
+
+@pytest.mark.parametrize('settings, message', [
+    (RuntimeSettings('onnxruntime', channels_last=True), 'PyTorch eager only'),
+    (RuntimeSettings('onnxruntime', device='cuda'), 'onnxruntime is measured on the CPU'),
+    (RuntimeSettings('torch', threads=0), 'at least 1'),
+])
+def test_settings_that_cannot_be_measured(settings, message):
+    with pytest.raises(LatencySettingsError, match=message):
+        settings.check()
+
+
+def test_command_line_error_is_one_line(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS='1')
+    bad = tmp_path / 'bad.json'
+    bad.write_text('{"format": "cream-latency-table-0"}')
+    proc = subprocess.run([sys.executable, 'tools/latency_table.py', 'check', '--table', str(bad)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"error: {bad} is not a usable latency table: format is 'cream-latency-table-0', not 'cream-latency-table-1'; "
+        'measure one with python tools/latency_table.py measure']
