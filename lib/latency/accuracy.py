@@ -109,3 +109,23 @@ def check_table(table: LatencyTable, *, networks: int, calibrate: int, seed: int
             row['predicted_ms'] = value
     report['rows'] = rows
     return report
+
+
+def searched_path(arch: Sequence[Sequence[int]], keep_single_layer_default: bool = False) -> Path:
+    """The searchable-stage ops the child network of ``arch`` really has (the released networks' single-layer
+    stages keep their default op: ``childnet.arch_to_block_strings``)."""
+    stages = childnet.validate_arch(arch)[1:-1]
+    return tuple((ops.STAGE_DEFAULT_OPS[s],) if keep_single_layer_default and len(stage) == 1 else tuple(stage)
+                 for s, stage in enumerate(stages))
+
+
+def predicted_and_measured(table: LatencyTable, path: Path, *, warmup: int, repeats: int, clock: str) -> Dict:
+    """One network's predicted latency beside its measured one, on the table's runtime and settings."""
+    table.check_path(path)
+    timing = measure_networks(table, [path], warmup=warmup, repeats=repeats, clock=clock)[0]
+    predicted = table.predict_ms(path)
+    return {'table': table.source, 'measured_with': table.describe(), 'resolution': table.resolution,
+            'predicted_ms': predicted, 'sum_ms': table.sum_ms(path), 'calibrated': table.calibration is not None,
+            'measured_ms': timing.median_ms, 'measured_q1_ms': timing.q1_ms, 'measured_q3_ms': timing.q3_ms,
+            'error_percent': (predicted - timing.median_ms) / timing.median_ms * 100, 'clock': clock,
+            'repeats': repeats}

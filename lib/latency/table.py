@@ -60,14 +60,14 @@ class LatencyTable:
     source: str = ''  # the file it was read from
 
     # ---- prediction -------------------------------------------------------------------------------
-    def _check_path(self, path: Sequence[Sequence[int]]) -> None:
+    def check_path(self, path: Sequence[Sequence[int]]) -> None:
         if tuple(len(stage) for stage in path) != self.layers_per_stage:
-            raise ValueError(f'path {[list(s) for s in path]} does not fit the latency table\'s space '
-                             f'({list(self.layers_per_stage)} layers per stage)')
+            raise LatencyTableError(f'path {[list(s) for s in path]} does not fit latency table {self.source} '
+                                    f'({self.space_text()}): measure a table for its space')
 
     def sum_ms(self, path: Sequence[Sequence[int]]) -> float:
         """The table's sum for ``path``: every fixed part plus the path's op at every searchable layer."""
-        self._check_path(path)
+        self.check_path(path)
         return (sum(self.fixed[name].median_ms for name in FIXED_PARTS)
                 + sum(self.op_times[s][l][op].median_ms for s, stage in enumerate(path) for l, op in enumerate(stage)))
 
