@@ -68,6 +68,7 @@ def check_values(cfg: CN) -> None:
         'SUPERNET.META_INNER_LR': ('meta', 'supernet'),
         'SUPERNET.PROBE_PROBS': ('teacher', 'student'),
         'SUPERNET.PROBE_FORWARD': ('per_entry', 'batched'),
+        'SUPERNET.BOARD_FLOPS': ('flops_est', 'budget'),
         'DATASET.EVAL_INTERPOLATION': ('bicubic', 'bilinear'),
     }
     for key, allowed in choices.items():

@@ -12,8 +12,8 @@ descending. The original sorted whole tuples (prec1, prec1, flops, path, tensors
 equal prec1 the *larger* FLOPs ranks first, and a full tie went on to compare tensors and crashed; here a
 full tie keeps the older entry first (stable sort).
 
-FLOPs are the budget's measure (``SearchSpace.budget_flops``: the searchable layers priced by the
-original's per-op table), which orders paths as the original's whole-path count at 224 px did; ``macs``
+FLOPs are the board's measure (``SearchSpace.board_flops``, SUPERNET.BOARD_FLOPS): by default the
+original's own, its ``FlopsEst`` count of the whole path at 224 px (``lib.search.flops_est``); ``macs``
 are the child network's real MACs at the search resolution, for reports only.
 
 Entries hold plain numbers, tuples and detached tensors only, so the board never keeps an autograd
