@@ -167,6 +167,21 @@ class PrioritizedBoard:
         return {'pool_size': self.pool_size, 'acc_gap': self.acc_gap,
                 'entries': [entry.to_state() for entry in self._entries]}
 
+    def probe_state(self) -> List[dict]:
+        """The entries' probe tensors (on the CPU), best first: what differs between ranks under
+        SUPERNET.PROBE_SOURCE 'rank', where each process keeps the probes of its own batches."""
+        return [{'probe_images': entry.probe_images.cpu(), 'probe_probs': entry.probe_probs.cpu()}
+                for entry in self._entries]
+
+    def load_probes(self, probes: Sequence[dict], device=None) -> None:
+        """Put back this rank's probes (``probe_state`` of this rank, saved with the board)."""
+        if len(probes) != len(self._entries):
+            raise ValueError(f'{len(probes)} saved probes for a board of {len(self._entries)} entries')
+        for entry, probe in zip(self._entries, probes):
+            images, probs = probe['probe_images'], probe['probe_probs']
+            entry.probe_images = images.to(device) if device is not None else images
+            entry.probe_probs = probs.to(device) if device is not None else probs
+
     def load_state_dict(self, state: dict, device=None) -> None:
         """Restore a board saved by ``state_dict``; ``device`` moves the probe tensors."""
         if state['pool_size'] != self.pool_size or float(state['acc_gap']) != self.acc_gap:
