@@ -15,7 +15,7 @@ STUDENT = ((1,), (0,), (2,), (5,), (3,))
 
 
 def make_search_session(*overrides, board_paths=(), loss_fn=None, path_flops=10.0, path_params=1.0,
-                        budget_flops=9.0):
+                        budget_flops=9.0, latency=None):
     """``overrides``: config ``KEY VALUE`` pairs. ``board_paths`` enter the board in order, each scoring
     below the one before and carrying random probe images and probabilities."""
     torch.manual_seed(0)
@@ -35,7 +35,8 @@ def make_search_session(*overrides, board_paths=(), loss_fn=None, path_flops=10.
         loss_fn=loss_fn or torch.nn.CrossEntropyLoss(), dist=SimpleNamespace(device=torch.device('cpu')),
         local_bn_group=None,
         flops_table=SimpleNamespace(path_flops=lambda path: path_flops, path_params=lambda path: path_params),
-        space=SimpleNamespace(budget_flops=lambda path: budget_flops, board_flops=lambda path: budget_flops))
+        space=SimpleNamespace(budget_flops=lambda path: budget_flops, board_flops=lambda path: budget_flops),
+        latency=latency)
 
 
 def batch(n: int):

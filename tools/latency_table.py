@@ -16,20 +16,17 @@ table; a search then predicts with it).
 """
 import argparse
 import json
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from lib.config import load_config  # noqa: E402
-from lib.engine.guard import exit_on_error  # noqa: E402
-from lib.fileio import write_json_atomic  # noqa: E402
-from lib.latency.accuracy import check_table  # noqa: E402
-from lib.latency.measure import measure_table  # noqa: E402
-from lib.latency.runtimes import DEVICES, RUNTIMES, RuntimeSettings  # noqa: E402
-from lib.latency.table import load_table  # noqa: E402
-from lib.latency.timing import CLOCKS  # noqa: E402
-from lib.search.flops import build_search_space  # noqa: E402
+from lib.config import load_config
+from lib.engine.guard import exit_on_error
+from lib.fileio import write_json_atomic
+from lib.latency.accuracy import check_table
+from lib.latency.measure import measure_table
+from lib.latency.runtimes import DEVICES, RUNTIMES, RuntimeSettings
+from lib.latency.table import load_table
+from lib.latency.timing import CLOCKS
+from lib.search.flops import build_search_space
 
 
 def log(message: str) -> None:

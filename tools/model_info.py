@@ -13,18 +13,15 @@ import argparse
 import ast
 import json
 import os
-import sys
 
 import yaml
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from lib.engine.guard import exit_on_error  # noqa: E402
-from lib.latency.accuracy import predicted_and_measured, searched_path  # noqa: E402
-from lib.latency.table import LatencyTableError, load_table  # noqa: E402
-from lib.latency.timing import CLOCKS  # noqa: E402
-from lib.models import CUSTOM_SELECTION, RELEASED_MODELS, ArchError, create_model, resolve_selection  # noqa: E402
-from lib.models.complexity import count_macs_params  # noqa: E402
+from lib.engine.guard import exit_on_error
+from lib.latency.accuracy import predicted_and_measured, searched_path
+from lib.latency.table import LatencyTableError, load_table
+from lib.latency.timing import CLOCKS
+from lib.models import CUSTOM_SELECTION, RELEASED_MODELS, ArchError, create_model, resolve_selection
+from lib.models.complexity import count_macs_params
 
 
 def model_info(selection=None, arch=None, resolution=None, keep_single_layer_default=False,
@@ -64,8 +61,8 @@ def read_arch(text: str):
     try:
         return ast.literal_eval(text)
     except (ValueError, SyntaxError):
-        raise ArchError(f"--arch is neither a file nor a list of lists of op indices: {text!r}; "
-                        "e.g. '[[0], [3], ..., [0]]'") from None
+        raise ArchError(f"--arch is not a list of lists of op indices, nor a file: {text!r}; "
+                        "e.g. '[[0], [3], ..., [0]]' or a best_arch.yaml") from None
 
 
 def with_latency(info: dict, args) -> dict:

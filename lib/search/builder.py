@@ -1,12 +1,13 @@
 """Everything a search needs, built from the config in an order that fails early.
 
-Order: search space from the FLOPs budget (an infeasible budget fails here, before any work), FLOPs
-table, supernet (+ SyncBN, device, memory format), meta-matching network, board, path sampler, data
-at the search resolution, loss, optimizer, linear LR schedule, AMP scaler, checkpoint saver, resume.
+Order: search space from the FLOPs budget or the config (an infeasible budget fails here, before any work),
+the latency budget when there is one (its table and its feasibility, also before any work), FLOPs table,
+supernet (+ SyncBN, device, memory format), meta-matching network, board, path sampler, data at the search
+resolution, loss, optimizer, linear LR schedule, AMP scaler, checkpoint saver, resume.
 """
 import contextlib
 from dataclasses import dataclass
-from typing import Any, List
+from typing import Any, List, Optional
 
 import torch
 import torch.distributed as dist
@@ -25,6 +26,7 @@ from lib.models import ops
 from lib.models.supernet import SuperNet
 from lib.search.board import PrioritizedBoard
 from lib.search.flops import SearchSpace, build_search_space
+from lib.search.latency_budget import LatencyBudget, latency_budget
 from lib.search.macs_table import FlopsTable, build_flops_table
 from lib.search.meta_matching import MetaMatchingNetwork
 from lib.search.sampler import PathSampler
@@ -47,6 +49,7 @@ class SearchSession(TrainingSession):
     board: PrioritizedBoard
     path_sampler: PathSampler
     local_bn_group: Any = None  # a one-rank process group when SyncBN is on (see unsynced_bn)
+    latency: Optional[LatencyBudget] = None  # SUPERNET.BUDGET_MEASURE latency: the budget's measure
 
 
 # ---- optimisation -------------------------------------------------------------------------------
@@ -132,12 +135,19 @@ def unsynced_bn(model: nn.Module, group):
 
 
 # ---- the session --------------------------------------------------------------------------------
-def log_search_space(logger, space: SearchSpace, table: FlopsTable, cfg) -> None:
+def log_search_space(logger, space: SearchSpace, table: FlopsTable, cfg, latency: Optional[LatencyBudget]) -> None:
     low, high = table.flops_range()
-    logger.info('search space for FLOPs budget %g..%g MFLOPs: layers per searchable stage %s, resolution '
-                '%d px, %d ops per layer (%s)', cfg.SUPERNET.FLOPS_MINIMUM, cfg.SUPERNET.FLOPS_MAXIMUM,
+    origin = (f'for FLOPs budget {cfg.SUPERNET.FLOPS_MINIMUM:g}..{cfg.SUPERNET.FLOPS_MAXIMUM:g} MFLOPs'
+              if not cfg.SUPERNET.SEARCH_LAYERS else 'as the config gives it (SUPERNET.SEARCH_LAYERS)')
+    logger.info('search space %s: layers per searchable stage %s, resolution %d px, %d ops per layer (%s)', origin,
                 list(space.layers_per_stage), space.resolution, table.num_ops,
                 ', '.join(ops.op_name(i) for i in range(table.num_ops)))
+    if latency is not None:
+        fastest, slowest = latency.table.range_ms()
+        logger.info('latency budget %s (it decides the board, the sampler and the final pick; FLOPs are reported '
+                    'beside it): paths of this space are predicted at %.4g..%.4g ms, about %.1f%% of them '
+                    'within the budget; %s', latency.text(), fastest, slowest, 100 * latency.within_fraction(),
+                    latency.describe())
     budget_low, budget_high = space.budget_flops_range()
     logger.info('paths of this space cost %.2f..%.2f MFLOPs in the budget\'s measure (%s, budget scale %.4g), '
                 '%.2f..%.2f M real MACs at %d px and %.2f..%.2f M params', budget_low, budget_high,
@@ -153,6 +163,7 @@ def build_session(run) -> SearchSession:
     cfg, dist_ctx, logger = run.cfg, run.dist, run.logger
     device = dist_ctx.device
     space = build_search_space(cfg)  # an infeasible budget raises FlopsBudgetError here
+    latency = latency_budget(cfg, space)  # a table of another space or an infeasible latency budget: an error here
     loss_fn = build_loss(cfg)
     if 2 * cfg.SUPERNET.SLICE > cfg.DATASET.BATCH_SIZE:
         raise SearchConfigError(f'DATASET.BATCH_SIZE {cfg.DATASET.BATCH_SIZE} is smaller than 2 x SUPERNET.SLICE '
@@ -160,7 +171,7 @@ def build_session(run) -> SearchSession:
                                 'each batch; raise the batch size or lower SUPERNET.SLICE')
     table = build_flops_table(cfg, space)
     if dist_ctx.is_main:
-        log_search_space(logger, space, table, cfg)
+        log_search_space(logger, space, table, cfg, latency)
 
     # Counting FLOPs built (and randomly initialized) modules, more of them on a first call (cached
     # after): seed again so the supernet's initial weights depend on SEED only.
@@ -195,7 +206,8 @@ def build_session(run) -> SearchSession:
     board = PrioritizedBoard(cfg.SUPERNET.POOL_SIZE, cfg.ACC_GAP)
     path_sampler = PathSampler(space.layers_per_stage, supernet.num_ops, how_to_prob=cfg.SUPERNET.HOW_TO_PROB,
                                pre_prob=cfg.SUPERNET.PRE_PROB, seed=cfg.SEED, board_paths=board.paths,
-                               count_fixed_stages=cfg.SUPERNET.TEACHER_PROB_COUNTS_FIXED)
+                               count_fixed_stages=cfg.SUPERNET.TEACHER_PROB_COUNTS_FIXED,
+                               accept=None if latency is None else latency.within)
 
     train_loader, val_loader, steps_per_epoch = build_loaders(cfg, space.resolution, dist_ctx)
 
@@ -219,4 +231,4 @@ def build_session(run) -> SearchSession:
         supernet=supernet, mmn=mmn, board=board, path_sampler=path_sampler, train_loader=train_loader,
         val_loader=val_loader, loss_fn=loss_fn, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
         steps_per_epoch=steps_per_epoch, num_epochs=cfg.EPOCHS, saver=saver, resume=resume, **build_records(run),
-        local_bn_group=local_bn_group)
+        local_bn_group=local_bn_group, latency=latency)
