@@ -12,7 +12,9 @@ size, threads, channels_last; ``--warmup`` calls, then ``--repeats`` shuffled ro
 recorded. ``check`` measures ``--networks`` random paths as whole child networks on the table's runtime and
 settings and prints the mean absolute percentage error and Spearman's rho of the plain sum and, with
 ``--calibrate N``, of the sum calibrated on N held-out networks (``--write`` stores the calibration in the
-table; a search then predicts with it).
+table; a search then predicts with it); ``split_half_rho`` ranks the networks' own timings (even rounds against
+odd ones), the ceiling for any prediction on this machine; ``--same-window`` also re-times the table's parts in
+the same rounds as the networks, which separates the method's error from the machine's drift since the table.
 """
 import argparse
 import json
@@ -67,7 +69,7 @@ def check(args) -> dict:
     report = check_table(table, networks=args.networks, calibrate=args.calibrate, seed=args.seed,
                          warmup=args.warmup if args.warmup is not None else timing.get('warmup', 10),
                          repeats=args.repeats if args.repeats is not None else timing.get('repeats', 50),
-                         clock=args.clock or timing.get('clock', 'wall'), log=log)
+                         clock=args.clock or timing.get('clock', 'wall'), same_window=args.same_window, log=log)
     report = {'table': args.table, 'measured_with': table.describe(), 'space': table.space_text(), **report}
     if args.report:
         write_json_atomic(report, args.report)
@@ -107,6 +109,9 @@ def parse_args(argv):
     c.add_argument('--calibrate', type=int, default=0,
                    help='held-out networks to fit prediction = scale * sum + offset on (0: plain sum only)')
     c.add_argument('--write', action='store_true', help='store the fitted calibration in the table')
+    c.add_argument('--same-window', action='store_true',
+                   help="also time the table's parts again in the same rounds as the networks and report that "
+                        "table's errors (no drift of the machine's speed between table and networks)")
     c.add_argument('--report', default='', help='also write the full report (every network) as JSON here')
     c.add_argument('--seed', type=int, default=1, help='which random paths')
     c.add_argument('--warmup', type=int, default=None, help="default: the table's")

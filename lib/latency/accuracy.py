@@ -13,9 +13,10 @@ from typing import Dict, List, Sequence
 import numpy as np
 from scipy.stats import spearmanr
 
+from lib.latency.measure import machine_load, part_runs
 from lib.latency.runtimes import RuntimeSettings, configure_threads, prepare, sync_for
 from lib.latency.table import Calibration, LatencyTable, LatencyTableError
-from lib.latency.timing import Timing, time_interleaved
+from lib.latency.timing import Timing, time_rounds
 from lib.models import childnet, ops
 from lib.models.supernet import path_to_arch
 from lib.search.sampler import PathSampler
@@ -43,15 +44,28 @@ def random_paths(layers_per_stage: Sequence[int], count: int, seed: int, exclude
     return paths
 
 
-def measure_networks(table: LatencyTable, paths: Sequence[Path], *, warmup: int, repeats: int, clock: str,
-                     seed: int = 0) -> List[Timing]:
-    """The whole child network of every path, on the table's runtime and settings, timed in shuffled rounds."""
+def network_runs(table: LatencyTable, paths: Sequence[Path], seed: int = 0) -> List:
+    """A callable per path running its whole child network once, on the table's runtime and settings."""
     settings = table_settings(table)
     configure_threads(settings)
     shape = (3, table.resolution, table.resolution)
-    runs = [prepare(childnet.build_childnet(path_to_arch(path), num_classes=table.num_classes,
+    return [prepare(childnet.build_childnet(path_to_arch(path), num_classes=table.num_classes,
                                             global_pool=table.global_pool), shape, settings, seed) for path in paths]
-    return time_interleaved(runs, warmup=warmup, repeats=repeats, clock=clock, sync=sync_for(settings), seed=seed)
+
+
+def measure_networks(table: LatencyTable, paths: Sequence[Path], *, warmup: int, repeats: int, clock: str,
+                     seed: int = 0) -> List[List[float]]:
+    """The whole child network of every path timed in shuffled rounds: every network's samples (seconds)."""
+    return time_rounds(network_runs(table, paths, seed), warmup=warmup, repeats=repeats, clock=clock,
+                       sync=sync_for(table_settings(table)), seed=seed)
+
+
+def split_half_rho(samples: Sequence[Sequence[float]]) -> float:
+    """Spearman's rho between the networks' medians over the even and over the odd rounds: how well the
+    measurement ranks the networks against itself, the ceiling of any prediction's rho on this machine."""
+    if len(samples) < 2 or min(len(s) for s in samples) < 2:
+        return float('nan')
+    return float(spearmanr([np.median(s[0::2]) for s in samples], [np.median(s[1::2]) for s in samples]).statistic)
 
 
 def prediction_errors(predicted: Sequence[float], measured: Sequence[float]) -> Dict[str, float]:
@@ -74,40 +88,64 @@ def fit_calibration(sums: Sequence[float], measured: Sequence[float], details: d
     return Calibration(float(scale), float(offset), details)
 
 
-def check_table(table: LatencyTable, *, networks: int, calibrate: int, seed: int, warmup: int, repeats: int,
-                clock: str, log=lambda message: None) -> Dict:
-    """Measure ``networks`` random paths (and ``calibrate`` held-out ones, when > 0) as whole networks; fit the
-    calibration on the held-out ones; report the plain sum's and the calibrated prediction's errors on the rest.
-    Returns the report, with ``calibration`` (or None) for the table."""
-    held_out: List[Path] = []
-    if calibrate:
-        extremes = [table.extreme_path(min), table.extreme_path(max)][:calibrate]
-        held_out = list(dict.fromkeys(extremes))
-        held_out += random_paths(table.layers_per_stage, calibrate - len(held_out), seed + 1, exclude=held_out)
-    paths = random_paths(table.layers_per_stage, networks, seed, exclude=held_out)
-    log(f'timing {len(paths) + len(held_out)} whole networks ({len(held_out)} for the calibration): '
-        f'{warmup} warm-up calls each, then {repeats} shuffled rounds')
-    timings = measure_networks(table, held_out + paths, warmup=warmup, repeats=repeats, clock=clock, seed=seed)
-    cal_timings, timings = timings[:len(held_out)], timings[len(held_out):]
+def evaluate(table: LatencyTable, paths: Sequence[Path], timings: Sequence[Timing], held_out: Sequence[Path],
+             held_out_timings: Sequence[Timing], seed: int) -> Dict:
+    """The plain sum's errors on ``paths``, and with held-out networks the calibration and its errors."""
     plain = table.with_calibration(None)
     sums = [plain.sum_ms(path) for path in paths]
     measured = [t.median_ms for t in timings]
-    report = {'networks': len(paths), 'seed': seed, 'warmup': warmup, 'repeats': repeats, 'clock': clock,
-              'network_spread_median': float(np.median([t.spread for t in timings])),
-              'sum': prediction_errors(sums, measured), 'calibration': None}
+    report = {'sum': prediction_errors(sums, measured), 'calibration': None}
     rows = [{'path': [list(s) for s in path], 'sum_ms': s, 'measured_ms': t.median_ms, 'q1_ms': t.q1_ms,
              'q3_ms': t.q3_ms} for path, s, t in zip(paths, sums, timings)]
     if held_out:
-        cal_sums = [plain.sum_ms(path) for path in held_out]
-        calibration = fit_calibration(cal_sums, [t.median_ms for t in cal_timings], {
-            'networks': len(held_out), 'seed': seed + 1, 'paths': 'the fastest and slowest path, then random ones',
-            'fit': 'least squares of measured median on the table sum'})
+        how = {'networks': len(held_out), 'seed': seed, 'paths': 'the fastest and slowest path, then random ones',
+               'fit': 'least squares of measured median on the table sum'}
+        calibration = fit_calibration([plain.sum_ms(path) for path in held_out],
+                                      [t.median_ms for t in held_out_timings], how)
         calibrated = [calibration.apply(s) for s in sums]
         report['calibration'] = calibration.to_dict()
         report['calibrated'] = prediction_errors(calibrated, measured)
         for row, value in zip(rows, calibrated):
             row['predicted_ms'] = value
     report['rows'] = rows
+    return report
+
+
+def check_table(table: LatencyTable, *, networks: int, calibrate: int, seed: int, warmup: int, repeats: int,
+                clock: str, same_window: bool = False, log=lambda message: None) -> Dict:
+    """Measure ``networks`` random paths (and ``calibrate`` held-out ones, when > 0) as whole networks; fit the
+    calibration on the held-out ones; report the plain sum's and the calibrated prediction's errors on the rest.
+    ``same_window``: also time the table's parts again in the same rounds as the networks and report that fresh
+    table's errors too (what the table predicts when the machine's speed cannot drift between the two).
+    Returns the report, with ``calibration`` (or None) for the table."""
+    held_out: List[Path] = []
+    if calibrate:
+        held_out = list(dict.fromkeys([table.extreme_path(min), table.extreme_path(max)][:calibrate]))
+        held_out += random_paths(table.layers_per_stage, calibrate - len(held_out), seed + 1, exclude=held_out)
+    paths = random_paths(table.layers_per_stage, networks, seed, exclude=held_out)
+    runs = network_runs(table, held_out + paths, seed)
+    parts = None
+    if same_window:
+        parts = part_runs(table.layers_per_stage, table.resolution, table_settings(table),
+                          num_classes=table.num_classes, global_pool=table.global_pool, seed=seed, log=log)
+        runs += parts.runs
+    also = f' and {len(parts.runs)} parts' if parts else ''
+    log(f'timing {len(paths) + len(held_out)} whole networks ({len(held_out)} for the calibration){also}: '
+        f'{warmup} warm-up calls each, then {repeats} shuffled rounds')
+    started_load = machine_load()
+    samples = time_rounds(runs, warmup=warmup, repeats=repeats, clock=clock, sync=sync_for(table_settings(table)),
+                          seed=seed)
+    timings = [Timing.of(s) for s in samples]
+    n_held, n_nets = len(held_out), len(held_out) + len(paths)
+    report = {'networks': len(paths), 'seed': seed, 'warmup': warmup, 'repeats': repeats, 'clock': clock,
+              'load_before': started_load, 'load_after': machine_load(),
+              'network_spread_median': float(np.median([t.spread for t in timings[n_held:n_nets]])),
+              'split_half_rho': split_half_rho(samples[n_held:n_nets]),
+              **evaluate(table, paths, timings[n_held:n_nets], held_out, timings[:n_held], seed + 1)}
+    if parts is not None:
+        fresh = parts.table(timings[n_nets:], table.resolution, table.num_classes, table.global_pool, table.meta)
+        same = evaluate(fresh, paths, timings[n_held:n_nets], held_out, timings[:n_held], seed + 1)
+        report['same_window'] = {key: value for key, value in same.items() if key != 'rows'}
     return report
 
 
@@ -122,7 +160,7 @@ def searched_path(arch: Sequence[Sequence[int]], keep_single_layer_default: bool
 def predicted_and_measured(table: LatencyTable, path: Path, *, warmup: int, repeats: int, clock: str) -> Dict:
     """One network's predicted latency beside its measured one, on the table's runtime and settings."""
     table.check_path(path)
-    timing = measure_networks(table, [path], warmup=warmup, repeats=repeats, clock=clock)[0]
+    timing = Timing.of(measure_networks(table, [path], warmup=warmup, repeats=repeats, clock=clock)[0])
     predicted = table.predict_ms(path)
     return {'table': table.source, 'measured_with': table.describe(), 'resolution': table.resolution,
             'predicted_ms': predicted, 'sum_ms': table.sum_ms(path), 'calibrated': table.calibration is not None,

@@ -2,14 +2,15 @@
 the input shape it sees there, timed together in shuffled rounds (``lib.latency.timing``)."""
 import os
 import time
-from typing import Callable, Dict, List, Optional, Sequence
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
 from lib.latency.parts import FIXED_PARTS, fixed_part_modules, fixed_part_shapes, layer_slots
 from lib.latency.runtimes import RuntimeSettings, configure_threads, environment, prepare, sync_for
 from lib.latency.table import LatencyTable
-from lib.latency.timing import time_interleaved
+from lib.latency.timing import Timing, time_interleaved
 from lib.models import ops
 
 
@@ -27,6 +28,42 @@ def timing_record(*, warmup: int, repeats: int, clock: str, seed: int, load_befo
             'seconds': round(time.time() - started, 1), 'load_before': load_before, 'load_after': machine_load()}
 
 
+@dataclass
+class PartRuns:
+    """The callables that run every part of a space once (``keys``: a fixed part's name or (stage, layer, op))."""
+    layers_per_stage: Tuple[int, ...]
+    keys: List
+    runs: List[Callable[[], object]]
+
+    def table(self, timings: Sequence[Timing], resolution: int, num_classes: int, global_pool: str,
+              meta: dict) -> LatencyTable:
+        """The table of these parts from their timings (in ``keys`` order)."""
+        by_key = dict(zip(self.keys, timings))
+        op_times = tuple(tuple(tuple(by_key[(s, l, op)] for op in range(ops.NUM_OPS)) for l in range(n))
+                         for s, n in enumerate(self.layers_per_stage))
+        return LatencyTable(self.layers_per_stage, int(resolution), int(num_classes), global_pool,
+                            {name: by_key[name] for name in FIXED_PARTS}, op_times, meta)
+
+
+def part_runs(layers_per_stage: Sequence[int], resolution: int, settings: RuntimeSettings, *, num_classes: int,
+              global_pool: str = 'avg', seed: int = 0, log: Callable[[str], None] = lambda message: None) -> PartRuns:
+    """Every fixed part and every op of every searchable layer, ready to run on the input shape it sees."""
+    torch.manual_seed(seed)  # weights do not change a float latency, but keep the modules the same each run
+    slots = layer_slots(layers_per_stage, resolution)
+    shapes, fixed_modules = fixed_part_shapes(resolution), fixed_part_modules(num_classes, global_pool)
+    parts = PartRuns(tuple(len(stage) for stage in slots), [], [])
+    for name in FIXED_PARTS:
+        parts.keys.append(name)
+        parts.runs.append(prepare(fixed_modules[name], shapes[name], settings, seed))
+    for stage in slots:
+        for slot in stage:
+            for op in range(ops.NUM_OPS):
+                parts.keys.append((slot.stage, slot.layer, op))
+                parts.runs.append(prepare(slot.op_module(op), slot.input_shape, settings, seed))
+        log(f'prepared stage {stage[0].stage + 1} of {len(slots)} ({len(parts.runs)} parts so far)')
+    return parts
+
+
 def measure_table(layers_per_stage: Sequence[int], resolution: int, settings: RuntimeSettings, *, num_classes: int,
                   global_pool: str = 'avg', warmup: int = 10, repeats: int = 50, clock: str = 'wall', seed: int = 0,
                   log: Callable[[str], None] = lambda message: None) -> LatencyTable:
@@ -34,26 +71,12 @@ def measure_table(layers_per_stage: Sequence[int], resolution: int, settings: Ru
     settings.check()
     started, load_before = time.time(), machine_load()
     configure_threads(settings)
-    torch.manual_seed(seed)  # weights do not change a float latency, but keep the modules the same each run
-    slots = layer_slots(layers_per_stage, resolution)
-    shapes, fixed_modules = fixed_part_shapes(resolution), fixed_part_modules(num_classes, global_pool)
-    keys, runs = [], []
-    for name in FIXED_PARTS:
-        keys.append(name)
-        runs.append(prepare(fixed_modules[name], shapes[name], settings, seed))
-    for stage in slots:
-        for slot in stage:
-            for op in range(ops.NUM_OPS):
-                keys.append((slot.stage, slot.layer, op))
-                runs.append(prepare(slot.op_module(op), slot.input_shape, settings, seed))
-        log(f'prepared stage {stage[0].stage + 1} of {len(slots)} ({len(runs)} parts so far)')
-    log(f'timing {len(runs)} parts: {warmup} warm-up calls each, then {repeats} shuffled rounds')
-    timings = dict(zip(keys, time_interleaved(runs, warmup=warmup, repeats=repeats, clock=clock,
-                                              sync=sync_for(settings), seed=seed)))
-    op_times = tuple(tuple(tuple(timings[(slot.stage, slot.layer, op)] for op in range(ops.NUM_OPS)) for slot in stage)
-                     for stage in slots)
+    parts = part_runs(layers_per_stage, resolution, settings, num_classes=num_classes, global_pool=global_pool,
+                      seed=seed, log=log)
+    log(f'timing {len(parts.runs)} parts: {warmup} warm-up calls each, then {repeats} shuffled rounds')
+    timings = time_interleaved(parts.runs, warmup=warmup, repeats=repeats, clock=clock, sync=sync_for(settings),
+                               seed=seed)
     meta = {**environment(settings), 'runtime': settings.to_dict(),
             'timing': timing_record(warmup=warmup, repeats=repeats, clock=clock, seed=seed, load_before=load_before,
                                     started=started)}
-    return LatencyTable(tuple(len(stage) for stage in slots), int(resolution), int(num_classes), global_pool,
-                        {name: timings[name] for name in FIXED_PARTS}, op_times, meta)
+    return parts.table(timings, resolution, num_classes, global_pool, meta)

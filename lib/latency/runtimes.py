@@ -79,7 +79,8 @@ def onnx_session(model: bytes, threads: int):
     return onnxruntime.InferenceSession(model, options, providers=['CPUExecutionProvider'])
 
 
-def prepare(module: nn.Module, shape: Tuple[int, ...], settings: RuntimeSettings, seed: int = 0) -> Callable[[], object]:
+def prepare(module: nn.Module, shape: Tuple[int, ...], settings: RuntimeSettings,
+            seed: int = 0) -> Callable[[], object]:
     """A callable that runs ``module`` (eval mode, no gradients) once on a fixed batch of images of ``shape``."""
     module = module.eval()
     generator = torch.Generator().manual_seed(seed)

@@ -89,7 +89,8 @@ class LatencyTable:
     def describe(self) -> str:
         run = self.meta.get('runtime', {})
         device = self.meta.get('device', {}).get('name', '?')
-        return (f'{run.get("runtime", "?")} on {run.get("device", "?")} ({device}), batch {run.get("batch_size", "?")}, '
+        return (f'{run.get("runtime", "?")} on {run.get("device", "?")} ({device}), '
+                f'batch {run.get("batch_size", "?")}, '
                 f'{run.get("threads", "?")} thread(s){", channels_last" if run.get("channels_last") else ""}')
 
     def space_text(self) -> str:
@@ -126,11 +127,15 @@ class LatencyTable:
 META_KEYS = ('device', 'runtime', 'versions', 'timing')
 
 
+ENTRY_TIMES = ('ms', 'q1_ms', 'q3_ms', 'min_ms')
+
+
 def _entry(value, where: str) -> Timing:
-    if not isinstance(value, dict) or not all(isinstance(value.get(k), (int, float)) and not isinstance(value.get(k), bool)
-                                              for k in ('ms', 'q1_ms', 'q3_ms', 'min_ms')):
+    def number(x) -> bool:
+        return isinstance(x, (int, float)) and not isinstance(x, bool)
+    if not isinstance(value, dict) or not all(number(value.get(k)) for k in ENTRY_TIMES):
         raise ValueError(f'{where} must be an entry {{"ms", "q1_ms", "q3_ms", "min_ms", "samples"}}; got {value!r}')
-    if not all(math.isfinite(value[k]) and value[k] >= 0 for k in ('ms', 'q1_ms', 'q3_ms', 'min_ms')) or value['ms'] <= 0:
+    if not all(math.isfinite(value[k]) and value[k] >= 0 for k in ENTRY_TIMES) or value['ms'] <= 0:
         raise ValueError(f'{where} must hold finite non-negative times with a positive median; got {value!r}')
     return Timing(float(value['ms']), float(value['q1_ms']), float(value['q3_ms']), float(value['min_ms']),
                   int(value.get('samples', 1)))
@@ -146,7 +151,8 @@ def table_from_dict(data: dict, source: str = '') -> LatencyTable:
         space = data['space']
         layers = tuple(int(n) for n in space['layers_per_stage'])
         if len(layers) != ops.NUM_SEARCH_STAGES or min(layers) < 1:
-            raise ValueError(f'space.layers_per_stage must be {ops.NUM_SEARCH_STAGES} positive counts; got {list(layers)}')
+            raise ValueError(f'space.layers_per_stage must be {ops.NUM_SEARCH_STAGES} positive counts; '
+                             f'got {list(layers)}')
         fixed = {name: _entry(data['fixed'][name], f'fixed.{name}') for name in FIXED_PARTS}
         op_rows = data['ops']
         if len(op_rows) != len(layers) or any(len(stage) != n for stage, n in zip(op_rows, layers)):
@@ -160,7 +166,8 @@ def table_from_dict(data: dict, source: str = '') -> LatencyTable:
             cal = dict(data['calibration'])
             scale, offset = float(cal.pop('scale')), float(cal.pop('offset_ms'))
             if not (math.isfinite(scale) and math.isfinite(offset) and scale > 0):
-                raise ValueError(f'calibration needs a finite positive scale and a finite offset; got {scale}, {offset}')
+                raise ValueError(f'calibration needs a finite positive scale and a finite offset; '
+                                 f'got {scale}, {offset}')
             calibration = Calibration(scale, offset, cal)
         meta = {key: data[key] for key in META_KEYS}
         table = LatencyTable(layers, int(space['resolution']), int(space['num_classes']), str(space['global_pool']),

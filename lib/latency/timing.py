@@ -41,10 +41,10 @@ class Timing:
                 'samples': self.samples}
 
 
-def time_interleaved(runs: Sequence[Callable[[], object]], *, warmup: int, repeats: int, clock: str = 'wall',
-                     sync: Optional[Callable[[], None]] = None, seed: int = 0) -> List[Timing]:
-    """Time every callable of ``runs``: ``warmup`` calls each, then ``repeats`` shuffled rounds of one call
-    each. ``sync`` (e.g. torch.cuda.synchronize) runs before the clock stops."""
+def time_rounds(runs: Sequence[Callable[[], object]], *, warmup: int, repeats: int, clock: str = 'wall',
+                sync: Optional[Callable[[], None]] = None, seed: int = 0) -> List[List[float]]:
+    """Every callable's samples in seconds, round by round: ``warmup`` calls each, then ``repeats`` shuffled
+    rounds of one call each. ``sync`` (e.g. torch.cuda.synchronize) runs before the clock stops."""
     if clock not in CLOCKS:
         raise ValueError(f'clock must be one of {", ".join(CLOCKS)}; got {clock!r}')
     if repeats < 1 or warmup < 0:
@@ -63,4 +63,9 @@ def time_interleaved(runs: Sequence[Callable[[], object]], *, warmup: int, repea
             runs[index]()
             done()
             samples[index].append(now() - start)
-    return [Timing.of(s) for s in samples]
+    return samples
+
+
+def time_interleaved(runs: Sequence[Callable[[], object]], **kwargs) -> List[Timing]:
+    """``time_rounds``, summarized per callable."""
+    return [Timing.of(s) for s in time_rounds(runs, **kwargs)]

@@ -25,16 +25,18 @@ BEST_ARCH_FILE = 'best_arch.yaml'
 
 LATENCY_MEASURE = ('predicted_ms: the latency the SUPERNET.LATENCY_TABLE predicts on its device and runtime, which '
                    'decides admission, ties and what lies within the latency budget (SUPERNET.BUDGET_MEASURE latency); '
-                   'the FLOPs columns are for reference: ')
+                   'for reference: ')
 
 
 def measures(space: SearchSpace, latency: Optional[LatencyBudget] = None) -> str:
     """What the measure columns of board.json count."""
-    return (LATENCY_MEASURE if latency is not None else '') + (f'board_flops_M: MFLOPs in the board\'s measure (SUPERNET.BOARD_FLOPS: {space.board_measure}), which '
-            'decides admission and ties; budget_flops_M: MFLOPs in the FLOPs budget\'s measure (the searchable '
-            'layers priced by the SUPERNET.FLOPS_TABLE per-op table at 224 px, divided by the budget rule\'s '
-            'resolution scale), which decides what lies within the budget; macs_M: real multiply-accumulates (M) '
-            'of the child network at the search resolution')
+    decides = latency is None  # under a latency budget the FLOPs columns decide nothing
+    text = (f'board_flops_M: MFLOPs in the board\'s measure (SUPERNET.BOARD_FLOPS: {space.board_measure})'
+            f'{", which decides admission and ties" if decides else ""}; budget_flops_M: MFLOPs in the FLOPs budget\'s '
+            'measure (the searchable layers priced by the SUPERNET.FLOPS_TABLE per-op table at 224 px, divided by the '
+            f'budget rule\'s resolution scale){", which decides what lies within the budget" if decides else ""}; '
+            'macs_M: real multiply-accumulates (M) of the child network at the search resolution')
+    return text if decides else LATENCY_MEASURE + text
 
 
 def board_rows(board: PrioritizedBoard, space: SearchSpace, latency: Optional[LatencyBudget] = None) -> list:
@@ -122,8 +124,8 @@ def best_arch_yaml(entry: BoardEntry, space: SearchSpace, *, epoch: int, run_dir
         measures_text = (f'#   budget FLOPs {space.budget_flops(entry.path):.2f}M (the FLOPs budget\'s measure, which '
                          f'chose it)  board FLOPs {entry.flops:.2f}M ({space.board_measure})\n')
     else:
-        measures_text = (f'#   predicted latency {entry.flops:.4g} ms (latency budget {latency.text()}, which chose it; '
-                         f'{latency.describe()})\n'
+        measures_text = (f'#   predicted latency {entry.flops:.4g} ms (latency budget {latency.text()}, which '
+                         f'chose it; {latency.describe()})\n'
                          f'#   measure it: python tools/model_info.py --arch {os.path.join(run_dir, BEST_ARCH_FILE)} '
                          f'--latency {latency.table.source}\n'
                          f'#   budget FLOPs {space.budget_flops(entry.path):.2f}M  board FLOPs '
@@ -159,8 +161,11 @@ def log_board(session, epoch: int) -> None:
                     if epoch <= session.cfg.SUPERNET.META_STA_EPOCH else '')
         return
     space, latency = session.space, session.latency
-    measure = space.board_measure if latency is None else f'predicted latency, {latency.describe()}'
-    logger.info('board after epoch %d (%d paths; the board\'s measure: %s):', epoch, len(session.board), measure)
+    if latency is None:
+        logger.info('board after epoch %d (%d paths; board FLOPs: %s):', epoch, len(session.board), space.board_measure)
+    else:
+        logger.info('board after epoch %d (%d paths; the board\'s measure: predicted latency, %s):', epoch,
+                    len(session.board), latency.describe())
     for index, entry in enumerate(session.board):
         val = 'n/a' if entry.val_prec1 is None else f'{entry.val_prec1:.3f}'
         predicted = '' if latency is None else f'predicted {entry.flops:.4g} ms  '
@@ -171,11 +176,11 @@ def log_board(session, epoch: int) -> None:
 
 
 def final_budget(session):
-    """(measure of a path, minimum, maximum, how to name it) of the budget that decides the final pick."""
+    """(measure of a path, minimum, maximum, which budget in words) of the budget that decides the final pick."""
     sn, latency = session.cfg.SUPERNET, session.latency
     if latency is not None:
-        return latency.predict_ms, latency.minimum_ms, latency.maximum_ms, 'latency budget', 'ms'
-    return session.space.budget_flops, sn.FLOPS_MINIMUM, sn.FLOPS_MAXIMUM, 'FLOPs budget', 'MFLOPs'
+        return latency.predict_ms, latency.minimum_ms, latency.maximum_ms, 'latency budget'
+    return session.space.budget_flops, sn.FLOPS_MINIMUM, sn.FLOPS_MAXIMUM, 'budget in the budget\'s measure'
 
 
 def write_final_arch(session, epoch: int) -> Optional[BoardEntry]:
@@ -186,15 +191,20 @@ def write_final_arch(session, epoch: int) -> Optional[BoardEntry]:
                        '= %d; EPOCHS is %d): no %s written. Run more epochs than META_STA_EPOCH.',
                        cfg.SUPERNET.META_STA_EPOCH, cfg.EPOCHS, BEST_ARCH_FILE)
         return None
-    measure, lo, hi, name, unit = final_budget(session)
+    measure, lo, hi, name = final_budget(session)
     space, latency = session.space, session.latency
     entry = choose_final_entry(board, measure, lo, hi)
     if entry is None:
         entry = choose_final_entry(board, measure, float('-inf'), float('inf'))
         costs = [measure(e.path) for e in board]
-        logger.warning('no board path lies within the %s %g..%g %s (board paths cost %.4g..%.4g in the budget\'s '
-                       'measure): %s takes the best board path regardless', name, lo, hi, unit, min(costs),
-                       max(costs), BEST_ARCH_FILE)
+        if latency is None:
+            logger.warning('no board path lies within the FLOPs budget %g..%g MFLOPs (board paths cost %.2f..%.2f in '
+                           'the budget\'s measure): %s takes the best board path regardless of FLOPs', lo, hi,
+                           min(costs), max(costs), BEST_ARCH_FILE)
+        else:
+            logger.warning('no board path lies within the latency budget %s (board paths are predicted at '
+                           '%.4g..%.4g ms): %s takes the best board path regardless of latency', latency.text(),
+                           min(costs), max(costs), BEST_ARCH_FILE)
     path = os.path.join(session.run_dir, BEST_ARCH_FILE)
     if session.dist.is_main:
         write_best_arch(entry, path, space, epoch=epoch, run_dir=session.run_dir, latency=latency)

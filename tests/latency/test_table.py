@@ -28,7 +28,7 @@ def test_extreme_paths_and_range():
 
 
 def test_a_path_of_another_space_is_refused():
-    with pytest.raises(ValueError, match=r'does not fit the latency table'):
+    with pytest.raises(LatencyTableError, match=r'does not fit latency table handmade.json \(\[1, 1, 1, 1, 1\] layers'):
         handmade_table().sum_ms(((0, 0), (0,), (0,), (0,), (0,)))
 
 

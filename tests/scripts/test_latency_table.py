@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from handmade_latency import handmade_table
 from lib.latency.runtimes import LatencySettingsError, RuntimeSettings, prepare
 from lib.latency.table import load_table
 from lib.models import ops
@@ -35,16 +36,27 @@ def test_measure_then_check_then_calibrate(tmp_path, capsys):
     assert summary['parts'] == 4 + 6 * 6
     capsys.readouterr()
 
-    report = tool.main(['check', '--table', out, '--networks', '3', '--calibrate', '2', '--write',
-                        '--report', str(tmp_path / 'report.json'), '--repeats', '2'])
+    report = tool.main(['check', '--table', out, '--networks', '3', '--same-window', '--repeats', '2',
+                        '--report', str(tmp_path / 'report.json')])
     printed = json.loads(capsys.readouterr().out)
     assert printed['networks'] == 3 and {'mape_percent', 'spearman_rho'} <= set(printed['sum'])
+    assert printed['calibration'] is None and 'split_half_rho' in printed and 'sum' in printed['same_window']
     rows = json.loads((tmp_path / 'report.json').read_text())['rows']
-    assert len(rows) == 3 and all(row['sum_ms'] == pytest.approx(table.sum_ms(row['path'])) for row in rows)
-    calibrated = load_table(out)
-    assert calibrated.calibration.scale == pytest.approx(report['calibration']['scale'])
-    path = [list(stage) for stage in rows[0]['path']]
-    assert calibrated.predict_ms(path) == pytest.approx(rows[0]['predicted_ms'])
+    assert rows == report['rows'] and len(rows) == 3
+    assert all(row['sum_ms'] == pytest.approx(table.sum_ms(row['path'])) for row in rows)
+
+
+def test_check_write_stores_the_calibration_in_the_table(tmp_path, monkeypatch, capsys):
+    """--write puts the fitted calibration into the table file (the fit itself: tests/latency/test_accuracy.py)."""
+    out = str(tmp_path / 'table.json')
+    handmade_table(resolution=32, num_classes=3).save(out)
+    fitted = {'scale': 0.75, 'offset_ms': 0.5, 'networks': 4}
+    monkeypatch.setattr(tool, 'check_table', lambda table, **kwargs: {'calibration': fitted, 'rows': []})
+    tool.main(['check', '--table', out, '--calibrate', '4', '--write'])
+    table = load_table(out)
+    assert (table.calibration.scale, table.calibration.offset_ms) == (0.75, 0.5)
+    path = ((1,), (2,), (3,), (4,), (5,))
+    assert table.predict_ms(path) == pytest.approx(0.75 * table.sum_ms(path) + 0.5)
 
 
 def test_the_space_comes_from_a_search_config(tmp_path):
