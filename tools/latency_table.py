@@ -8,8 +8,8 @@
 the input shape it sees in the space: the space of ``--cfg`` (and ``KEY VALUE`` overrides: the space the search
 of that config uses, its classes and pooling), or ``--layers``/``--resolution``/``--num-classes``; on PyTorch
 eager (``--runtime torch``, CPU or ``--device cuda``) or onnxruntime on the CPU (the default); with a batch
-size, threads, channels_last; ``--warmup`` calls, then ``--repeats`` shuffled rounds; median and quartiles
-recorded. ``check`` measures ``--networks`` random paths as whole child networks on the table's runtime and
+size, threads, channels_last; ``--warmup`` calls, then ``--repeats`` timed calls in shuffled rounds of
+``--block`` calls in a row (lib/latency/timing.py says why); median and quartiles recorded. ``check`` measures ``--networks`` random paths as whole child networks on the table's runtime and
 settings and prints the mean absolute percentage error and Spearman's rho of the plain sum and, with
 ``--calibrate N``, of the sum calibrated on N held-out networks (``--write`` stores the calibration in the
 table; a search then predicts with it); ``split_half_rho`` ranks the networks' own timings (even rounds against
@@ -26,7 +26,7 @@ from lib.fileio import write_json_atomic
 from lib.latency.accuracy import check_table
 from lib.latency.measure import measure_table
 from lib.latency.runtimes import DEVICES, RUNTIMES, RuntimeSettings
-from lib.latency.table import load_table
+from lib.latency.table import Calibration, load_table
 from lib.latency.timing import CLOCKS
 from lib.search.flops import build_search_space
 
@@ -52,7 +52,8 @@ def measure(args) -> dict:
     layers, resolution, num_classes, global_pool = space_of(args)
     settings = RuntimeSettings(args.runtime, args.device, args.batch_size, args.threads, args.channels_last).check()
     table = measure_table(layers, resolution, settings, num_classes=num_classes, global_pool=global_pool,
-                          warmup=args.warmup, repeats=args.repeats, clock=args.clock, seed=args.seed, log=log)
+                          warmup=args.warmup, repeats=args.repeats, block=args.block, clock=args.clock,
+                          seed=args.seed, log=log)
     table.save(args.out)
     spreads = sorted(t.spread for t in [*table.fixed.values(), *(e for s in table.op_times for l in s for e in l)])
     summary = {'table': args.out, 'space': table.space_text(), 'measured_with': table.describe(),
@@ -69,14 +70,15 @@ def check(args) -> dict:
     report = check_table(table, networks=args.networks, calibrate=args.calibrate, seed=args.seed,
                          warmup=args.warmup if args.warmup is not None else timing.get('warmup', 10),
                          repeats=args.repeats if args.repeats is not None else timing.get('repeats', 50),
+                         block=args.block if args.block is not None else timing.get('block', 10),
                          clock=args.clock or timing.get('clock', 'wall'), same_window=args.same_window, log=log)
     report = {'table': args.table, 'measured_with': table.describe(), 'space': table.space_text(), **report}
     if args.report:
         write_json_atomic(report, args.report)
     if args.write and report['calibration'] is not None:
-        data = table.to_dict()
-        data['calibration'] = report['calibration']
-        write_json_atomic(data, args.table)
+        fitted = dict(report['calibration'])
+        calibration = Calibration(fitted.pop('scale'), fitted.pop('offset_ms'), fitted)
+        table.with_calibration(calibration).save(args.table)
         log(f'calibration written into {args.table}')
     print(json.dumps({key: value for key, value in report.items() if key != 'rows'}))
     return report
@@ -98,7 +100,9 @@ def parse_args(argv):
     m.add_argument('--threads', type=int, default=1)
     m.add_argument('--channels-last', action='store_true', help='NHWC (PyTorch eager only)')
     m.add_argument('--warmup', type=int, default=10, help='calls per part before timing')
-    m.add_argument('--repeats', type=int, default=50, help='timed rounds (one call of every part each)')
+    m.add_argument('--repeats', type=int, default=50, help='timed calls of every part')
+    m.add_argument('--block', type=int, default=10,
+                   help='timed calls in a row per part and round, after one untimed call (lib/latency/timing.py)')
     m.add_argument('--clock', choices=tuple(CLOCKS), default='wall',
                    help='wall (latency) or cpu (process CPU time: not inflated by other processes; with 1 thread)')
     m.add_argument('--seed', type=int, default=0, help='input batch, weights and round order')
@@ -116,6 +120,7 @@ def parse_args(argv):
     c.add_argument('--seed', type=int, default=1, help='which random paths')
     c.add_argument('--warmup', type=int, default=None, help="default: the table's")
     c.add_argument('--repeats', type=int, default=None, help="default: the table's")
+    c.add_argument('--block', type=int, default=None, help="default: the table's")
     c.add_argument('--clock', choices=tuple(CLOCKS), default=None, help="default: the table's")
     args = parser.parse_args(argv)
     if args.command == 'check' and (args.networks < 2 or args.calibrate < 0):

@@ -75,6 +75,7 @@ def with_latency(info: dict, args) -> dict:
     timing = table.meta.get('timing', {})
     latency = predicted_and_measured(table, path, warmup=timing.get('warmup', 10),
                                      repeats=args.repeats or timing.get('repeats', 50),
+                                     block=timing.get('block', 10),
                                      clock=args.clock or timing.get('clock', 'wall'))
     return {**info, 'latency': latency}
 

@@ -53,19 +53,21 @@ def network_runs(table: LatencyTable, paths: Sequence[Path], seed: int = 0) -> L
                                             global_pool=table.global_pool), shape, settings, seed) for path in paths]
 
 
-def measure_networks(table: LatencyTable, paths: Sequence[Path], *, warmup: int, repeats: int, clock: str,
-                     seed: int = 0) -> List[List[float]]:
-    """The whole child network of every path timed in shuffled rounds: every network's samples (seconds)."""
-    return time_rounds(network_runs(table, paths, seed), warmup=warmup, repeats=repeats, clock=clock,
+def measure_networks(table: LatencyTable, paths: Sequence[Path], *, warmup: int, repeats: int, block: int,
+                     clock: str, seed: int = 0) -> List[List[float]]:
+    """The whole child network of every path timed as a table's parts are: every network's samples (seconds)."""
+    return time_rounds(network_runs(table, paths, seed), warmup=warmup, repeats=repeats, block=block, clock=clock,
                        sync=sync_for(table_settings(table)), seed=seed)
 
 
-def split_half_rho(samples: Sequence[Sequence[float]]) -> float:
-    """Spearman's rho between the networks' medians over the even and over the odd rounds: how well the
-    measurement ranks the networks against itself, the ceiling of any prediction's rho on this machine."""
-    if len(samples) < 2 or min(len(s) for s in samples) < 2:
+def split_half_rho(samples: Sequence[Sequence[float]], block: int = 1) -> float:
+    """Spearman's rho between the networks' medians over the even and over the odd rounds (of ``block`` samples
+    each): how well the measurement ranks the networks against itself, the ceiling of any prediction's rho on
+    this machine."""
+    halves = [[[x for i, x in enumerate(s) if (i // block) % 2 == half] for s in samples] for half in (0, 1)]
+    if len(samples) < 2 or not all(h for half in halves for h in half):
         return float('nan')
-    return float(spearmanr([np.median(s[0::2]) for s in samples], [np.median(s[1::2]) for s in samples]).statistic)
+    return float(spearmanr([np.median(h) for h in halves[0]], [np.median(h) for h in halves[1]]).statistic)
 
 
 def prediction_errors(predicted: Sequence[float], measured: Sequence[float]) -> Dict[str, float]:
@@ -112,7 +114,7 @@ def evaluate(table: LatencyTable, paths: Sequence[Path], timings: Sequence[Timin
 
 
 def check_table(table: LatencyTable, *, networks: int, calibrate: int, seed: int, warmup: int, repeats: int,
-                clock: str, same_window: bool = False, log=lambda message: None) -> Dict:
+                block: int, clock: str, same_window: bool = False, log=lambda message: None) -> Dict:
     """Measure ``networks`` random paths (and ``calibrate`` held-out ones, when > 0) as whole networks; fit the
     calibration on the held-out ones; report the plain sum's and the calibrated prediction's errors on the rest.
     ``same_window``: also time the table's parts again in the same rounds as the networks and report that fresh
@@ -131,16 +133,17 @@ def check_table(table: LatencyTable, *, networks: int, calibrate: int, seed: int
         runs += parts.runs
     also = f' and {len(parts.runs)} parts' if parts else ''
     log(f'timing {len(paths) + len(held_out)} whole networks ({len(held_out)} for the calibration){also}: '
-        f'{warmup} warm-up calls each, then {repeats} shuffled rounds')
+        f'{warmup} warm-up calls each, then {repeats} timed calls in blocks of {block}')
     started_load = machine_load()
-    samples = time_rounds(runs, warmup=warmup, repeats=repeats, clock=clock, sync=sync_for(table_settings(table)),
-                          seed=seed)
+    samples = time_rounds(runs, warmup=warmup, repeats=repeats, block=block, clock=clock,
+                          sync=sync_for(table_settings(table)), seed=seed)
     timings = [Timing.of(s) for s in samples]
     n_held, n_nets = len(held_out), len(held_out) + len(paths)
-    report = {'networks': len(paths), 'seed': seed, 'warmup': warmup, 'repeats': repeats, 'clock': clock,
+    report = {'networks': len(paths), 'seed': seed, 'warmup': warmup, 'repeats': repeats, 'block': block,
+              'clock': clock,
               'load_before': started_load, 'load_after': machine_load(),
               'network_spread_median': float(np.median([t.spread for t in timings[n_held:n_nets]])),
-              'split_half_rho': split_half_rho(samples[n_held:n_nets]),
+              'split_half_rho': split_half_rho(samples[n_held:n_nets], block),
               **evaluate(table, paths, timings[n_held:n_nets], held_out, timings[:n_held], seed + 1)}
     if parts is not None:
         fresh = parts.table(timings[n_nets:], table.resolution, table.num_classes, table.global_pool, table.meta)
@@ -157,10 +160,11 @@ def searched_path(arch: Sequence[Sequence[int]], keep_single_layer_default: bool
                  for s, stage in enumerate(stages))
 
 
-def predicted_and_measured(table: LatencyTable, path: Path, *, warmup: int, repeats: int, clock: str) -> Dict:
+def predicted_and_measured(table: LatencyTable, path: Path, *, warmup: int, repeats: int, block: int,
+                           clock: str) -> Dict:
     """One network's predicted latency beside its measured one, on the table's runtime and settings."""
     table.check_path(path)
-    timing = Timing.of(measure_networks(table, [path], warmup=warmup, repeats=repeats, clock=clock)[0])
+    timing = Timing.of(measure_networks(table, [path], warmup=warmup, repeats=repeats, block=block, clock=clock)[0])
     predicted = table.predict_ms(path)
     return {'table': table.source, 'measured_with': table.describe(), 'resolution': table.resolution,
             'predicted_ms': predicted, 'sum_ms': table.sum_ms(path), 'calibrated': table.calibration is not None,

@@ -1,5 +1,5 @@
 """Measuring a latency table: every fixed part and every op of every searchable layer of a space, each on
-the input shape it sees there, timed together in shuffled rounds (``lib.latency.timing``)."""
+the input shape it sees there, timed together in shuffled rounds of blocks (``lib.latency.timing``)."""
 import os
 import time
 from dataclasses import dataclass
@@ -22,8 +22,10 @@ def machine_load() -> Optional[List[float]]:
         return None
 
 
-def timing_record(*, warmup: int, repeats: int, clock: str, seed: int, load_before, started: float) -> Dict:
-    return {'warmup': warmup, 'repeats': repeats, 'clock': clock, 'order': 'shuffled rounds, one call each',
+def timing_record(*, warmup: int, repeats: int, block: int, clock: str, seed: int, load_before,
+                  started: float) -> Dict:
+    return {'warmup': warmup, 'repeats': repeats, 'block': block, 'clock': clock,
+            'order': 'shuffled rounds; per part one untimed call, then block timed calls',
             'seed': seed, 'measured_at': time.strftime('%Y-%m-%dT%H:%M:%S%z', time.localtime(started)),
             'seconds': round(time.time() - started, 1), 'load_before': load_before, 'load_after': machine_load()}
 
@@ -65,18 +67,18 @@ def part_runs(layers_per_stage: Sequence[int], resolution: int, settings: Runtim
 
 
 def measure_table(layers_per_stage: Sequence[int], resolution: int, settings: RuntimeSettings, *, num_classes: int,
-                  global_pool: str = 'avg', warmup: int = 10, repeats: int = 50, clock: str = 'wall', seed: int = 0,
-                  log: Callable[[str], None] = lambda message: None) -> LatencyTable:
+                  global_pool: str = 'avg', warmup: int = 10, repeats: int = 50, block: int = 10, clock: str = 'wall',
+                  seed: int = 0, log: Callable[[str], None] = lambda message: None) -> LatencyTable:
     """Time every part of the space ``layers_per_stage`` at ``resolution`` px with ``settings``."""
     settings.check()
     started, load_before = time.time(), machine_load()
     configure_threads(settings)
     parts = part_runs(layers_per_stage, resolution, settings, num_classes=num_classes, global_pool=global_pool,
                       seed=seed, log=log)
-    log(f'timing {len(parts.runs)} parts: {warmup} warm-up calls each, then {repeats} shuffled rounds')
-    timings = time_interleaved(parts.runs, warmup=warmup, repeats=repeats, clock=clock, sync=sync_for(settings),
-                               seed=seed)
+    log(f'timing {len(parts.runs)} parts: {warmup} warm-up calls each, then {repeats} timed calls in blocks of {block}')
+    timings = time_interleaved(parts.runs, warmup=warmup, repeats=repeats, block=block, clock=clock,
+                               sync=sync_for(settings), seed=seed)
     meta = {**environment(settings), 'runtime': settings.to_dict(),
-            'timing': timing_record(warmup=warmup, repeats=repeats, clock=clock, seed=seed, load_before=load_before,
-                                    started=started)}
+            'timing': timing_record(warmup=warmup, repeats=repeats, block=block, clock=clock, seed=seed,
+                                    load_before=load_before, started=started)}
     return parts.table(timings, resolution, num_classes, global_pool, meta)

@@ -1,6 +1,12 @@
-"""Timing a set of callables alike: warm-up, then rounds in which every callable runs once, in a new
-shuffled order each round, so that a shared machine's changing load and the cache state a neighbour
-leaves fall on all of them alike; per callable the median and the quartiles of its samples.
+"""Timing a set of callables alike: warm-up, then rounds in which every callable runs a block of calls, in a
+new shuffled order each round, so that a shared machine's changing load falls on all of them alike; per
+callable the median and the quartiles of its samples.
+
+A block is one untimed call, then ``block`` timed calls back to back: every sample is taken with the
+callable's weights and input in the cache, as a network serving one request after another runs (and as
+tools/model_info.py times a single network). Timed one call at a time after a neighbour, the same parts
+run up to twice as slow on this CPU, and whole networks gain far less from it, so a table and the networks
+it predicts must be timed the same way; this is that one way.
 
 Clocks: ``wall`` (time.perf_counter, the latency a user sees) or ``cpu`` (time.process_time: the CPU time
 this process spent, which other processes on a busy machine do not inflate; with one thread it is the
@@ -42,13 +48,14 @@ class Timing:
 
 
 def time_rounds(runs: Sequence[Callable[[], object]], *, warmup: int, repeats: int, clock: str = 'wall',
-                sync: Optional[Callable[[], None]] = None, seed: int = 0) -> List[List[float]]:
-    """Every callable's samples in seconds, round by round: ``warmup`` calls each, then ``repeats`` shuffled
-    rounds of one call each. ``sync`` (e.g. torch.cuda.synchronize) runs before the clock stops."""
+                sync: Optional[Callable[[], None]] = None, seed: int = 0, block: int = 10) -> List[List[float]]:
+    """Every callable's ``repeats`` samples in seconds: ``warmup`` calls each, then shuffled rounds of one block
+    per callable (one untimed call, then up to ``block`` timed ones). ``sync`` (e.g. torch.cuda.synchronize)
+    runs before the clock stops."""
     if clock not in CLOCKS:
         raise ValueError(f'clock must be one of {", ".join(CLOCKS)}; got {clock!r}')
-    if repeats < 1 or warmup < 0:
-        raise ValueError(f'repeats must be >= 1 and warmup >= 0; got {repeats}, {warmup}')
+    if repeats < 1 or warmup < 0 or block < 1:
+        raise ValueError(f'repeats and block must be >= 1 and warmup >= 0; got {repeats}, {block}, {warmup}')
     now, done = CLOCKS[clock], sync or (lambda: None)
     for run in runs:
         for _ in range(warmup):
@@ -56,13 +63,16 @@ def time_rounds(runs: Sequence[Callable[[], object]], *, warmup: int, repeats: i
         done()
     samples: List[List[float]] = [[] for _ in runs]
     order, shuffle = list(range(len(runs))), random.Random(seed).shuffle
-    for _ in range(repeats):
+    for first in range(0, repeats, block):
         shuffle(order)
         for index in order:
-            start = now()
-            runs[index]()
+            runs[index]()  # untimed: back in the cache after the neighbours
             done()
-            samples[index].append(now() - start)
+            for _ in range(min(block, repeats - first)):
+                start = now()
+                runs[index]()
+                done()
+                samples[index].append(now() - start)
     return samples
 
 

@@ -42,6 +42,8 @@ def test_split_half_rho_ranks_even_rounds_against_odd_ones():
     assert split_half_rho(steady) == pytest.approx(1.0)
     swapped = [[1.0, 3.0, 1.0, 3.0], [2.0, 2.0, 2.0, 2.0], [3.0, 1.0, 3.0, 1.0]]  # even rounds say 1<2<3, odd 3>2>1
     assert split_half_rho(swapped) == pytest.approx(-1.0)
+    in_blocks = [[1.0, 1.0, 3.0, 3.0], [2.0, 2.0, 2.0, 2.0], [3.0, 3.0, 1.0, 1.0]]  # rounds of two samples
+    assert split_half_rho(in_blocks, block=2) == pytest.approx(-1.0)
 
 
 def test_evaluation_of_a_table_against_given_network_timings():

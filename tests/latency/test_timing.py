@@ -4,18 +4,30 @@ import pytest
 from lib.latency.timing import Timing, time_interleaved
 
 
-def test_every_callable_runs_warmup_then_once_per_shuffled_round():
+def test_every_callable_runs_warmup_then_one_block_per_shuffled_round():
     calls, syncs = [], []
     runs = [lambda i=i: calls.append(i) for i in range(5)]
-    timings = time_interleaved(runs, warmup=2, repeats=6, sync=lambda: syncs.append(1), seed=0)
+    timings = time_interleaved(runs, warmup=2, repeats=7, block=3, sync=lambda: syncs.append(1), seed=0)
     assert calls[:10] == [0, 0, 1, 1, 2, 2, 3, 3, 4, 4]  # warm-up, callable by callable
-    rounds = [calls[10 + 5 * r: 15 + 5 * r] for r in range(6)]
-    assert all(sorted(r) == [0, 1, 2, 3, 4] for r in rounds)
-    assert len({tuple(r) for r in rounds}) > 1  # the order changes between rounds
-    assert len(syncs) == 5 + 30  # after each callable's warm-up, and before each sample's clock stops
-    assert [t.samples for t in timings] == [6] * 5
+    calls = calls[10:]
+    blocks = [4, 4, 2]  # one untimed call, then 3, 3 and the last 1 of the 7 timed calls
+    rounds, start = [], 0
+    for size in blocks:
+        rounds.append(calls[start:start + 5 * size])
+        start += 5 * size
+    assert start == len(calls)
+    orders = []
+    for size, calls_of_round in zip(blocks, rounds):
+        order = calls_of_round[::size]
+        assert calls_of_round == [i for i in order for _ in range(size)] and sorted(order) == [0, 1, 2, 3, 4]
+        orders.append(order)
+    assert len({tuple(o) for o in orders}) > 1  # the order changes between rounds
+    assert len(syncs) == 5 + 5 * sum(blocks)  # after each warm-up, after the untimed call and before each clock stop
+    assert [t.samples for t in timings] == [7] * 5
     with pytest.raises(ValueError, match='clock must be one of wall, cpu'):
         time_interleaved(runs, warmup=0, repeats=1, clock='gpu')
+    with pytest.raises(ValueError, match='block must be >= 1'):
+        time_interleaved(runs, warmup=0, repeats=1, block=0)
 
 
 def test_median_quartiles_and_spread():

@@ -57,6 +57,7 @@ def test_check_write_stores_the_calibration_in_the_table(tmp_path, monkeypatch, 
     assert (table.calibration.scale, table.calibration.offset_ms) == (0.75, 0.5)
     path = ((1,), (2,), (3,), (4,), (5,))
     assert table.predict_ms(path) == pytest.approx(0.75 * table.sum_ms(path) + 0.5)
+    assert json.loads(open(out).read())['range_ms'] == pytest.approx(list(table.range_ms()))  # the calibrated range
 
 
 def test_the_space_comes_from_a_search_config(tmp_path):
