@@ -9,12 +9,13 @@ the input shape it sees in the space: the space of ``--cfg`` (and ``KEY VALUE`` 
 of that config uses, its classes and pooling), or ``--layers``/``--resolution``/``--num-classes``; on PyTorch
 eager (``--runtime torch``, CPU or ``--device cuda``) or onnxruntime on the CPU (the default); with a batch
 size, threads, channels_last; ``--warmup`` calls, then ``--repeats`` timed calls in shuffled rounds of
-``--block`` calls in a row (lib/latency/timing.py says why); median and quartiles recorded. ``check`` measures ``--networks`` random paths as whole child networks on the table's runtime and
-settings and prints the mean absolute percentage error and Spearman's rho of the plain sum and, with
-``--calibrate N``, of the sum calibrated on N held-out networks (``--write`` stores the calibration in the
-table; a search then predicts with it); ``split_half_rho`` ranks the networks' own timings (even rounds against
-odd ones), the ceiling for any prediction on this machine; ``--same-window`` also re-times the table's parts in
-the same rounds as the networks, which separates the method's error from the machine's drift since the table.
+``--block`` calls in a row (lib/latency/timing.py says why); median and quartiles recorded. ``check``
+measures ``--networks`` random paths as whole child networks on the table's runtime and settings and prints
+the mean absolute percentage error and Spearman's rho of the plain sum and, with ``--calibrate N``, of the sum
+calibrated on N held-out networks (``--write`` stores the calibration in the table; a search then predicts
+with it); ``split_half_rho`` ranks the networks' own timings (even rounds against odd ones), the ceiling for
+any prediction on this machine; ``--same-window`` also re-times the table's parts in the same rounds as the
+networks, which separates the method's error from the machine's drift since the table.
 """
 import argparse
 import json

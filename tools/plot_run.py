@@ -49,7 +49,7 @@ def budget_measure(board: dict, run_dir: str):
     if board.get('budget_measure') == 'latency':
         low, high = board['latency_budget_ms']
         return (lambda row: row['predicted_ms']), (low, high, 'ms'), \
-            f'predicted latency (ms), {board.get("latency_measured_with", "the latency table")}'
+            f'predicted latency (ms)\n{board.get("latency_measured_with", "the latency table")}'
     measure = 'budget_flops_M' if any(r.get('budget_flops_M') is not None for r in board['entries']) else 'flops_M'
     budget = budget_of(run_dir)
     return flops_of, None if budget is None else (*budget, 'MFLOPs'), f'MFLOPs, the budget\'s measure ({measure})'
