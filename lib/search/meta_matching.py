@@ -4,11 +4,7 @@ Notation (docs/algorithm.md): W = the student path's parameters, rho = the meta-
 parameters, delta_j = softmax(student(X_j)) - P_j for board entry j with probe images X_j and stored
 probabilities P_j, s_j = MMN(delta_j), KD weight m = sigmoid(-s_teacher).
 
-BN during teacher selection: the student runs in whatever mode the caller left it in (train mode
-during the search, as the original), under torch.no_grad(). In train mode BN normalizes with the
-statistics of the probe batch (all entries' probes together here; the original ran one small batch per
-entry) and updates its running statistics with it, as the original's selection forward did. The probes
-are training images, so this is one more (small) training batch for the running statistics.
+The student's forwards over the board's probes (and their BN statistics) are lib.search.probes'.
 """
 from dataclasses import dataclass
 from typing import Callable, Dict, List, Optional, Sequence
@@ -21,6 +17,7 @@ from torch.func import functional_call
 from lib.comm import all_reduce_mean_
 from lib.errors import ConfigError
 from lib.search.board import BoardEntry, PrioritizedBoard
+from lib.search.probes import chosen_probe_delta, probabilities, probe_deltas
 
 PICK_METHODS = ('top1', 'meta')
 TOP1_KD_WEIGHT = 0.5
@@ -71,42 +68,6 @@ class TeacherChoice:
         return self.entry.path
 
 
-def _probabilities(logits: torch.Tensor) -> torch.Tensor:
-    """softmax in at least float32 (logits may be half precision under autocast)."""
-    return torch.softmax(logits, dim=-1, dtype=torch.promote_types(logits.dtype, torch.float32))
-
-
-def _probe_delta(probs: torch.Tensor, stored: torch.Tensor) -> torch.Tensor:
-    probs = probs.reshape(stored.shape[0], stored.shape[1], -1)
-    if probs.shape != stored.shape:
-        raise ValueError(f'the student outputs {probs.shape[-1]} classes but the board probes hold '
-                         f'{stored.shape[-1]}; the board belongs to a different dataset')
-    return probs - stored.to(probs.dtype)
-
-
-def probe_deltas(student: nn.Module, path, board: PrioritizedBoard, *, per_entry: bool = False,
-                 with_grad: bool = False) -> List[torch.Tensor]:
-    """softmax(student(X_j)) - P_j for every board entry j, each [slice, num_classes].
-
-    ``per_entry`` (SUPERNET.PROBE_FORWARD 'per_entry', the original): one forward per entry, so that in
-    train mode BN normalizes each entry's probe with its own statistics and updates its running
-    statistics once per entry. Otherwise one forward over all probes concatenated (one batch for BN).
-    ``with_grad``: the forwards keep their graphs (the original: the KD weight is not detached, so the
-    student also learns through its probe forward)."""
-    entries = list(board)
-    slice_sizes = {entry.probe_images.shape[0] for entry in entries}
-    if len(slice_sizes) != 1:
-        raise ValueError(f'board probes have different slice sizes {sorted(slice_sizes)}; '
-                         f'every entry must hold SUPERNET.SLICE images')
-    with torch.set_grad_enabled(with_grad):
-        if per_entry:
-            return [_probe_delta(_probabilities(student(entry.probe_images, path)), entry.probe_probs[None])[0]
-                    for entry in entries]
-        images = torch.cat([entry.probe_images for entry in entries])
-        stored = torch.stack([entry.probe_probs for entry in entries])
-        return list(_probe_delta(_probabilities(student(images, path)), stored).unbind(0))
-
-
 def select_teacher(student: nn.Module, path, board: PrioritizedBoard, pick_method: str,
                    mmn: Optional[MetaMatchingNetwork] = None, *, per_entry: bool = False,
                    differentiable_weight: bool = False) -> TeacherChoice:
@@ -124,16 +85,23 @@ def select_teacher(student: nn.Module, path, board: PrioritizedBoard, pick_metho
         raise ConfigError(f'SUPERNET.PICK_METHOD must be one of {PICK_METHODS}; got {pick_method!r}')
     if mmn is None:
         raise ValueError("pick_method 'meta' needs the meta-matching network (mmn=...)")
-    deltas = probe_deltas(student, path, board, per_entry=per_entry, with_grad=differentiable_weight)
+    # 'per_entry' scores every entry in one grouped forward without a graph; 'batched' keeps the graph of its one
+    # forward when m needs it.
+    probes = probe_deltas(student, path, board, per_entry=per_entry,
+                          with_grad=differentiable_weight and not per_entry)
     with torch.no_grad():
-        scores = mmn(torch.stack([delta.detach() for delta in deltas]))
-    index = int(torch.argmax(scores))
-    if differentiable_weight:  # only the chosen entry's graph is kept; the others are freed here
-        weight = torch.sigmoid(-mmn(deltas[index]))
+        scores = mmn(probes.deltas.detach())
+    index = int(torch.argmax(scores))  # a host sync: the teacher's path decides which blocks run
+    delta = probes.deltas[index]
+    if per_entry:  # the chosen entry's own forward (with its graph when m keeps one): delta and m as before,
+        with torch.set_grad_enabled(differentiable_weight):  # bit for bit; its BN update is counted already
+            delta = chosen_probe_delta(student, path, board[index], probes.rng_state(index))
+            weight = torch.sigmoid(-mmn(delta))
+    elif differentiable_weight:
+        weight = torch.sigmoid(-mmn(delta))
     else:
         weight = torch.sigmoid(-scores[index])
-    return TeacherChoice(index=index, entry=board[index], weight=weight, scores=scores,
-                         delta=deltas[index].detach())
+    return TeacherChoice(index=index, entry=board[index], weight=weight, scores=scores, delta=delta.detach())
 
 
 def soft_cross_entropy(logits: torch.Tensor, target_probs: torch.Tensor) -> torch.Tensor:
@@ -204,7 +172,7 @@ def meta_gradient(supernet: nn.Module, path, teacher: TeacherChoice, mmn: MetaMa
     named_params = supernet.path_parameters(path)
     params = {name: param for name, param in named_params.items() if param.requires_grad}
     with torch.no_grad():
-        teacher_probs = _probabilities(supernet(x_train, teacher.path))
+        teacher_probs = probabilities(supernet(x_train, teacher.path))
     kd_weight = torch.sigmoid(-mmn(teacher.delta.detach()))  # differentiable in rho only
     m = kd_weight.detach()
     unweighted_kd = inner_kd_loss(supernet, path, params, x_train, teacher_probs, 1.0)
