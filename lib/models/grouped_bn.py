@@ -19,8 +19,8 @@ Layers in eval mode normalise each image on its own and are left alone. Statisti
 least float32 (under autocast too), as torch's kernels do; the output has the input's dtype and layout.
 """
 import contextlib
+import functools
 import math
-from functools import partial
 from typing import List
 
 import torch
@@ -64,14 +64,16 @@ def _grouped_forward(groups: int, layer, x: torch.Tensor) -> torch.Tensor:
     grouped = x.reshape(groups, size, *x.shape[1:])  # a view for contiguous and channels_last inputs
     dims = (1, *range(3, grouped.dim()))
     mean = grouped.sum(dims, keepdim=True, dtype=stats_dtype) / count
-    centered = grouped - mean  # two passes, as torch's kernel: exact for large means too
-    var = centered.square().sum(dims, keepdim=True) / count
-    scale = torch.rsqrt(var + layer.eps)
+    # Two passes, as torch's kernel (exact for large means too); then out = x * alpha + beta, as torch's kernel.
+    var = (grouped - mean).square_().sum(dims, keepdim=True) / count
     shape = (1, 1, channels) + (1,) * (x.dim() - 2)
+    alpha = torch.rsqrt(var + layer.eps)
     if layer.weight is not None:
-        scale = scale * layer.weight.view(shape)
-    out = centered * scale if layer.bias is None else torch.addcmul(layer.bias.view(shape).to(scale.dtype),
-                                                                     centered, scale)
+        alpha = alpha * layer.weight.view(shape)
+    beta = -mean * alpha
+    if layer.bias is not None:
+        beta = beta + layer.bias.view(shape)
+    out = torch.addcmul(beta, grouped, alpha)
     if layer.track_running_stats and layer.running_mean is not None:
         _update_running_stats(layer, mean.view(groups, channels), var.view(groups, channels) * (count / (count - 1)))
     out = out.to(x.dtype).reshape(x.shape)
@@ -80,21 +82,29 @@ def _grouped_forward(groups: int, layer, x: torch.Tensor) -> torch.Tensor:
     return _after_norm(layer, out)
 
 
+@functools.lru_cache(maxsize=64)
+def _update_weights(groups: int, momentum: float, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """m (1 - m)^(G - 1 - j) for j = 0..G-1: the weight of group j's statistics after G updates."""
+    ages = torch.arange(groups - 1, -1, -1, dtype=torch.float64)
+    return (momentum * (1.0 - momentum) ** ages).to(dtype=dtype, device=device)
+
+
 @torch.no_grad()
 def _update_running_stats(layer, means: torch.Tensor, variances: torch.Tensor) -> None:
     """The running statistics after one update per group, in group order (closed form); no host sync
     except the read of num_batches_tracked that torch's cumulative average makes too."""
     groups = means.shape[0]
-    for running, stats in ((layer.running_mean, means), (layer.running_var, variances)):
-        stats = stats.to(running.dtype)
-        if layer.momentum is None:
-            seen = float(layer.num_batches_tracked)
-            running.mul_(seen / (seen + groups)).add_(stats.sum(0) / (seen + groups))
-        else:
-            keep = 1.0 - layer.momentum
-            ages = torch.arange(groups - 1, -1, -1, dtype=running.dtype, device=running.device)
-            weights = layer.momentum * keep ** ages  # no matmul: autocast would run it in half precision
-            running.mul_(keep ** groups).add_((weights[:, None] * stats).sum(0))
+    running = layer.running_mean
+    if layer.momentum is None:  # cumulative average over the batches seen so far
+        seen = float(layer.num_batches_tracked)
+        keep = seen / (seen + groups)
+        weights = torch.full((groups,), 1.0 / (seen + groups), dtype=running.dtype, device=running.device)
+    else:
+        keep = (1.0 - layer.momentum) ** groups
+        weights = _update_weights(groups, float(layer.momentum), running.dtype, running.device)
+    with torch.autocast(running.device.type, enabled=False):  # the buffers' precision, not autocast's
+        layer.running_mean.addmv_(means.to(running.dtype).t(), weights, beta=keep)
+        layer.running_var.addmv_(variances.to(running.dtype).t(), weights, beta=keep)
     layer.num_batches_tracked.add_(groups)
 
 
@@ -137,7 +147,7 @@ def replayed_rng(state, device: torch.device):
 def _swapped_forwards(layers, forward):
     """Each layer's forward(x) becomes forward(layer, x) inside the block."""
     for layer in layers:
-        layer.forward = partial(forward, layer)
+        layer.forward = functools.partial(forward, layer)
     try:
         yield
     finally:
@@ -162,8 +172,8 @@ def grouped_batch_norm(model: nn.Module, groups: int):
             raise ValueError(f'grouped batch norm: the drop layer {type(drop).__name__} of a norm + activation '
                              f'layer would draw its noise once for all groups')
     rng_states: list = []
-    with _swapped_forwards(norms, partial(_grouped_forward, groups)), \
-            _swapped_forwards(drops, partial(_grouped_dropout, groups, rng_states)):
+    with _swapped_forwards(norms, functools.partial(_grouped_forward, groups)), \
+            _swapped_forwards(drops, functools.partial(_grouped_dropout, groups, rng_states)):
         yield rng_states
 
 

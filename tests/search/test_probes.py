@@ -91,7 +91,8 @@ def assert_same_state(session, reference, rtol):
         assert torch.equal(bn.num_batches_tracked, ref_bn.num_batches_tracked), name
         # A running mean near zero is judged on the scale of the channel's spread.
         spread = ref_bn.running_var.sqrt()
-        assert torch.all((bn.running_mean - ref_bn.running_mean).abs() <= rtol * (ref_bn.running_mean.abs() + spread)), name
+        tolerance = rtol * (ref_bn.running_mean.abs() + spread)
+        assert torch.all((bn.running_mean - ref_bn.running_mean).abs() <= tolerance), name
         assert_relatively_close(bn.running_var, ref_bn.running_var, rtol, name + '.running_var')
 
 
