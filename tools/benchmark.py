@@ -313,8 +313,8 @@ def prepare_search_phase(name: str, args, device: torch.device, path, image_size
 
 
 def compare_label(cfg_files: Sequence[str]) -> str:
-    """'@train_corrected' for ``--compare-cfg configs/train_corrected.yaml``."""
-    return '@' + '+'.join(os.path.splitext(os.path.basename(path))[0] for path in cfg_files)
+    """'@train_corrected' for ``--compare-cfg configs/train_corrected.yaml``; '' for none."""
+    return ('@' + '+'.join(os.path.splitext(os.path.basename(path))[0] for path in cfg_files)) if cfg_files else ''
 
 
 # ---- the fixed-network phases ---------------------------------------------------------------------
@@ -566,7 +566,8 @@ def main(argv: Optional[List[str]] = None) -> List[Dict]:
     def prepare(name: str) -> Phase:
         if name == 'static':
             return prepare_static_phase(args, device, path, search_size)
-        return prepare_search_phase(name, args, device, path, search_size)
+        # Under --cfg the search phases carry the config's name (search-kd@train_corrected), as --compare-cfg's.
+        return prepare_search_phase(name, args, device, path, search_size, label=compare_label(args.cfg or []))
 
     results = []
 

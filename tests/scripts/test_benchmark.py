@@ -120,3 +120,12 @@ def test_compare_cfg_times_both_configs_in_the_same_rounds(bench_tool, monkeypat
     assert 'search-kd@train_corrected/search-kd:' in out and 'search-kd/search-plain:' in out
     with pytest.raises(SystemExit, match='needs --interleave'):
         bench_tool.main(TINY + ['--phases', 'search-plain', '--compare-cfg', str(repo_root / 'configs/train_corrected.yaml')])
+
+
+def test_cfg_phases_carry_the_configs_name(bench_tool, capsys, repo_root):
+    """--cfg configs/train_corrected.yaml: the search phases are named after it (search-kd@train_corrected), so
+    that a table of several runs keeps them apart from the defaults' phases."""
+    results = bench_tool.main(TINY + ['--phases', 'search-plain,static', '--cfg',
+                                      str(repo_root / 'configs/train_corrected.yaml')])
+    assert [r['phase'] for r in results] == ['search-plain@train_corrected', 'static']
+    assert 'search-plain@train_corrected/static:' in capsys.readouterr().out
