@@ -48,8 +48,9 @@ def marked(label: str, function):
 
 @contextlib.contextmanager
 def parts_marked():
-    saved = [(owner, name, getattr(owner, name)) for _, owner, name in PARTS]
-    for label, owner, name in PARTS:
+    present = [(label, owner, name) for label, owner, name in PARTS if hasattr(owner, name)]  # older checkouts too
+    saved = [(owner, name, getattr(owner, name)) for _, owner, name in present]
+    for label, owner, name in present:
         setattr(owner, name, marked(label.strip(), getattr(owner, name)))
     try:
         yield
@@ -89,6 +90,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument('--amp', choices=tuple(benchmark.AMP_DTYPES), default='none')
     parser.add_argument('--channels-last', action='store_true')
     parser.add_argument('--path', default=benchmark.DEFAULT_PATH, help='JSON student path')
+    parser.add_argument('--num-classes', type=int, default=1000)
+    parser.add_argument('--pool-size', type=int, default=10, help='board entries of search-kd/search-meta')
     parser.add_argument('--steps', type=int, default=3, help='profiled steps')
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--threads', type=int, default=0, help='torch CPU threads (0: torch default)')
@@ -110,7 +113,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     device = torch.device(args.device)
     # The benchmark's own options for the phase, so that both build the same session.
     options = ['--device', args.device, '--batch-size', str(args.batch_size), '--image-size', str(args.image_size),
-               '--amp', args.amp, '--seed', str(args.seed), '--path', args.path, '--phases', args.phase]
+               '--amp', args.amp, '--seed', str(args.seed), '--path', args.path, '--phases', args.phase,
+               '--num-classes', str(args.num_classes), '--pool-size', str(args.pool_size)]
     options += (['--channels-last'] if args.channels_last else []) + (['--cfg', *args.cfg] if args.cfg else [])
     bench = benchmark.parse_args(options)
     path = benchmark.parse_path(args.path)
