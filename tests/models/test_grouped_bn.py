@@ -18,15 +18,18 @@ STUDENT = ((1,), (0,), (2,), (5,), (3,))
 
 
 def small_net(norm: str, momentum, dropout: float = 0.0) -> nn.Module:
-    if norm == 'torch':
+    if norm in ('torch', 'torch-sync'):
         first, second = nn.BatchNorm2d(6, momentum=momentum), nn.BatchNorm2d(5, momentum=momentum)
     else:
         first = BatchNormAct2d(6, momentum=momentum, act_layer=nn.SiLU)
         second = BatchNormAct2d(5, momentum=momentum, apply_act=False)
     net = nn.Sequential(nn.Conv2d(3, 6, 3, padding=1), first, nn.Conv2d(6, 5, 3, stride=2), second,
                         nn.Flatten(), nn.Dropout(dropout) if dropout else nn.Identity())
-    if norm == 'sync':  # timm's SyncBatchNormAct; per process here (no process group), as under unsynced_bn
-        net = convert_sync_batchnorm(net)
+    # Synchronized layers normalise per process here (no process group), as under unsynced_bn.
+    if norm == 'sync':
+        net = convert_sync_batchnorm(net)  # timm's SyncBatchNormAct
+    elif norm == 'torch-sync':
+        net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
     return net
 
 
@@ -42,7 +45,7 @@ def assert_same_buffers(net, reference, rtol=1e-12):
             torch.testing.assert_close(got, want, rtol=rtol, atol=rtol, msg=name)
 
 
-@pytest.mark.parametrize('norm', ['torch', 'timm', 'sync'])
+@pytest.mark.parametrize('norm', ['torch', 'timm', 'sync', 'torch-sync'])
 @pytest.mark.parametrize('momentum', [0.1, None])
 @pytest.mark.parametrize('groups', [1, 3, 10])
 def test_one_grouped_forward_is_one_forward_per_group_in_float64(norm, momentum, groups):
