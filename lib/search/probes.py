@@ -56,7 +56,7 @@ def probe_deltas(student: nn.Module, path, board: PrioritizedBoard, *, per_entry
                  with_grad: bool = False) -> ProbeDeltas:
     """delta_j for every board entry j, in board order, from one forward: ``per_entry`` (SUPERNET.PROBE_FORWARD
     'per_entry') with each entry's own BN statistics, else with those of all probes together. ``with_grad``: the
-    forward keeps its graph."""
+    forward keeps its graph (without one, on the CPU, it runs in channels_last: see below)."""
     entries = list(board)
     slice_sizes = {entry.probe_images.shape[0] for entry in entries}
     if len(slice_sizes) != 1:
@@ -79,10 +79,11 @@ def probe_deltas(student: nn.Module, path, board: PrioritizedBoard, *, per_entry
 
 
 def chosen_probe_delta(student: nn.Module, path, entry: BoardEntry, rng_state=None) -> torch.Tensor:
-    """The chosen entry's delta again, with its graph, after ``probe_deltas(per_entry=True)`` scored it: BN
-    normalises with the probe's own statistics and leaves the running statistics alone (already updated);
-    ``rng_state`` (``ProbeDeltas.rng_state``) replays the entry's dropout noise, and the random state ends
-    where it was."""
+    """The chosen entry's delta again, by the entry's own forward (with its graph where gradients are enabled),
+    after ``probe_deltas(per_entry=True)`` scored it: BN normalises with the probe's own statistics and leaves the
+    running statistics alone (already updated); ``rng_state`` (``ProbeDeltas.rng_state``) replays the entry's
+    dropout noise, and the random state ends where it was. The same kernels on the same images as one forward per
+    entry: delta, m and their gradients come out bit for bit as there."""
     with batch_norm_without_update(_layers_run(student, path)), replayed_rng(rng_state, entry.probe_images.device):
         logits = student(entry.probe_images, path)
     return _probe_delta(probabilities(logits), entry.probe_probs[None])[0]
