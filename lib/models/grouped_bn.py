@@ -63,19 +63,20 @@ def _grouped_forward(groups: int, layer, x: torch.Tensor) -> torch.Tensor:
     stats_dtype = torch.promote_types(x.dtype, torch.float32)
     grouped = x.reshape(groups, size, *x.shape[1:])  # a view for contiguous and channels_last inputs
     dims = (1, *range(3, grouped.dim()))
-    mean = grouped.sum(dims, keepdim=True, dtype=stats_dtype) / count
+    mean = grouped.mean(dims, keepdim=True, dtype=stats_dtype)
     # Two passes, as torch's kernel (exact for large means too); then out = x * alpha + beta, as torch's kernel.
-    var = (grouped - mean).square_().sum(dims, keepdim=True) / count
-    shape = (1, 1, channels) + (1,) * (x.dim() - 2)
-    alpha = torch.rsqrt(var + layer.eps)
-    if layer.weight is not None:
-        alpha = alpha * layer.weight.view(shape)
-    beta = -mean * alpha
-    if layer.bias is not None:
-        beta = beta + layer.bias.view(shape)
-    out = torch.addcmul(beta, grouped, alpha)
+    var = (grouped - mean).square_().mean(dims, keepdim=True)
     if layer.track_running_stats and layer.running_mean is not None:
         _update_running_stats(layer, mean.view(groups, channels), var.view(groups, channels) * (count / (count - 1)))
+    shape = (1, 1, channels) + (1,) * (x.dim() - 2)
+    alpha = var.add_(layer.eps).rsqrt_()  # in place: few kernels (on a GPU, launches are the cost here)
+    if layer.weight is not None:
+        alpha = alpha * layer.weight.view(shape)
+    if layer.bias is None:
+        beta = -mean * alpha
+    else:
+        beta = torch.addcmul(layer.bias.view(shape).to(mean.dtype), mean, alpha, value=-1)
+    out = torch.addcmul(beta, grouped, alpha)
     out = out.to(x.dtype).reshape(x.shape)
     if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
         out = out.contiguous(memory_format=torch.channels_last)
