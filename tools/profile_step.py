@@ -1,18 +1,23 @@
-"""Where a search step's time goes: torch.profiler over the steps tools/benchmark.py times.
+"""Where a search step's time goes: its parts by the process CPU clock, then torch.profiler's operators.
 
     python tools/profile_step.py --device cpu --threads 1 --batch-size 32 --image-size 64 --phase search-kd
     python tools/profile_step.py --device cuda --batch-size 128 --image-size 224 --amp bf16 --channels-last
 
 Builds the phase as tools/benchmark.py does (synthetic data, a full board for search-kd; ``--cfg`` for another
-config, e.g. configs/train_corrected.yaml), runs ``--warmup`` steps, then profiles ``--steps`` steps. Prints the
-step's parts (inclusive time per step and share; parts nest as marked) and the operators with the most self
-time. The parts are marked here, around the functions the step calls, so the training code carries no
+config, e.g. configs/train_corrected.yaml), runs ``--warmup`` steps, then ``--steps`` steps timing the step's
+parts by this process's CPU time (what a busy machine does not disturb; with ``--threads 1`` it is the work done),
+then ``--steps`` more under torch.profiler. Prints the parts (time per step inclusive of the parts nested in them,
+as indented; share of the step), by the CPU clock and by the profiler (its CPU column is wall time spent in
+operators, and it adds a little to every operator; on a GPU also the kernels' time), then the operators with the
+most self time. The parts are marked here, around the functions the step calls, so the training code carries no
 profiler marks. ``--trace FILE`` also writes a Chrome trace.
 """
 import argparse
+import collections
 import contextlib
 import functools
 import sys
+import time
 from typing import Dict, List, Optional
 
 import torch
@@ -23,8 +28,7 @@ import lib.search.meta_matching
 import lib.search.step
 from lib.models.supernet import SuperNet
 
-# (label, owner, attribute): the step's parts. Indented labels run inside the one above them. The optimizer's
-# step and zero_grad carry torch's own marks ('Optimizer.step#SGD.step', ...).
+# (label, owner, attribute): the step's parts. Indented labels run inside the one above them.
 PARTS = (
     ('teacher selection', lib.search.step, 'select_teacher'),
     ('  probe forward, every entry', lib.search.meta_matching, 'probe_deltas'),
@@ -33,49 +37,60 @@ PARTS = (
     ('student + teacher forward', SuperNet, 'forward_with_teacher'),
     ('backward', torch.Tensor, 'backward'),
     ('gradient all-reduce', lib.search.step, 'all_reduce_mean_'),
+    ('optimizer zero_grad', torch.optim.Optimizer, 'zero_grad'),
+    ('optimizer step', torch.amp.GradScaler, 'step'),  # the search step's (the LR scheduler wraps opt.step)
     ('board offer', lib.search.step, '_offer_to_board'),
     ('step sums', lib.search.step, 'step_sums'),
 )
+STEP = 'step'
 
 
-def marked(label: str, function):
+def marked(label: str, function, seconds: Dict[str, float]):
     @functools.wraps(function)
     def call(*args, **kwargs):
-        with record_function(label):
-            return function(*args, **kwargs)
+        start = time.process_time()
+        try:
+            with record_function(label):
+                return function(*args, **kwargs)
+        finally:
+            seconds[label] += time.process_time() - start
     return call
 
 
 @contextlib.contextmanager
 def parts_marked():
-    present = [(label, owner, name) for label, owner, name in PARTS if hasattr(owner, name)]  # older checkouts too
-    saved = [(owner, name, getattr(owner, name)) for _, owner, name in present]
+    """Inside, the parts carry profiler marks and add their CPU seconds to the yielded dict."""
+    seconds: Dict[str, float] = collections.defaultdict(float)
+    # Only what this checkout has (older commits too).
+    present = [(label, owner, name) for label, owner, name in PARTS if hasattr(owner, name)]
+    saved = [(owner, name, owner.__dict__.get(name)) for _, owner, name in present]
     for label, owner, name in present:
-        setattr(owner, name, marked(label.strip(), getattr(owner, name)))
+        setattr(owner, name, marked(label.strip(), getattr(owner, name), seconds))
     try:
-        yield
+        yield seconds
     finally:
         for owner, name, function in saved:
-            setattr(owner, name, function)
+            if function is None:
+                delattr(owner, name)
+            else:
+                setattr(owner, name, function)
 
 
-def part_rows(events, steps: int, device_times: bool) -> List[str]:
-    by_name: Dict[str, object] = {event.key: event for event in events}
-    step = by_name['step']
-    total_cpu = step.cpu_time_total
-    total_dev = step.device_time_total if device_times else 0
-    header = f'{"part":<40} {"CPU ms/step":>11} {"share":>6}'
-    rows = [header + (f' {"GPU ms/step":>11} {"share":>6}' if device_times else '')]
-    labels = ['step'] + [label for label, _, _ in PARTS]
-    labels += sorted(key for key in by_name if key.startswith(('Optimizer.step#', 'Optimizer.zero_grad#')))
-    for label in labels:
+def part_rows(seconds: Dict[str, float], events, steps: int, device_times: bool) -> List[str]:
+    by_name = {event.key: event for event in events}
+    step_event = by_name[STEP]
+    header = f'{"part":<32} {"CPU-clock ms":>12} {"share":>6} {"profiler ms":>11} {"share":>6}'
+    rows = [header + (f' {"GPU ms":>8} {"share":>6}' if device_times else '')]
+    for label in [STEP] + [label for label, _, _ in PARTS]:
         event = by_name.get(label.strip())
         if event is None:
             continue
-        row = f'{label:<40} {event.cpu_time_total / 1e3 / steps:>11.1f} {event.cpu_time_total / total_cpu:>6.1%}'
+        row = (f'{label:<32} {1e3 * seconds[label.strip()] / steps:>12.1f} '
+               f'{seconds[label.strip()] / seconds[STEP]:>6.1%} {event.cpu_time_total / 1e3 / steps:>11.1f} '
+               f'{event.cpu_time_total / step_event.cpu_time_total:>6.1%}')
         if device_times:
-            share = event.device_time_total / max(total_dev, 1)
-            row += f' {event.device_time_total / 1e3 / steps:>11.1f} {share:>6.1%}'
+            row += (f' {event.device_time_total / 1e3 / steps:>8.1f} '
+                    f'{event.device_time_total / max(step_event.device_time_total, 1):>6.1%}')
         rows.append(row)
     return rows
 
@@ -92,7 +107,7 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument('--path', default=benchmark.DEFAULT_PATH, help='JSON student path')
     parser.add_argument('--num-classes', type=int, default=1000)
     parser.add_argument('--pool-size', type=int, default=10, help='board entries of search-kd/search-meta')
-    parser.add_argument('--steps', type=int, default=3, help='profiled steps')
+    parser.add_argument('--steps', type=int, default=3, help='steps timed, then as many profiled')
     parser.add_argument('--warmup', type=int, default=2)
     parser.add_argument('--threads', type=int, default=0, help='torch CPU threads (0: torch default)')
     parser.add_argument('--seed', type=int, default=0)
@@ -117,22 +132,31 @@ def main(argv: Optional[List[str]] = None) -> None:
                '--num-classes', str(args.num_classes), '--pool-size', str(args.pool_size)]
     options += (['--channels-last'] if args.channels_last else []) + (['--cfg', *args.cfg] if args.cfg else [])
     bench = benchmark.parse_args(options)
-    path = benchmark.parse_path(args.path)
-    phase = benchmark.prepare_search_phase(args.phase, bench, device, path, args.image_size)
+    phase = benchmark.prepare_search_phase(args.phase, bench, device, benchmark.parse_path(args.path), args.image_size)
+
+    def step(i: int, seconds: Dict[str, float]) -> None:
+        start = time.process_time()
+        with record_function(STEP):
+            phase.step(i)
+        benchmark.synchronize(device)
+        seconds[STEP] += time.process_time() - start
+
     for i in range(args.warmup):
         phase.step(i)
     benchmark.synchronize(device)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == 'cuda' else [])
-    with parts_marked(), profile(activities=activities) as prof:
+    with parts_marked() as seconds:
         for i in range(args.warmup, args.warmup + args.steps):
-            with record_function('step'):
-                phase.step(i)
-            benchmark.synchronize(device)
+            step(i, seconds)
+        timed = dict(seconds)
+        with profile(activities=activities) as prof:
+            for i in range(args.warmup + args.steps, args.warmup + 2 * args.steps):
+                step(i, collections.defaultdict(float))
     events = prof.key_averages()
     cfg = ' '.join(args.cfg) if args.cfg else 'defaults'
     print(f'{args.phase} ({cfg}), {args.device}, batch {args.batch_size}, {args.image_size} px, amp {args.amp}, '
-          f'{torch.get_num_threads()} thread(s), {args.steps} steps')
-    print('\n'.join(part_rows(events, args.steps, device.type == 'cuda')))
+          f'{torch.get_num_threads()} thread(s), {args.steps} steps timed and {args.steps} profiled')
+    print('\n'.join(part_rows(collections.defaultdict(float, timed), events, args.steps, device.type == 'cuda')))
     sort_by = 'self_device_time_total' if device.type == 'cuda' else 'self_cpu_time_total'
     print(events.table(sort_by=sort_by, row_limit=args.ops, max_name_column_width=48))
     if args.trace:
