@@ -10,8 +10,8 @@ from timm.loss import LabelSmoothingCrossEntropy
 from lib.config import load_config
 from lib.models.from_config import build_child_from_cfg
 from lib.search.board import BoardEntry, PrioritizedBoard
-from lib.search.builder import build_search_optimizer
 from lib.search.outputs import choose_final_entry, write_best_arch
+from lib.search.parts import build_search_optimizer
 from lib.search.step import _forward_backward, _offer_to_board, meta_update_due
 from lib.search.validate import recalibrated_bn
 from tiny_search import NUM_CLASSES, SLICE, STUDENT, batch, make_search_session
@@ -23,9 +23,9 @@ TEACHERS = (((0,), (1,), (2,), (3,), (4,)), ((5,), (4,), (3,), (2,), (1,)))
 
 
 def make_session(*overrides):
-    return make_search_session('SUPERNET.POOL_SIZE', '3', 'EPOCHS', '2', *overrides, board_paths=TEACHERS,
-                               loss_fn=LabelSmoothingCrossEntropy(smoothing=0.1), path_flops=12.5,
-                               path_params=1.25, budget_flops=12.5)
+    session = make_search_session('SUPERNET.POOL_SIZE', '3', *overrides, board_paths=TEACHERS)
+    assert isinstance(session.loss_fn, LabelSmoothingCrossEntropy) and session.loss_fn.smoothing == 0.1
+    return session
 
 
 def expected_distillation(session, images, target, per_entry=False):
@@ -77,7 +77,8 @@ def test_distillation_step_uses_the_chosen_teachers_path_and_score(switches):
     assert admitted and len(session.board) == 3
     entry = next(e for e in session.board if e.path == STUDENT)  # the student's path, not the teacher's
     assert entry.prec1 == pytest.approx(100.0 * float(logits.argmax(1).eq(target).float().mean()))
-    assert (entry.flops, entry.macs, entry.params) == (12.5, 12.5, 1.25)
+    assert entry.flops == session.space.budget_flops(STUDENT) and entry.flops > 0
+    assert (entry.macs, entry.params) == (session.flops_table.path_flops(STUDENT), session.flops_table.path_params(STUDENT))
     torch.testing.assert_close(entry.probe_images, images[:SLICE])
     stored_from = out.teacher_logits if not switches else logits  # the original stores the teacher's
     torch.testing.assert_close(entry.probe_probs, torch.softmax(stored_from[:SLICE], dim=-1))
