@@ -84,6 +84,24 @@ def test_distillation_step_uses_the_chosen_teachers_path_and_score(switches):
     torch.testing.assert_close(entry.probe_probs, torch.softmax(stored_from[:SLICE], dim=-1))
 
 
+@pytest.mark.parametrize('teacher_path', [TEACHERS[0], ((1,), (0,), (2,), (5,), (4,))], ids=['parts-early', 'parts-late'])
+def test_distillation_step_leaves_bn_statistics_where_student_then_teacher_forwards_do(teacher_path):
+    """The step's BN running statistics (and counts) equal those of the original's sequence on a copy: one probe
+    forward per board entry, the student's forward, then the teacher's without gradient; to 1e-6."""
+    session = make_search_session('SUPERNET.POOL_SIZE', '1', board_paths=[teacher_path], dtype=torch.float64)
+    images, target = batch(8)
+    images = images.double()
+    reference = copy.deepcopy(session.supernet)
+    with torch.no_grad():
+        reference(session.board[0].probe_images, STUDENT)
+    reference(images, STUDENT)
+    with torch.no_grad():
+        reference(images, teacher_path)
+    _forward_backward(session, STUDENT, images, target, distill=True)
+    for (name, got), want in zip(session.supernet.named_buffers(), reference.buffers()):
+        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6, msg=name)  # num_batches_tracked: exactly
+
+
 def test_plain_step_is_cross_entropy_and_top1_uses_half_weight():
     session = make_session()
     images, target = batch(8)
