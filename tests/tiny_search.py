@@ -29,7 +29,7 @@ def board_entries(paths, dtype=torch.float32):
             for rank, path in enumerate(paths)]
 
 
-def make_search_session(*overrides, board_paths=(), total_steps=10, dtype=None):
+def make_search_parts(*overrides, board_paths=(), total_steps=10, dtype=None):
     """The step's parts; ``overrides``: config ``KEY VALUE`` pairs; ``board_paths`` fill the board."""
     cfg = load_config(None, ['DATASET.NUM_CLASSES', str(NUM_CLASSES), 'SUPERNET.SLICE', str(SLICE), 'LR', '0.1',
                              'SEED', '0', *overrides])

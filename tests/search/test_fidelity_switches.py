@@ -14,7 +14,7 @@ from lib.search.flops import build_search_space
 from lib.search.meta_matching import probe_deltas
 from lib.search.sampler import PathSampler
 from test_step_wiring import TEACHERS, make_session
-from tiny_search import STUDENT, batch, make_search_session
+from tiny_search import STUDENT, batch, make_search_parts
 
 OTHER = ((4,), (3,), (1,), (0,), (2,))  # shares no searchable op with STUDENT
 
@@ -101,7 +101,7 @@ def test_meta_inner_grad(monkeypatch, inner_grad):
     """SUPERNET.META_INNER_GRAD 'full' (the original: the teacher's probe forward keeps its graph, so the meta update's
     inner gradient, which the student also steps with, is d(m * KD)/dW including KD * dm/dW) or 'detached' (m a
     constant: m * dKD/dW)."""
-    session = make_search_session('SUPERNET.META_INNER_GRAD', inner_grad, 'SUPERNET.POOL_SIZE', '3', board_paths=TEACHERS,
+    session = make_search_parts('SUPERNET.META_INNER_GRAD', inner_grad, 'SUPERNET.POOL_SIZE', '3', board_paths=TEACHERS,
                                   dtype=torch.float64)  # float64: BN over a 2-image slice is ill-conditioned
     reference, reference_mmn = copy.deepcopy(session.supernet), copy.deepcopy(session.mmn)  # the update steps both
     recorded = {}

@@ -14,7 +14,7 @@ from lib.search.outputs import choose_final_entry, write_best_arch
 from lib.search.parts import build_search_optimizer
 from lib.search.step import _forward_backward, _offer_to_board, meta_update_due
 from lib.search.validate import recalibrated_bn
-from tiny_search import NUM_CLASSES, SLICE, STUDENT, batch, make_search_session
+from tiny_search import NUM_CLASSES, SLICE, STUDENT, batch, make_search_parts
 
 # Every fidelity switch on our corrected side (configs/train_corrected.yaml).
 CORRECTED = ('SUPERNET.PROBE_FORWARD', 'batched', 'SUPERNET.DETACH_KD_WEIGHT', 'True', 'SUPERNET.PROBE_PROBS',
@@ -23,7 +23,7 @@ TEACHERS = (((0,), (1,), (2,), (3,), (4,)), ((5,), (4,), (3,), (2,), (1,)))
 
 
 def make_session(*overrides):
-    session = make_search_session('SUPERNET.POOL_SIZE', '3', *overrides, board_paths=TEACHERS)
+    session = make_search_parts('SUPERNET.POOL_SIZE', '3', *overrides, board_paths=TEACHERS)
     assert isinstance(session.loss_fn, LabelSmoothingCrossEntropy) and session.loss_fn.smoothing == 0.1
     return session
 
@@ -88,7 +88,7 @@ def test_distillation_step_uses_the_chosen_teachers_path_and_score(switches):
 def test_distillation_step_leaves_bn_statistics_where_student_then_teacher_forwards_do(teacher_path):
     """The step's BN running statistics (and counts) equal those of the original's sequence on a copy: one probe
     forward per board entry, the student's forward, then the teacher's without gradient; to 1e-6."""
-    session = make_search_session('SUPERNET.POOL_SIZE', '1', board_paths=[teacher_path], dtype=torch.float64)
+    session = make_search_parts('SUPERNET.POOL_SIZE', '1', board_paths=[teacher_path], dtype=torch.float64)
     images, target = batch(8)
     images = images.double()
     reference = copy.deepcopy(session.supernet)
