@@ -61,8 +61,9 @@ class MetaMatchingNetwork(nn.Module):
 
 @dataclass
 class TeacherChoice:
-    """The chosen board entry. ``weight`` is the KD weight m (0-d tensor, no grad); ``scores`` [N] and
-    ``delta`` (the chosen entry's [slice, num_classes] difference) exist only for 'meta' picking."""
+    """The chosen board entry. ``weight`` is the KD weight m (0-d tensor; with its graph when chosen with
+    ``differentiable_weight``); ``scores`` [N] and ``delta`` (the chosen entry's [slice, num_classes] difference,
+    detached) exist only for 'meta' picking."""
     index: int
     entry: BoardEntry
     weight: torch.Tensor

@@ -188,8 +188,9 @@ def unsynced_bn(model: nn.Module, group):
     """SyncBatchNorm layers normalize with this rank's statistics only, inside the block.
 
     For the teacher-selection probes (identical on every rank: syncing them is wasted traffic) and the
-    meta-matching update (per-rank slices, and its second-order gradient needs the double-backward that
-    plain batch norm has and the synchronized kernels lack). No-op when ``group`` is None."""
+    meta-matching update (per-rank slices, and its probe replay needs the forward-mode derivative that plain
+    batch norm has and the synchronized kernels lack; with one rank SyncBatchNorm runs plain batch norm).
+    No-op when ``group`` is None."""
     if group is None:
         yield
         return
