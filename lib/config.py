@@ -154,6 +154,7 @@ _C.SUPERNET.PRE_PROB = (0.05, 0.2, 0.05, 0.5, 0.05, 0.15)  # op probabilities fo
 _C.SUPERNET.FLOPS_TABLE = 'original'  # per-op costs sizing the space and measuring the budget: 'original' (the original's table) or 'counted' (thop counts of our blocks)
 _C.SUPERNET.STEP_ONLY_PATH = False  # False (original, PyTorch 1.2 zero_grad): every parameter ever sampled keeps weight decay and momentum each step; True: only the sampled path moves
 _C.SUPERNET.DETACH_KD_WEIGHT = False  # False (original): the KD weight m keeps its graph, so the MMN (and the student via its probe) learn from every distillation step; True: only in meta updates
+_C.SUPERNET.META_INNER_GRAD = 'full'  # meta update's inner gradient g: 'full' (original: the probe forward keeps its graph, g = d(m*KD)/dW includes KD*dm/dW) or 'detached' (m a constant in W: g = m*dKD/dW)
 _C.SUPERNET.META_INNER_LR = 'meta'  # lr of the meta step's simulated update W - lr*g: 'meta' (original: the meta group's current LR) or 'supernet'
 _C.SUPERNET.PROBE_PROBS = 'teacher'  # board P_j once the board has entries: 'teacher' (original: the current teacher's softmax) or 'student'
 _C.SUPERNET.PROBE_FORWARD = 'per_entry'  # teacher selection: 'per_entry' (original: one train-mode forward per board entry) or 'batched' (one forward)

@@ -65,6 +65,7 @@ def check_values(cfg: CN) -> None:
         'SUPERNET.PICK_METHOD': ('meta', 'top1'),
         'SUPERNET.HOW_TO_PROB': ('even', 'pre_prob', 'teacher'),
         'SUPERNET.FLOPS_TABLE': ('original', 'counted'),
+        'SUPERNET.META_INNER_GRAD': ('full', 'detached'),
         'SUPERNET.META_INNER_LR': ('meta', 'supernet'),
         'SUPERNET.PROBE_PROBS': ('teacher', 'student'),
         'SUPERNET.PROBE_FORWARD': ('per_entry', 'batched'),

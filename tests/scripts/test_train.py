@@ -194,9 +194,9 @@ def test_divergence_never_reaches_a_checkpoint_and_auto_resume_continues(repo_ro
     """The loss turns NaN at epoch 1 step 2, a step without a progress line: the recovery checkpoint of that step is
     refused (the run stops with one error), every checkpoint left is finite, and AUTO_RESUME continues from the
     recovery checkpoint of step 1 to the uninterrupted run's result."""
-    import lib.search.builder as builder
+    import lib.search.parts as parts
     from lib.engine.finite import nonfinite_tensors
-    real_build_loss, poisoned = builder.build_loss, []
+    real_build_loss, poisoned = parts.build_loss, []
 
     def build_loss(cfg):
         loss_fn = real_build_loss(cfg)
@@ -206,7 +206,7 @@ def test_divergence_never_reaches_a_checkpoint_and_auto_resume_continues(repo_ro
         if (epoch, step) == (1, 1):
             poisoned.append(True)
 
-    monkeypatch.setattr(builder, 'build_loss', build_loss)
+    monkeypatch.setattr(parts, 'build_loss', build_loss)
     with pytest.raises(DivergedError) as stop:
         train.main(argv(repo_root, tmp_path, data, RECOVERY_INTERVAL=1, LOG_INTERVAL=100),
                    on_step_end=poison_after_step_1_of_epoch_1)
