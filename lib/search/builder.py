@@ -208,7 +208,8 @@ def build_session(run) -> SearchSession:
         load_search_state(checkpoint, source, search_space=search_space_record(space), supernet=supernet, mmn=mmn,
                           board=board, path_sampler=path_sampler, device=device)
     resume = resume_session(run, saver, model=supernet, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
-                            ema=None, steps_per_epoch=steps_per_epoch, restore_first=restore_search_state)
+                            ema=None, steps_per_epoch=steps_per_epoch, restore_first=restore_search_state,
+                            lr_groups=(0, 1))  # a new LR on resume: the supernet's groups; META_LR stays
 
     global_batch = cfg.DATASET.BATCH_SIZE * dist_ctx.world_size
     logger.info('%d epochs of %d steps (%d images per step over %d process(es)); %s, LR %g -> 0 linearly '

@@ -343,7 +343,7 @@ def test_a_rerun_keeps_every_byte_of_the_first_run_until_overwrite_is_asked(repo
     (run_dir / 'best_arch.yaml').write_text('MODEL_SELECTION: -1\n')  # a stale output of some earlier run
     first = _snapshot(run_dir)
     capsys.readouterr()
-    for opts in ({}, {'LR': -0.1, 'AUTO_RESUME': True}, {'AUTO_RESUME': True, 'LR': 0.5},
+    for opts in ({}, {'LR': -0.1, 'AUTO_RESUME': True}, {'AUTO_RESUME': True, 'WEIGHT_DECAY': 0.5},
                  {'AUTO_RESUME': True, 'MODEL_SELECTION': 100}):
         with pytest.raises(SystemExit) as stop:
             _resume_run(repo_root, tmp_path, one_step_data, 'run', EPOCHS=1, **opts)

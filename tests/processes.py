@@ -1,0 +1,65 @@
+"""Entry scripts as real processes for the tests about signals, locks and full disks: ``Running`` collects a
+process's output lines as they come, so that a test can wait for a point of the run (a progress line) before
+it signals the process."""
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import List
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def script_env(**extra) -> dict:
+    return {**os.environ, 'OMP_NUM_THREADS': '1', 'PYTHONPATH': str(REPO), **extra}
+
+
+class Running:
+    """``Running([...args])`` starts ``python ...args`` in the repository; stdout and stderr lines collect in
+    ``out`` and ``err``."""
+
+    def __init__(self, args: List[str], env=None, **popen):
+        self.proc = subprocess.Popen([sys.executable, *map(str, args)], cwd=REPO, env=env or script_env(),
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **popen)
+        self.out: List[str] = []
+        self.err: List[str] = []
+        self._readers = [threading.Thread(target=self._collect, args=(pipe, lines), daemon=True)
+                         for pipe, lines in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))]
+        for reader in self._readers:
+            reader.start()
+
+    @staticmethod
+    def _collect(pipe, lines: List[str]) -> None:
+        for line in pipe:
+            lines.append(line.rstrip('\n'))
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def output(self) -> str:
+        return '\n'.join(self.out[-60:] + ['--- stderr ---'] + self.err[-60:])
+
+    def wait_for(self, text: str, timeout: float = 240) -> str:
+        """The first stdout line holding ``text``; fails when the process ends (or ``timeout`` passes) first."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = next((line for line in list(self.out) if text in line), None)
+            if found is not None:
+                return found
+            if self.proc.poll() is not None and not any(reader.is_alive() for reader in self._readers):
+                break
+            time.sleep(0.05)
+        raise AssertionError(f'no line with {text!r} (exit status {self.proc.poll()}):\n{self.output()}')
+
+    def signal(self, signum: int) -> None:
+        self.proc.send_signal(signum)
+
+    def finish(self, timeout: float = 240) -> int:
+        """The exit status, once the process and its output have ended."""
+        status = self.proc.wait(timeout=timeout)
+        for reader in self._readers:
+            reader.join(timeout=30)
+        return status
