@@ -10,6 +10,16 @@ from pathlib import Path
 from typing import List
 
 REPO = Path(__file__).resolve().parents[1]
+_STARTED: List['Running'] = []
+
+
+def kill_leftovers() -> None:
+    """SIGKILL every process a test started that still runs (a failed test must not leave one behind)."""
+    while _STARTED:
+        running = _STARTED.pop()
+        if running.proc.poll() is None:
+            running.proc.kill()
+            running.proc.wait(timeout=60)
 
 
 def script_env(**extra) -> dict:
@@ -29,6 +39,7 @@ class Running:
                          for pipe, lines in ((self.proc.stdout, self.out), (self.proc.stderr, self.err))]
         for reader in self._readers:
             reader.start()
+        _STARTED.append(self)
 
     @staticmethod
     def _collect(pipe, lines: List[str]) -> None:

@@ -12,9 +12,15 @@ import pytest
 
 import retrain
 from lib.data.demo import make_demo_dataset
-from processes import Running
+from processes import Running, kill_leftovers
 
 LIMIT = 1 << 20  # bytes per file
+
+
+@pytest.fixture(autouse=True)
+def _no_process_left_behind():
+    yield
+    kill_leftovers()
 
 
 @pytest.fixture(scope='module')
