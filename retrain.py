@@ -14,12 +14,15 @@ from lib.engine.guard import exit_on_error, logged_run
 from lib.engine.runtime import setup_run
 from lib.retrain.epoch import fit
 from lib.retrain.optim import check_schedule
+from lib.models.from_config import resolve_child
 from lib.retrain.setup import build_session
 from lib.train.loop import train_run
 
 
 def preflight(cfg) -> None:
-    """What the set-up would refuse, checked before the run folder exists: the LR schedule, the data folders."""
+    """What the set-up would refuse, checked before the run folder exists: the network, the LR schedule, the data
+    folders."""
+    resolve_child(cfg)
     check_schedule(cfg)
     check_data_folders(cfg)
 

@@ -18,7 +18,7 @@ from lib.engine.finite import describe_nonfinite, nonfinite_tensors
 from lib.engine.guard import exit_on_error, logged_run
 from lib.engine.runtime import setup_run
 from lib.fileio import write_json_atomic
-from lib.models.from_config import build_child_from_cfg, log_model_complexity
+from lib.models.from_config import build_child_from_cfg, log_model_complexity, resolve_child
 
 
 def preflight(cfg) -> None:
@@ -26,6 +26,7 @@ def preflight(cfg) -> None:
     if not cfg.RESUME_PATH:
         raise ConfigError('RESUME_PATH is empty: set it to the checkpoint to evaluate '
                           '(in the yaml or as RESUME_PATH ./43.pth.tar on the command line)')
+    resolve_child(cfg)
     check_data_folders(cfg, ('val',))
 
 
