@@ -16,7 +16,7 @@ from typing import List, Tuple
 
 from lib.engine.run_lock import RunLock
 from lib.errors import CreamError
-from lib.fileio import probe_writable, remove_stale_temporary_files
+from lib.fileio import disk_full_error, probe_writable, remove_stale_temporary_files
 
 # What marks a folder as holding a run (checkpoints and results), and everything the scripts write there.
 RUN_MARKERS = ('*.pth.tar', 'summary.csv', 'board.json', 'best_arch.yaml', 'results.json', 'test_results.json')
@@ -44,7 +44,10 @@ def _listing(names: List[str], limit: int = 6) -> str:
     return ', '.join(names[:limit]) + (f', ... ({len(names)} files)' if len(names) > limit else '')
 
 
-def _unwritable(run_dir: str, err: OSError) -> RunFolderError:
+def _unwritable(run_dir: str, err: OSError) -> CreamError:
+    full = disk_full_error(err, run_dir)
+    if full is not None:
+        return full
     return RunFolderError(f'cannot write to the run folder {run_dir!r} ({type(err).__name__}: {err.strerror or err}); '
                           'set OUTPUT to a writable folder (the run folder is OUTPUT/MODEL)')
 
