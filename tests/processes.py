@@ -9,6 +9,8 @@ import time
 from pathlib import Path
 from typing import List
 
+import pytest
+
 REPO = Path(__file__).resolve().parents[1]
 _STARTED: List['Running'] = []
 
@@ -20,6 +22,24 @@ def kill_leftovers() -> None:
         if running.proc.poll() is None:
             running.proc.kill()
             running.proc.wait(timeout=60)
+
+
+@pytest.fixture(autouse=True)
+def no_process_left_behind():
+    """Autouse in a module that imports it: SIGKILL what a test started and left running (a failed test)."""
+    yield
+    kill_leftovers()
+
+
+def retrain_args(out, data, **extra) -> List[str]:
+    """``retrain.py`` on a tiny network (one layer per stage, 32 px, 2 classes, batches of 2, CPU) writing to
+    ``out/run``, with ``extra`` KEY VALUE overrides."""
+    opts = {'OUTPUT': out, 'MODEL': 'run', 'DATA_DIR': data, 'DEVICE': 'cpu', 'WORKERS': 0, 'EPOCHS': 50,
+            'DATASET.BATCH_SIZE': 2, 'DATASET.NUM_CLASSES': 2, 'DATASET.IMAGE_SIZE': 32, 'DATASET.VAL_BATCH_MUL': 1,
+            'MODEL_SELECTION': -1, 'INPUT_ARCH': '[[0], [0], [0], [0], [0], [0], [0]]', 'LOG_INTERVAL': 1,
+            'DATASET.GENERATE_DEMO': False, 'LR': 0.001}
+    opts.update(extra)
+    return ['retrain.py', '--cfg', 'configs/retrain.yaml', *[str(x) for kv in opts.items() for x in kv]]
 
 
 def script_env(**extra) -> dict:

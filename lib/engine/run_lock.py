@@ -14,6 +14,7 @@ import json
 import os
 import socket
 import sys
+
 from lib.errors import CreamError
 
 LOCK_FILE = '.run.lock'
@@ -50,17 +51,22 @@ class RunLock:
             os.close(fd)
             raise RunFolderBusy(
                 f'{run_dir} is in use by another run: {holder}; nothing was changed. Wait for that run to end (or '
-                f'stop it), or give this run another MODEL (or OUTPUT). The lock is {path}; it goes away with the '
-                'process holding it') from None
+                f'stop it), or give this run another MODEL (or OUTPUT). (The lock on {path} ends with the process '
+                'that holds it: there is no stale lock to remove.)') from None
         except BaseException:
             os.close(fd)
             raise
+        lock = cls(path, fd)
         info = {'script': script, 'pid': os.getpid(), 'host': socket.gethostname(),
                 'started': datetime.datetime.now().astimezone().isoformat(timespec='seconds'),
                 'command': ' '.join(sys.argv)[:300]}
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, (json.dumps(info) + '\n').encode(), 0)  # in place: the lock is on this very file
-        return cls(path, fd)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, (json.dumps(info) + '\n').encode(), 0)  # in place: the lock is on this very file
+        except BaseException:  # a full disk: no details, and no lock left held
+            lock.release()
+            raise
+        return lock
 
     def release(self) -> None:
         fd, self._fd = self._fd, None

@@ -70,16 +70,18 @@ def _open_run_folder(cfg: CfgNode, dist_ctx: DistContext, run_dir: str, script: 
                      preflight: Optional[Callable[[CfgNode], None]]):
     """(lock or None, notes to log): the preflight on every rank, the run folder on the main one; every rank
     raises the first problem any rank met (a collective: it also replaces a barrier)."""
-    mine: Optional[CreamError] = None
+    mine: Optional[Exception] = None
     lock, notes = None, []
     try:
         if preflight is not None:
             preflight(cfg)
         if dist_ctx.is_main:
             lock, notes = prepare_run_dir(cfg, run_dir, script)
-    except CreamError as err:
+    except Exception as err:  # a crash too: the other ranks must not wait for this one in a collective
         mine = err
-    problems = all_gather_object(None if mine is None else (isinstance(mine, RunFolderError), str(mine)))
+    shared = None if mine is None else (isinstance(mine, RunFolderError), str(mine) if isinstance(mine, CreamError)
+                                        else f'rank {dist_ctx.rank} failed in set-up ({type(mine).__name__}: {mine})')
+    problems = all_gather_object(shared)
     first = next((problem for problem in problems if problem is not None), None)
     if first is not None:
         if lock is not None:

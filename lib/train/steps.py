@@ -33,9 +33,9 @@ def run_steps(loader, step_fn: StepFn, *, epoch: int, steps_per_epoch: int, num_
               stop: Optional[StopOnSigterm] = None, on_step_end: Optional[Callable[[int, int, int], None]] = None,
               on_short_epoch: Optional[Callable[[int], None]] = None) -> Dict[str, object]:
     """Run the steps of ``loader`` (already positioned at ``start_step``); returns the epoch's sums over all ranks
-    (including the steps before ``start_step`` when ``initial_totals`` carries their sums), the global step, the
-    images per second. ``on_short_epoch(step)`` is called when the loader ended before ``steps_per_epoch``. ``stop.poll()`` runs at
-    every step on every rank (a collective)."""
+    (including the steps before ``start_step`` when ``initial_totals`` carries their sums), the global step and
+    the images per second. ``on_short_epoch(step)`` is called when the loader ended before ``steps_per_epoch``.
+    ``stop.poll()`` runs at every step on every rank (a collective)."""
     totals = torch.zeros(num_sums, dtype=torch.float64, device=device)
     if initial_totals is not None:
         totals += initial_totals.to(device=device, dtype=torch.float64)

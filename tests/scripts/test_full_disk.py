@@ -12,15 +12,9 @@ import pytest
 
 import retrain
 from lib.data.demo import make_demo_dataset
-from processes import Running, kill_leftovers
+from processes import Running, no_process_left_behind, retrain_args  # noqa: F401 (an autouse fixture)
 
 LIMIT = 1 << 20  # bytes per file
-
-
-@pytest.fixture(autouse=True)
-def _no_process_left_behind():
-    yield
-    kill_leftovers()
 
 
 @pytest.fixture(scope='module')
@@ -30,11 +24,7 @@ def data(tmp_path_factory):
 
 
 def args(out, data, **extra):
-    opts = {'OUTPUT': out, 'MODEL': 'run', 'DATA_DIR': data, 'DEVICE': 'cpu', 'WORKERS': 0, 'EPOCHS': 1,
-            'DATASET.BATCH_SIZE': 2, 'DATASET.NUM_CLASSES': 2, 'DATASET.IMAGE_SIZE': 32, 'DATASET.VAL_BATCH_MUL': 1,
-            'MODEL_SELECTION': -1, 'INPUT_ARCH': '[[0], [0], [0], [0], [0], [0], [0]]', 'LOG_INTERVAL': 1}
-    opts.update(extra)
-    return ['--cfg', 'configs/retrain.yaml', *[str(x) for kv in opts.items() for x in kv]]
+    return retrain_args(out, data, **{'EPOCHS': 1, **extra})[1:]
 
 
 def limited():

@@ -17,31 +17,15 @@ import retrain
 from lib.data.demo import make_demo_dataset
 from lib.engine.guard import exit_on_error
 from lib.engine.run_lock import LOCK_FILE
-from processes import Running, kill_leftovers, script_env
+from processes import Running, no_process_left_behind, retrain_args, script_env  # noqa: F401 (autouse fixture)
 
-SMALL = [[0], [0], [0], [0], [0], [0], [0]]
 STEPS = 50  # per epoch: 100 training images in batches of 2 (25 for two ranks)
-
-
-@pytest.fixture(autouse=True)
-def _no_process_left_behind():
-    yield
-    kill_leftovers()
 
 
 @pytest.fixture(scope='module')
 def data(tmp_path_factory):
     return make_demo_dataset(str(tmp_path_factory.mktemp('signals') / 'data'), num_classes=2, train_per_class=50,
                              val_per_class=1, image_size=32)
-
-
-def retrain_args(out, data, **extra):
-    opts = {'OUTPUT': out, 'MODEL': 'run', 'DATA_DIR': data, 'DEVICE': 'cpu', 'WORKERS': 0, 'EPOCHS': 50,
-            'DATASET.BATCH_SIZE': 2, 'DATASET.NUM_CLASSES': 2, 'DATASET.IMAGE_SIZE': 32, 'DATASET.VAL_BATCH_MUL': 1,
-            'MODEL_SELECTION': -1, 'INPUT_ARCH': json.dumps(SMALL), 'LOG_INTERVAL': 1, 'DATASET.GENERATE_DEMO': False,
-            'LR': 0.001}
-    opts.update(extra)
-    return ['retrain.py', '--cfg', 'configs/retrain.yaml', *[str(x) for kv in opts.items() for x in kv]]
 
 
 def load(path):
