@@ -4,7 +4,6 @@ from typing import Callable, Dict, Optional
 
 import torch
 
-from lib.checkpoint.format import Position
 from lib.checkpoint.weights import unwrap_model
 from lib.engine.logger import progress_line
 from lib.engine.precision import autocast

@@ -12,7 +12,6 @@ the state saved (``lib.engine.stop``). The client (``lib.search.epoch.SearchClie
 """
 import json
 import logging
-import os
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional
 
