@@ -40,6 +40,10 @@ _C.SAVE_PATH = './output'  # parent folder of the run folders (the original's ke
 _C.SEED = 42  # base seed; each rank adds its rank for data augmentation
 _C.LOG_INTERVAL = 50  # steps between progress lines
 _C.RECOVERY_INTERVAL = 0  # steps between recovery checkpoints (0: only at epoch ends); >= 0
+# SIGTERM (SLURM preemption, Kubernetes, torchrun) stops training at the next step boundary with a recovery
+# checkpoint; the process exits within this many seconds of the signal in any case. Keep it below the time the
+# scheduler waits before SIGKILL (30 s for SLURM's KillWait, Kubernetes' grace period and torchrun).
+_C.SIGTERM_GRACE = 25.0  # seconds; > 0
 _C.WORKERS = 4  # data loader worker processes per training process
 _C.NUM_GPU = 1  # original key, not read: the world size comes from the launcher
 _C.SAVE_IMAGES = False  # original key, not read (nor by the original)
@@ -165,11 +169,13 @@ _C.SUPERNET.BN_RECALIBRATION_BATCHES = 0  # re-estimate BN stats of board paths 
 _C.SUPERNET.EVAL_BOARD = True  # validate every board path each epoch
 
 # Keys a resumed run may set differently from the checkpoint's config (AUTO_RESUME): the length of the
-# run, where files are, logging, worker processes and keys no script reads. Any other difference is an
+# run, where files are, logging, worker processes, keys no script reads, and LR and CLIP_GRAD (to continue a
+# diverged run more gently; a new LR scales the whole rest of the schedule). Any other difference is an
 # error naming the keys: the resumed run would silently train another recipe than the one it continues.
 RESUME_MAY_CHANGE = (
     'AUTO_RESUME', 'OVERWRITE', 'RESUME_PATH', 'OUTPUT', 'MODEL', 'DATA_DIR', 'SAVE_PATH', 'EPOCHS',
-    'LOG_INTERVAL', 'VERBOSE', 'RECOVERY_INTERVAL', 'CHECKPOINT_HIST', 'WORKERS', 'NUM_GPU', 'LOCAL_RANK',
+    'LOG_INTERVAL', 'VERBOSE', 'RECOVERY_INTERVAL', 'SIGTERM_GRACE', 'CHECKPOINT_HIST', 'WORKERS', 'NUM_GPU',
+    'LOCAL_RANK', 'LR', 'CLIP_GRAD',
     'DEVICE', 'DIST_BACKEND', 'BENCHMARK_MODE', 'DETERMINISTIC', 'COMPILE', 'SAVE_IMAGES', 'START_EPOCH',
     'OPTIMIZER', 'DATASET.PIN_MEM', 'DATASET.GENERATE_DEMO', 'DATASET.VAL_BATCH_MUL', 'BATCHNORM.BN_TF',
 )

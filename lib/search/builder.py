@@ -64,7 +64,8 @@ def build_session(run) -> SearchSession:
                           rank=dist_ctx.rank)
     resume = resume_session(run, saver, model=parts.supernet, optimizer=parts.optimizer, scheduler=parts.scheduler,
                             scaler=parts.scaler, ema=None, steps_per_epoch=steps_per_epoch,
-                            restore_first=restore_search_state)
+                            restore_first=restore_search_state,
+                            lr_groups=(0, 1))  # a new LR on resume: the supernet's groups; META_LR stays
 
     global_batch = cfg.DATASET.BATCH_SIZE * dist_ctx.world_size
     logger.info('%d epochs of %d steps (%d images per step over %d process(es)); %s, LR %g -> 0 linearly '
