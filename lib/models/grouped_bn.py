@@ -10,11 +10,9 @@ with momentum None (cumulative average over n batches seen so far) r <- (n r + s
 group order, as separate forwards would; the random state before each group's draw is kept, so that one
 group's forward can be run again with the same noise (``replayed_rng``).
 
-``batch_norm_without_update(model)``: training BN layers normalise with the batch's statistics and leave
-the running statistics and ``num_batches_tracked`` as they are (a forward whose update was counted already).
-
-Both swap the forward of the layers they change for the time of the block (plain, synchronized and timm's
-norm + activation BN layers; statistics are per process, as under ``lib.search.builder.unsynced_bn``).
+It swaps the forward of the layers it changes for the time of the block (plain, synchronized and timm's
+norm + activation BN layers; statistics are per process, as under ``lib.search.builder.unsynced_bn``). To run
+one group's forward again without a second update: ``lib.models.supernet.frozen_running_stats``.
 Layers in eval mode normalise each image on its own and are left alone. Statistics are computed in at
 least float32 (under autocast too), as torch's kernels do; the output has the input's dtype and layout.
 """
@@ -109,10 +107,6 @@ def _update_running_stats(layer, means: torch.Tensor, variances: torch.Tensor) -
     layer.num_batches_tracked.add_(groups)
 
 
-def _batch_statistics_forward(layer, x: torch.Tensor) -> torch.Tensor:
-    return _after_norm(layer, F.batch_norm(x, None, None, layer.weight, layer.bias, True, 0.0, layer.eps))
-
-
 def _grouped_dropout(groups: int, rng_states: list, layer: nn.Dropout, x: torch.Tensor) -> torch.Tensor:
     parts = []
     for part in x.chunk(groups):
@@ -176,10 +170,3 @@ def grouped_batch_norm(model: nn.Module, groups: int):
     with _swapped_forwards(norms, functools.partial(_grouped_forward, groups)), \
             _swapped_forwards(drops, functools.partial(_grouped_dropout, groups, rng_states)):
         yield rng_states
-
-
-@contextlib.contextmanager
-def batch_norm_without_update(model: nn.Module):
-    """See the module docstring."""
-    with _swapped_forwards(_training_batch_norms(model), _batch_statistics_forward):
-        yield

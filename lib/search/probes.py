@@ -18,8 +18,8 @@ from typing import List, NamedTuple, Optional
 import torch
 import torch.nn as nn
 
-from lib.models.grouped_bn import batch_norm_without_update, grouped_batch_norm, replayed_rng
-from lib.models.supernet import SuperNet
+from lib.models.grouped_bn import grouped_batch_norm, replayed_rng
+from lib.models.supernet import SuperNet, frozen_running_stats
 from lib.search.board import BoardEntry, PrioritizedBoard
 
 
@@ -84,6 +84,6 @@ def chosen_probe_delta(student: nn.Module, path, entry: BoardEntry, rng_state=No
     running statistics alone (already updated); ``rng_state`` (``ProbeDeltas.rng_state``) replays the entry's
     dropout noise, and the random state ends where it was. The same kernels on the same images as one forward per
     entry: delta, m and their gradients come out bit for bit as there."""
-    with batch_norm_without_update(_layers_run(student, path)), replayed_rng(rng_state, entry.probe_images.device):
+    with frozen_running_stats(_layers_run(student, path)), replayed_rng(rng_state, entry.probe_images.device):
         logits = student(entry.probe_images, path)
     return _probe_delta(probabilities(logits), entry.probe_probs[None])[0]

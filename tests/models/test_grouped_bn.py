@@ -6,13 +6,8 @@ import torch
 import torch.nn as nn
 from timm.layers import BatchNormAct2d, convert_sync_batchnorm
 
-from lib.models.grouped_bn import (
-    batch_norm_without_update,
-    get_rng_state,
-    grouped_batch_norm,
-    replayed_rng,
-)
-from lib.models.supernet import SuperNet
+from lib.models.grouped_bn import get_rng_state, grouped_batch_norm, replayed_rng
+from lib.models.supernet import SuperNet, frozen_running_stats
 
 STUDENT = ((1,), (0,), (2,), (5,), (3,))
 
@@ -134,24 +129,10 @@ def test_dropout_draws_its_noise_group_by_group_and_replays_it():
     assert torch.equal(torch.get_rng_state(), after_reference)
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
     assert len(rng_states) == 3
-    with torch.no_grad(), batch_norm_without_update(net), replayed_rng(rng_states[1], x.device):
+    with torch.no_grad(), frozen_running_stats(net), replayed_rng(rng_states[1], x.device):
         again = net(x[2:4])
     torch.testing.assert_close(again, want[2:4], rtol=1e-12, atol=1e-12)
     assert torch.equal(get_rng_state(x.device), after_reference)  # the replay drew nothing for good
-
-
-def test_batch_norm_without_update_uses_batch_statistics_and_keeps_the_running_ones():
-    torch.manual_seed(0)
-    net = small_net('timm', None).double().train()
-    reference = copy.deepcopy(net)
-    before = copy.deepcopy(net.state_dict())
-    x = torch.randn(4, 3, 7, 7, dtype=torch.float64, requires_grad=True)
-    with batch_norm_without_update(net):
-        got = net(x)
-    want = reference(x)
-    assert torch.equal(got, want)
-    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
-    got.sum().backward()  # the graph is the normal one
 
 
 def test_inputs_it_cannot_group_are_refused():

@@ -9,11 +9,11 @@ from contextlib import contextmanager
 import pytest
 import torch
 
+from lib.search import meta_update as meta_updates
 from lib.search import step as search_steps
-from lib.search.board import BoardEntry
 from lib.search.meta_matching import TeacherChoice
 from lib.search.probes import probabilities
-from tiny_search import IMAGE, NUM_CLASSES, SLICE, batch, make_search_session
+from tiny_search import batch, make_search_parts
 
 BATCH = 8
 
@@ -36,20 +36,11 @@ def random_path(rng):
     return tuple((rng.randrange(6),) for _ in range(5))
 
 
-def make_session(entries: int, dtype, *overrides, dropout: float = 0.0):
+def make_session(entries: int, dtype, *overrides):
+    """A board of ``entries`` random paths with random probes, the supernet, MMN and probes in ``dtype``."""
     rng = random.Random(entries)
-    session = make_search_session('SUPERNET.POOL_SIZE', '10', 'SUPERNET.META_STA_EPOCH', '0', *overrides)
-    if dropout:  # NET.DROPOUT_RATE (0 in the original's search): the head draws noise in every train forward
-        session.supernet.head_drop = torch.nn.Dropout(dropout)
-    session.supernet.to(dtype)
-    session.mmn.to(dtype)
-    generator = torch.Generator().manual_seed(entries)
-    for rank in range(entries):
-        session.board.offer(BoardEntry(
-            path=random_path(rng), prec1=90.0 - rank, flops=10.0,
-            probe_images=torch.randn(SLICE, 3, IMAGE, IMAGE, generator=generator, dtype=dtype),
-            probe_probs=torch.softmax(torch.randn(SLICE, NUM_CLASSES, generator=generator, dtype=dtype), -1)))
-    return session
+    return make_search_parts('SUPERNET.POOL_SIZE', '10', 'SUPERNET.META_STA_EPOCH', '0', *overrides,
+                             board_paths=[random_path(rng) for _ in range(entries)], dtype=dtype)
 
 
 @contextmanager
@@ -58,8 +49,9 @@ def recorded_selection(monkeypatch, select, choices):
         choice = select(*args, **kwargs)
         choices.append((choice.index, choice.weight.detach().clone()))
         return choice
-    with monkeypatch.context() as patch:
+    with monkeypatch.context() as patch:  # the distillation step's and the meta-matching update's
         patch.setattr(search_steps, 'select_teacher', recording)
+        patch.setattr(meta_updates, 'select_teacher', recording)
         yield
 
 
@@ -148,7 +140,7 @@ def test_grouped_selection_in_float32(monkeypatch):
 def test_head_dropout_draws_the_same_noise_as_per_entry_forwards(monkeypatch):
     """With dropout before the classifier, the grouped forward draws each entry's noise in entry order and the
     chosen entry's second forward replays its noise: the same numbers and the same random state afterwards."""
-    session = make_session(4, torch.float64, dropout=0.3)
+    session = make_session(4, torch.float64, 'NET.DROPOUT_RATE', '0.3')
     reference = copy.deepcopy(session)
     torch.manual_seed(5)
     states = []
