@@ -18,8 +18,9 @@ depend on rho,
     dL_val/drho = -lr * d/drho <v, g(rho)>,   <v, g(rho)> = m(s) <v, h> + KD * m'(s) * (w . J v)
 
 where J v, the derivative of delta along v, is a forward-mode JVP through a replay of the chosen entry's probe
-forward exactly as teacher selection ran it (same board batches, same RNG state, so the same dropout masks;
-train-mode BN with the probe batch's own statistics; running statistics left alone). Exact, and checked against
+forward exactly as teacher selection ran it for m's graph (the entry's own probe batch, or all probes under
+'batched'; the same dropout masks; train-mode BN with the probe batch's own statistics; running statistics left
+alone). Exact, and checked against
 central finite differences and against backpropagating through autograd.grad(create_graph=True).
 """
 from dataclasses import dataclass
