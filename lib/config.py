@@ -161,7 +161,7 @@ _C.SUPERNET.DETACH_KD_WEIGHT = False  # False (original): the KD weight m keeps 
 _C.SUPERNET.META_INNER_GRAD = 'full'  # meta update's inner gradient g: 'full' (original: the probe forward keeps its graph, g = d(m*KD)/dW includes KD*dm/dW) or 'detached' (m a constant in W: g = m*dKD/dW)
 _C.SUPERNET.META_INNER_LR = 'meta'  # lr of the meta step's simulated update W - lr*g: 'meta' (original: the meta group's current LR) or 'supernet'
 _C.SUPERNET.PROBE_PROBS = 'teacher'  # board P_j once the board has entries: 'teacher' (original: the current teacher's softmax) or 'student'
-_C.SUPERNET.PROBE_FORWARD = 'per_entry'  # teacher selection: 'per_entry' (original: one train-mode forward per board entry) or 'batched' (one forward)
+_C.SUPERNET.PROBE_FORWARD = 'per_entry'  # teacher selection: 'per_entry' (original: each entry's probe its own train-mode BN batch) or 'batched' (all probes one batch)
 _C.SUPERNET.TEACHER_PROB_COUNTS_FIXED = True  # HOW_TO_PROB 'teacher': True (original) also counts the two fixed stages as op 0; False: searchable layers only
 _C.SUPERNET.PROBE_SOURCE = 'rank'  # board probes with several processes: 'rank' (original: each process stores its own batch's first SLICE images and P_j, and picks its teacher from them) or 'rank0' (rank 0's, broadcast: every process picks the same teacher)
 _C.SUPERNET.BOARD_FLOPS = 'flops_est'  # board admission, ties, board.json and log: 'flops_est' (original: FlopsEst, ptflops counts of the whole path at 224 px) or 'budget' (the budget rule's measure)

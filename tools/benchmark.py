@@ -5,7 +5,8 @@
 
 Phases (``--phases``, comma-separated):
   search-plain           the supernet search step before META_STA_EPOCH (CE only) on the FIXED ``--path``
-  search-plain-resample  the same with a new path from the sampler every step (also with ``--resample``)
+  search-plain-resample  the same with a new path from the sampler every step (also with ``--resample``), or
+                         the paths of ``--paths-file`` in turn
   search-kd              the step after META_STA_EPOCH with a full board (POOL_SIZE entries of random probes,
                          sampled paths, PICK_METHOD meta): teacher selection + distillation + board decision
   search-meta            one meta-matching update (img/s counts the batch it is given)
@@ -201,6 +202,18 @@ def parse_path(text: str):
     return path
 
 
+def read_paths(file_name: str):
+    """--paths-file: a JSON list of paths, each one list of op indices per searchable stage, or the seven stages of
+    INPUT_ARCH (the fixed first and last stages written [0], as the original's sampled candidates)."""
+    try:
+        with open(file_name) as f:
+            paths = json.load(f)
+        paths = [path[1:-1] if len(path) == ops.NUM_SEARCH_STAGES + 2 else path for path in paths]
+        return [parse_path(json.dumps(path)) for path in paths] or None
+    except (OSError, ValueError, TypeError, BenchmarkError) as err:
+        raise BenchmarkError(f'--paths-file {file_name}: {err}') from None
+
+
 def search_config(args, cfg_files=None):
     """The search config of the phases: ``cfg_files`` (default ``--cfg``) with the benchmark's settings."""
     opts = ['DATASET.NUM_CLASSES', args.num_classes, 'DATASET.BATCH_SIZE', args.batch_size,
@@ -290,11 +303,14 @@ def prepare_search_phase(name: str, args, device: torch.device, path, image_size
 
         def step(i):
             images, target = batches[i % len(batches)]
-            step_path = sampler.sample() if resample else path
+            step_path = path
+            if resample:  # --paths-file: those paths in turn (step i: path i, warm-up included)
+                step_path = args.replay_paths[i % len(args.replay_paths)] if args.replay_paths else sampler.sample()
             lib.search.step.search_step(session, step_path, images, target, epoch=epoch)
 
     def extra() -> Dict:
-        out = {'path': [list(s) for s in path] if name != 'search-plain-resample' else 'sampled'}
+        resampled = 'replayed' if args.replay_paths else 'sampled'
+        out = {'path': [list(s) for s in path] if name != 'search-plain-resample' else resampled}
         if name == 'search-kd':
             out['board_size'] = len(session.board)
         return out
@@ -302,8 +318,8 @@ def prepare_search_phase(name: str, args, device: torch.device, path, image_size
 
 
 def compare_label(cfg_files: Sequence[str]) -> str:
-    """'@train_corrected' for ``--compare-cfg configs/train_corrected.yaml``."""
-    return '@' + '+'.join(os.path.splitext(os.path.basename(path))[0] for path in cfg_files)
+    """'@train_corrected' for ``--compare-cfg configs/train_corrected.yaml``; '' for none."""
+    return ('@' + '+'.join(os.path.splitext(os.path.basename(path))[0] for path in cfg_files)) if cfg_files else ''
 
 
 # ---- the fixed-network phases ---------------------------------------------------------------------
@@ -497,6 +513,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--path', default=DEFAULT_PATH, help='JSON student path (its lengths set the supernet)')
     parser.add_argument('--resample', action='store_true', help='also run search-plain-resample')
+    parser.add_argument('--paths-file', default=None, metavar='JSON',
+                        help='search-plain-resample replays these paths in turn instead of sampling (see read_paths)')
     parser.add_argument('--selection', default='287', help='released network of the retrain/eval phases')
     parser.add_argument('--num-classes', type=int, default=1000)
     parser.add_argument('--pool-size', type=int, default=10, help='board entries of search-kd/search-meta')
@@ -520,6 +538,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     if args.resample and 'search-plain-resample' not in phases:
         phases.insert(phases.index('search-plain') + 1 if 'search-plain' in phases else 0, 'search-plain-resample')
     args.phases = phases
+    try:
+        args.replay_paths = read_paths(args.paths_file) if args.paths_file else None
+    except BenchmarkError as err:
+        parser.error(str(err))
     if args.steps < 1 or args.warmup < 0 or args.batch_size < 1:
         parser.error('--steps and --batch-size must be >= 1, --warmup >= 0')
     if args.image_size is not None and args.image_size < 32:
@@ -555,7 +577,8 @@ def main(argv: Optional[List[str]] = None) -> List[Dict]:
     def prepare(name: str) -> Phase:
         if name == 'static':
             return prepare_static_phase(args, device, path, search_size)
-        return prepare_search_phase(name, args, device, path, search_size)
+        # Under --cfg the search phases carry the config's name (search-kd@train_corrected), as --compare-cfg's.
+        return prepare_search_phase(name, args, device, path, search_size, label=compare_label(args.cfg or []))
 
     results = []
 

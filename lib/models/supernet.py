@@ -11,7 +11,6 @@ from typing import List, Sequence, Tuple
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from timm.layers import Linear, SelectAdaptivePool2d, create_conv2d, get_norm_act_layer
 from timm.models._efficientnet_builder import efficientnet_init_weights
 
@@ -95,6 +94,8 @@ class SuperNet(nn.Module):
                                        bias=True)
         self.act2 = ops.ACT_LAYER(inplace=True)
         self.flatten = nn.Flatten(1)
+        # A module (not F.dropout) so that grouped probe forwards draw its noise entry by entry (grouped_bn).
+        self.head_drop = nn.Dropout(drop_rate) if drop_rate > 0.0 else nn.Identity()
         self.classifier = Linear(ops.NUM_FEATURES, num_classes)
         efficientnet_init_weights(self)
 
@@ -175,9 +176,7 @@ class SuperNet(nn.Module):
         x = self.global_pool(x)
         x = self.act2(self.conv_head(x))
         x = self.flatten(x)
-        if self.drop_rate > 0.0:
-            x = F.dropout(x, p=self.drop_rate, training=self.training)
-        return self.classifier(x)
+        return self.classifier(self.head_drop(x))
 
     def forward(self, x: torch.Tensor, path: Sequence[Sequence[int]]) -> torch.Tensor:
         x = self.forward_stem(x)

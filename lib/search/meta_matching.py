@@ -6,17 +6,17 @@ probabilities P_j, s_j = MMN(delta_j), KD weight m = sigmoid(-s_teacher). The MM
 ``lib.search.meta_update``.
 
 Teacher selection, as the defaults run it (the original's behaviour): the student runs over each entry's
-probe images in its own forward (SUPERNET.PROBE_FORWARD 'per_entry'), in the mode the caller left it in
-(train mode during the search), keeping its graph (SUPERNET.DETACH_KD_WEIGHT False in a distillation step,
-SUPERNET.META_INNER_GRAD 'full' in a meta-matching update): m keeps its graph to the MMN and, through the
-chosen entry's probe forward, to W; the other entries' graphs are freed after scoring. In train mode BN
-normalizes each probe with its own batch statistics and updates its running statistics once per entry, as the
-original's selection did; the probes are training images, so these are small extra training batches for the
-running statistics. The alternatives: 'batched' runs all probes in one forward (one BN batch, one update);
-DETACH_KD_WEIGHT True / META_INNER_GRAD 'detached' run the probes under torch.no_grad() with a constant m.
+probe images as a train-mode batch of its own (SUPERNET.PROBE_FORWARD 'per_entry': BN normalizes each probe with
+its own batch statistics and updates its running statistics once per entry, as the original's one forward per
+entry did; the probes are training images, so these are small extra training batches for the running
+statistics), all entries in one grouped forward without a graph (lib.search.probes); m keeps its graph
+(SUPERNET.DETACH_KD_WEIGHT False in a distillation step, SUPERNET.META_INNER_GRAD 'full' in a meta-matching
+update) to the MMN and, through the chosen entry's own probe forward run once more with its graph, to W. The
+alternatives: 'batched' runs all probes as one BN batch; DETACH_KD_WEIGHT True / META_INNER_GRAD 'detached' use
+a constant m.
 """
 from dataclasses import dataclass
-from typing import Callable, List, Optional
+from typing import Callable, Optional
 
 import torch
 import torch.nn as nn
@@ -24,6 +24,7 @@ import torch.nn.functional as F
 
 from lib.errors import ConfigError
 from lib.search.board import BoardEntry, PrioritizedBoard
+from lib.search.probes import chosen_probe_delta, probe_deltas
 
 PICK_METHODS = ('top1', 'meta')
 TOP1_KD_WEIGHT = 0.5
@@ -63,52 +64,18 @@ class MetaMatchingNetwork(nn.Module):
 class TeacherChoice:
     """The chosen board entry. ``weight`` is the KD weight m (0-d tensor; with its graph when chosen with
     ``differentiable_weight``); ``scores`` [N] and ``delta`` (the chosen entry's [slice, num_classes] difference,
-    detached) exist only for 'meta' picking."""
+    detached) exist only for 'meta' picking; ``probe_rng_state``: with 'per_entry' probes and dropout, the random
+    state before the chosen entry's dropout noise (``lib.search.probes.chosen_probe_delta`` replays it)."""
     index: int
     entry: BoardEntry
     weight: torch.Tensor
     scores: Optional[torch.Tensor] = None
     delta: Optional[torch.Tensor] = None
+    probe_rng_state: Optional[torch.Tensor] = None
 
     @property
     def path(self):
         return self.entry.path
-
-
-def _probabilities(logits: torch.Tensor) -> torch.Tensor:
-    """softmax in at least float32 (logits may be half precision under autocast)."""
-    return torch.softmax(logits, dim=-1, dtype=torch.promote_types(logits.dtype, torch.float32))
-
-
-def _probe_delta(probs: torch.Tensor, stored: torch.Tensor) -> torch.Tensor:
-    probs = probs.reshape(stored.shape[0], stored.shape[1], -1)
-    if probs.shape != stored.shape:
-        raise ValueError(f'the student outputs {probs.shape[-1]} classes but the board probes hold '
-                         f'{stored.shape[-1]}; the board belongs to a different dataset')
-    return probs - stored.to(probs.dtype)
-
-
-def probe_deltas(student: nn.Module, path, board: PrioritizedBoard, *, per_entry: bool = False,
-                 with_grad: bool = False) -> List[torch.Tensor]:
-    """softmax(student(X_j)) - P_j for every board entry j, each [slice, num_classes].
-
-    ``per_entry`` (SUPERNET.PROBE_FORWARD 'per_entry', the original): one forward per entry, so that in
-    train mode BN normalizes each entry's probe with its own statistics and updates its running
-    statistics once per entry. Otherwise one forward over all probes concatenated (one batch for BN).
-    ``with_grad``: the forwards keep their graphs (the original: the KD weight is not detached, so the
-    student also learns through its probe forward)."""
-    entries = list(board)
-    slice_sizes = {entry.probe_images.shape[0] for entry in entries}
-    if len(slice_sizes) != 1:
-        raise ValueError(f'board probes have different slice sizes {sorted(slice_sizes)}; '
-                         f'every entry must hold SUPERNET.SLICE images')
-    with torch.set_grad_enabled(with_grad):
-        if per_entry:
-            return [_probe_delta(_probabilities(student(entry.probe_images, path)), entry.probe_probs[None])[0]
-                    for entry in entries]
-        images = torch.cat([entry.probe_images for entry in entries])
-        stored = torch.stack([entry.probe_probs for entry in entries])
-        return list(_probe_delta(_probabilities(student(images, path)), stored).unbind(0))
 
 
 def select_teacher(student: nn.Module, path, board: PrioritizedBoard, pick_method: str,
@@ -128,16 +95,24 @@ def select_teacher(student: nn.Module, path, board: PrioritizedBoard, pick_metho
         raise ConfigError(f'SUPERNET.PICK_METHOD must be one of {PICK_METHODS}; got {pick_method!r}')
     if mmn is None:
         raise ValueError("pick_method 'meta' needs the meta-matching network (mmn=...)")
-    deltas = probe_deltas(student, path, board, per_entry=per_entry, with_grad=differentiable_weight)
+    # 'per_entry' scores every entry in one grouped forward without a graph; 'batched' keeps the graph of its one
+    # forward when m needs it.
+    probes = probe_deltas(student, path, board, per_entry=per_entry,
+                          with_grad=differentiable_weight and not per_entry)
     with torch.no_grad():
-        scores = mmn(torch.stack([delta.detach() for delta in deltas]))
-    index = int(torch.argmax(scores))
-    if differentiable_weight:  # only the chosen entry's graph is kept; the others are freed here
-        weight = torch.sigmoid(-mmn(deltas[index]))
+        scores = mmn(probes.deltas.detach())
+    index = int(torch.argmax(scores))  # a host sync: the teacher's path decides which blocks run
+    delta, rng_state = probes.deltas[index], probes.rng_state(index)
+    if per_entry:  # the chosen entry's own forward (with its graph when m keeps one): delta and m as one forward
+        with torch.set_grad_enabled(differentiable_weight):  # per entry gives them, bit for bit; its BN update
+            delta = chosen_probe_delta(student, path, board[index], rng_state)  # is counted already
+            weight = torch.sigmoid(-mmn(delta))
+    elif differentiable_weight:
+        weight = torch.sigmoid(-mmn(delta))
     else:
         weight = torch.sigmoid(-scores[index])
-    return TeacherChoice(index=index, entry=board[index], weight=weight, scores=scores,
-                         delta=deltas[index].detach())
+    return TeacherChoice(index=index, entry=board[index], weight=weight, scores=scores, delta=delta.detach(),
+                         probe_rng_state=rng_state)
 
 
 def soft_cross_entropy(logits: torch.Tensor, target_probs: torch.Tensor) -> torch.Tensor:

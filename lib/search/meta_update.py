@@ -18,8 +18,9 @@ depend on rho,
     dL_val/drho = -lr * d/drho <v, g(rho)>,   <v, g(rho)> = m(s) <v, h> + KD * m'(s) * (w . J v)
 
 where J v, the derivative of delta along v, is a forward-mode JVP through a replay of the chosen entry's probe
-forward exactly as teacher selection ran it (same board batches, same RNG state, so the same dropout masks;
-train-mode BN with the probe batch's own statistics; running statistics left alone). Exact, and checked against
+forward exactly as teacher selection ran it for m's graph (the entry's own probe batch, or all probes under
+'batched'; the same dropout masks; train-mode BN with the probe batch's own statistics; running statistics left
+alone). Exact, and checked against
 central finite differences and against backpropagating through autograd.grad(create_graph=True).
 """
 from dataclasses import dataclass
@@ -34,21 +35,23 @@ from lib.comm import all_reduce_mean_
 from lib.errors import ConfigError
 from lib.models.supernet import frozen_running_stats
 from lib.search.board import PrioritizedBoard
-from lib.search.meta_matching import (
-    MetaMatchingNetwork, TeacherChoice, probe_deltas, select_teacher, soft_cross_entropy)
+from lib.search.meta_matching import MetaMatchingNetwork, TeacherChoice, select_teacher, soft_cross_entropy
+from lib.search.probes import chosen_probe_delta, probe_deltas
 
 INNER_GRADS = ('full', 'detached')
 
 
 @dataclass
 class ProbeReplay:
-    """How teacher selection ran its probe forward, to run it again: the board, per-entry or batched, the chosen
-    entry and the RNG states (CPU, and the device's) just before it."""
+    """How teacher selection ran the chosen entry's probe forward, to run it again: the board, per-entry or
+    batched, the chosen entry, the RNG states (CPU, and the device's) just before selection, and per-entry the
+    random state before the chosen entry's dropout noise (``TeacherChoice.probe_rng_state``)."""
     board: PrioritizedBoard
     per_entry: bool
     index: int
     rng_states: List[torch.Tensor]
     device: torch.device
+    entry_rng_state: Optional[torch.Tensor] = None
 
 
 def _rng_states(device: torch.device) -> List[torch.Tensor]:
@@ -65,7 +68,8 @@ def select_teacher_for_update(student: nn.Module, path, board: PrioritizedBoard,
     states = _rng_states(device) if inner_grad == 'full' else None
     teacher = select_teacher(student, path, board, 'meta', mmn, per_entry=per_entry,
                              differentiable_weight=inner_grad == 'full')
-    replay = None if states is None else ProbeReplay(board, per_entry, teacher.index, states, device)
+    replay = None if states is None else ProbeReplay(board, per_entry, teacher.index, states, device,
+                                                     teacher.probe_rng_state)
     return teacher, replay
 
 
@@ -89,7 +93,9 @@ def probe_delta_jvp(supernet: nn.Module, path, replay: ProbeReplay, tangents: Di
 
     def chosen_delta(swapped):
         student.swapped = swapped
-        return probe_deltas(student, path, replay.board, per_entry=replay.per_entry)[replay.index]
+        if replay.per_entry:  # the chosen entry's own forward, the one m's graph runs through
+            return chosen_probe_delta(student, path, replay.board[replay.index], replay.entry_rng_state)
+        return probe_deltas(student, path, replay.board, with_grad=True).deltas[replay.index]
 
     devices = [replay.device] if replay.device.type == 'cuda' else []
     with torch.random.fork_rng(devices=devices), frozen_running_stats(supernet):
