@@ -127,6 +127,7 @@ _C.AUGMENTATION.MIXUP = 0.0  # mixup alpha (0: off)
 _C.AUGMENTATION.CUTMIX = 0.0  # cutmix alpha (0: off)
 _C.AUGMENTATION.MIXUP_OFF_EPOCH = 0  # turn mixup/cutmix off from this epoch (0: never)
 _C.AUGMENTATION.SMOOTHING = 0.1  # label smoothing
+_C.AUGMENTATION.SCALE = (0.08, 1.0)  # RandomResizedCrop: range of the crop's share of the image area (timm's default, the original's)
 
 # ---- batch norm -------------------------------------------------------------------------------
 _C.BATCHNORM = CN()

@@ -43,6 +43,7 @@ _RANGES = (
     ('AUGMENTATION.CUTMIX', lambda v: v >= 0, '0 (off) or a positive alpha'),
     ('AUGMENTATION.MIXUP_OFF_EPOCH', lambda v: v >= 0, '0 (never) or an epoch'),
     ('AUGMENTATION.SMOOTHING', lambda v: 0 <= v < 1, 'in [0, 1)'),
+    ('AUGMENTATION.SCALE', lambda v: len(v) == 2 and 0 < v[0] <= v[1] <= 1, 'two area shares (low, high) with 0 < low <= high <= 1'),
     ('BATCHNORM.BN_MOMENTUM', lambda v: 0 <= v <= 1, 'in [0, 1]'),
     ('BATCHNORM.BN_EPS', lambda v: v > 0, 'positive'),
     ('SUPERNET.UPDATE_ITER', lambda v: v >= 1, 'at least 1 (steps between meta-matching updates)'),
