@@ -4,6 +4,7 @@ original's (SUPERNET.FLOPS_TABLE 'original') or our thop counts ('counted', from
 FLOPs are multiply-accumulates in millions; a path costs the fixed parts plus the chosen op of every
 searchable layer, so a table of per-layer, per-op costs prices any path with a sum.
 """
+import dataclasses
 import functools
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
@@ -189,7 +190,12 @@ def search_space_for_budget(flops_minimum: float, flops_maximum: float,
 
 # ---- config ---------------------------------------------------------------------------------------
 def build_search_space(cfg) -> SearchSpace:
-    """The search space of ``cfg``'s FLOPs budget (SUPERNET.FLOPS_MINIMUM/MAXIMUM, SUPERNET.FLOPS_TABLE)."""
+    """The search space of ``cfg``'s FLOPs budget (SUPERNET.FLOPS_MINIMUM/MAXIMUM, SUPERNET.FLOPS_TABLE); a
+    non-zero SUPERNET.RESOLUTION replaces the resolution the rule picked (the layers and the budget's measure
+    stay the rule's)."""
     check_supported_options(dil_conv=cfg.SUPERNET.DIL_CONV, resunit=cfg.SUPERNET.RESUNIT)
-    return search_space_for_budget(cfg.SUPERNET.FLOPS_MINIMUM, cfg.SUPERNET.FLOPS_MAXIMUM,
-                                   op_costs_for(cfg.SUPERNET.FLOPS_TABLE))
+    space = search_space_for_budget(cfg.SUPERNET.FLOPS_MINIMUM, cfg.SUPERNET.FLOPS_MAXIMUM,
+                                    op_costs_for(cfg.SUPERNET.FLOPS_TABLE))
+    if cfg.SUPERNET.RESOLUTION:
+        space = dataclasses.replace(space, resolution=int(cfg.SUPERNET.RESOLUTION))
+    return space
