@@ -60,7 +60,7 @@ def main(argv=None) -> dict:
         if not args.search_cfg:
             raise ConfigError('--sample needs --search-cfg: the search config whose space to draw from')
         gt.save_paths(args.out, sample_space_paths(args.search_cfg, args.sample, args.sample_seed),
-                      note=f'{args.sample} paths of {args.search_cfg} over its FLOPs range')
+                      note=f'{args.sample} paths of {args.search_cfg} over its FLOPs range', sampled=True)
     if args.paths:
         gt.save_paths(args.out, parse_paths(args.paths))
     if not os.path.exists(os.path.join(args.out, gt.PATHS_FILE)):

@@ -42,17 +42,31 @@ def sample_paths_over_flops(layers_per_stage: Sequence[int], num_ops: int, cost,
     return [draws[r] for r in ranks]
 
 
-def load_paths(out: str) -> List[tuple]:
-    with open(os.path.join(out, PATHS_FILE)) as f:
-        return [key_path(key) for key in json.load(f)['paths']]
+def _read_list(out: str) -> dict:
+    name = os.path.join(out, PATHS_FILE)
+    if not os.path.exists(name):
+        return {'paths': [], 'sampled': [], 'notes': []}
+    with open(name) as f:
+        return json.load(f)
 
 
-def save_paths(out: str, paths: Sequence[Sequence[Sequence[int]]], note: str = '') -> None:
-    """Write (or extend, keeping the order and skipping known paths) the list of paths of ``out``."""
-    known = [path_key(p) for p in load_paths(out)] if os.path.exists(os.path.join(out, PATHS_FILE)) else []
-    keys = known + [k for k in dict.fromkeys(path_key(p) for p in paths) if k not in known]
+def load_paths(out: str, sampled_only: bool = False) -> List[tuple]:
+    """The paths of ``out``'s list (``sampled_only``: those --sample drew, the random sample of the space)."""
+    return [key_path(key) for key in _read_list(out)['sampled' if sampled_only else 'paths']]
+
+
+def save_paths(out: str, paths: Sequence[Sequence[Sequence[int]]], note: str = '', sampled: bool = False) -> None:
+    """Add ``paths`` to ``out``'s list (keeping its order, skipping known ones); ``sampled``: they are the
+    random sample of the space (the population that picks are placed in)."""
+    listed = _read_list(out)
+    new = [k for k in dict.fromkeys(path_key(p) for p in paths)]
+    listed['paths'] += [k for k in new if k not in listed['paths']]
+    if sampled:
+        listed['sampled'] += [k for k in new if k not in listed['sampled']]
+    if note:
+        listed['notes'].append(note)
     os.makedirs(out, exist_ok=True)
-    write_json_atomic({'paths': keys, 'note': note}, os.path.join(out, PATHS_FILE))
+    write_json_atomic(listed, os.path.join(out, PATHS_FILE))
 
 
 def result_file(out: str, path, seed: int) -> str:
