@@ -65,7 +65,7 @@ _C.DATASET = CN()
 _C.DATASET.NUM_CLASSES = 1000  # classes of the dataset (and of the classifier)
 _C.DATASET.IMAGE_SIZE = 0  # resolution; 0: the released model's native one (224 for INPUT_ARCH); search: from the budget
 _C.DATASET.INTERPOLATION = 'bilinear'  # training resize interpolation: bilinear, bicubic, random
-_C.DATASET.EVAL_INTERPOLATION = 'bicubic'  # evaluation resize: 'bicubic' (the original's retrain/test) or 'bilinear' (NNI's re-evaluation, timm's pretrained_cfg)
+_C.DATASET.EVAL_INTERPOLATION = 'bicubic'  # evaluation resize: 'bicubic' (the original's retrain/test) or 'bilinear' (NNI's re-evaluation)
 _C.DATASET.CROP_PCT = 0.875  # eval: resize shorter side to IMAGE_SIZE / CROP_PCT, then center crop
 _C.DATASET.BATCH_SIZE = 32  # per process
 _C.DATASET.NO_PREFECHTER = False  # original spelling; True: no GPU prefetcher (normalize in workers)
@@ -160,6 +160,8 @@ _C.SUPERNET.META_INNER_LR = 'meta'  # lr of the meta step's simulated update W -
 _C.SUPERNET.PROBE_PROBS = 'teacher'  # board P_j once the board has entries: 'teacher' (original: the current teacher's softmax) or 'student'
 _C.SUPERNET.PROBE_FORWARD = 'per_entry'  # teacher selection: 'per_entry' (original: one train-mode forward per board entry) or 'batched' (one forward)
 _C.SUPERNET.TEACHER_PROB_COUNTS_FIXED = True  # HOW_TO_PROB 'teacher': True (original) also counts the two fixed stages as op 0; False: searchable layers only
+_C.SUPERNET.PROBE_SOURCE = 'rank'  # board probes with several processes: 'rank' (original: each process stores its own batch's first SLICE images and P_j, and picks its teacher from them) or 'rank0' (rank 0's, broadcast: every process picks the same teacher)
+_C.SUPERNET.BOARD_FLOPS = 'flops_est'  # board admission, ties, board.json and log: 'flops_est' (original: FlopsEst, ptflops counts of the whole path at 224 px) or 'budget' (the budget rule's measure)
 _C.SUPERNET.BN_RECALIBRATION_BATCHES = 0  # re-estimate BN stats of board paths on N train batches before validating them
 _C.SUPERNET.EVAL_BOARD = True  # validate every board path each epoch
 

@@ -70,6 +70,8 @@ def check_values(cfg: CN) -> None:
         'SUPERNET.META_INNER_LR': ('meta', 'supernet'),
         'SUPERNET.PROBE_PROBS': ('teacher', 'student'),
         'SUPERNET.PROBE_FORWARD': ('per_entry', 'batched'),
+        'SUPERNET.BOARD_FLOPS': ('flops_est', 'budget'),
+        'SUPERNET.PROBE_SOURCE': ('rank', 'rank0'),
         'DATASET.EVAL_INTERPOLATION': ('bicubic', 'bilinear'),
     }
     for key, allowed in choices.items():

@@ -35,7 +35,7 @@ def make_search_session(*overrides, board_paths=(), loss_fn=None, path_flops=10.
         loss_fn=loss_fn or torch.nn.CrossEntropyLoss(), dist=SimpleNamespace(device=torch.device('cpu')),
         local_bn_group=None,
         flops_table=SimpleNamespace(path_flops=lambda path: path_flops, path_params=lambda path: path_params),
-        space=SimpleNamespace(budget_flops=lambda path: budget_flops))
+        space=SimpleNamespace(budget_flops=lambda path: budget_flops, board_flops=lambda path: budget_flops))
 
 
 def batch(n: int):

@@ -277,7 +277,7 @@ def fill_board(session: SearchSession, args, image_size: int, device: torch.devi
             images = images.contiguous(memory_format=torch.channels_last)
         probs = torch.softmax(torch.randn(cfg.SUPERNET.SLICE, args.num_classes, generator=generator), -1)
         session.board.offer(BoardEntry(path=path, prec1=BOARD_PREC1 - index,
-                                       flops=session.space.budget_flops(path), probe_images=images,
+                                       flops=session.space.board_flops(path), probe_images=images,
                                        probe_probs=probs.to(device)))
 
 

@@ -12,18 +12,15 @@ RESUME_PATH: the checkpoint, read with the project's safe loader; empty: random 
 import argparse
 import json
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import numpy as np
+import torch
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from lib.checkpoint.files import CheckpointError  # noqa: E402
-from lib.checkpoint.weights import load_model_weights  # noqa: E402
-from lib.config import ConfigError, load_config  # noqa: E402
-from lib.models.childnet import ArchError  # noqa: E402
-from lib.models.from_config import build_child_from_cfg  # noqa: E402
+from lib.checkpoint.files import CheckpointError
+from lib.checkpoint.weights import load_model_weights
+from lib.config import ConfigError, load_config
+from lib.models.childnet import ArchError
+from lib.models.from_config import build_child_from_cfg
 
 INPUT_NAME, OUTPUT_NAME = 'image', 'logits'
 

@@ -5,7 +5,8 @@
 
 ``--budgets MIN-MAX ...`` prints, per budget, the layers per searchable stage and the resolution the original's
 rule gives (SUPERNET.FLOPS_TABLE of ``--cfg``, default: the original's table), and the cheapest and dearest
-path in the budget's measure with their real MACs at that resolution; a budget no space fits gets its line
+path in the budget's measure with their cost in the board's measure (SUPERNET.BOARD_FLOPS) and their real
+MACs at that resolution; a budget no space fits gets its line
 with the error, and the exit status is 1 when any budget was infeasible. No training.
 """
 import argparse
@@ -15,7 +16,8 @@ import sys
 
 from lib.config import load_config
 from lib.errors import CreamError
-from lib.search.flops import FlopsBudgetError, build_search_space, op_costs_for, search_space_for_budget
+from lib.search.flops import (FlopsBudgetError, build_search_space, op_costs_for, search_space_for_budget,
+                              with_board_measure)
 from lib.search.macs_table import FlopsTable, build_flops_table
 
 
@@ -30,14 +32,15 @@ def parse_budget(text: str):
 def budget_line(cfg, low: float, high: float, tables) -> dict:
     line = {'budget': [low, high], 'flops_table': cfg.SUPERNET.FLOPS_TABLE}
     try:
-        space = search_space_for_budget(low, high, op_costs_for(cfg.SUPERNET.FLOPS_TABLE))
+        space = with_board_measure(search_space_for_budget(low, high, op_costs_for(cfg.SUPERNET.FLOPS_TABLE)),
+                                   cfg.SUPERNET.BOARD_FLOPS)
     except FlopsBudgetError as err:
         return {**line, 'error': str(err)}
     table = tables(space.layers_per_stage, space.resolution)
 
     def described(path) -> dict:
         return {'path': [list(stage) for stage in path], 'budget_flops_M': round(space.budget_flops(path), 4),
-                'macs_M': round(table.path_flops(path), 4)}
+                'board_flops_M': round(space.board_flops(path), 4), 'macs_M': round(table.path_flops(path), 4)}
     return {**line, 'layers_per_stage': list(space.layers_per_stage), 'resolution': space.resolution,
             'budget_scale': round(space.budget_scale, 6), 'cheapest': described(space.extreme_path(min)),
             'dearest': described(space.extreme_path(max)),
@@ -62,6 +65,7 @@ def main(argv=None) -> int:
         low, high = space.budget_flops_range()
         print(json.dumps({'flops_budget_M': [cfg.SUPERNET.FLOPS_MINIMUM, cfg.SUPERNET.FLOPS_MAXIMUM],
                           'budget_flops_range_M': [low, high], 'budget_scale': space.budget_scale,
+                          'board_flops': space.board_measure,
                           'flops_table': cfg.SUPERNET.FLOPS_TABLE, **table.to_dict()}))
         return 0
     tables = functools.lru_cache(maxsize=None)(

@@ -10,14 +10,11 @@ import csv
 import json
 import math
 import os
-import sys
 from typing import Dict, List, Optional
 
 import yaml
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-from lib.search.outputs import BEST_ARCH_FILE, BOARD_FILE, BOARD_HISTORY_FILE, read_board_history  # noqa: E402
+from lib.search.outputs import BEST_ARCH_FILE, BOARD_FILE, BOARD_HISTORY_FILE, read_board_history
 
 SUMMARY_FILE = 'summary.csv'
 

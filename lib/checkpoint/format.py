@@ -90,10 +90,14 @@ def restore_rng_state(state: Mapping[str, Any]) -> None:
         torch.cuda.set_rng_state_all(state['cuda'])
 
 
-def gather_rank_states(epoch_totals: Optional[torch.Tensor] = None) -> List[Dict[str, Any]]:
-    """Every rank's RNG states (and running epoch sums), indexed by rank. A collective: call on all ranks."""
+def gather_rank_states(epoch_totals: Optional[torch.Tensor] = None,
+                       extra: Optional[Dict[str, Any]] = None) -> List[Dict[str, Any]]:
+    """Every rank's RNG states (and running epoch sums, and the client's own per-rank state ``extra``), indexed by
+    rank. A collective: call on all ranks."""
     mine = {'rng': capture_rng_state(),
             'epoch_totals': epoch_totals.detach().cpu() if epoch_totals is not None else None}
+    if extra is not None:
+        mine['extra'] = extra
     return comm.all_gather_object(mine)
 
 

@@ -12,8 +12,8 @@ descending. The original sorted whole tuples (prec1, prec1, flops, path, tensors
 equal prec1 the *larger* FLOPs ranks first, and a full tie went on to compare tensors and crashed; here a
 full tie keeps the older entry first (stable sort).
 
-FLOPs are the budget's measure (``SearchSpace.budget_flops``: the searchable layers priced by the
-original's per-op table), which orders paths as the original's whole-path count at 224 px did; ``macs``
+FLOPs are the board's measure (``SearchSpace.board_flops``, SUPERNET.BOARD_FLOPS): by default the
+original's own, its ``FlopsEst`` count of the whole path at 224 px (``lib.search.flops_est``); ``macs``
 are the child network's real MACs at the search resolution, for reports only.
 
 Entries hold plain numbers, tuples and detached tensors only, so the board never keeps an autograd
@@ -166,6 +166,21 @@ class PrioritizedBoard:
         """Plain python and tensors only (loads with torch.load(weights_only=True))."""
         return {'pool_size': self.pool_size, 'acc_gap': self.acc_gap,
                 'entries': [entry.to_state() for entry in self._entries]}
+
+    def probe_state(self) -> List[dict]:
+        """The entries' probe tensors (on the CPU), best first: what differs between ranks under
+        SUPERNET.PROBE_SOURCE 'rank', where each process keeps the probes of its own batches."""
+        return [{'probe_images': entry.probe_images.cpu(), 'probe_probs': entry.probe_probs.cpu()}
+                for entry in self._entries]
+
+    def load_probes(self, probes: Sequence[dict], device=None) -> None:
+        """Put back this rank's probes (``probe_state`` of this rank, saved with the board)."""
+        if len(probes) != len(self._entries):
+            raise ValueError(f'{len(probes)} saved probes for a board of {len(self._entries)} entries')
+        for entry, probe in zip(self._entries, probes):
+            images, probs = probe['probe_images'], probe['probe_probs']
+            entry.probe_images = images.to(device) if device is not None else images
+            entry.probe_probs = probs.to(device) if device is not None else probs
 
     def load_state_dict(self, state: dict, device=None) -> None:
         """Restore a board saved by ``state_dict``; ``device`` moves the probe tensors."""

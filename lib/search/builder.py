@@ -206,7 +206,7 @@ def build_session(run) -> SearchSession:
 
     def restore_search_state(checkpoint, source):
         load_search_state(checkpoint, source, search_space=search_space_record(space), supernet=supernet, mmn=mmn,
-                          board=board, path_sampler=path_sampler, device=device)
+                          board=board, path_sampler=path_sampler, device=device, rank=dist_ctx.rank)
     resume = resume_session(run, saver, model=supernet, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
                             ema=None, steps_per_epoch=steps_per_epoch, restore_first=restore_search_state)
 

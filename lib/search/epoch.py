@@ -71,7 +71,8 @@ def search_one_epoch(session: SearchSession, *, epoch: int, start_step: int = 0,
 
 
 def state_digest(session: SearchSession) -> Dict[str, str]:
-    """Short hashes of the board (with probe tensors) and of all weights: equal on every rank."""
+    """Short hashes of the board, of its probe tensors and of all weights: equal on every rank, but for the probes
+    under SUPERNET.PROBE_SOURCE 'rank' (each rank's own)."""
     def digest(tensors_and_values) -> str:
         h = hashlib.sha256()
         for item in tensors_and_values:
@@ -81,18 +82,20 @@ def state_digest(session: SearchSession) -> Dict[str, str]:
                 h.update(repr(item).encode())
         return h.hexdigest()[:16]
     board_items: List[Any] = []
+    probes: List[Any] = []
     for entry in session.board:
-        board_items += [entry.path, round(entry.prec1, 6), entry.flops, entry.val_prec1, entry.probe_images,
-                        entry.probe_probs]
+        board_items += [entry.path, round(entry.prec1, 6), entry.flops, entry.val_prec1]
+        probes += [entry.probe_images, entry.probe_probs]
     weights = list(session.supernet.state_dict().values()) + list(session.mmn.state_dict().values())
-    return {'board': digest(board_items), 'weights': digest(weights)}
+    return {'board': digest(board_items), 'probes': digest(probes), 'weights': digest(weights)}
 
 
 def _write_rank_digest(session: SearchSession, epoch: int) -> None:
     digests = state_digest(session)
     path = os.path.join(session.run_dir, f'state_digest.rank{session.dist.rank}.txt')
     with open(path, 'a') as f:
-        f.write(f'epoch {epoch} board {digests["board"]} weights {digests["weights"]} size {len(session.board)}\n')
+        f.write(f'epoch {epoch} board {digests["board"]} weights {digests["weights"]} probes {digests["probes"]} '
+                f'size {len(session.board)}\n')
 
 
 class SearchClient(TrainingClient):
@@ -106,6 +109,13 @@ class SearchClient(TrainingClient):
         if self.session.dist.is_main:  # e.g. resumed with more EPOCHS
             drop_stale_output(os.path.join(self.session.run_dir, BEST_ARCH_FILE), logger, 'the search goes on; it '
                               'is written again from the final board')
+
+    def rank_state(self) -> Optional[Dict[str, Any]]:
+        """Under SUPERNET.PROBE_SOURCE 'rank' each process's board holds its own probes: all go into the checkpoint."""
+        s = self.session
+        if s.dist.distributed and s.cfg.SUPERNET.PROBE_SOURCE == 'rank':
+            return {'board_probes': s.board.probe_state()}
+        return None
 
     def save_recovery(self, position: Position, totals: torch.Tensor) -> None:
         if self.session.dist.distributed:
@@ -131,7 +141,7 @@ class SearchClient(TrainingClient):
 
     def write_outputs(self, epoch: int, train: Dict[str, Any], evaluation: Evaluation) -> None:
         s, sn = self.session, self.session.cfg.SUPERNET
-        write_board_json(s.board, os.path.join(s.run_dir, BOARD_FILE), epoch=epoch, resolution=s.space.resolution,
+        write_board_json(s.board, os.path.join(s.run_dir, BOARD_FILE), s.space, epoch=epoch,
                          budget=(sn.FLOPS_MINIMUM, sn.FLOPS_MAXIMUM))
 
     def checkpoint(self, position: Position, metric: Optional[float], rank_states) -> Dict[str, Any]:
@@ -155,7 +165,7 @@ class SearchClient(TrainingClient):
     def finish(self, last_epoch: int, global_step: int, trained: bool) -> Dict[str, Any]:
         s = self.session
         chosen = write_final_arch(s, max(last_epoch, 0))
-        return {'board': board_rows(s.board), 'best_arch': None if chosen is None else [list(x) for x in chosen.path],
+        return {'board': board_rows(s.board, s.space), 'best_arch': None if chosen is None else [list(x) for x in chosen.path],
                 'resolution': s.space.resolution, 'global_step': global_step}
 
 

@@ -1,5 +1,6 @@
 """The search space a FLOPs budget allows (the original's budget rule), priced by an op-cost table: the
-original's (SUPERNET.FLOPS_TABLE 'original') or our thop counts ('counted', from ``lib.search.macs_table``).
+original's (SUPERNET.FLOPS_TABLE 'original') or our thop counts ('counted', from ``lib.search.macs_table``);
+and the board's measure of a path (SUPERNET.BOARD_FLOPS, ``lib.search.flops_est``).
 
 FLOPs are multiply-accumulates in millions; a path costs the fixed parts plus the chosen op of every
 searchable layer, so a table of per-layer, per-op costs prices any path with a sum.
@@ -12,6 +13,7 @@ from typing import Optional, Sequence, Tuple
 from lib.errors import ConfigError
 from lib.models import ops
 from lib.models.supernet import check_supported_options
+from lib.search.flops_est import ORIGINAL_FLOPS_EST, WholePathTable
 from lib.search.macs_table import FlopsTable
 
 SEARCH_RESOLUTION = 224  # the original's rule prices ops at 224 px and scales the budget for lower ones
@@ -44,6 +46,7 @@ ORIGINAL_LATER_LAYER_MFLOPS = (
     (15.292416, 23.1504, 15.894528, 24.053568, 16.797696, 25.40832),
 )
 FLOPS_TABLES = ('original', 'counted')  # SUPERNET.FLOPS_TABLE
+BOARD_FLOPS = ('flops_est', 'budget')  # SUPERNET.BOARD_FLOPS
 
 class FlopsBudgetError(ConfigError):
     """A FLOPs budget no search space satisfies."""
@@ -66,20 +69,39 @@ class OpCosts:
 
 @dataclass(frozen=True)
 class SearchSpace:
-    """Layers per searchable stage and input resolution, with the budget's measure of a path.
+    """Layers per searchable stage and input resolution, with the two measures of a path.
 
     The budget's measure (``budget_flops``) is the one the original's rule sizes the space with: the
     searchable layers priced by ``op_costs`` at 224 px, divided by ``budget_scale``, the factor by which
     the rule multiplied the budget when it lowered the resolution (1 at 224 px). In that measure no path
-    of the space costs more than FLOPS_MAXIMUM unless even the space's first layers alone do."""
+    of the space costs more than FLOPS_MAXIMUM unless even the space's first layers alone do. It decides
+    the space and which board paths the final pick counts as within the budget.
+
+    The board's measure (``board_flops``, SUPERNET.BOARD_FLOPS) decides board admission and ties, and is
+    what board.json and the log report: by default the original's ``FlopsEst`` count of the whole path
+    (``board_table``, ``lib.search.flops_est``); with ``board_table`` None, the budget's measure."""
 
     layers_per_stage: Tuple[int, ...]
     resolution: int
     budget_scale: float
     op_costs: OpCosts
+    board_table: Optional[WholePathTable] = ORIGINAL_FLOPS_EST
 
     def budget_flops(self, path: Sequence[Sequence[int]]) -> float:
         return self.op_costs.path_cost(path) / self.budget_scale
+
+    def board_flops(self, path: Sequence[Sequence[int]]) -> float:
+        """MFLOPs of ``path`` in the board's measure."""
+        if self.board_table is None:
+            return self.budget_flops(path)
+        return self.board_table.path_cost(path)
+
+    @property
+    def board_measure(self) -> str:
+        """What ``board_flops`` counts, in a few words (for logs and board.json)."""
+        if self.board_table is None:
+            return "the FLOPs budget's measure"
+        return "the original's FlopsEst: ptflops counts of the whole path at 224 px"
 
     def extreme_path(self, pick=min) -> Tuple[Tuple[int, ...], ...]:
         """The cheapest (``pick=min``) or dearest (``max``) path of the space in the budget's measure."""
@@ -198,4 +220,11 @@ def build_search_space(cfg) -> SearchSpace:
                                     op_costs_for(cfg.SUPERNET.FLOPS_TABLE))
     if cfg.SUPERNET.RESOLUTION:
         space = dataclasses.replace(space, resolution=int(cfg.SUPERNET.RESOLUTION))
-    return space
+    return with_board_measure(space, cfg.SUPERNET.BOARD_FLOPS)
+
+
+def with_board_measure(space: SearchSpace, board_flops: str) -> SearchSpace:
+    """``space`` with the board's measure SUPERNET.BOARD_FLOPS: 'flops_est' (the original's FlopsEst) or 'budget'."""
+    if board_flops not in BOARD_FLOPS:
+        raise ValueError(f'SUPERNET.BOARD_FLOPS is {board_flops!r}; choose one of {", ".join(BOARD_FLOPS)}')
+    return dataclasses.replace(space, board_table=ORIGINAL_FLOPS_EST if board_flops == 'flops_est' else None)

@@ -8,11 +8,12 @@
 import json
 import logging
 import os
-from typing import Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 from lib.fileio import write_text_atomic
 from lib.models.supernet import path_to_arch
 from lib.search.board import BoardEntry, PrioritizedBoard
+from lib.search.flops import SearchSpace
 
 logger = logging.getLogger('cream.search')
 
@@ -21,28 +22,33 @@ BOARD_HISTORY_FILE = 'board_history.jsonl'  # one line per epoch: {"epoch", "res
 BEST_ARCH_FILE = 'best_arch.yaml'
 
 
-BUDGET_MEASURE = ('budget_flops_M: MFLOPs in the FLOPs budget\'s measure (the searchable layers priced by the '
-                  'SUPERNET.FLOPS_TABLE per-op table at 224 px, divided by the budget rule\'s resolution scale); '
-                  'macs_M: real multiply-accumulates (M) of the child network at the search resolution')
+def measures(space: SearchSpace) -> str:
+    """What the FLOPs columns of board.json count."""
+    return (f'board_flops_M: MFLOPs in the board\'s measure (SUPERNET.BOARD_FLOPS: {space.board_measure}), which '
+            'decides admission and ties; budget_flops_M: MFLOPs in the FLOPs budget\'s measure (the searchable '
+            'layers priced by the SUPERNET.FLOPS_TABLE per-op table at 224 px, divided by the budget rule\'s '
+            'resolution scale), which decides what lies within the budget; macs_M: real multiply-accumulates (M) '
+            'of the child network at the search resolution')
 
 
-def board_rows(board: PrioritizedBoard) -> list:
+def board_rows(board: PrioritizedBoard, space: SearchSpace) -> list:
     """One row per entry, best first: path (searchable stages), arch (all 7 stages), train prec1,
-    val prec1 (None until validated), MFLOPs in the budget's measure, real MMACs, M params."""
+    val prec1 (None until validated), MFLOPs in the board's and in the budget's measure, real MMACs, M params."""
     rows = []
     for rank, row in enumerate(board.to_rows()):
         rows.append({'rank': rank, 'path': row['path'], 'arch': path_to_arch(row['path']),
-                     'prec1': row['prec1'], 'val_prec1': row['val_prec1'],
-                     'budget_flops_M': row['flops'], 'macs_M': row['macs'], 'params_M': row['params']})
+                     'prec1': row['prec1'], 'val_prec1': row['val_prec1'], 'board_flops_M': row['flops'],
+                     'budget_flops_M': space.budget_flops(row['path']), 'macs_M': row['macs'],
+                     'params_M': row['params']})
     return rows
 
 
-def write_board_json(board: PrioritizedBoard, path: str, *, epoch: int, resolution: int,
+def write_board_json(board: PrioritizedBoard, path: str, space: SearchSpace, *, epoch: int,
                      budget: Sequence[float] = ()) -> None:
     """board.json: the run's position and one entry per line (best first), so that a diff shows moves."""
-    head = {'epoch': int(epoch), 'resolution': int(resolution), 'pool_size': board.pool_size,
-            'flops_budget_M': [float(b) for b in budget], 'measures': BUDGET_MEASURE}
-    rows = board_rows(board)
+    head = {'epoch': int(epoch), 'resolution': int(space.resolution), 'pool_size': board.pool_size,
+            'flops_budget_M': [float(b) for b in budget], 'measures': measures(space)}
+    rows = board_rows(board, space)
     lines = [json.dumps(row) for row in rows]
     entries = '[]' if not lines else '[\n  ' + ',\n  '.join(lines) + '\n ]'
     write_text_atomic(json.dumps(head)[:-1] + ',\n "entries": ' + entries + '}\n', path)
@@ -72,14 +78,14 @@ def write_board_history(path: str, record: dict) -> None:
     write_text_atomic(''.join(json.dumps(r) + '\n' for r in kept + [record]), path)
 
 
-def choose_final_entry(board: PrioritizedBoard, flops_minimum: float,
+def choose_final_entry(board: PrioritizedBoard, budget_flops: Callable, flops_minimum: float,
                        flops_maximum: float) -> Optional[BoardEntry]:
-    """The board entry with the best val prec1 whose FLOPs in the budget's measure lie within
-    [minimum, maximum] (MFLOPs, FLOPS_MINIMUM/MAXIMUM).
+    """The board entry with the best val prec1 whose FLOPs in the budget's measure (``budget_flops(path)``)
+    lie within [minimum, maximum] (MFLOPs, FLOPS_MINIMUM/MAXIMUM). The original had no final pick.
 
     Entries never validated (SUPERNET.EVAL_BOARD False) rank by their train prec1 instead; ties go to
-    fewer FLOPs. None when no entry is within the budget (or the board is empty)."""
-    within = [entry for entry in board if flops_minimum <= entry.flops <= flops_maximum]
+    fewer FLOPs in the board's measure. None when no entry is within the budget (or the board is empty)."""
+    within = [entry for entry in board if flops_minimum <= budget_flops(entry.path) <= flops_maximum]
     if not within:
         return None
 
@@ -94,15 +100,18 @@ def _inline_list(values: Sequence) -> str:
     return '[' + ', '.join(_inline_list(v) if isinstance(v, (list, tuple)) else str(v) for v in values) + ']'
 
 
-def best_arch_yaml(entry: BoardEntry, resolution: int, *, epoch: int, run_dir: str) -> str:
+def best_arch_yaml(entry: BoardEntry, space: SearchSpace, *, epoch: int, run_dir: str) -> str:
     """The config fragment of ``entry`` (see the module docstring)."""
+    resolution = space.resolution
     val = 'not validated' if entry.val_prec1 is None else f'{entry.val_prec1:.3f}'
     params = 'n/a' if entry.params is None else f'{entry.params:.3f}M'
     macs = 'n/a' if entry.macs is None else f'{entry.macs:.2f}M'
     return (
         f'# Best board path of the search in {run_dir} (after epoch {epoch}):\n'
         f'#   path {[list(stage) for stage in entry.path]}\n'
-        f'#   budget FLOPs {entry.flops:.2f}M (the FLOPs budget\'s measure)  real MACs {macs} at {int(resolution)} px\n'
+        f'#   budget FLOPs {space.budget_flops(entry.path):.2f}M (the FLOPs budget\'s measure, which chose it)  '
+        f'board FLOPs {entry.flops:.2f}M ({space.board_measure})\n'
+        f'#   real MACs {macs} at {int(resolution)} px\n'
         f'#   params {params}  val prec1 {val}  train prec1 {entry.prec1:.3f}\n'
         f'# Retrain it:  python retrain.py --cfg configs/retrain.yaml --cfg {os.path.join(run_dir, BEST_ARCH_FILE)}\n'
         '#   (the demo: --cfg configs/demo/retrain.yaml); test.py takes this file the same way\n'
@@ -116,8 +125,8 @@ def best_arch_yaml(entry: BoardEntry, resolution: int, *, epoch: int, run_dir: s
     )
 
 
-def write_best_arch(entry: BoardEntry, path: str, *, resolution: int, epoch: int, run_dir: str) -> None:
-    write_text_atomic(best_arch_yaml(entry, resolution, epoch=epoch, run_dir=run_dir), path)
+def write_best_arch(entry: BoardEntry, path: str, space: SearchSpace, *, epoch: int, run_dir: str) -> None:
+    write_text_atomic(best_arch_yaml(entry, space, epoch=epoch, run_dir=run_dir), path)
 
 
 # ---- at the end of an epoch and of the search (the session of lib.search.builder) ---------------------
@@ -127,12 +136,13 @@ def log_board(session, epoch: int) -> None:
                     f' (it fills from epoch {session.cfg.SUPERNET.META_STA_EPOCH + 1} on)'
                     if epoch <= session.cfg.SUPERNET.META_STA_EPOCH else '')
         return
-    logger.info('board after epoch %d (%d paths):', epoch, len(session.board))
+    space = session.space
+    logger.info('board after epoch %d (%d paths; board FLOPs: %s):', epoch, len(session.board), space.board_measure)
     for index, entry in enumerate(session.board):
         val = 'n/a' if entry.val_prec1 is None else f'{entry.val_prec1:.3f}'
-        logger.info('  #%d %s  prec1 %.3f  val prec1 %s  budget FLOPs %.2fM  MACs %.2fM  %.3f M params', index,
-                    [list(s) for s in entry.path], entry.prec1, val, entry.flops, entry.macs or 0.0,
-                    entry.params or 0.0)
+        logger.info('  #%d %s  prec1 %.3f  val prec1 %s  board FLOPs %.2fM  budget FLOPs %.2fM  MACs %.2fM  '
+                    '%.3f M params', index, [list(s) for s in entry.path], entry.prec1, val, entry.flops,
+                    space.budget_flops(entry.path), entry.macs or 0.0, entry.params or 0.0)
 
 
 def write_final_arch(session, epoch: int) -> Optional[BoardEntry]:
@@ -144,17 +154,20 @@ def write_final_arch(session, epoch: int) -> Optional[BoardEntry]:
                        cfg.SUPERNET.META_STA_EPOCH, cfg.EPOCHS, BEST_ARCH_FILE)
         return None
     lo, hi = cfg.SUPERNET.FLOPS_MINIMUM, cfg.SUPERNET.FLOPS_MAXIMUM
-    entry = choose_final_entry(board, lo, hi)
+    space = session.space
+    entry = choose_final_entry(board, space.budget_flops, lo, hi)
     if entry is None:
-        entry = choose_final_entry(board, float('-inf'), float('inf'))
+        entry = choose_final_entry(board, space.budget_flops, float('-inf'), float('inf'))
+        costs = [space.budget_flops(e.path) for e in board]
         logger.warning('no board path lies within the FLOPs budget %g..%g MFLOPs (board paths cost %.2f..%.2f in '
                        'the budget\'s measure): %s takes the best board path regardless of FLOPs', lo, hi,
-                       min(e.flops for e in board), max(e.flops for e in board), BEST_ARCH_FILE)
+                       min(costs), max(costs), BEST_ARCH_FILE)
     path = os.path.join(session.run_dir, BEST_ARCH_FILE)
     if session.dist.is_main:
-        write_best_arch(entry, path, resolution=session.space.resolution, epoch=epoch, run_dir=session.run_dir)
+        write_best_arch(entry, path, space, epoch=epoch, run_dir=session.run_dir)
     val = 'n/a' if entry.val_prec1 is None else f'{entry.val_prec1:.3f}'
-    logger.info('best architecture %s: budget FLOPs %.2fM (the budget\'s measure), MACs %.2fM at %d px, %.3f M '
-                'params, val prec1 %s (train prec1 %.3f) -> %s', [list(s) for s in entry.path], entry.flops,
-                entry.macs or 0.0, session.space.resolution, entry.params or 0.0, val, entry.prec1, path)
+    logger.info('best architecture %s (best val prec1 within the budget in the budget\'s measure): budget FLOPs '
+                '%.2fM, board FLOPs %.2fM, MACs %.2fM at %d px, %.3f M params, val prec1 %s (train prec1 %.3f) -> %s',
+                [list(s) for s in entry.path], space.budget_flops(entry.path), entry.flops, entry.macs or 0.0,
+                space.resolution, entry.params or 0.0, val, entry.prec1, path)
     return entry

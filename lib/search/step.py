@@ -120,11 +120,11 @@ def _forward_backward(session: SearchSession, path, images, target, distill: boo
 
 
 def _offer_to_board(session: SearchSession, path, images, out: StepOutput, hits1: torch.Tensor, batch: int) -> bool:
-    """Offer the student (its prec1 averaged over ranks) to the board; every rank ends with the same board."""
+    """Offer the student (its prec1 averaged over ranks) to the board; every rank ends with the same paths."""
     cfg, board, table, space = session.cfg, session.board, session.flops_table, session.space
     prec1 = all_reduce_mean(hits1 * (100.0 / batch))
     prec1 = prec1.item()  # the step's one host sync for the board (identical on every rank)
-    flops = space.budget_flops(path)
+    flops = space.board_flops(path)  # the board's measure (SUPERNET.BOARD_FLOPS)
     if not board.would_admit(prec1, flops):
         return False
     slice_size = cfg.SUPERNET.SLICE
@@ -136,7 +136,10 @@ def _offer_to_board(session: SearchSession, path, images, out: StepOutput, hits1
     # Copies (the broadcast writes into them on the other ranks), in the default layout collectives take.
     probe_images = images[:slice_size].detach().clone(memory_format=torch.contiguous_format)
     probe_probs = torch.softmax(source[:slice_size].float(), dim=-1).contiguous()
-    broadcast_tensors_([probe_images, probe_probs], src=0)  # the probe comes from rank 0's batch
+    # SUPERNET.PROBE_SOURCE 'rank' (the original): each rank keeps its own batch's probe, so each picks its teacher
+    # from its own probes (the networks stay equal: gradients are averaged); 'rank0': every rank holds rank 0's.
+    if cfg.SUPERNET.PROBE_SOURCE == 'rank0':
+        broadcast_tensors_([probe_images, probe_probs], src=0)
     if cfg.CHANNELS_LAST:
         probe_images = probe_images.contiguous(memory_format=torch.channels_last)
     return board.offer(BoardEntry(path=path, prec1=prec1, flops=flops, macs=table.path_flops(path),

@@ -55,6 +55,11 @@ class TrainingClient:
     def checkpoint(self, position: Position, metric: Optional[float], rank_states) -> Dict[str, Any]:
         raise NotImplementedError
 
+    def rank_state(self) -> Optional[Dict[str, Any]]:
+        """This rank's own state for the checkpoint (tensors on the CPU), gathered from every rank into its
+        ``rank_states``; None: nothing beyond the RNG states."""
+        return None
+
     def epoch_done(self, epoch: int, evaluation: Evaluation) -> None:
         """Every rank, after the epoch's checkpoint."""
 
@@ -83,7 +88,7 @@ def run_epochs(session, client: TrainingClient) -> Dict[str, Any]:
         global_step = train['global_step']
         evaluation = client.evaluate(epoch, train)
         is_best, kept = session.saver.record(evaluation.metric, epoch)
-        rank_states = gather_rank_states()  # a collective: every rank takes part
+        rank_states = gather_rank_states(extra=client.rank_state())  # a collective: every rank takes part
         if session.dist.is_main:
             client.write_outputs(epoch, train, evaluation)
             session.summary.write(epoch, evaluation.row)
@@ -96,7 +101,7 @@ def run_epochs(session, client: TrainingClient) -> Dict[str, Any]:
 
 def save_recovery(session, client: TrainingClient, position: Position, totals: torch.Tensor) -> None:
     """A mid-epoch checkpoint (RECOVERY_INTERVAL). A collective: every rank takes part."""
-    rank_states = gather_rank_states(totals)
+    rank_states = gather_rank_states(totals, extra=client.rank_state())
     if session.dist.is_main:
         session.saver.save_recovery(client.checkpoint(position, None, rank_states))
         client.logger.info('saved recovery checkpoint: epoch %d, step %d', position.epoch, position.step_in_epoch)

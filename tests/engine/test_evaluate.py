@@ -60,3 +60,18 @@ def test_forward_override_and_channels_last_and_bf16():
     result = evaluate(model, batches, torch.device('cpu'), forward=forward, channels_last=True, amp=True)
     assert calls == [True] * 3
     assert result['images'] == 15 and 0 <= result['prec1'] <= 100
+
+
+def test_tta_averages_the_probabilities_of_the_image_and_its_mirror():
+    model, batches = tiny_model(), make_batches()
+    plain = evaluate(model, batches, torch.device('cpu'))
+    tta = evaluate(model, batches, torch.device('cpu'), tta=1)
+    model.eval()
+    images = torch.cat([b[0] for b in batches])
+    target = torch.cat([b[1] for b in batches])
+    with torch.no_grad():
+        probs = (model(images).softmax(-1) + model(images.flip(3)).softmax(-1)) / 2
+    assert abs(tta['loss'] - F.nll_loss(probs.log(), target).item()) < 1e-5
+    assert abs(tta['prec1'] - 100 * (probs.argmax(1) == target).float().mean().item()) < 1e-4
+    assert abs(tta['loss'] - plain['loss']) > 1e-3  # this network's output depends on the mirroring
+

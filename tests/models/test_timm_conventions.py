@@ -28,7 +28,28 @@ def test_default_build_is_the_released_network(name):
         [(k, v.shape) for k, v in reference.state_dict().items()]
     native = RELEASED_MODELS[int(name.split('_')[1])].resolution
     assert model.pretrained_cfg['input_size'] == (3, native, native)
-    assert (model.pretrained_cfg['crop_pct'], model.pretrained_cfg['interpolation']) == (0.875, 'bilinear')
+    assert (model.pretrained_cfg['crop_pct'], model.pretrained_cfg['interpolation']) == (0.875, 'bicubic')
+
+
+def test_timm_evaluation_transform_is_the_originals_bicubic_one():
+    """timm's validate.py builds its transform from the model's pretrained_cfg: for the cream_* names that is the
+    original's evaluation (bicubic resize to res/0.875, center crop), the transform test.py uses by default."""
+    from PIL import Image
+    from timm.data import create_transform, resolve_model_data_config
+
+    from lib.config import load_config
+    from lib.data.transforms import build_eval_transform
+    model = timm.create_model('cream_043')
+    data_config = resolve_model_data_config(model)
+    assert data_config['interpolation'] == 'bicubic' and data_config['input_size'] == (3, 96, 96)
+    cfg = load_config(None, [])
+    ours = build_eval_transform(image_size=96, interpolation=cfg.DATASET.EVAL_INTERPOLATION,
+                                crop_pct=cfg.DATASET.CROP_PCT)
+    pixels = torch.randint(0, 256, (150, 200, 3), generator=torch.Generator().manual_seed(0), dtype=torch.uint8)
+    picture = Image.fromarray(pixels.numpy())
+    torch.testing.assert_close(create_transform(**data_config)(picture), ours(picture), rtol=0, atol=0)
+    bilinear = build_eval_transform(image_size=96, interpolation='bilinear')(picture)
+    assert not torch.equal(bilinear, ours(picture))  # the test can see the interpolation
 
 
 @pytest.mark.parametrize('name', NAMES)

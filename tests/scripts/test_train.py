@@ -150,9 +150,14 @@ def test_two_processes_hold_the_same_board_and_weights(repo_root, data, tmp_path
     completed = subprocess.run(command, cwd=repo_root, env=env, capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     run_dir = tmp_path / 'demo_search'
-    digests = [(run_dir / f'state_digest.rank{rank}.txt').read_text().splitlines() for rank in (0, 1)]
-    assert len(digests[0]) == 2 and digests[0] == digests[1]
-    assert digests[0][1].endswith('size 2')  # the board filled in epoch 1
+    digests = [[dict(zip(line.split()[::2], line.split()[1::2]))
+                for line in (run_dir / f'state_digest.rank{rank}.txt').read_text().splitlines()] for rank in (0, 1)]
+    assert len(digests[0]) == 2 and digests[0][1]['size'] == '2'  # the board filled in epoch 1
+    for rank0, rank1 in zip(*digests):  # the same paths on the board and the same weights on both ranks ...
+        assert [rank0[key] for key in ('epoch', 'board', 'weights', 'size')] == \
+            [rank1[key] for key in ('epoch', 'board', 'weights', 'size')]
+    # ... but each rank's board holds the probe images of its own batches (SUPERNET.PROBE_SOURCE 'rank', the original)
+    assert digests[0][1]['probes'] != digests[1][1]['probes']
     assert 'over 2 process(es)' in (run_dir / 'train.log').read_text()
 
 

@@ -195,7 +195,7 @@ def test_retrain_configs_carry_each_models_original_recipe(repo_root):
     corrected = load_config([str(repo_root / 'configs' / 'train_corrected.yaml')])
     defaults = load_config([str(repo_root / 'configs' / 'train.yaml')])
     switched = [key for key in ('FLOPS_TABLE', 'STEP_ONLY_PATH', 'DETACH_KD_WEIGHT', 'META_INNER_LR', 'PROBE_PROBS',
-                                'PROBE_FORWARD', 'TEACHER_PROB_COUNTS_FIXED')
+                                'PROBE_FORWARD', 'TEACHER_PROB_COUNTS_FIXED', 'BOARD_FLOPS', 'PROBE_SOURCE')
                 if corrected.SUPERNET[key] != defaults.SUPERNET[key]]
-    assert len(switched) == 7
+    assert len(switched) == 9
     assert defaults.SUPERNET.FLOPS_TABLE == 'original' and not defaults.SUPERNET.STEP_ONLY_PATH

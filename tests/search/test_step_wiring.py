@@ -11,6 +11,7 @@ from lib.config import load_config
 from lib.models.from_config import build_child_from_cfg
 from lib.search.board import BoardEntry, PrioritizedBoard
 from lib.search.builder import build_search_optimizer
+from lib.search.flops import SearchSpace, original_op_costs
 from lib.search.outputs import choose_final_entry, write_best_arch
 from lib.search.step import _forward_backward, _offer_to_board, meta_update_due
 from lib.search.validate import recalibrated_bn
@@ -160,13 +161,18 @@ def test_final_arch_within_budget_and_its_yaml_builds_the_child(tmp_path, repo_r
     board.offer(BoardEntry(path=TEACHERS[0], prec1=70.0, flops=30.0, val_prec1=60.0, **probe))  # over budget
     board.offer(BoardEntry(path=TEACHERS[1], prec1=65.0, flops=18.0, val_prec1=50.0, params=1.1, **probe))
     board.offer(BoardEntry(path=STUDENT, prec1=60.0, flops=19.0, val_prec1=55.0, params=1.2, **probe))
-    chosen = choose_final_entry(board, 0, 20)
-    assert chosen.path == STUDENT  # best val prec1 among the paths within 0..20 MFLOPs
-    assert choose_final_entry(board, 0, 10) is None
+    # The budget's measure decides what is within the budget; the board's (entry.flops) only breaks ties.
+    budget_flops = {TEACHERS[0]: 30.0, TEACHERS[1]: 18.0, STUDENT: 21.0}.__getitem__
+    chosen = choose_final_entry(board, budget_flops, 0, 22)
+    assert chosen.path == STUDENT  # best val prec1 among the paths within 0..22 MFLOPs
+    assert choose_final_entry(board, budget_flops, 0, 20).path == TEACHERS[1]  # STUDENT is over in the budget's measure
+    assert choose_final_entry(board, budget_flops, 0, 10) is None
+    space = SearchSpace((1, 1, 1, 1, 1), 96, 1.0, original_op_costs())
     out = tmp_path / 'best_arch.yaml'
-    write_best_arch(chosen, str(out), resolution=96, epoch=4, run_dir=str(tmp_path))
+    write_best_arch(chosen, str(out), space, epoch=4, run_dir=str(tmp_path))
     text = out.read_text()
-    assert 'val prec1 55.000' in text and 'budget FLOPs 19.00M' in text
+    assert 'val prec1 55.000' in text and f'budget FLOPs {space.budget_flops(STUDENT):.2f}M' in text
+    assert f'board FLOPs 19.00M ({space.board_measure})' in text
     cfg = load_config([str(repo_root / 'configs/demo/retrain.yaml'), str(out)])
     assert cfg.NET.SELECTION == -1 and cfg.DATASET.IMAGE_SIZE == 96 and not cfg.NET.SINGLE_LAYER_DEFAULT_OP
     assert cfg.NET.INPUT_ARCH == [[0], [1], [0], [2], [5], [3], [0]]
