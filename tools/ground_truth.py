@@ -14,13 +14,10 @@ import argparse
 import json
 import os
 
-from lib.config import load_config
 from lib.engine.guard import exit_on_error
 from lib.errors import ConfigError
 from lib.experiments import ground_truth as gt
 from lib.models import ops
-from lib.search.flops import build_search_space
-from lib.search.macs_table import build_flops_table
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -35,13 +32,6 @@ def parse_paths(text: str, num_stages: int = ops.NUM_SEARCH_STAGES):
                 for p in paths]
     except (ValueError, TypeError, IndexError):
         raise ConfigError(f'--paths must be a JSON list of paths such as [[[3],[1],[0],[5],[2]]]; got {text!r}') from None
-
-
-def sample_space_paths(search_cfg: str, k: int, seed: int):
-    cfg = load_config([search_cfg])
-    space = build_search_space(cfg)
-    table = build_flops_table(cfg, space)
-    return gt.sample_paths_over_flops(space.layers_per_stage, ops.NUM_OPS, table.path_flops, k, seed=seed)
 
 
 def main(argv=None) -> dict:
@@ -59,7 +49,7 @@ def main(argv=None) -> dict:
     if args.sample:
         if not args.search_cfg:
             raise ConfigError('--sample needs --search-cfg: the search config whose space to draw from')
-        gt.save_paths(args.out, sample_space_paths(args.search_cfg, args.sample, args.sample_seed),
+        gt.save_paths(args.out, gt.sample_paths_of_config([args.search_cfg], args.sample, args.sample_seed),
                       note=f'{args.sample} paths of {args.search_cfg} over its FLOPs range', sampled=True)
     if args.paths:
         gt.save_paths(args.out, parse_paths(args.paths))

@@ -15,7 +15,9 @@ from lib.engine.guard import exit_on_error
 from lib.errors import ConfigError
 from lib.experiments import ground_truth as gt
 from lib.experiments.plot import plot_rankings
-from lib.experiments.report import rank_run
+from lib.experiments.miniature import board_paths
+from lib.experiments.report import board_scores, rank_run
+from lib.experiments.supernet_scores import load_search_run
 from lib.fileio import write_json_atomic
 
 
@@ -44,8 +46,11 @@ def main(argv=None) -> dict:
     sampled = gt.load_paths(args.ground_truth, sampled_only=True)
     if len(sampled) < 3:
         raise ConfigError(f'{args.ground_truth} holds {len(sampled)} sampled paths; rank at least 3 (--sample K)')
-    reports = [rank_run(run_dir, label, truth, sampled, bn_batches=args.bn_batches, k=args.top_k,
-                        resamples=args.resamples) for label, run_dir in args.run]
+    reports = []
+    for label, run_dir in args.run:
+        board = board_scores(load_search_run(run_dir), board_paths(run_dir), args.bn_batches)
+        reports.append(rank_run(run_dir, label, truth, sampled, bn_batches=args.bn_batches, k=args.top_k,
+                                resamples=args.resamples, board_info=board))
     result = {'ground_truth': args.ground_truth, 'seed_noise': gt.seed_noise({gt.path_key(p): truth[gt.path_key(p)]
                                                                              for p in sampled}), 'runs': reports}
     write_json_atomic(result, args.out)

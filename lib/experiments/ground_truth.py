@@ -50,6 +50,18 @@ def _read_list(out: str) -> dict:
         return json.load(f)
 
 
+def sample_paths_of_config(cfg_files: Sequence[str], k: int, seed: int = 0) -> List[tuple]:
+    """``sample_paths_over_flops`` in the space of a search config, spread over real MACs at its resolution."""
+    from lib.config import load_config
+    from lib.models import ops
+    from lib.search.flops import build_search_space
+    from lib.search.macs_table import build_flops_table
+    cfg = load_config(list(cfg_files))
+    space = build_search_space(cfg)
+    table = build_flops_table(cfg, space)
+    return sample_paths_over_flops(space.layers_per_stage, ops.NUM_OPS, table.path_flops, k, seed=seed)
+
+
 def load_paths(out: str, sampled_only: bool = False) -> List[tuple]:
     """The paths of ``out``'s list (``sampled_only``: those --sample drew, the random sample of the space)."""
     return [key_path(key) for key in _read_list(out)['sampled' if sampled_only else 'paths']]

@@ -19,21 +19,42 @@ from lib.fileio import write_json_atomic, write_text_atomic
 from lib.experiments.supernet_scores import chosen_path
 
 
+def config_differences(base_file: str, other_file: str, ignore=('MODEL',)) -> List[str]:
+    """KEY VALUE pairs that turn ``base_file``'s merged config into ``other_file``'s (e.g. every fidelity switch of
+    configs/train_corrected.yaml against configs/train.yaml), for layering on another config."""
+    from lib.config import load_config
+
+    def flat(node, prefix=''):
+        for key, value in node.items():
+            if hasattr(value, 'items'):
+                yield from flat(value, f'{prefix}{key}.')
+            else:
+                yield f'{prefix}{key}', value
+    base, other = dict(flat(load_config([base_file]))), dict(flat(load_config([other_file])))
+    pairs = []
+    for key, value in other.items():
+        if key not in ignore and base.get(key) != value:
+            pairs += [key, repr(value) if not isinstance(value, str) else value]
+    return pairs
+
+
 def search_dir(out: str, label: str, seed: int) -> str:
     return os.path.join(out, 'searches', f'{label}_seed{seed}')
 
 
-def run_searches(repo: str, out: str, configs: Dict[str, List[str]], seeds: Sequence[int], data_dir: str,
-                 jobs: int, opts: Sequence[str] = ()) -> None:
-    """train.py for every (config, seed) without a ``.done`` marker; AUTO_RESUME continues killed ones."""
+def run_searches(repo: str, out: str, configs: Dict[str, tuple], seeds: Sequence[int], data_dir: str,
+                 jobs: int) -> None:
+    """train.py for every (config, seed) without a ``.done`` marker; AUTO_RESUME continues killed ones.
+    ``configs``: label -> (config files, KEY VALUE pairs)."""
     todo = [(label, seed) for label in configs for seed in seeds
             if not os.path.exists(search_dir(out, label, seed) + '.done')]
     os.makedirs(os.path.join(out, 'searches'), exist_ok=True)
     commands, logs = [], []
     for label, seed in todo:
-        args = [a for cfg in configs[label] for a in ('--cfg', cfg)]
+        files, pairs = configs[label]
+        args = [a for cfg in files for a in ('--cfg', cfg)] + list(pairs)
         args += ['SEED', seed, 'DATA_DIR', data_dir, 'SAVE_PATH', os.path.join(out, 'searches'),
-                 'MODEL', f'{label}_seed{seed}', 'AUTO_RESUME', 'True', *opts]
+                 'MODEL', f'{label}_seed{seed}', 'AUTO_RESUME', 'True']
         commands.append(python_command(os.path.join(repo, 'train.py'), *args))
         logs.append(search_dir(out, label, seed) + '.log')
     for start in range(0, len(commands), max(1, jobs)):

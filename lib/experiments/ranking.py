@@ -1,6 +1,7 @@
 """How well one ordering of paths agrees with another: rank correlations with bootstrap intervals, top-k
 overlap, and where a chosen path falls among the stand-alone results. Plain numbers in, plain numbers out."""
 import math
+import warnings
 from typing import Dict, Optional, Sequence
 
 import numpy as np
@@ -9,11 +10,16 @@ from scipy import stats
 
 def kendall_tau(truth: Sequence[float], scores: Sequence[float]) -> float:
     """Kendall's tau-b of ``scores`` against ``truth`` (nan when either is constant)."""
-    return float(stats.kendalltau(truth, scores).statistic)
+    with warnings.catch_warnings():  # constant input: nan, said by the value
+        warnings.simplefilter('ignore', stats.ConstantInputWarning)
+        return float(stats.kendalltau(truth, scores).statistic)
 
 
 def spearman_rho(truth: Sequence[float], scores: Sequence[float]) -> float:
-    return float(stats.spearmanr(truth, scores).statistic)
+    """Spearman's rho of ``scores`` against ``truth`` (nan when either is constant)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', stats.ConstantInputWarning)
+        return float(stats.spearmanr(truth, scores).statistic)
 
 
 def bootstrap_interval(truth: Sequence[float], scores: Sequence[float], statistic=kendall_tau,

@@ -44,10 +44,10 @@ def board_scores(run, board: Sequence, bn_batches: int) -> Optional[dict]:
 
 
 def rank_run(run_dir: str, label: str, truth: Dict[str, dict], sampled: Sequence, bn_batches: int = 4,
-             k: int = 5, resamples: int = 1000, device: str = 'cpu', board: Sequence = ()) -> dict:
+             k: int = 5, resamples: int = 1000, device: str = 'cpu', board_info: Optional[dict] = None) -> dict:
     """Score the ground truth's random paths (``sampled``, all trained: ``truth`` holds them) with the run's
-    supernet and compare each scorer's order with the stand-alone means; ``board``: the run's board paths, scored
-    too (``board_scores``)."""
+    supernet and compare each scorer's order with the stand-alone means; ``board_info``: ``board_scores`` of the
+    run's board, placed too."""
     missing = [path_key(p) for p in sampled if path_key(p) not in truth]
     if missing:
         raise ValueError(f'the ground truth lacks {len(missing)} sampled paths (e.g. {missing[0]}): train them first')
@@ -63,7 +63,6 @@ def rank_run(run_dir: str, label: str, truth: Dict[str, dict], sampled: Sequence
                for name in SCORERS if name in values[0]}
     best_by = 'prec1_recalibrated' if bn_batches > 0 else 'prec1_shared'
     top = int(np.argmax([v[best_by] for v in values]))
-    board_info = board_scores(run, board, bn_batches)
     return {'label': label, 'run_dir': run_dir, 'resolution': run.space.resolution,
             'layers_per_stage': list(run.space.layers_per_stage), 'bn_batches': bn_batches, 'scores': rows,
             'metrics': metrics, 'best_arch': place(chosen_path(run_dir), truth, standalone),
