@@ -20,7 +20,7 @@ from lib.experiments import miniature as mini
 from lib.experiments.digits import write_digits_imagefolder
 from lib.experiments.plot import plot_rankings
 from lib.experiments.report import board_scores, rank_run
-from lib.experiments.supernet_scores import load_search_run
+from lib.experiments.supernet_scores import board_paths, load_search_run
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPERIMENTS = os.path.join(REPO, 'configs', 'experiments')
@@ -71,7 +71,7 @@ def main(argv=None) -> dict:
         files = configs[runs[0][0]][0]
         gt.save_paths(truth_dir, gt.sample_paths_of_config(files, args.paths, seed=0), sampled=True,
                       note=f'{args.paths} random paths over the FLOPs range of {files}')
-    boards = {run_dir: board_scores(load_search_run(run_dir), mini.board_paths(run_dir), args.bn_batches)
+    boards = {run_dir: board_scores(load_search_run(run_dir), board_paths(run_dir), args.bn_batches)
               for _, _, run_dir in runs}
     picks = mini.picked_paths(out, list(configs), args.seeds)
     picks += [info['best_recalibrated'] for info in boards.values() if info]

@@ -15,9 +15,8 @@ from lib.engine.guard import exit_on_error
 from lib.errors import ConfigError
 from lib.experiments import ground_truth as gt
 from lib.experiments.plot import plot_rankings
-from lib.experiments.miniature import board_paths
 from lib.experiments.report import board_scores, rank_run
-from lib.experiments.supernet_scores import load_search_run
+from lib.experiments.supernet_scores import board_paths, load_search_run
 from lib.fileio import write_json_atomic
 
 

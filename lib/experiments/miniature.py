@@ -6,7 +6,6 @@ Layout of ``out``: searches/<label>_seed<s>/ (train.py run folders, ``.done`` ma
 (tools/ground_truth.py's folder), report.json (every run's ranking), summary.json and table.md (per config:
 mean and spread over seeds), ranking.png.
 """
-import json
 import os
 from typing import Dict, List, Sequence
 
@@ -14,7 +13,6 @@ import numpy as np
 
 from lib.experiments import ground_truth as gt
 from lib.experiments.jobs import python_command, run_commands
-from lib.experiments.ranking import percentile_of
 from lib.fileio import write_json_atomic, write_text_atomic
 from lib.experiments.supernet_scores import chosen_path
 
@@ -112,9 +110,9 @@ def _fmt(stat: dict, digits: int = 2) -> str:
 def table_markdown(summary: dict) -> str:
     """The README table: one row per config, then the floors."""
     rp = summary['random_paths']
-    lines = [f'| search config | tau, supernet val prec@1 (shared BN) | tau, BN re-estimated | picked path '
-             f'(best_arch.yaml): stand-alone prec@1 | top-scored path: stand-alone prec@1 | supernet train prec@1, '
-             f'last epoch |', '|---|---|---|---|---|---|']
+    lines = ['| search config | tau, supernet val prec@1 (shared BN) | tau, BN re-estimated | picked path '
+             '(best_arch.yaml): stand-alone prec@1 | top-scored path: stand-alone prec@1 | supernet train prec@1, '
+             'last epoch |', '|---|---|---|---|---|---|']
     for label, e in summary['configs'].items():
         lines.append(f'| {label} ({e["runs"]} seeds) | {_fmt(e["tau_prec1_shared"])} | '
                      f'{_fmt(e.get("tau_prec1_recalibrated"))} | {_fmt(e["best_arch"]["standalone_prec1"], 1)} | '
@@ -140,16 +138,3 @@ def last_train_prec1(run_dir: str):
     with open(os.path.join(run_dir, 'summary.csv')) as f:
         rows = list(csv.DictReader(f))
     return float(rows[-1]['train_prec1']) if rows else None
-
-
-def board_paths(run_dir: str) -> list:
-    name = os.path.join(run_dir, 'board.json')
-    if not os.path.isfile(name):
-        return []
-    with open(name) as f:
-        board = json.load(f)
-    return [tuple(tuple(int(op) for op in stage) for stage in e['path']) for e in board['entries']]
-
-
-def place_in(population: Sequence[float], value: float) -> float:
-    return percentile_of(value, population)

@@ -1,6 +1,7 @@
 """A finished search's supernet as a scorer of paths: each path's val prec@1 and loss with the supernet's shared
 BN statistics and with its own re-estimated on N training batches (``lib.search.validate.recalibrated_bn``, the
 search's own mechanism), and the path the search picked (best_arch.yaml)."""
+import json
 import os
 from types import SimpleNamespace
 from typing import Dict, List, Optional, Sequence
@@ -73,3 +74,13 @@ def chosen_path(run_dir: str) -> Optional[tuple]:
     with open(name) as f:
         arch = yaml.safe_load(f)['INPUT_ARCH']
     return tuple(tuple(int(op) for op in stage) for stage in arch[1:-1])
+
+
+def board_paths(run_dir: str) -> list:
+    """The paths of the run's final board (board.json; none without one)."""
+    name = os.path.join(run_dir, 'board.json')
+    if not os.path.isfile(name):
+        return []
+    with open(name) as f:
+        board = json.load(f)
+    return [tuple(tuple(int(op) for op in stage) for stage in e['path']) for e in board['entries']]
