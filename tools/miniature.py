@@ -60,9 +60,12 @@ def main(argv=None) -> dict:
         write_digits_imagefolder(data, image_size=32)
     configs = search_configs(args.configs, args.search_opts)
 
+    os.makedirs(out, exist_ok=True)
+    clock = mini.cpu_seconds()
     # 1. the searches
     mini.run_searches(REPO, out, configs, args.seeds, data, args.jobs)
     runs = [(label, seed, mini.search_dir(out, label, seed)) for label in configs for seed in args.seeds]
+    clock = mini.log_cpu(out, 'searches', clock)
 
     # 2. the ground truth: random paths of the space, and every path a run picks (best_arch.yaml, and the board
     #    path with the best val prec@1 after BN re-estimation)
@@ -78,6 +81,7 @@ def main(argv=None) -> dict:
     gt.save_paths(truth_dir, picks, note='the searches\' picks')
     gt.train_missing(REPO, truth_dir, [RECIPE], args.gt_seeds, jobs=args.jobs,
                      opts=['DATA_DIR', data, *args.recipe_opts])
+    clock = mini.log_cpu(out, 'ground truth', clock)
     truth = gt.summarize(truth_dir, args.gt_seeds)
     sampled = gt.load_paths(truth_dir, sampled_only=True)
 
@@ -91,6 +95,7 @@ def main(argv=None) -> dict:
     summary = mini.summarize_reports(reports, truth, sampled)
     mini.write_outputs(out, reports, summary)
     plot_rankings(reports, os.path.join(out, 'ranking.png'))
+    mini.log_cpu(out, 'ranking', clock)
     print(open(os.path.join(out, 'table.md')).read())
     print(json.dumps({'seed_noise': summary['seed_noise'], 'random_paths': summary['random_paths']}))
     return summary

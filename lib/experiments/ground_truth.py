@@ -113,12 +113,9 @@ def train_missing(repo: str, out: str, recipe: Sequence[str], seeds: Sequence[in
     todo = [(p, s) for p in paths for s in seeds if not os.path.exists(result_file(out, p, s))]
     os.makedirs(os.path.join(out, 'results'), exist_ok=True)
     os.makedirs(os.path.join(out, 'logs'), exist_ok=True)
-    for start in range(0, len(todo), max(1, jobs)):  # record each batch's results as soon as it is done
-        batch = todo[start:start + max(1, jobs)]
-        run_commands([retrain_command(repo, out, recipe, p, s, opts) for p, s in batch], jobs=jobs,
-                     logs=[os.path.join(out, 'logs', f'{path_key(p)}_seed{s}.log') for p, s in batch])
-        for p, s in batch:
-            record_result(out, p, s)
+    run_commands([retrain_command(repo, out, recipe, p, s, opts) for p, s in todo], jobs=jobs,
+                 logs=[os.path.join(out, 'logs', f'{path_key(p)}_seed{s}.log') for p, s in todo],
+                 on_done=lambda i: record_result(out, *todo[i]))  # each result as soon as its run is done
     return len(todo)
 
 

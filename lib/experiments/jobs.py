@@ -4,7 +4,7 @@ import os
 import subprocess
 import sys
 import time
-from typing import List, Sequence
+from typing import Callable, List, Optional, Sequence
 
 from lib.errors import CreamError
 
@@ -13,10 +13,11 @@ class JobFailedError(CreamError, RuntimeError):
     """A command of the experiment failed; its log names the cause."""
 
 
-def run_commands(commands: Sequence[Sequence[str]], jobs: int = 1, logs: Sequence[str] = (), cwd: str = None) -> None:
+def run_commands(commands: Sequence[Sequence[str]], jobs: int = 1, logs: Sequence[str] = (), cwd: str = None,
+                 on_done: Optional[Callable[[int], None]] = None) -> None:
     """Run every command (argument lists), at most ``jobs`` at once, each writing stdout and stderr to its
-    entry of ``logs`` (appended; none: inherited). Raises JobFailedError naming the failed ones after the
-    others have finished."""
+    entry of ``logs`` (appended; none: inherited); ``on_done(index)`` runs as each one succeeds. Raises
+    JobFailedError naming the failed ones after the others have finished."""
     env = dict(os.environ, OMP_NUM_THREADS='1', MKL_NUM_THREADS='1')
     pending = list(enumerate(commands))
     running: List[tuple] = []
@@ -38,6 +39,8 @@ def run_commands(commands: Sequence[Sequence[str]], jobs: int = 1, logs: Sequenc
                 log.close()
             if proc.returncode != 0:
                 failed.append((index, proc.returncode))
+            elif on_done is not None:
+                on_done(index)
     if failed:
         names = '; '.join(f'{" ".join(map(str, commands[i][:4]))} ... (exit {rc}'
                           + (f', log {logs[i]})' if logs else ')') for i, rc in failed)

@@ -6,7 +6,10 @@ Layout of ``out``: searches/<label>_seed<s>/ (train.py run folders, ``.done`` ma
 (tools/ground_truth.py's folder), report.json (every run's ranking), summary.json and table.md (per config:
 mean and spread over seeds), ranking.png.
 """
+import json
 import os
+import resource
+import time
 from typing import Dict, List, Sequence
 
 import numpy as np
@@ -36,6 +39,20 @@ def config_differences(base_file: str, other_file: str, ignore=('MODEL',)) -> Li
     return pairs
 
 
+def cpu_seconds() -> float:
+    """CPU time (user + system) of this process and its finished children so far."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def log_cpu(out: str, phase: str, since: float) -> float:
+    """Append the CPU seconds a phase of this invocation took to OUT/cpu_time.jsonl; returns the clock now."""
+    now = cpu_seconds()
+    with open(os.path.join(out, 'cpu_time.jsonl'), 'a') as f:
+        f.write(json.dumps({'phase': phase, 'cpu_s': round(now - since, 1), 'time': time.strftime('%Y-%m-%d %H:%M:%S')}) + '\n')
+    return now
+
+
 def search_dir(out: str, label: str, seed: int) -> str:
     return os.path.join(out, 'searches', f'{label}_seed{seed}')
 
@@ -55,10 +72,9 @@ def run_searches(repo: str, out: str, configs: Dict[str, tuple], seeds: Sequence
                  'MODEL', f'{label}_seed{seed}', 'AUTO_RESUME', 'True']
         commands.append(python_command(os.path.join(repo, 'train.py'), *args))
         logs.append(search_dir(out, label, seed) + '.log')
-    for start in range(0, len(commands), max(1, jobs)):
-        run_commands(commands[start:start + jobs], jobs=jobs, logs=logs[start:start + jobs])
-        for label, seed in todo[start:start + jobs]:
-            write_text_atomic('done\n', search_dir(out, label, seed) + '.done')
+    def mark_done(index):
+        write_text_atomic('done\n', search_dir(out, *todo[index]) + '.done')
+    run_commands(commands, jobs=jobs, logs=logs, on_done=mark_done)
 
 
 def picked_paths(out: str, labels: Sequence[str], seeds: Sequence[int]) -> list:
