@@ -1,5 +1,6 @@
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -35,3 +36,21 @@ def test_stale_temporary_files_are_removed_and_named(tmp_path):
     assert remove_stale_temporary_files(str(tmp_path)) == ['.last.pth.tar.x9.tmp', 'summary.csv.tmp']
     assert sorted(os.listdir(tmp_path)) == ['dir.tmp', 'last.pth.tar']
     assert remove_stale_temporary_files(str(tmp_path / 'missing')) == []
+
+
+def test_atomic_directory_appears_whole_or_not_at_all(tmp_path):
+    from lib.fileio import atomic_directory
+    root = tmp_path / 'data'
+    with atomic_directory(root) as tmp:
+        (Path(tmp) / 'a.txt').write_text('x')
+        assert not root.exists()  # filled beside the target, renamed at the end
+    assert (root / 'a.txt').read_text() == 'x'
+    with pytest.raises(FileExistsError, match='not an empty directory'):
+        with atomic_directory(root):
+            pass
+    failed = tmp_path / 'failed'
+    with pytest.raises(RuntimeError):
+        with atomic_directory(failed) as tmp:
+            (Path(tmp) / 'half.txt').write_text('x')
+            raise RuntimeError('killed midway')
+    assert not failed.exists() and sorted(p.name for p in tmp_path.iterdir()) == ['data']

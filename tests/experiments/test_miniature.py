@@ -29,7 +29,7 @@ def tiny_digits(tmp_path_factory):
 
 
 TINY = ['--seeds', '0', '--gt-seeds', '0', '--paths', '3', '--bn-batches', '1', '--jobs', '2',
-        '--configs', 'single-path', 'defaults',
+        '--configs', 'defaults',
         '--search-opts', 'EPOCHS', '2', 'SUPERNET.META_STA_EPOCH', '0', 'SUPERNET.UPDATE_ITER', '2',
         'DATASET.BATCH_SIZE', '8', 'LOG_INTERVAL', '4',
         '--recipe-opts', 'EPOCHS', '1', 'WARMUP_EPOCHS', '0', 'DATASET.BATCH_SIZE', '8']
@@ -38,10 +38,8 @@ TINY = ['--seeds', '0', '--gt-seeds', '0', '--paths', '3', '--bn-batches', '1', 
 def test_miniature_runs_end_to_end_and_resumes(tmp_path, tiny_digits):
     out = tmp_path / 'mini'
     summary = _tool('miniature').main(['--out', str(out), '--data', str(tiny_digits), *TINY])
-    assert set(summary['configs']) == {'single-path', 'defaults'}
-    # (a) never fills a board (META_STA_EPOCH = EPOCHS), (b) does and writes its pick
+    assert set(summary['configs']) == {'defaults'}
     searches = out / 'searches'
-    assert not (searches / 'single-path_seed0' / 'best_arch.yaml').exists()
     assert (searches / 'defaults_seed0' / 'best_arch.yaml').exists()
     truth = json.loads((out / 'ground_truth' / gt.SUMMARY_FILE).read_text())
     sampled = gt.load_paths(str(out / 'ground_truth'), sampled_only=True)
@@ -60,3 +58,22 @@ def test_miniature_runs_end_to_end_and_resumes(tmp_path, tiny_digits):
                                         f'defaults={searches / "defaults_seed0"}', '--bn-batches', '0',
                                         '--resamples', '20', '--out', str(tmp_path / 'r.json')])
     assert 'prec1_recalibrated' not in ranking['runs'][0]['metrics']
+
+
+def test_the_three_configs_differ_only_where_the_ablation_says():
+    from lib.config import load_config
+    configs = _tool('miniature').search_configs(['single-path', 'defaults', 'train_corrected'], ['EPOCHS', '5'])
+    merged = {label: load_config(files, [str(v) for v in pairs]) for label, (files, pairs) in configs.items()}
+    single, defaults, corrected = merged['single-path'], merged['defaults'], merged['train_corrected']
+    # (a): no epoch comes after META_STA_EPOCH, so no board, teacher, distillation or meta update; the same sampling
+    assert single.SUPERNET.META_STA_EPOCH == single.EPOCHS == defaults.EPOCHS == 5
+    assert single.SUPERNET.HOW_TO_PROB == defaults.SUPERNET.HOW_TO_PROB == 'pre_prob'
+    assert single.SUPERNET.PRE_PROB == defaults.SUPERNET.PRE_PROB
+    # (c): every setting in which configs/train_corrected.yaml differs from configs/train.yaml, and nothing else
+    switched = {f'SUPERNET.{k}' for k in corrected.SUPERNET if corrected.SUPERNET[k] != defaults.SUPERNET[k]}
+    reference_corrected = load_config([str(REPO / 'configs' / 'train_corrected.yaml')])
+    reference = load_config([str(REPO / 'configs' / 'train.yaml')])
+    assert switched == {f'SUPERNET.{k}' for k in reference.SUPERNET
+                        if reference.SUPERNET[k] != reference_corrected.SUPERNET[k]}
+    assert switched >= {'SUPERNET.STEP_ONLY_PATH', 'SUPERNET.DETACH_KD_WEIGHT'}
+    assert corrected.LR == defaults.LR and corrected.SUPERNET.RESOLUTION == defaults.SUPERNET.RESOLUTION == 32
