@@ -8,12 +8,13 @@ Layout of ``out``: ``paths.json`` (the list), ``runs/<key>_seed<s>/`` (retrain r
 import glob
 import json
 import os
+import time
 from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
 from lib.experiments.jobs import python_command, run_commands
-from lib.fileio import write_json_atomic
+from lib.fileio import write_json_atomic, write_text_atomic
 from lib.models.supernet import path_to_arch
 from lib.search.sampler import PathSampler
 
@@ -106,16 +107,39 @@ def record_result(out: str, path, seed: int) -> dict:
     return record
 
 
+def _claimed_elsewhere(out: str, path, seed: int) -> bool:
+    """True while another live process trains (path, seed) (its claim file names its process id)."""
+    claim = os.path.join(out, 'logs', f'{path_key(path)}_seed{seed}.claim')
+    try:
+        with open(claim) as f:
+            pid = int(f.read().strip() or 0)
+    except (OSError, ValueError):
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        return False
+    return True
+
+
 def train_missing(repo: str, out: str, recipe: Sequence[str], seeds: Sequence[int], jobs: int = 1,
                   opts: Sequence[str] = (), paths: Optional[Sequence] = None) -> int:
-    """Train every (path, seed) of ``out``'s list without a result file; returns how many it trained."""
+    """Train every (path, seed) of ``out``'s list without a result file; returns how many it trained. Runs that
+    another live invocation on the same folder has claimed are left to it (and waited for)."""
     paths = load_paths(out) if paths is None else paths
-    todo = [(p, s) for p in paths for s in seeds if not os.path.exists(result_file(out, p, s))]
+    missing = [(p, s) for p in paths for s in seeds if not os.path.exists(result_file(out, p, s))]
+    todo = [(p, s) for p, s in missing if not _claimed_elsewhere(out, p, s)]
     os.makedirs(os.path.join(out, 'results'), exist_ok=True)
     os.makedirs(os.path.join(out, 'logs'), exist_ok=True)
+    for p, s in todo:
+        write_text_atomic(f'{os.getpid()}\n', os.path.join(out, 'logs', f'{path_key(p)}_seed{s}.claim'))
     run_commands([retrain_command(repo, out, recipe, p, s, opts) for p, s in todo], jobs=jobs,
                  logs=[os.path.join(out, 'logs', f'{path_key(p)}_seed{s}.log') for p, s in todo],
                  on_done=lambda i: record_result(out, *todo[i]))  # each result as soon as its run is done
+    while any(_claimed_elsewhere(out, p, s) and not os.path.exists(result_file(out, p, s)) for p, s in missing):
+        time.sleep(5)
     return len(todo)
 
 
