@@ -48,6 +48,10 @@ def main(argv=None) -> dict:
     parser.add_argument('--data', default='data/digits', help='the digits ImageFolder (written when missing)')
     parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2], help='search seeds per config')
     parser.add_argument('--gt-seeds', type=int, nargs='+', default=[0, 1], help='stand-alone seeds per path')
+    parser.add_argument('--noise-paths', type=int, default=0, help='train the seeds after the first only for this '
+                        'many random paths (evenly over the FLOPs range; 0: every path); the seed-noise check uses them')
+    parser.add_argument('--no-picks', action='store_true', help='do not train the searches\' picks stand-alone '
+                        '(their place among the random paths is then not known)')
     parser.add_argument('--paths', type=int, default=16, help='random paths of the space in the ground truth')
     parser.add_argument('--bn-batches', type=int, default=4, help='training batches re-estimating BN per path')
     parser.add_argument('--jobs', type=int, default=2, help='processes at once (one thread each)')
@@ -76,14 +80,18 @@ def main(argv=None) -> dict:
                       note=f'{args.paths} random paths over the FLOPs range of {files}')
     boards = {run_dir: board_scores(load_search_run(run_dir), board_paths(run_dir), args.bn_batches)
               for _, _, run_dir in runs}
-    picks = mini.picked_paths(out, list(configs), args.seeds)
-    picks += [info['best_recalibrated'] for info in boards.values() if info]
-    gt.save_paths(truth_dir, picks, note='the searches\' picks')
-    gt.train_missing(REPO, truth_dir, [RECIPE], args.gt_seeds, jobs=args.jobs,
-                     opts=['DATA_DIR', data, *args.recipe_opts])
+    if not args.no_picks:
+        picks = mini.picked_paths(out, list(configs), args.seeds)
+        picks += [info['best_recalibrated'] for info in boards.values() if info]
+        gt.save_paths(truth_dir, picks, note='the searches\' picks')
+    sampled = gt.load_paths(truth_dir, sampled_only=True)
+    recipe_opts = ['DATA_DIR', data, *args.recipe_opts]
+    gt.train_missing(REPO, truth_dir, [RECIPE], args.gt_seeds[:1], jobs=args.jobs, opts=recipe_opts,
+                     paths=gt.load_paths(truth_dir) if not args.no_picks else sampled)
+    noisy = sampled if not args.noise_paths else mini.evenly(sampled, args.noise_paths)
+    gt.train_missing(REPO, truth_dir, [RECIPE], args.gt_seeds[1:], jobs=args.jobs, opts=recipe_opts, paths=noisy)
     clock = mini.log_cpu(out, 'ground truth', clock)
     truth = gt.summarize(truth_dir, args.gt_seeds)
-    sampled = gt.load_paths(truth_dir, sampled_only=True)
 
     # 3. rank
     reports = []
