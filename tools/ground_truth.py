@@ -7,7 +7,8 @@ command and it trains only what has no result file yet (a run killed midway cont
   python tools/ground_truth.py --out output/gt --recipe ... --paths '[[3],[1],[0],[5],[2]]' --seeds 0 1
 
 --sample K draws K paths of the search config's space spread over its FLOPs range (added to OUT/paths.json);
---paths adds given paths (a JSON list of paths, or of INPUT_ARCH lists with the fixed stages). Trailing
+--paths adds given paths (a JSON list of paths, or of INPUT_ARCH lists with the fixed stages; --only-given trains
+just those). Trailing
 KEY VALUE pairs go to every retrain.py run.
 """
 import argparse
@@ -43,6 +44,7 @@ def main(argv=None) -> dict:
     parser.add_argument('--search-cfg', help='the search config whose space --sample draws from')
     parser.add_argument('--sample-seed', type=int, default=0)
     parser.add_argument('--paths', help='add these paths (JSON)')
+    parser.add_argument('--only-given', action='store_true', help='train only the --paths given, not the whole list')
     parser.add_argument('--jobs', type=int, default=1, help='runs at once (one thread each)')
     parser.add_argument('opts', nargs=argparse.REMAINDER, help='KEY VALUE pairs for every retrain.py run')
     args = parser.parse_args(argv)
@@ -55,7 +57,8 @@ def main(argv=None) -> dict:
         gt.save_paths(args.out, parse_paths(args.paths))
     if not os.path.exists(os.path.join(args.out, gt.PATHS_FILE)):
         raise ConfigError(f'{args.out} has no {gt.PATHS_FILE}: give --sample K --search-cfg CFG or --paths')
-    trained = gt.train_missing(REPO, args.out, args.recipe, args.seeds, jobs=args.jobs, opts=args.opts)
+    given = parse_paths(args.paths) if args.only_given and args.paths else None
+    trained = gt.train_missing(REPO, args.out, args.recipe, args.seeds, jobs=args.jobs, opts=args.opts, paths=given)
     summary = gt.summarize(args.out, args.seeds)
     noise = gt.seed_noise(summary)
     print(json.dumps({'trained_now': trained, 'paths': len(summary), 'seed_noise': noise}))

@@ -19,8 +19,6 @@ from lib.experiments import ground_truth as gt
 from lib.experiments import miniature as mini
 from lib.experiments.digits import write_digits_imagefolder
 from lib.experiments.plot import plot_rankings
-from lib.experiments.report import board_scores, rank_run
-from lib.experiments.supernet_scores import board_paths, load_search_run
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EXPERIMENTS = os.path.join(REPO, 'configs', 'experiments')
@@ -78,8 +76,8 @@ def main(argv=None) -> dict:
         files = configs[runs[0][0]][0]
         gt.save_paths(truth_dir, gt.sample_paths_of_config(files, args.paths, seed=0), sampled=True,
                       note=f'{args.paths} random paths over the FLOPs range of {files}')
-    boards = {run_dir: board_scores(load_search_run(run_dir), board_paths(run_dir), args.bn_batches)
-              for _, _, run_dir in runs}
+    boards = dict(zip([r[2] for r in runs], mini.in_processes(
+        mini.cached_board_scores, [(out, run_dir, args.bn_batches) for _, _, run_dir in runs], args.jobs)))
     if not args.no_picks:
         picks = mini.picked_paths(out, list(configs), args.seeds)
         picks += [info['best_recalibrated'] for info in boards.values() if info]
@@ -94,12 +92,8 @@ def main(argv=None) -> dict:
     truth = gt.summarize(truth_dir, args.gt_seeds)
 
     # 3. rank
-    reports = []
-    for label, seed, run_dir in runs:
-        report = rank_run(run_dir, label, truth, sampled, bn_batches=args.bn_batches, board_info=boards[run_dir])
-        report['seed'] = seed
-        report['last_train_prec1'] = mini.last_train_prec1(run_dir)
-        reports.append(report)
+    reports = mini.in_processes(mini.cached_rank_run, [(out, run_dir, label, seed, truth, sampled, args.bn_batches,
+                                                        boards[run_dir]) for label, seed, run_dir in runs], args.jobs)
     summary = mini.summarize_reports(reports, truth, sampled)
     mini.write_outputs(out, reports, summary)
     plot_rankings(reports, os.path.join(out, 'ranking.png'))

@@ -160,3 +160,51 @@ def last_train_prec1(run_dir: str):
     with open(os.path.join(run_dir, 'summary.csv')) as f:
         rows = list(csv.DictReader(f))
     return float(rows[-1]['train_prec1']) if rows else None
+
+
+# ---- scoring the runs, a few processes at a time, each result cached in OUT/scores/ ---------------------------
+def _cached(name: str, compute):
+    if os.path.isfile(name):
+        with open(name) as f:
+            return json.load(f)['value']
+    value = compute()
+    os.makedirs(os.path.dirname(name), exist_ok=True)
+    write_json_atomic({'value': value}, name)
+    return value
+
+
+def cached_board_scores(out: str, run_dir: str, bn_batches: int):
+    """``board_scores`` of a run's final board (OUT/scores/<run>.board.json once computed)."""
+    from lib.experiments.report import board_scores
+    from lib.experiments.supernet_scores import board_paths, load_search_run
+    name = os.path.join(out, 'scores', f'{os.path.basename(run_dir)}.board.json')
+    return _cached(name, lambda: board_scores(load_search_run(run_dir), board_paths(run_dir), bn_batches))
+
+
+def cached_rank_run(out: str, run_dir: str, label: str, seed: int, truth, sampled, bn_batches: int, board_info):
+    """``rank_run`` of a search against the ground truth (OUT/scores/<run>.rank.json once computed; delete the
+    folder after the ground truth changes)."""
+    from lib.experiments.report import rank_run
+
+    def compute():
+        report = rank_run(run_dir, label, truth, sampled, bn_batches=bn_batches, board_info=board_info)
+        report.update(seed=seed, last_train_prec1=last_train_prec1(run_dir))
+        return report
+    return _cached(os.path.join(out, 'scores', f'{os.path.basename(run_dir)}.rank.json'), compute)
+
+
+def _call(job):
+    import torch
+    torch.set_num_threads(1)
+    function, args = job
+    return function(*args)
+
+
+def in_processes(function, arg_tuples: Sequence[tuple], jobs: int) -> list:
+    """``[function(*args) for args in arg_tuples]``, in up to ``jobs`` worker processes."""
+    if jobs <= 1 or len(arg_tuples) <= 1:
+        return [function(*args) for args in arg_tuples]
+    import multiprocessing
+    with multiprocessing.get_context('spawn').Pool(min(jobs, len(arg_tuples))) as pool:
+        return pool.map(_call, [(function, args) for args in arg_tuples])
+
