@@ -1,5 +1,9 @@
-"""The value checks of a merged config (``lib.config.load_config`` runs them before any work): allowed
-choices, number ranges, and the pairs of keys that contradict each other."""
+"""The value checks of a merged config (``lib.config.load_config`` runs them before any work): finite numbers,
+allowed choices, number ranges, the pairs of keys that contradict each other, and the names that timm resolves
+(OPT, NET.GP, AUGMENTATION.AA), each asked of timm itself."""
+import math
+
+import torch
 from yacs.config import CfgNode as CN
 
 from lib.config_compat import value_at
@@ -8,11 +12,13 @@ from lib.errors import ConfigError
 # (key, test, what the value must be): the numbers a script reads, checked before any work
 # (DATASET.IMAGE_SIZE and the network keys: lib.models.from_config, also before any work).
 _RANGES = (
-    ('SEED', lambda v: v >= 0, '0 or more'),
+    ('SEED', lambda v: 0 <= v < 2 ** 63, '0 or more and below 2**63 (a 64-bit seed, with room for the rank added '
+                                          'to it)'),
     ('EPOCHS', lambda v: v >= 1, 'at least 1'),
     ('WORKERS', lambda v: v >= 0, '0 (load in the main process) or more'),
     ('LOG_INTERVAL', lambda v: v >= 1, 'at least 1'),
     ('RECOVERY_INTERVAL', lambda v: v >= 0, '0 (recovery only at epoch ends) or more steps'),
+    ('SIGTERM_GRACE', lambda v: v > 0, 'a positive number of seconds'),
     ('CHECKPOINT_HIST', lambda v: v >= 0, '0 or more'),
     ('TTA', lambda v: v in (0, 1), '0 or 1'),
     ('ACC_GAP', lambda v: v >= 0, '0 or more points'),
@@ -57,8 +63,44 @@ _RANGES = (
 )
 
 
+def _non_finite(node: CN, prefix: str = ''):
+    """(key, value) of the first NaN or infinite number in the config (e.g. LR 1e999, which parses as inf)."""
+    for key, value in node.items():
+        if isinstance(value, CN):
+            found = _non_finite(value, f'{prefix}{key}.')
+            if found:
+                return found
+        elif any(isinstance(v, float) and not math.isfinite(v) for v in (value if isinstance(value, (list, tuple))
+                                                                         else [value])):
+            return f'{prefix}{key}', value
+    return None
+
+
+def _check_timm_names(cfg: CN) -> None:
+    """OPT, NET.GP and AUGMENTATION.AA as timm reads them: each is built once, on a dummy where needed."""
+    from timm.layers import SelectAdaptivePool2d
+    from timm.optim import create_optimizer_v2
+
+    from lib.data.transforms import check_auto_augment
+    try:
+        create_optimizer_v2(torch.nn.Linear(1, 1), opt=cfg.OPT, lr=cfg.LR, weight_decay=cfg.WEIGHT_DECAY,
+                            momentum=cfg.MOMENTUM, eps=cfg.OPT_EPS)
+    except (ValueError, AssertionError, ImportError, KeyError, TypeError) as err:
+        raise ConfigError(f'OPT is {cfg.OPT!r}, which timm cannot build ({type(err).__name__}: {err}); use sgd, '
+                          'momentum, rmsproptf, adamw, ... (timm.optim.list_optimizers())') from None
+    try:
+        SelectAdaptivePool2d(pool_type=cfg.NET.GP)
+    except (AssertionError, ValueError) as err:
+        raise ConfigError(f'NET.GP is {cfg.NET.GP!r}, which is no timm pooling ({err}); use avg, max, avgmax or '
+                          'catavgmax') from None
+    check_auto_augment(cfg.AUGMENTATION.AA)
+
+
 def check_values(cfg: CN) -> None:
     """Every bad value is one ConfigError naming the key, its value and what it must be."""
+    found = _non_finite(cfg)
+    if found:
+        raise ConfigError(f'{found[0]} is {found[1]!r}; it must be a finite number')
     choices = {
         'AMP_DTYPE': ('bfloat16', 'float16'),
         'DEVICE': ('auto', 'cpu', 'cuda'),
@@ -67,6 +109,7 @@ def check_values(cfg: CN) -> None:
         'SUPERNET.PICK_METHOD': ('meta', 'top1'),
         'SUPERNET.HOW_TO_PROB': ('even', 'pre_prob', 'teacher'),
         'SUPERNET.FLOPS_TABLE': ('original', 'counted'),
+        'SUPERNET.META_INNER_GRAD': ('full', 'detached'),
         'SUPERNET.META_INNER_LR': ('meta', 'supernet'),
         'SUPERNET.PROBE_PROBS': ('teacher', 'student'),
         'SUPERNET.PROBE_FORWARD': ('per_entry', 'batched'),
@@ -85,6 +128,7 @@ def check_values(cfg: CN) -> None:
     if cfg.SUPERNET.FLOPS_MINIMUM > cfg.SUPERNET.FLOPS_MAXIMUM:
         raise ConfigError(f'SUPERNET.FLOPS_MINIMUM {cfg.SUPERNET.FLOPS_MINIMUM} is above SUPERNET.FLOPS_MAXIMUM '
                           f'{cfg.SUPERNET.FLOPS_MAXIMUM}; the budget is MINIMUM..MAXIMUM MFLOPs')
+    _check_timm_names(cfg)
     if cfg.AUTO_RESUME and cfg.OVERWRITE:
         raise ConfigError('AUTO_RESUME and OVERWRITE are both True: AUTO_RESUME continues the run in OUTPUT/MODEL, '
                           'OVERWRITE deletes it and starts afresh; set one of them to False')

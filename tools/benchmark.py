@@ -24,7 +24,6 @@ import contextlib
 import functools
 import gc
 import json
-import logging
 import os
 import statistics
 import sys
@@ -38,7 +37,6 @@ import lib.search.step
 from lib.config import load_config
 from lib.engine.distributed import DistContext
 from lib.engine.evaluate import evaluate
-from lib.engine.logger import TensorBoard
 from lib.engine.precision import autocast, grad_scaler
 from lib.models import ops
 from lib.models.childnet import RELEASED_MODELS, build_childnet, resolve_selection
@@ -47,10 +45,10 @@ from lib.models.supernet import SuperNet, path_to_arch
 from lib.retrain.optim import build_optimizer, build_scheduler
 from lib.retrain.step import retrain_one_epoch
 from lib.retrain.wrappers import build_criterion, build_ema
-from lib.search.board import BoardEntry, PrioritizedBoard
-from lib.search.builder import SearchSession, build_linear_schedule, build_loss, build_search_optimizer
+from lib.search.board import BoardEntry
 from lib.search.flops import FlopsTable, SearchSpace, op_costs_for
 from lib.search.meta_matching import MetaMatchingNetwork
+from lib.search.parts import SearchParts, build_linear_schedule, build_loss, build_search_optimizer, build_search_parts
 from lib.search.sampler import PathSampler
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -220,36 +218,43 @@ def prepare_model(model: torch.nn.Module, args, device: torch.device) -> torch.n
     return model
 
 
-def build_search_session(args, cfg, device: torch.device, path, image_size: int) -> SearchSession:
-    """The state one search step reads, as ``lib.search.builder.build_session`` makes it (no data, no files)."""
-    torch.manual_seed(args.seed)
+def build_step_parts(args, cfg, device: torch.device, path, image_size: int, board: bool) -> SearchParts:
+    """The parts one search step reads, built as a run builds them (``lib.search.parts``) for ``path``'s layout at
+    ``image_size``; ``board``: full, POOL_SIZE entries with sampled paths and random probes."""
     layers = tuple(len(stage) for stage in path)
-    supernet = SuperNet(layers, num_classes=args.num_classes,
-                        norm_layer=ops.make_norm_layer(cfg.BATCHNORM.BN_MOMENTUM, cfg.BATCHNORM.BN_EPS))
-    supernet = prepare_model(supernet, args, device).train()
+    space = SearchSpace(layers, image_size, 1.0, op_costs_for(cfg.SUPERNET.FLOPS_TABLE))
+    entries = board_entries(args, cfg, space) if board else ()
+    # Far more steps than measured: the LR stays well above 0.
+    parts = build_search_parts(cfg, total_steps=100 * (args.warmup + args.steps + 1), dist_ctx=DistContext(device=device),
+                               space=space, flops_table=flops_table(layers, image_size, args.num_classes),
+                               board_entries=entries)
     if args.compile:
-        compile_blocks(supernet)
-    mmn = MetaMatchingNetwork(cfg.SUPERNET.SLICE, args.num_classes).to(device)
-    board = PrioritizedBoard(cfg.SUPERNET.POOL_SIZE, cfg.ACC_GAP)
-    optimizer = build_search_optimizer(cfg, supernet, mmn)
+        compile_blocks(parts.supernet)
     if not cfg.SUPERNET.STEP_ONLY_PATH:
         # A long run's steady state under the original's zero_grad: every op has been sampled, so every
         # parameter holds a (zero) gradient and takes each optimizer step.
-        for param in list(supernet.parameters()) + list(mmn.parameters()):
+        for param in list(parts.supernet.parameters()) + list(parts.mmn.parameters()):
             param.grad = torch.zeros_like(param)
-    # Far more steps than measured: the LR stays well above 0.
-    scheduler = build_linear_schedule(optimizer, 100 * (args.warmup + args.steps + 1))
-    sampler = PathSampler(layers, supernet.num_ops, how_to_prob=cfg.SUPERNET.HOW_TO_PROB,
-                          pre_prob=cfg.SUPERNET.PRE_PROB, seed=args.seed, board_paths=board.paths,
-                          count_fixed_stages=cfg.SUPERNET.TEACHER_PROB_COUNTS_FIXED)
-    return SearchSession(
-        cfg=cfg, dist=DistContext(device=device), run_dir=None, logger=logging.getLogger('cream.benchmark'),
-        space=SearchSpace(layers, image_size, 1.0, op_costs_for(cfg.SUPERNET.FLOPS_TABLE)),
-        flops_table=flops_table(layers, image_size, args.num_classes),
-        supernet=supernet, mmn=mmn, board=board, path_sampler=sampler, train_loader=None, val_loader=None,
-        loss_fn=build_loss(cfg), optimizer=optimizer, scheduler=scheduler,
-        scaler=grad_scaler(device, cfg.AMP, cfg.AMP_DTYPE), steps_per_epoch=args.warmup + args.steps,
-        num_epochs=1, saver=None, summary=None, tensorboard=TensorBoard(None, enabled=False), resume=None)
+    return parts
+
+
+def path_sampler(args, cfg, layers, board_paths=lambda: []) -> PathSampler:
+    return PathSampler(layers, ops.NUM_OPS, how_to_prob=cfg.SUPERNET.HOW_TO_PROB, pre_prob=cfg.SUPERNET.PRE_PROB,
+                       seed=args.seed, board_paths=board_paths, count_fixed_stages=cfg.SUPERNET.TEACHER_PROB_COUNTS_FIXED)
+
+
+def board_entries(args, cfg, space: SearchSpace) -> List[BoardEntry]:
+    """POOL_SIZE entries with sampled paths, random probe images and probabilities."""
+    generator = torch.Generator().manual_seed(args.seed + 1)
+    sampler = path_sampler(args, cfg, space.layers_per_stage)
+    entries = []
+    for index in range(cfg.SUPERNET.POOL_SIZE):
+        path = sampler.sample()
+        images = torch.randn(cfg.SUPERNET.SLICE, 3, space.resolution, space.resolution, generator=generator)
+        probs = torch.softmax(torch.randn(cfg.SUPERNET.SLICE, args.num_classes, generator=generator), -1)
+        entries.append(BoardEntry(path=path, prec1=BOARD_PREC1 - index, flops=space.board_flops(path),
+                                  probe_images=images, probe_probs=probs))
+    return entries
 
 
 @functools.lru_cache(maxsize=4)
@@ -266,30 +271,14 @@ def compile_blocks(supernet: SuperNet) -> None:
                 block.compile()
 
 
-def fill_board(session: SearchSession, args, image_size: int, device: torch.device) -> None:
-    """POOL_SIZE entries with sampled paths, random probe images and probabilities."""
-    generator = torch.Generator().manual_seed(args.seed + 1)
-    cfg = session.cfg
-    for index in range(cfg.SUPERNET.POOL_SIZE):
-        path = session.path_sampler.sample()
-        images = torch.randn(cfg.SUPERNET.SLICE, 3, image_size, image_size, generator=generator).to(device)
-        if args.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        probs = torch.softmax(torch.randn(cfg.SUPERNET.SLICE, args.num_classes, generator=generator), -1)
-        session.board.offer(BoardEntry(path=path, prec1=BOARD_PREC1 - index,
-                                       flops=session.space.board_flops(path), probe_images=images,
-                                       probe_probs=probs.to(device)))
-
-
 def prepare_search_phase(name: str, args, device: torch.device, path, image_size: int,
                          cfg_files=None, label: str = '') -> Phase:
     """The search phase ``name`` under ``cfg_files`` (default ``--cfg``); ``label`` tells its result apart."""
     cfg = search_config(args, cfg_files)
-    session = build_search_session(args, cfg, device, path, image_size)
+    session = build_step_parts(args, cfg, device, path, image_size, board=name in ('search-kd', 'search-meta'))
+    sampler = path_sampler(args, cfg, session.space.layers_per_stage, session.board.paths)
     batches = make_batches(args, image_size, device)
     distill_epoch = cfg.SUPERNET.META_STA_EPOCH + 1
-    if name in ('search-kd', 'search-meta'):
-        fill_board(session, args, image_size, device)
 
     if name == 'search-meta':
         def step(i):
@@ -301,7 +290,7 @@ def prepare_search_phase(name: str, args, device: torch.device, path, image_size
 
         def step(i):
             images, target = batches[i % len(batches)]
-            step_path = session.path_sampler.sample() if resample else path
+            step_path = sampler.sample() if resample else path
             lib.search.step.search_step(session, step_path, images, target, epoch=epoch)
 
     def extra() -> Dict:

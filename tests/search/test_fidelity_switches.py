@@ -8,12 +8,13 @@ import torch.nn as nn
 
 from lib.config import load_config
 from lib.data.loaders import build_val_loader_from_cfg
+from lib.search import meta_update as meta_update_module
 from lib.search import step as search_steps
 from lib.search.flops import build_search_space
 from lib.search.meta_matching import probe_deltas
 from lib.search.sampler import PathSampler
 from test_step_wiring import TEACHERS, make_session
-from tiny_search import STUDENT, batch
+from tiny_search import STUDENT, batch, make_search_parts
 
 OTHER = ((4,), (3,), (1,), (0,), (2,))  # shares no searchable op with STUDENT
 
@@ -93,6 +94,46 @@ def test_meta_inner_lr(monkeypatch, inner, expected_group):
     lr = session.optimizer.param_groups[expected_group]['lr']
     assert captured['inner_lr'] == lr == pytest.approx((0.001 if inner == 'meta' else 0.1) * 0.9)
     assert captured['keep_zero_grads'] is True  # STEP_ONLY_PATH False: the original's meta steps too
+
+
+@pytest.mark.parametrize('inner_grad', ['full', 'detached'])
+def test_meta_inner_grad(monkeypatch, inner_grad):
+    """SUPERNET.META_INNER_GRAD 'full' (the original: the teacher's probe forward keeps its graph, so the meta update's
+    inner gradient, which the student also steps with, is d(m * KD)/dW including KD * dm/dW) or 'detached' (m a
+    constant: m * dKD/dW)."""
+    session = make_search_parts('SUPERNET.META_INNER_GRAD', inner_grad, 'SUPERNET.POOL_SIZE', '3', board_paths=TEACHERS,
+                                  dtype=torch.float64)  # float64: BN over a 2-image slice is ill-conditioned
+    reference, reference_mmn = copy.deepcopy(session.supernet), copy.deepcopy(session.mmn)  # the update steps both
+    recorded = {}
+    real = meta_update_module.meta_gradient
+
+    def recording(*args, **kwargs):
+        result = real(*args, **kwargs)
+        recorded['student_grads'] = [g.clone() for g in result.student_grads]  # the step clips them in place
+        return result
+    monkeypatch.setattr(meta_update_module, 'meta_gradient', recording)
+    images, target = batch(8)
+    images = images.double()
+    torch.manual_seed(3)
+    search_steps.run_meta_update(session, STUDENT, images, target, epoch=1, step=5)
+    # Independently, on the copy: the probe forwards with gradient, the chosen entry's m, KD on the train slice.
+    torch.manual_seed(3)
+    params = list(reference.path_parameters(STUDENT).values())
+    deltas = [torch.softmax(reference(e.probe_images, STUDENT), -1) - e.probe_probs for e in session.board]
+    scores = reference_mmn(torch.stack(deltas))
+    index = int(scores.argmax())
+    m = torch.sigmoid(-scores[index])
+    x_t = images[:2]
+    logits = reference(x_t, STUDENT)
+    with torch.no_grad():
+        teacher_probs = torch.softmax(reference(x_t, session.board[index].path), -1)
+    kd = torch.sum(-teacher_probs * torch.log_softmax(logits, -1), -1).mean()
+    full = torch.autograd.grad(m * kd, params, retain_graph=True)
+    detached = torch.autograd.grad(m.detach() * kd, params)
+    expected = full if inner_grad == 'full' else detached
+    for got, want in zip(recorded['student_grads'], expected):
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
+    assert max(float((a - b).abs().max()) for a, b in zip(full, detached)) > 1e-3  # the two sides differ
 
 
 @pytest.mark.parametrize('probe_probs', ['teacher', 'student'])
@@ -194,8 +235,9 @@ def test_retrain_configs_carry_each_models_original_recipe(repo_root):
         assert (cfg.NET.SELECTION, cfg.SCHED, cfg.LR, cfg.LR_REFERENCE_BATCH) == (selection, sched, 0.064, 0)
     corrected = load_config([str(repo_root / 'configs' / 'train_corrected.yaml')])
     defaults = load_config([str(repo_root / 'configs' / 'train.yaml')])
-    switched = [key for key in ('FLOPS_TABLE', 'STEP_ONLY_PATH', 'DETACH_KD_WEIGHT', 'META_INNER_LR', 'PROBE_PROBS',
-                                'PROBE_FORWARD', 'TEACHER_PROB_COUNTS_FIXED', 'BOARD_FLOPS', 'PROBE_SOURCE')
+    switched = [key for key in ('FLOPS_TABLE', 'STEP_ONLY_PATH', 'DETACH_KD_WEIGHT', 'META_INNER_GRAD', 'META_INNER_LR',
+                                'PROBE_PROBS', 'PROBE_FORWARD', 'TEACHER_PROB_COUNTS_FIXED', 'BOARD_FLOPS', 'PROBE_SOURCE')
                 if corrected.SUPERNET[key] != defaults.SUPERNET[key]]
-    assert len(switched) == 9
+    assert len(switched) == 10
+    assert load_config([str(repo_root / 'configs' / 'demo' / 'train_corrected.yaml')]).SUPERNET.META_INNER_GRAD == 'detached'
     assert defaults.SUPERNET.FLOPS_TABLE == 'original' and not defaults.SUPERNET.STEP_ONLY_PATH
