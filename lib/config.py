@@ -131,6 +131,7 @@ _C.AUGMENTATION.MIXUP = 0.0  # mixup alpha (0: off)
 _C.AUGMENTATION.CUTMIX = 0.0  # cutmix alpha (0: off)
 _C.AUGMENTATION.MIXUP_OFF_EPOCH = 0  # turn mixup/cutmix off from this epoch (0: never)
 _C.AUGMENTATION.SMOOTHING = 0.1  # label smoothing
+_C.AUGMENTATION.SCALE = (0.08, 1.0)  # RandomResizedCrop: range of the crop's share of the image area (timm's default, the original's)
 
 # ---- batch norm -------------------------------------------------------------------------------
 _C.BATCHNORM = CN()
@@ -149,6 +150,7 @@ _C.SUPERNET.DIL_CONV = False  # add dilated 3x3/5x5 ops to every searchable laye
 _C.SUPERNET.UPDATE_2ND = True  # second-order meta update (False: skip meta updates)
 _C.SUPERNET.FLOPS_MAXIMUM = 600  # FLOPs budget, MFLOPs
 _C.SUPERNET.FLOPS_MINIMUM = 0  # lower end of the FLOPs budget, MFLOPs
+_C.SUPERNET.RESOLUTION = 0  # search resolution in px: 0 = the one the budget rule picks (the original's); N overrides it (e.g. small images); the budget's measure stays the rule's
 _C.SUPERNET.PICK_METHOD = 'meta'  # teacher choice: 'meta' (meta-matching network) or 'top1'
 _C.SUPERNET.META_STA_EPOCH = 20  # plain training up to this epoch; distillation and board after
 _C.SUPERNET.HOW_TO_PROB = 'pre_prob'  # path sampling: 'even', 'pre_prob' or 'teacher'

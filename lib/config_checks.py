@@ -49,6 +49,7 @@ _RANGES = (
     ('AUGMENTATION.CUTMIX', lambda v: v >= 0, '0 (off) or a positive alpha'),
     ('AUGMENTATION.MIXUP_OFF_EPOCH', lambda v: v >= 0, '0 (never) or an epoch'),
     ('AUGMENTATION.SMOOTHING', lambda v: 0 <= v < 1, 'in [0, 1)'),
+    ('AUGMENTATION.SCALE', lambda v: len(v) == 2 and 0 < v[0] <= v[1] <= 1, 'two area shares (low, high) with 0 < low <= high <= 1'),
     ('BATCHNORM.BN_MOMENTUM', lambda v: 0 <= v <= 1, 'in [0, 1]'),
     ('BATCHNORM.BN_EPS', lambda v: v > 0, 'positive'),
     ('SUPERNET.UPDATE_ITER', lambda v: v >= 1, 'at least 1 (steps between meta-matching updates)'),
@@ -56,6 +57,7 @@ _RANGES = (
     ('SUPERNET.POOL_SIZE', lambda v: v >= 1, 'at least 1 (paths on the board)'),
     ('SUPERNET.FLOPS_MINIMUM', lambda v: v >= 0, '0 or more MFLOPs'),
     ('SUPERNET.FLOPS_MAXIMUM', lambda v: v > 0, 'positive MFLOPs'),
+    ('SUPERNET.RESOLUTION', lambda v: v == 0 or v >= 32, "0 (the budget rule's) or at least 32 px"),
     ('SUPERNET.META_STA_EPOCH', lambda v: v >= 0, '0 or more'),
     ('SUPERNET.BN_RECALIBRATION_BATCHES', lambda v: v >= 0, '0 (off) or more batches'),
 )

@@ -181,6 +181,27 @@ def probe_writable(folder: str) -> None:
     os.unlink(probe)
 
 
+@contextlib.contextmanager
+def atomic_directory(root: 'os.PathLike | str') -> Iterator[str]:
+    """``with atomic_directory(root) as tmp: ...``: fill the temporary folder ``tmp`` beside ``root``; it becomes
+    ``root`` when the block ends without an exception (deleted when it raises). ``root`` must not exist or
+    be an empty folder (FileExistsError otherwise)."""
+    root = os.path.abspath(os.fspath(root))
+    if os.path.exists(root) and (not os.path.isdir(root) or os.listdir(root)):
+        raise FileExistsError(f'{root} exists and is not an empty directory: delete it or choose another folder')
+    parent = os.path.dirname(root)
+    os.makedirs(parent, exist_ok=True)
+    tmp = os.path.join(parent, f'.{os.path.basename(root)}.{secrets.token_hex(4)}.tmp-dir')
+    os.mkdir(tmp)  # mode 0777 less the umask, as for the files
+    try:
+        yield tmp
+        os.replace(tmp, root)  # atomic; also replaces an empty directory, fails on a non-empty one
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    _fsync_dir(parent)
+
+
 def write_text_atomic(text: str, path: str) -> None:
     with atomic_write(path, 'w') as f:
         f.write(text)

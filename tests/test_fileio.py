@@ -2,6 +2,7 @@ import errno
 import json
 import os
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -86,3 +87,21 @@ def test_ctrl_c_during_a_write_waits_for_its_end_and_a_second_one_abandons_it(tm
             f.write(' never')
     assert path.read_text() == 'whole' and os.listdir(tmp_path) == ['f.txt']
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+def test_atomic_directory_appears_whole_or_not_at_all(tmp_path):
+    from lib.fileio import atomic_directory
+    root = tmp_path / 'data'
+    with atomic_directory(root) as tmp:
+        (Path(tmp) / 'a.txt').write_text('x')
+        assert not root.exists()  # filled beside the target, renamed at the end
+    assert (root / 'a.txt').read_text() == 'x'
+    with pytest.raises(FileExistsError, match='not an empty directory'):
+        with atomic_directory(root):
+            pass
+    failed = tmp_path / 'failed'
+    with pytest.raises(RuntimeError):
+        with atomic_directory(failed) as tmp:
+            (Path(tmp) / 'half.txt').write_text('x')
+            raise RuntimeError('killed midway')
+    assert not failed.exists() and sorted(p.name for p in tmp_path.iterdir()) == ['data']

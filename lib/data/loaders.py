@@ -184,7 +184,7 @@ def build_train_loader(*, data_dir: str, image_size: int, batch_size: int, worke
                        pin_memory: bool = True, interpolation: str = 'random',
                        auto_augment: Optional[str] = None, color_jitter: float = 0.4,
                        re_prob: float = 0.0, re_mode: str = 'const', re_count: int = 1,
-                       rank: int = 0, world_size: int = 1, seed: int = 0, device: Device = 'cpu',
+                       scale=(0.08, 1.0), rank: int = 0, world_size: int = 1, seed: int = 0, device: Device = 'cpu',
                        use_prefetcher: bool = True, channels_last: bool = False,
                        drop_last: bool = True, num_classes: Optional[int] = None,
                        iteration_seed: Optional[int] = None, sigterm_grace: Optional[float] = None) -> DeviceLoader:
@@ -198,7 +198,7 @@ def build_train_loader(*, data_dir: str, image_size: int, batch_size: int, worke
     device = torch.device(device)
     transform = build_train_transform(
         image_size=image_size, interpolation=interpolation, auto_augment=auto_augment,
-        color_jitter=color_jitter, re_prob=re_prob, re_mode=re_mode, re_count=re_count,
+        color_jitter=color_jitter, re_prob=re_prob, re_mode=re_mode, re_count=re_count, scale=scale,
         use_prefetcher=use_prefetcher)
     dataset = open_image_folder(data_dir, 'train', transform=transform, num_classes=num_classes)
     if iteration_seed is None:
@@ -267,7 +267,7 @@ def build_train_loader_from_cfg(cfg, image_size: int, rank: int = 0, world_size:
         workers=cfg.WORKERS, pin_memory=cfg.DATASET.PIN_MEM,
         interpolation=cfg.DATASET.INTERPOLATION, auto_augment=aug.AA,
         color_jitter=aug.COLOR_JITTER, re_prob=aug.RE_PROB, re_mode=aug.RE_MODE,
-        re_count=aug.RE_COUNT, rank=rank, world_size=world_size, seed=cfg.SEED, device=device,
+        re_count=aug.RE_COUNT, scale=aug.SCALE, rank=rank, world_size=world_size, seed=cfg.SEED, device=device,
         use_prefetcher=_prefetcher_wanted(cfg, device), channels_last=cfg.CHANNELS_LAST,
         num_classes=cfg.DATASET.NUM_CLASSES, iteration_seed=cfg.SEED + rank, sigterm_grace=sigterm_grace)
 

@@ -44,12 +44,12 @@ def check_auto_augment(auto_augment: Optional[str]) -> None:
 def build_train_transform(*, image_size: int, interpolation: str = 'random',
                           auto_augment: Optional[str] = None, color_jitter: float = 0.4,
                           re_prob: float = 0.0, re_mode: str = 'const', re_count: int = 1,
-                          use_prefetcher: bool = False):
-    """RandomResizedCrop + hflip + RandAugment/colour jitter; with use_prefetcher the output is a
+                          scale=(0.08, 1.0), use_prefetcher: bool = False):
+    """RandomResizedCrop (a crop of ``scale`` of the area) + hflip + RandAugment/colour jitter; with use_prefetcher the output is a
     uint8 tensor and normalization and random erasing are left to the prefetcher (done once there)."""
     _check_interpolation(interpolation)
     return create_transform(
-        image_size, is_training=True, interpolation=interpolation,
+        image_size, is_training=True, interpolation=interpolation, scale=tuple(scale),
         auto_augment=auto_augment_or_none(auto_augment),
         color_jitter=color_jitter if color_jitter else None,
         re_prob=re_prob, re_mode=re_mode, re_count=re_count,
