@@ -9,11 +9,22 @@ last.pth.tar, best.pth.tar, checkpoint-<epoch>.pth.tar (top CHECKPOINT_HIST), re
 """
 from typing import Any, Dict, List, Optional
 
+from lib.data.loaders import check_data_folders
 from lib.engine.guard import exit_on_error, logged_run
 from lib.engine.runtime import setup_run
 from lib.retrain.epoch import fit
+from lib.retrain.optim import check_schedule
+from lib.models.from_config import resolve_child
 from lib.retrain.setup import build_session
 from lib.train.loop import train_run
+
+
+def preflight(cfg) -> None:
+    """What the set-up would refuse, checked before the run folder exists: the network, the LR schedule, the data
+    folders."""
+    resolve_child(cfg)
+    check_schedule(cfg)
+    check_data_folders(cfg)
 
 
 def _final_summary(logger, results: Dict[str, Any], run_dir: str) -> None:
@@ -29,7 +40,8 @@ def _final_summary(logger, results: Dict[str, Any], run_dir: str) -> None:
 
 
 def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
-    run = setup_run('retrain', 'Retrain a Cream child network (released selection or INPUT_ARCH)', argv)
+    run = setup_run('retrain', 'Retrain a Cream child network (released selection or INPUT_ARCH)', argv,
+                    preflight=preflight)
     with logged_run(run, 'retraining', 'retrain.log'):
         results = train_run(run, build_session, fit)
         if run.dist.is_main:

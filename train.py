@@ -11,17 +11,26 @@ AUTO_RESUME True continues from RESUME_PATH or the run folder's newest checkpoin
 """
 from typing import Any, Callable, Dict, List, Optional
 
+from lib.data.loaders import check_data_folders
 from lib.engine.guard import exit_on_error, logged_run
 from lib.engine.runtime import setup_run
 from lib.search.builder import build_session
 from lib.search.epoch import run_search
+from lib.search.flops import build_search_space
 from lib.train.loop import train_run
+
+
+def preflight(cfg) -> None:
+    """What the set-up would refuse, checked before the run folder exists: the FLOPs budget, the data folders."""
+    build_search_space(cfg)
+    check_data_folders(cfg)
 
 
 def main(argv: Optional[List[str]] = None, *, on_epoch_end: Optional[Callable[[int], None]] = None,
          on_step_end: Optional[Callable[[int, int, int], None]] = None) -> Dict[str, Any]:
     """Run the search of ``argv`` (``--cfg FILE ... KEY VALUE ...``); the hooks are for tests and tools."""
-    run = setup_run('train', 'Cream supernet search with prioritized paths', argv, log_name='train.log')
+    run = setup_run('train', 'Cream supernet search with prioritized paths', argv, log_name='train.log',
+                    preflight=preflight)
     with logged_run(run, 'the search', 'train.log'):
         result = train_run(run, build_session,
                            lambda session: run_search(session, on_epoch_end=on_epoch_end, on_step_end=on_step_end))

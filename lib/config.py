@@ -40,6 +40,10 @@ _C.SAVE_PATH = './output'  # parent folder of the run folders (the original's ke
 _C.SEED = 42  # base seed; each rank adds its rank for data augmentation
 _C.LOG_INTERVAL = 50  # steps between progress lines
 _C.RECOVERY_INTERVAL = 0  # steps between recovery checkpoints (0: only at epoch ends); >= 0
+# SIGTERM (SLURM preemption, Kubernetes, torchrun) stops training at the next step boundary with a recovery
+# checkpoint; the process exits within this many seconds of the signal in any case. Keep it below the time the
+# scheduler waits before SIGKILL (30 s for SLURM's KillWait, Kubernetes' grace period and torchrun).
+_C.SIGTERM_GRACE = 25.0  # seconds; > 0
 _C.WORKERS = 4  # data loader worker processes per training process
 _C.NUM_GPU = 1  # original key, not read: the world size comes from the launcher
 _C.SAVE_IMAGES = False  # original key, not read (nor by the original)
@@ -127,6 +131,7 @@ _C.AUGMENTATION.MIXUP = 0.0  # mixup alpha (0: off)
 _C.AUGMENTATION.CUTMIX = 0.0  # cutmix alpha (0: off)
 _C.AUGMENTATION.MIXUP_OFF_EPOCH = 0  # turn mixup/cutmix off from this epoch (0: never)
 _C.AUGMENTATION.SMOOTHING = 0.1  # label smoothing
+_C.AUGMENTATION.SCALE = (0.08, 1.0)  # RandomResizedCrop: range of the crop's share of the image area (timm's default, the original's)
 
 # ---- batch norm -------------------------------------------------------------------------------
 _C.BATCHNORM = CN()
@@ -147,14 +152,14 @@ _C.SUPERNET.FLOPS_MAXIMUM = 600  # FLOPs budget, MFLOPs
 _C.SUPERNET.FLOPS_MINIMUM = 0  # lower end of the FLOPs budget, MFLOPs
 # A latency budget on the user's own device instead (README "Search for a latency budget"): the board, its ties,
 # the final pick, the sampler (paths outside the budget are redrawn), best_arch.yaml, board.json and the log
-# use the latency a table measured with tools/latency_table.py predicts. The space comes from SEARCH_LAYERS and
-# SEARCH_RESOLUTION when given, else from the FLOPs budget above as always.
+# use the latency a table measured with tools/latency_table.py predicts. The space's layers come from SEARCH_LAYERS
+# when given, else from the FLOPs budget above as always; its resolution from RESOLUTION or that budget.
 _C.SUPERNET.BUDGET_MEASURE = 'flops'  # 'flops' (FLOPS_MINIMUM/MAXIMUM, the original) or 'latency' (LATENCY_*)
 _C.SUPERNET.LATENCY_TABLE = ''  # BUDGET_MEASURE latency: the table's JSON file (tools/latency_table.py measure)
 _C.SUPERNET.LATENCY_MINIMUM = 0.0  # BUDGET_MEASURE latency: lower end of the budget, ms (predicted)
 _C.SUPERNET.LATENCY_MAXIMUM = 0.0  # BUDGET_MEASURE latency: upper end of the budget, ms (predicted)
 _C.SUPERNET.SEARCH_LAYERS = []  # BUDGET_MEASURE latency: layers per searchable stage, e.g. [1, 2, 2, 2, 1]; []: FLOPs budget's
-_C.SUPERNET.SEARCH_RESOLUTION = 0  # with SEARCH_LAYERS: the search's input size in px
+_C.SUPERNET.RESOLUTION = 0  # search resolution in px: 0 = the one the budget rule picks (the original's); N overrides it (e.g. small images); the budget's measure stays the rule's
 _C.SUPERNET.PICK_METHOD = 'meta'  # teacher choice: 'meta' (meta-matching network) or 'top1'
 _C.SUPERNET.META_STA_EPOCH = 20  # plain training up to this epoch; distillation and board after
 _C.SUPERNET.HOW_TO_PROB = 'pre_prob'  # path sampling: 'even', 'pre_prob' or 'teacher'
@@ -164,9 +169,10 @@ _C.SUPERNET.PRE_PROB = (0.05, 0.2, 0.05, 0.5, 0.05, 0.15)  # op probabilities fo
 _C.SUPERNET.FLOPS_TABLE = 'original'  # per-op costs sizing the space and measuring the budget: 'original' (the original's table) or 'counted' (thop counts of our blocks)
 _C.SUPERNET.STEP_ONLY_PATH = False  # False (original, PyTorch 1.2 zero_grad): every parameter ever sampled keeps weight decay and momentum each step; True: only the sampled path moves
 _C.SUPERNET.DETACH_KD_WEIGHT = False  # False (original): the KD weight m keeps its graph, so the MMN (and the student via its probe) learn from every distillation step; True: only in meta updates
+_C.SUPERNET.META_INNER_GRAD = 'full'  # meta update's inner gradient g: 'full' (original: the probe forward keeps its graph, g = d(m*KD)/dW includes KD*dm/dW) or 'detached' (m a constant in W: g = m*dKD/dW)
 _C.SUPERNET.META_INNER_LR = 'meta'  # lr of the meta step's simulated update W - lr*g: 'meta' (original: the meta group's current LR) or 'supernet'
 _C.SUPERNET.PROBE_PROBS = 'teacher'  # board P_j once the board has entries: 'teacher' (original: the current teacher's softmax) or 'student'
-_C.SUPERNET.PROBE_FORWARD = 'per_entry'  # teacher selection: 'per_entry' (original: one train-mode forward per board entry) or 'batched' (one forward)
+_C.SUPERNET.PROBE_FORWARD = 'per_entry'  # teacher selection: 'per_entry' (original: each entry's probe its own train-mode BN batch) or 'batched' (all probes one batch)
 _C.SUPERNET.TEACHER_PROB_COUNTS_FIXED = True  # HOW_TO_PROB 'teacher': True (original) also counts the two fixed stages as op 0; False: searchable layers only
 _C.SUPERNET.PROBE_SOURCE = 'rank'  # board probes with several processes: 'rank' (original: each process stores its own batch's first SLICE images and P_j, and picks its teacher from them) or 'rank0' (rank 0's, broadcast: every process picks the same teacher)
 _C.SUPERNET.BOARD_FLOPS = 'flops_est'  # board admission, ties, board.json and log: 'flops_est' (original: FlopsEst, ptflops counts of the whole path at 224 px) or 'budget' (the budget rule's measure)
@@ -174,11 +180,13 @@ _C.SUPERNET.BN_RECALIBRATION_BATCHES = 0  # re-estimate BN stats of board paths 
 _C.SUPERNET.EVAL_BOARD = True  # validate every board path each epoch
 
 # Keys a resumed run may set differently from the checkpoint's config (AUTO_RESUME): the length of the
-# run, where files are, logging, worker processes and keys no script reads. Any other difference is an
+# run, where files are, logging, worker processes, keys no script reads, and LR and CLIP_GRAD (to continue a
+# diverged run more gently; a new LR scales the whole rest of the schedule). Any other difference is an
 # error naming the keys: the resumed run would silently train another recipe than the one it continues.
 RESUME_MAY_CHANGE = (
     'AUTO_RESUME', 'OVERWRITE', 'RESUME_PATH', 'OUTPUT', 'MODEL', 'DATA_DIR', 'SAVE_PATH', 'EPOCHS',
-    'LOG_INTERVAL', 'VERBOSE', 'RECOVERY_INTERVAL', 'CHECKPOINT_HIST', 'WORKERS', 'NUM_GPU', 'LOCAL_RANK',
+    'LOG_INTERVAL', 'VERBOSE', 'RECOVERY_INTERVAL', 'SIGTERM_GRACE', 'CHECKPOINT_HIST', 'WORKERS', 'NUM_GPU',
+    'LOCAL_RANK', 'LR', 'CLIP_GRAD',
     'DEVICE', 'DIST_BACKEND', 'BENCHMARK_MODE', 'DETERMINISTIC', 'COMPILE', 'SAVE_IMAGES', 'START_EPOCH',
     'OPTIMIZER', 'DATASET.PIN_MEM', 'DATASET.GENERATE_DEMO', 'DATASET.VAL_BATCH_MUL', 'BATCHNORM.BN_TF',
 )

@@ -1,5 +1,9 @@
-"""The value checks of a merged config (``lib.config.load_config`` runs them before any work): allowed
-choices, number ranges, and the pairs of keys that contradict each other."""
+"""The value checks of a merged config (``lib.config.load_config`` runs them before any work): finite numbers,
+allowed choices, number ranges, the pairs of keys that contradict each other, and the names that timm resolves
+(OPT, NET.GP, AUGMENTATION.AA), each asked of timm itself."""
+import math
+
+import torch
 from yacs.config import CfgNode as CN
 
 from lib.config_compat import value_at
@@ -8,11 +12,13 @@ from lib.errors import ConfigError
 # (key, test, what the value must be): the numbers a script reads, checked before any work
 # (DATASET.IMAGE_SIZE and the network keys: lib.models.from_config, also before any work).
 _RANGES = (
-    ('SEED', lambda v: v >= 0, '0 or more'),
+    ('SEED', lambda v: 0 <= v < 2 ** 63, '0 or more and below 2**63 (a 64-bit seed, with room for the rank added '
+                                          'to it)'),
     ('EPOCHS', lambda v: v >= 1, 'at least 1'),
     ('WORKERS', lambda v: v >= 0, '0 (load in the main process) or more'),
     ('LOG_INTERVAL', lambda v: v >= 1, 'at least 1'),
     ('RECOVERY_INTERVAL', lambda v: v >= 0, '0 (recovery only at epoch ends) or more steps'),
+    ('SIGTERM_GRACE', lambda v: v > 0, 'a positive number of seconds'),
     ('CHECKPOINT_HIST', lambda v: v >= 0, '0 or more'),
     ('TTA', lambda v: v in (0, 1), '0 or 1'),
     ('ACC_GAP', lambda v: v >= 0, '0 or more points'),
@@ -43,6 +49,7 @@ _RANGES = (
     ('AUGMENTATION.CUTMIX', lambda v: v >= 0, '0 (off) or a positive alpha'),
     ('AUGMENTATION.MIXUP_OFF_EPOCH', lambda v: v >= 0, '0 (never) or an epoch'),
     ('AUGMENTATION.SMOOTHING', lambda v: 0 <= v < 1, 'in [0, 1)'),
+    ('AUGMENTATION.SCALE', lambda v: len(v) == 2 and 0 < v[0] <= v[1] <= 1, 'two area shares (low, high) with 0 < low <= high <= 1'),
     ('BATCHNORM.BN_MOMENTUM', lambda v: 0 <= v <= 1, 'in [0, 1]'),
     ('BATCHNORM.BN_EPS', lambda v: v > 0, 'positive'),
     ('SUPERNET.UPDATE_ITER', lambda v: v >= 1, 'at least 1 (steps between meta-matching updates)'),
@@ -52,14 +59,50 @@ _RANGES = (
     ('SUPERNET.FLOPS_MAXIMUM', lambda v: v > 0, 'positive MFLOPs'),
     ('SUPERNET.LATENCY_MINIMUM', lambda v: v >= 0, '0 or more ms'),
     ('SUPERNET.LATENCY_MAXIMUM', lambda v: v >= 0, '0 or more ms'),
-    ('SUPERNET.SEARCH_RESOLUTION', lambda v: v == 0 or v >= 32, '0 (from the FLOPs budget) or at least 32 px'),
+    ('SUPERNET.RESOLUTION', lambda v: v == 0 or v >= 32, "0 (the budget rule's) or at least 32 px"),
     ('SUPERNET.META_STA_EPOCH', lambda v: v >= 0, '0 or more'),
     ('SUPERNET.BN_RECALIBRATION_BATCHES', lambda v: v >= 0, '0 (off) or more batches'),
 )
 
 
+def _non_finite(node: CN, prefix: str = ''):
+    """(key, value) of the first NaN or infinite number in the config (e.g. LR 1e999, which parses as inf)."""
+    for key, value in node.items():
+        if isinstance(value, CN):
+            found = _non_finite(value, f'{prefix}{key}.')
+            if found:
+                return found
+        elif any(isinstance(v, float) and not math.isfinite(v) for v in (value if isinstance(value, (list, tuple))
+                                                                         else [value])):
+            return f'{prefix}{key}', value
+    return None
+
+
+def _check_timm_names(cfg: CN) -> None:
+    """OPT, NET.GP and AUGMENTATION.AA as timm reads them: each is built once, on a dummy where needed."""
+    from timm.layers import SelectAdaptivePool2d
+    from timm.optim import create_optimizer_v2
+
+    from lib.data.transforms import check_auto_augment
+    try:
+        create_optimizer_v2(torch.nn.Linear(1, 1), opt=cfg.OPT, lr=cfg.LR, weight_decay=cfg.WEIGHT_DECAY,
+                            momentum=cfg.MOMENTUM, eps=cfg.OPT_EPS)
+    except (ValueError, AssertionError, ImportError, KeyError, TypeError) as err:
+        raise ConfigError(f'OPT is {cfg.OPT!r}, which timm cannot build ({type(err).__name__}: {err}); use sgd, '
+                          'momentum, rmsproptf, adamw, ... (timm.optim.list_optimizers())') from None
+    try:
+        SelectAdaptivePool2d(pool_type=cfg.NET.GP)
+    except (AssertionError, ValueError) as err:
+        raise ConfigError(f'NET.GP is {cfg.NET.GP!r}, which is no timm pooling ({err}); use avg, max, avgmax or '
+                          'catavgmax') from None
+    check_auto_augment(cfg.AUGMENTATION.AA)
+
+
 def check_values(cfg: CN) -> None:
     """Every bad value is one ConfigError naming the key, its value and what it must be."""
+    found = _non_finite(cfg)
+    if found:
+        raise ConfigError(f'{found[0]} is {found[1]!r}; it must be a finite number')
     choices = {
         'AMP_DTYPE': ('bfloat16', 'float16'),
         'DEVICE': ('auto', 'cpu', 'cuda'),
@@ -68,6 +111,7 @@ def check_values(cfg: CN) -> None:
         'SUPERNET.PICK_METHOD': ('meta', 'top1'),
         'SUPERNET.HOW_TO_PROB': ('even', 'pre_prob', 'teacher'),
         'SUPERNET.FLOPS_TABLE': ('original', 'counted'),
+        'SUPERNET.META_INNER_GRAD': ('full', 'detached'),
         'SUPERNET.META_INNER_LR': ('meta', 'supernet'),
         'SUPERNET.PROBE_PROBS': ('teacher', 'student'),
         'SUPERNET.PROBE_FORWARD': ('per_entry', 'batched'),
@@ -88,18 +132,19 @@ def check_values(cfg: CN) -> None:
         raise ConfigError(f'SUPERNET.FLOPS_MINIMUM {cfg.SUPERNET.FLOPS_MINIMUM} is above SUPERNET.FLOPS_MAXIMUM '
                           f'{cfg.SUPERNET.FLOPS_MAXIMUM}; the budget is MINIMUM..MAXIMUM MFLOPs')
     check_latency_budget(cfg.SUPERNET)
+    _check_timm_names(cfg)
     if cfg.AUTO_RESUME and cfg.OVERWRITE:
         raise ConfigError('AUTO_RESUME and OVERWRITE are both True: AUTO_RESUME continues the run in OUTPUT/MODEL, '
                           'OVERWRITE deletes it and starts afresh; set one of them to False')
 
 
 def check_latency_budget(sn: CN) -> None:
-    """The keys of a latency budget and of a space given in the config (SUPERNET.BUDGET_MEASURE latency)."""
-    layers, resolution = list(sn.SEARCH_LAYERS), sn.SEARCH_RESOLUTION
+    """The keys of a latency budget and of the layers it may give the space (SUPERNET.BUDGET_MEASURE latency)."""
+    layers = list(sn.SEARCH_LAYERS)
     if sn.BUDGET_MEASURE != 'latency':
-        if layers or resolution:
-            raise ConfigError('SUPERNET.SEARCH_LAYERS / SEARCH_RESOLUTION give the space of a latency budget; with '
-                              'SUPERNET.BUDGET_MEASURE flops the FLOPs budget sizes the space: leave them out')
+        if layers:
+            raise ConfigError('SUPERNET.SEARCH_LAYERS gives the layers of a latency budget\'s space; with '
+                              'SUPERNET.BUDGET_MEASURE flops the FLOPs budget sizes the space: leave it out')
         return
     if not sn.LATENCY_TABLE:
         raise ConfigError('SUPERNET.BUDGET_MEASURE latency needs SUPERNET.LATENCY_TABLE: a table measured with '
@@ -107,9 +152,6 @@ def check_latency_budget(sn: CN) -> None:
     if sn.LATENCY_MAXIMUM <= 0 or sn.LATENCY_MINIMUM > sn.LATENCY_MAXIMUM:
         raise ConfigError(f'the latency budget SUPERNET.LATENCY_MINIMUM..LATENCY_MAXIMUM is {sn.LATENCY_MINIMUM:g}..'
                           f'{sn.LATENCY_MAXIMUM:g} ms; give a positive LATENCY_MAXIMUM not below LATENCY_MINIMUM')
-    if bool(layers) != bool(resolution):
-        raise ConfigError('SUPERNET.SEARCH_LAYERS and SUPERNET.SEARCH_RESOLUTION come together (the space of the '
-                          'search); give both, or neither to size the space by the FLOPs budget')
     if layers and (len(layers) != 5 or not all(isinstance(n, int) and n >= 1 for n in layers)):
         raise ConfigError(f'SUPERNET.SEARCH_LAYERS is {layers}; it must give 5 positive layer counts, one per '
                           'searchable stage, e.g. [1, 2, 2, 2, 1]')

@@ -143,6 +143,7 @@ def test_every_repository_config_is_checked():
     ('DATASET.CROP_PCT', '1.5', 'DATASET.CROP_PCT is 1.5; it must be in (0, 1]'),
     ('NET.EMA.DECAY', '1.1', 'NET.EMA.DECAY is 1.1'),
     ('AUGMENTATION.RE_PROB', '2.0', 'AUGMENTATION.RE_PROB is 2.0'),
+    ('AUGMENTATION.SCALE', '(0.5, 0.2)', 'AUGMENTATION.SCALE is (0.5, 0.2); it must be two area shares'),
     ('SEED', '-1', 'SEED is -1'),
     ('FLOPS_MINIMUM', '700', 'FLOPS_MINIMUM 700 is above SUPERNET.FLOPS_MAXIMUM 600'),
     ('OVERWRITE', 'True', 'AUTO_RESUME and OVERWRITE are both True'),

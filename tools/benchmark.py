@@ -5,7 +5,8 @@
 
 Phases (``--phases``, comma-separated):
   search-plain           the supernet search step before META_STA_EPOCH (CE only) on the FIXED ``--path``
-  search-plain-resample  the same with a new path from the sampler every step (also with ``--resample``)
+  search-plain-resample  the same with a new path from the sampler every step (also with ``--resample``), or
+                         the paths of ``--paths-file`` in turn
   search-kd              the step after META_STA_EPOCH with a full board (POOL_SIZE entries of random probes,
                          sampled paths, PICK_METHOD meta): teacher selection + distillation + board decision
   search-meta            one meta-matching update (img/s counts the batch it is given)
@@ -24,7 +25,6 @@ import contextlib
 import functools
 import gc
 import json
-import logging
 import os
 import statistics
 import sys
@@ -38,7 +38,6 @@ import lib.search.step
 from lib.config import load_config
 from lib.engine.distributed import DistContext
 from lib.engine.evaluate import evaluate
-from lib.engine.logger import TensorBoard
 from lib.engine.precision import autocast, grad_scaler
 from lib.models import ops
 from lib.models.childnet import RELEASED_MODELS, build_childnet, resolve_selection
@@ -47,10 +46,10 @@ from lib.models.supernet import SuperNet, path_to_arch
 from lib.retrain.optim import build_optimizer, build_scheduler
 from lib.retrain.step import retrain_one_epoch
 from lib.retrain.wrappers import build_criterion, build_ema
-from lib.search.board import BoardEntry, PrioritizedBoard
-from lib.search.builder import SearchSession, build_linear_schedule, build_loss, build_search_optimizer
+from lib.search.board import BoardEntry
 from lib.search.flops import FlopsTable, SearchSpace, op_costs_for
 from lib.search.meta_matching import MetaMatchingNetwork
+from lib.search.parts import SearchParts, build_linear_schedule, build_loss, build_search_optimizer, build_search_parts
 from lib.search.sampler import PathSampler
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -203,6 +202,18 @@ def parse_path(text: str):
     return path
 
 
+def read_paths(file_name: str):
+    """--paths-file: a JSON list of paths, each one list of op indices per searchable stage, or the seven stages of
+    INPUT_ARCH (the fixed first and last stages written [0], as the original's sampled candidates)."""
+    try:
+        with open(file_name) as f:
+            paths = json.load(f)
+        paths = [path[1:-1] if len(path) == ops.NUM_SEARCH_STAGES + 2 else path for path in paths]
+        return [parse_path(json.dumps(path)) for path in paths] or None
+    except (OSError, ValueError, TypeError, BenchmarkError) as err:
+        raise BenchmarkError(f'--paths-file {file_name}: {err}') from None
+
+
 def search_config(args, cfg_files=None):
     """The search config of the phases: ``cfg_files`` (default ``--cfg``) with the benchmark's settings."""
     opts = ['DATASET.NUM_CLASSES', args.num_classes, 'DATASET.BATCH_SIZE', args.batch_size,
@@ -220,36 +231,43 @@ def prepare_model(model: torch.nn.Module, args, device: torch.device) -> torch.n
     return model
 
 
-def build_search_session(args, cfg, device: torch.device, path, image_size: int) -> SearchSession:
-    """The state one search step reads, as ``lib.search.builder.build_session`` makes it (no data, no files)."""
-    torch.manual_seed(args.seed)
+def build_step_parts(args, cfg, device: torch.device, path, image_size: int, board: bool) -> SearchParts:
+    """The parts one search step reads, built as a run builds them (``lib.search.parts``) for ``path``'s layout at
+    ``image_size``; ``board``: full, POOL_SIZE entries with sampled paths and random probes."""
     layers = tuple(len(stage) for stage in path)
-    supernet = SuperNet(layers, num_classes=args.num_classes,
-                        norm_layer=ops.make_norm_layer(cfg.BATCHNORM.BN_MOMENTUM, cfg.BATCHNORM.BN_EPS))
-    supernet = prepare_model(supernet, args, device).train()
+    space = SearchSpace(layers, image_size, 1.0, op_costs_for(cfg.SUPERNET.FLOPS_TABLE))
+    entries = board_entries(args, cfg, space) if board else ()
+    # Far more steps than measured: the LR stays well above 0.
+    parts = build_search_parts(cfg, total_steps=100 * (args.warmup + args.steps + 1), dist_ctx=DistContext(device=device),
+                               space=space, flops_table=flops_table(layers, image_size, args.num_classes),
+                               board_entries=entries)
     if args.compile:
-        compile_blocks(supernet)
-    mmn = MetaMatchingNetwork(cfg.SUPERNET.SLICE, args.num_classes).to(device)
-    board = PrioritizedBoard(cfg.SUPERNET.POOL_SIZE, cfg.ACC_GAP)
-    optimizer = build_search_optimizer(cfg, supernet, mmn)
+        compile_blocks(parts.supernet)
     if not cfg.SUPERNET.STEP_ONLY_PATH:
         # A long run's steady state under the original's zero_grad: every op has been sampled, so every
         # parameter holds a (zero) gradient and takes each optimizer step.
-        for param in list(supernet.parameters()) + list(mmn.parameters()):
+        for param in list(parts.supernet.parameters()) + list(parts.mmn.parameters()):
             param.grad = torch.zeros_like(param)
-    # Far more steps than measured: the LR stays well above 0.
-    scheduler = build_linear_schedule(optimizer, 100 * (args.warmup + args.steps + 1))
-    sampler = PathSampler(layers, supernet.num_ops, how_to_prob=cfg.SUPERNET.HOW_TO_PROB,
-                          pre_prob=cfg.SUPERNET.PRE_PROB, seed=args.seed, board_paths=board.paths,
-                          count_fixed_stages=cfg.SUPERNET.TEACHER_PROB_COUNTS_FIXED)
-    return SearchSession(
-        cfg=cfg, dist=DistContext(device=device), run_dir=None, logger=logging.getLogger('cream.benchmark'),
-        space=SearchSpace(layers, image_size, 1.0, op_costs_for(cfg.SUPERNET.FLOPS_TABLE)),
-        flops_table=flops_table(layers, image_size, args.num_classes),
-        supernet=supernet, mmn=mmn, board=board, path_sampler=sampler, train_loader=None, val_loader=None,
-        loss_fn=build_loss(cfg), optimizer=optimizer, scheduler=scheduler,
-        scaler=grad_scaler(device, cfg.AMP, cfg.AMP_DTYPE), steps_per_epoch=args.warmup + args.steps,
-        num_epochs=1, saver=None, summary=None, tensorboard=TensorBoard(None, enabled=False), resume=None)
+    return parts
+
+
+def path_sampler(args, cfg, layers, board_paths=lambda: []) -> PathSampler:
+    return PathSampler(layers, ops.NUM_OPS, how_to_prob=cfg.SUPERNET.HOW_TO_PROB, pre_prob=cfg.SUPERNET.PRE_PROB,
+                       seed=args.seed, board_paths=board_paths, count_fixed_stages=cfg.SUPERNET.TEACHER_PROB_COUNTS_FIXED)
+
+
+def board_entries(args, cfg, space: SearchSpace) -> List[BoardEntry]:
+    """POOL_SIZE entries with sampled paths, random probe images and probabilities."""
+    generator = torch.Generator().manual_seed(args.seed + 1)
+    sampler = path_sampler(args, cfg, space.layers_per_stage)
+    entries = []
+    for index in range(cfg.SUPERNET.POOL_SIZE):
+        path = sampler.sample()
+        images = torch.randn(cfg.SUPERNET.SLICE, 3, space.resolution, space.resolution, generator=generator)
+        probs = torch.softmax(torch.randn(cfg.SUPERNET.SLICE, args.num_classes, generator=generator), -1)
+        entries.append(BoardEntry(path=path, prec1=BOARD_PREC1 - index, flops=space.board_flops(path),
+                                  probe_images=images, probe_probs=probs))
+    return entries
 
 
 @functools.lru_cache(maxsize=4)
@@ -266,30 +284,14 @@ def compile_blocks(supernet: SuperNet) -> None:
                 block.compile()
 
 
-def fill_board(session: SearchSession, args, image_size: int, device: torch.device) -> None:
-    """POOL_SIZE entries with sampled paths, random probe images and probabilities."""
-    generator = torch.Generator().manual_seed(args.seed + 1)
-    cfg = session.cfg
-    for index in range(cfg.SUPERNET.POOL_SIZE):
-        path = session.path_sampler.sample()
-        images = torch.randn(cfg.SUPERNET.SLICE, 3, image_size, image_size, generator=generator).to(device)
-        if args.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        probs = torch.softmax(torch.randn(cfg.SUPERNET.SLICE, args.num_classes, generator=generator), -1)
-        session.board.offer(BoardEntry(path=path, prec1=BOARD_PREC1 - index,
-                                       flops=session.space.board_flops(path), probe_images=images,
-                                       probe_probs=probs.to(device)))
-
-
 def prepare_search_phase(name: str, args, device: torch.device, path, image_size: int,
                          cfg_files=None, label: str = '') -> Phase:
     """The search phase ``name`` under ``cfg_files`` (default ``--cfg``); ``label`` tells its result apart."""
     cfg = search_config(args, cfg_files)
-    session = build_search_session(args, cfg, device, path, image_size)
+    session = build_step_parts(args, cfg, device, path, image_size, board=name in ('search-kd', 'search-meta'))
+    sampler = path_sampler(args, cfg, session.space.layers_per_stage, session.board.paths)
     batches = make_batches(args, image_size, device)
     distill_epoch = cfg.SUPERNET.META_STA_EPOCH + 1
-    if name in ('search-kd', 'search-meta'):
-        fill_board(session, args, image_size, device)
 
     if name == 'search-meta':
         def step(i):
@@ -301,11 +303,14 @@ def prepare_search_phase(name: str, args, device: torch.device, path, image_size
 
         def step(i):
             images, target = batches[i % len(batches)]
-            step_path = session.path_sampler.sample() if resample else path
+            step_path = path
+            if resample:  # --paths-file: those paths in turn (step i: path i, warm-up included)
+                step_path = args.replay_paths[i % len(args.replay_paths)] if args.replay_paths else sampler.sample()
             lib.search.step.search_step(session, step_path, images, target, epoch=epoch)
 
     def extra() -> Dict:
-        out = {'path': [list(s) for s in path] if name != 'search-plain-resample' else 'sampled'}
+        resampled = 'replayed' if args.replay_paths else 'sampled'
+        out = {'path': [list(s) for s in path] if name != 'search-plain-resample' else resampled}
         if name == 'search-kd':
             out['board_size'] = len(session.board)
         return out
@@ -313,8 +318,8 @@ def prepare_search_phase(name: str, args, device: torch.device, path, image_size
 
 
 def compare_label(cfg_files: Sequence[str]) -> str:
-    """'@train_corrected' for ``--compare-cfg configs/train_corrected.yaml``."""
-    return '@' + '+'.join(os.path.splitext(os.path.basename(path))[0] for path in cfg_files)
+    """'@train_corrected' for ``--compare-cfg configs/train_corrected.yaml``; '' for none."""
+    return ('@' + '+'.join(os.path.splitext(os.path.basename(path))[0] for path in cfg_files)) if cfg_files else ''
 
 
 # ---- the fixed-network phases ---------------------------------------------------------------------
@@ -508,6 +513,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--path', default=DEFAULT_PATH, help='JSON student path (its lengths set the supernet)')
     parser.add_argument('--resample', action='store_true', help='also run search-plain-resample')
+    parser.add_argument('--paths-file', default=None, metavar='JSON',
+                        help='search-plain-resample replays these paths in turn instead of sampling (see read_paths)')
     parser.add_argument('--selection', default='287', help='released network of the retrain/eval phases')
     parser.add_argument('--num-classes', type=int, default=1000)
     parser.add_argument('--pool-size', type=int, default=10, help='board entries of search-kd/search-meta')
@@ -531,6 +538,10 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     if args.resample and 'search-plain-resample' not in phases:
         phases.insert(phases.index('search-plain') + 1 if 'search-plain' in phases else 0, 'search-plain-resample')
     args.phases = phases
+    try:
+        args.replay_paths = read_paths(args.paths_file) if args.paths_file else None
+    except BenchmarkError as err:
+        parser.error(str(err))
     if args.steps < 1 or args.warmup < 0 or args.batch_size < 1:
         parser.error('--steps and --batch-size must be >= 1, --warmup >= 0')
     if args.image_size is not None and args.image_size < 32:
@@ -566,7 +577,8 @@ def main(argv: Optional[List[str]] = None) -> List[Dict]:
     def prepare(name: str) -> Phase:
         if name == 'static':
             return prepare_static_phase(args, device, path, search_size)
-        return prepare_search_phase(name, args, device, path, search_size)
+        # Under --cfg the search phases carry the config's name (search-kd@train_corrected), as --compare-cfg's.
+        return prepare_search_phase(name, args, device, path, search_size, label=compare_label(args.cfg or []))
 
     results = []
 

@@ -16,27 +16,42 @@ import os
 import numpy as np
 import torch
 
-from lib.checkpoint.files import CheckpointError
 from lib.checkpoint.weights import load_model_weights
 from lib.config import ConfigError, load_config
-from lib.models.childnet import ArchError
+from lib.engine.guard import exit_on_error
+from lib.errors import CreamError
+from lib.fileio import atomic_path, probe_writable
 from lib.models.from_config import build_child_from_cfg
 
 INPUT_NAME, OUTPUT_NAME = 'image', 'logits'
 
 
-def _replace_atomically(write, path: str) -> None:
-    """``write(tmp_path)`` beside ``path``, then rename over it: never a half-written file at ``path``."""
-    folder, name = os.path.split(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    stem, ext = os.path.splitext(name)
-    tmp = os.path.join(folder, f'.{stem}.{os.getpid()}.tmp{ext}')  # same extension: the writers check it
+class OutputError(CreamError):
+    """An output file that cannot be written where the user asked."""
+
+
+def _unwritable(path: str, err: OSError) -> OutputError:
+    return OutputError(f'cannot write {path} ({type(err).__name__}: {err.strerror or err}); choose a writable folder '
+                       'for --out / --torch-export')
+
+
+def check_writable(path: str) -> None:
+    """Before any work: the folder of ``path`` exists (or is made) and takes a new file."""
     try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        probe_writable(os.path.dirname(os.path.abspath(path)))
+    except OSError as err:
+        raise _unwritable(path, err) from None
+
+
+def _replace_atomically(write, path: str) -> None:
+    """``write(tmp_path)`` through ``lib.fileio.atomic_path``: never a half-written file at ``path``."""
+    try:
+        with atomic_path(path) as tmp:
+            write(tmp)
+    except CreamError:
+        raise
+    except OSError as err:
+        raise _unwritable(path, err) from None
 
 
 def export_onnx(model: torch.nn.Module, example: torch.Tensor, path: str) -> int:
@@ -93,17 +108,18 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> dict:
+    """The export; a user's mistake (config, arch, checkpoint, an unwritable --out) is a CreamError, raised before
+    any export work."""
     args = parse_args(argv)
     if args.batch < 1:
-        raise SystemExit(f'error: --batch must be at least 1, got {args.batch}')
-    try:
-        cfg = load_config(args.cfg, args.opts)
-        model, info = build_child_from_cfg(cfg)
-        weights = 'random init (RESUME_PATH is empty)'
-        if cfg.RESUME_PATH:
-            weights = load_model_weights(model, cfg.RESUME_PATH, use_ema=cfg.NET.EMA.USE)
-    except (ConfigError, ArchError, CheckpointError) as err:
-        raise SystemExit(f'error: {err}') from None
+        raise ConfigError(f'--batch must be at least 1, got {args.batch}')
+    cfg = load_config(args.cfg, args.opts)
+    for path in filter(None, (args.out, args.torch_export)):
+        check_writable(path)
+    model, info = build_child_from_cfg(cfg)
+    weights = 'random init (RESUME_PATH is empty)'
+    if cfg.RESUME_PATH:
+        weights = load_model_weights(model, cfg.RESUME_PATH, use_ema=cfg.NET.EMA.USE)
     model.eval()
     generator = torch.Generator().manual_seed(args.seed)
     size = (3, info.resolution, info.resolution)
@@ -123,4 +139,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == '__main__':
-    main()
+    exit_on_error(main)  # a user's mistake: one error: line, exit status 2

@@ -14,19 +14,32 @@ from typing import Dict, List, Optional
 
 import yaml
 
+from lib.engine.guard import exit_on_error
+from lib.errors import CreamError
+from lib.fileio import atomic_path
 from lib.search.outputs import BEST_ARCH_FILE, BOARD_FILE, BOARD_HISTORY_FILE, read_board_history
 
 SUMMARY_FILE = 'summary.csv'
 
 
-class RunFolderError(ValueError):
-    """A folder that holds nothing to draw."""
+class RunFolderError(CreamError):
+    """A folder that holds nothing to draw, a file in it that cannot be read, or a picture that cannot be written."""
+
+
+def _read(path: str, parse):
+    """``parse(file)`` of ``path``; a file that does not parse is one RunFolderError naming it."""
+    try:
+        with open(path, newline='') as f:
+            return parse(f)
+    except (ValueError, yaml.YAMLError) as err:
+        raise RunFolderError(f'{path} cannot be read ({type(err).__name__}: {err}): it is truncated or damaged '
+                             '(the run replaces its files whole, so it was changed afterwards, e.g. by a copy cut '
+                             'short); copy it again, or let the run write it anew (AUTO_RESUME True)') from None
 
 
 def read_summary(run_dir: str) -> Dict[str, List[float]]:
     """summary.csv as columns of floats (an empty cell, e.g. no distillation loss yet, is NaN)."""
-    with open(os.path.join(run_dir, SUMMARY_FILE), newline='') as f:
-        rows = list(csv.DictReader(f))
+    rows = _read(os.path.join(run_dir, SUMMARY_FILE), lambda f: list(csv.DictReader(f)))
     columns: Dict[str, List[float]] = {}
     for row in rows:
         for key, text in row.items():
@@ -59,8 +72,7 @@ def chosen_arch(run_dir: str) -> Optional[list]:
     path = os.path.join(run_dir, BEST_ARCH_FILE)
     if not os.path.isfile(path):
         return None
-    with open(path) as f:
-        return (yaml.safe_load(f) or {}).get('INPUT_ARCH')
+    return (_read(path, yaml.safe_load) or {}).get('INPUT_ARCH')
 
 
 def budget_of(run_dir: str):
@@ -68,16 +80,23 @@ def budget_of(run_dir: str):
     path = os.path.join(run_dir, 'config.yaml')
     if not os.path.isfile(path):
         return None
-    with open(path) as f:
-        supernet = (yaml.safe_load(f) or {}).get('SUPERNET', {})
+    supernet = (_read(path, yaml.safe_load) or {}).get('SUPERNET', {})
     if 'FLOPS_MAXIMUM' not in supernet:
         return None
     return supernet.get('FLOPS_MINIMUM', 0), supernet['FLOPS_MAXIMUM']
 
 
 def draw_board(ax, run_dir: str) -> None:
-    with open(os.path.join(run_dir, BOARD_FILE)) as f:
-        board = json.load(f)
+    path = os.path.join(run_dir, BOARD_FILE)
+    board = _read(path, json.load)
+    try:
+        _draw_board(ax, run_dir, board)
+    except (KeyError, TypeError, IndexError, AttributeError) as err:
+        raise RunFolderError(f'{path} is not a board.json of train.py (at {type(err).__name__}: {err}); copy it again, '
+                             'or let the run write it anew (AUTO_RESUME True)') from None
+
+
+def _draw_board(ax, run_dir: str, board: dict) -> None:
     rows = board['entries']
     measure_of, budget, xlabel = budget_measure(board, run_dir)
     earlier = []  # (epoch, points) of the epochs before the current one that had validated entries
@@ -131,7 +150,7 @@ def draw_curves(ax_loss, ax_prec, columns: Dict[str, List[float]]) -> None:
 
 
 def plot_run(run_dir: str, out: Optional[str] = None) -> str:
-    """Write the PNG (atomically) and return its path."""
+    """Write the PNG (atomically) and return its path; RunFolderError (a CreamError) for what the user can fix."""
     from matplotlib.figure import Figure  # no pyplot: no GUI backend, no global state
 
     has_board = os.path.isfile(os.path.join(run_dir, BOARD_FILE))
@@ -147,13 +166,14 @@ def plot_run(run_dir: str, out: Optional[str] = None) -> str:
     draw_curves(axes[-2], axes[-1], read_summary(run_dir))
     fig.suptitle(f'{"search" if has_board else "training"} run {os.path.basename(os.path.abspath(run_dir))}')
     out = out or os.path.join(run_dir, 'plot.png')
-    tmp = os.path.join(os.path.dirname(os.path.abspath(out)), f'.{os.path.basename(out)}.{os.getpid()}.tmp.png')
     try:
-        fig.savefig(tmp)
-        os.replace(tmp, out)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        with atomic_path(out) as tmp:
+            fig.savefig(tmp)
+    except CreamError:
+        raise
+    except OSError as err:
+        raise RunFolderError(f'cannot write {out} ({type(err).__name__}: {err.strerror or err}); give --out a '
+                             'writable place') from None
     return out
 
 
@@ -162,13 +182,10 @@ def main(argv=None) -> str:
     parser.add_argument('run_dir', help='a run folder (SAVE_PATH/MODEL) of train.py or retrain.py')
     parser.add_argument('--out', default=None, help='PNG to write (default: RUN_DIR/plot.png)')
     args = parser.parse_args(argv)
-    try:
-        out = plot_run(args.run_dir, args.out)
-    except RunFolderError as err:
-        raise SystemExit(f'error: {err}') from None
+    out = plot_run(args.run_dir, args.out)
     print(out)
     return out
 
 
 if __name__ == '__main__':
-    main()
+    exit_on_error(main)  # a user's mistake: one error: line, exit status 2

@@ -1,10 +1,10 @@
 """Putting a chosen checkpoint back (``lib.checkpoint.resume`` chooses it): weights, EMA, optimizer, schedule,
-scaler, best-epoch history and where to continue (``apply_resume``); this rank's RNG states right before
-training goes on (``restore_rank_rng``); a search's meta-matching network, board and sampler
-(``load_search_state``)."""
+scaler, best-epoch history and where to continue (``apply_resume``); a new LR for the rest of the run
+(``rescale_lr``, after a divergence); this rank's RNG states right before training goes on
+(``restore_rank_rng``); a search's meta-matching network, board and sampler (``load_search_state``)."""
 import logging
 from dataclasses import dataclass
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Sequence
 
 import torch
 
@@ -22,6 +22,7 @@ class ResumePoint:
     source: str
     rng_state: Optional[Dict[str, Any]]  # this rank's; restore right before training continues
     epoch_totals: Optional[torch.Tensor]  # this rank's sums of the epoch in progress, mid-epoch only
+    evaluation: Optional[Dict[str, Any]] = None  # the finished epoch's (lib.train.loop.Evaluation), end of epoch only
 
 
 def _this_rank_state(checkpoint: Dict[str, Any], dist_ctx: DistContext) -> Optional[Dict[str, Any]]:
@@ -92,9 +93,10 @@ def apply_resume(checkpoint: Dict[str, Any], source: str, *, model: torch.nn.Mod
     epoch, step = int(checkpoint['epoch']), int(checkpoint['step_in_epoch'])
     saved_steps = int(checkpoint['steps_per_epoch'])
     rank_state = _this_rank_state(checkpoint, dist_ctx)
+    evaluation = None
     if step >= saved_steps:  # an end-of-epoch checkpoint: the next epoch starts afresh
         position = Position(epoch=epoch + 1, step_in_epoch=0, global_step=int(checkpoint['global_step']))
-        totals = None
+        totals, evaluation = None, checkpoint.get('evaluation')
     else:
         if saved_steps != steps_per_epoch or rank_state is None:
             raise ResumeError(
@@ -112,7 +114,27 @@ def apply_resume(checkpoint: Dict[str, Any], source: str, *, model: torch.nn.Mod
     logger.info('resuming from %s: epoch %d, step %d of %d (global step %d)', source, position.epoch,
                 position.step_in_epoch, steps_per_epoch, position.global_step)
     return ResumePoint(position, source, rng_state=rank_state['rng'] if rank_state else None,
-                       epoch_totals=totals)
+                       epoch_totals=totals, evaluation=evaluation)
+
+
+def rescale_lr(optimizer: torch.optim.Optimizer, scheduler, factor: float, groups: Optional[Sequence[int]] = None
+               ) -> None:
+    """Multiply every learning rate of the param groups ``groups`` (all: None) by ``factor``: the current one and
+    all the schedule will give (timm schedules: ``base_values`` and their warm-up slope; torch schedules:
+    ``base_lrs``). For a run resumed with another LR than it was trained with."""
+    indices = range(len(optimizer.param_groups)) if groups is None else groups
+    for i in indices:
+        group = optimizer.param_groups[i]
+        for key in ('lr', 'initial_lr'):
+            if key in group:
+                group[key] *= factor
+        if hasattr(scheduler, 'base_values'):  # timm
+            scheduler.base_values[i] *= factor
+        elif hasattr(scheduler, 'base_lrs'):  # torch
+            scheduler.base_lrs[i] *= factor
+            scheduler._last_lr[i] *= factor
+    if getattr(scheduler, 'warmup_t', 0) and hasattr(scheduler, 'warmup_steps'):  # timm's slope, from base_values
+        scheduler.warmup_steps = [(v - scheduler.warmup_lr_init) / scheduler.warmup_t for v in scheduler.base_values]
 
 
 def _step_scheduler_to(scheduler, position: Position) -> None:

@@ -2,7 +2,9 @@
 
 A checkpoint of train.py or retrain.py (``lib.checkpoint.format``) holds the position, every rank's RNG
 states and the config it was trained with; ``find_resume_checkpoint`` picks RESUME_PATH or the run folder's
-newest good file and refuses one whose config differs. ``lib.checkpoint.restore`` puts it back.
+newest good file and refuses one whose config differs. A good file is readable, finite, and was written while
+the training loss was healthy (``lib.engine.finite.loss_health_problem``): after a divergence, AUTO_RESUME goes
+back to before the loss exploded. ``lib.checkpoint.restore`` puts it back.
 """
 import logging
 import os
@@ -14,7 +16,12 @@ from lib.checkpoint.format import is_training_checkpoint
 from lib.checkpoint.saver import BEST, EPOCH_FILE_PATTERN, LAST, RECOVERY, epoch_file
 from lib.config import RESUME_MAY_CHANGE
 from lib.engine.distributed import DistContext
-from lib.engine.finite import describe_nonfinite, nonfinite_tensors
+from lib.engine.finite import describe_nonfinite, loss_health_problem, nonfinite_tensors
+
+
+_QUIET = logging.getLogger('cream.resume_choice')  # for looking without resuming: no "AUTO_RESUME:" lines
+_QUIET.propagate = False
+_QUIET.addHandler(logging.NullHandler())
 
 
 class ResumeError(CheckpointError):
@@ -27,7 +34,9 @@ def _problem(checkpoint: Any) -> Optional[str]:
     if not is_training_checkpoint(checkpoint):
         return 'it lacks the resume state train.py and retrain.py write'
     bad, total = nonfinite_tensors(checkpoint)
-    return describe_nonfinite(bad, total) if bad else None
+    if bad:
+        return describe_nonfinite(bad, total)
+    return loss_health_problem(checkpoint.get('loss_health'))
 
 
 def _load_explicit(path: str) -> Dict[str, Any]:
@@ -88,6 +97,24 @@ def _choose_in_run_dir(run_dir: str, logger: logging.Logger) -> Tuple[Optional[s
     if skipped:
         logger.warning('AUTO_RESUME: resuming from %s, the newest good checkpoint of %s', chosen[0], run_dir)
     return chosen
+
+
+def describe_position(checkpoint: Dict[str, Any]) -> str:
+    """'after epoch 3' or 'epoch 3, step 40 of 100', and the training loss it recorded."""
+    epoch, step, steps = checkpoint.get('epoch'), checkpoint.get('step_in_epoch'), checkpoint.get('steps_per_epoch')
+    where = f'after epoch {epoch}' if step is None or steps is None or step >= steps else \
+        f'epoch {epoch}, step {step} of {steps}'
+    loss = (checkpoint.get('loss_health') or {}).get('loss')
+    return where + (f', training loss {loss:.4g}' if loss is not None else '')
+
+
+def healthy_resume_choice(run_dir: str) -> Optional[str]:
+    """'PATH (after epoch 3, training loss 1.2)': the checkpoint AUTO_RESUME would continue from, or None."""
+    try:
+        path, checkpoint = _choose_in_run_dir(run_dir, _QUIET)
+    except ResumeError:
+        return None
+    return None if path is None else f'{path} ({describe_position(checkpoint)})'
 
 
 def _flatten(tree: Any, prefix: str = '') -> Dict[str, Any]:

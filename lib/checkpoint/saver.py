@@ -4,8 +4,11 @@
 ``best.pth.tar``        the best epoch so far      ``checkpoint-<epoch>.pth.tar``  the CHECKPOINT_HIST best
 
 Every file is written atomically (``lib.fileio.atomic_write``); only the main rank writes. A checkpoint
-with NaN or infinite weights is never written: ``DivergedError`` stops the run first.
+with NaN or infinite weights is never written: ``DivergedError`` stops the run first. The saver also keeps the
+run's healthy training loss, from which every checkpoint's ``loss_health`` record is made
+(``lib.engine.finite``); it is saved and restored with the best-epoch history.
 """
+import math
 import os
 import re
 from typing import Any, Dict, List, Optional, Tuple
@@ -36,6 +39,17 @@ class CheckpointSaver:
         self.higher_is_better = higher_is_better
         self.is_main = is_main
         self.history: List[Tuple[float, int]] = []
+        self.healthy_loss: Optional[float] = None  # the run's reference for loss_health records
+
+    # -- loss health -----------------------------------------------------------------------------
+    def loss_health(self, loss: Optional[float]) -> Dict[str, Optional[float]]:
+        """The ``loss_health`` record of a checkpoint written when the epoch's running training loss is ``loss``."""
+        return {'loss': loss, 'reference': self.healthy_loss}
+
+    def epoch_loss(self, mean_loss: Optional[float]) -> None:
+        """A finished epoch's mean training loss: the reference is the lowest of them."""
+        if mean_loss is not None and math.isfinite(mean_loss):
+            self.healthy_loss = mean_loss if self.healthy_loss is None else min(self.healthy_loss, mean_loss)
 
     def path(self, name: str) -> str:
         return os.path.join(self.run_dir, name)
@@ -57,11 +71,12 @@ class CheckpointSaver:
         return self.history[0] if self.history else None
 
     def state_dict(self) -> Dict[str, Any]:
-        return {'history': [[m, e] for m, e in self.history]}
+        return {'history': [[m, e] for m, e in self.history], 'healthy_loss': self.healthy_loss}
 
     def load_state_dict(self, state: Dict[str, Any]) -> None:
         self.history = self._sorted([(float(m), int(e)) for m, e in state.get('history', [])])[
             :max(self.max_history, 1)]
+        self.healthy_loss = state.get('healthy_loss')
 
     # -- files ------------------------------------------------------------------------------------
     def save_recovery(self, checkpoint: Dict[str, Any]) -> None:

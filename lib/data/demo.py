@@ -10,13 +10,13 @@ import colorsys
 import json
 import logging
 import os
-import shutil
-import tempfile
 from functools import lru_cache
 from typing import Dict, List, Tuple
 
 import numpy as np
 from PIL import Image
+
+from lib.fileio import atomic_directory
 
 from .dataset import DataError
 
@@ -134,7 +134,7 @@ def _write_tree(out_dir: str, num_classes: int, per_split: Dict[str, int], image
 
 def make_demo_dataset(root: str, num_classes: int = 10, train_per_class: int = 60,
                       val_per_class: int = 20, image_size: int = 72, seed: int = 0) -> str:
-    """Write root/{train,val}/<class>/*.JPEG atomically (built in a temp dir, then renamed).
+    """Write root/{train,val}/<class>/*.JPEG atomically (``lib.fileio.atomic_directory``).
 
     root must not exist or be an empty directory. Returns root.
     """
@@ -142,25 +142,12 @@ def make_demo_dataset(root: str, num_classes: int = 10, train_per_class: int = 6
         raise ValueError('need num_classes, train_per_class, val_per_class >= 1 and image_size >= 8; '
                          f'got {num_classes}, {train_per_class}, {val_per_class}, {image_size}')
     root = os.path.abspath(os.fspath(root))
-    if os.path.exists(root) and (not os.path.isdir(root) or os.listdir(root)):
-        raise FileExistsError(f'{root} exists and is not an empty directory: delete it or choose '
-                              f'another output folder for the demo dataset')
-    parent = os.path.dirname(root)
-    os.makedirs(parent, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f'.{os.path.basename(root)}.tmp-', dir=parent)
-    try:
-        os.chmod(tmp, 0o755)  # mkdtemp makes it 0700
-        _write_tree(tmp, num_classes, {'train': train_per_class, 'val': val_per_class},
-                    image_size, seed)
-        info = dict(num_classes=num_classes, train_per_class=train_per_class,
-                    val_per_class=val_per_class, image_size=image_size, seed=seed,
-                    classes=class_names(num_classes))
+    with atomic_directory(root) as tmp:
+        _write_tree(tmp, num_classes, {'train': train_per_class, 'val': val_per_class}, image_size, seed)
+        info = dict(num_classes=num_classes, train_per_class=train_per_class, val_per_class=val_per_class,
+                    image_size=image_size, seed=seed, classes=class_names(num_classes))
         with open(os.path.join(tmp, INFO_FILE), 'w') as f:
             json.dump(info, f, indent=1)
-        os.replace(tmp, root)  # atomic; also replaces an empty directory, fails on a non-empty one
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return root
 
 

@@ -1,5 +1,16 @@
-"""Train/val loaders: ImageFolder -> timm transforms -> DataLoader -> (images, targets) on the device."""
+"""Train/val loaders: ImageFolder -> timm transforms -> DataLoader -> (images, targets) on the device.
+
+The training's loaders (``sigterm_grace`` set) keep their worker processes through a SIGTERM sent to the whole
+job (SLURM signals every process of a job step, the loader's workers too): a worker goes on serving batches until
+the training stops at its next step boundary (``lib.engine.stop``) and shuts it down, and ends by itself
+``sigterm_grace`` seconds after the signal or at a second SIGTERM. Torch's default would end it at once, and the
+training would crash on the missing batch instead of saving its state.
+"""
+import functools
 import logging
+import os
+import signal
+import threading
 from typing import Optional, Union
 
 import numpy as np
@@ -10,7 +21,7 @@ from torch.utils.data import DataLoader, default_collate
 
 from lib.errors import ConfigError
 
-from .dataset import SkipFailedCollate, open_image_folder
+from .dataset import SkipFailedCollate, open_image_folder, split_dir
 from .demo import ensure_demo_dataset
 from .samplers import ResumableDistributedSampler, ShardSampler
 from .transforms import build_eval_transform, build_train_transform
@@ -20,9 +31,23 @@ logger = logging.getLogger('cream.data')
 Device = Union[str, torch.device]
 
 
-def _seed_numpy_in_worker(worker_id: int) -> None:
+def _worker_sigterm(grace_s: float):
+    """A worker's SIGTERM handler: the first signal ends the worker ``grace_s`` later, a second one at once."""
+    def on_sigterm(signum, frame):
+        if on_sigterm.timer is not None:
+            os._exit(0)
+        on_sigterm.timer = threading.Timer(grace_s, os._exit, (0,))
+        on_sigterm.timer.daemon = True
+        on_sigterm.timer.start()
+    on_sigterm.timer = None
+    return on_sigterm
+
+
+def _init_worker(worker_id: int, sigterm_grace: Optional[float] = None) -> None:
     # torch seeds python's and its own RNG per worker, not numpy's (used by RandAugment).
     np.random.seed(torch.initial_seed() % 2 ** 32)
+    if sigterm_grace is not None:
+        signal.signal(signal.SIGTERM, _worker_sigterm(sigterm_grace))
 
 
 class _SkipTally:
@@ -118,6 +143,15 @@ class DeviceLoader:
     def batch_size(self) -> int:
         return self.loader.batch_size
 
+    def close(self) -> None:
+        """Shut the worker processes down now: persistent workers otherwise live until the loader is collected,
+        which an exception's traceback can put off until the interpreter exits (where torch leaves them to
+        multiprocessing's SIGTERM, which the training's workers defer)."""
+        iterator = getattr(self.loader, '_iterator', None)
+        if iterator is not None and hasattr(iterator, '_shutdown_workers'):
+            iterator._shutdown_workers()
+        self.loader._iterator = None
+
     def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
         """Epoch order of the train sampler; start_batch skips that many batches (resume)."""
         if not isinstance(self.sampler, ResumableDistributedSampler):
@@ -133,7 +167,7 @@ def _check_common(image_size: int, batch_size: int, workers: int) -> None:
 
 def _data_loader(dataset, *, sampler, batch_size: int, workers: int, pin_memory: bool,
                  device: torch.device, use_prefetcher: bool, drop_last: bool,
-                 iteration_seed: Optional[int] = None) -> DataLoader:
+                 iteration_seed: Optional[int] = None, sigterm_grace: Optional[float] = None) -> DataLoader:
     collate = SkipFailedCollate(fast_collate if use_prefetcher else default_collate)
     # Each new iterator draws the workers' base seed from this generator; from the global torch RNG
     # without one, which would shift the training's own draws (dropout, ...) differently with and
@@ -142,27 +176,29 @@ def _data_loader(dataset, *, sampler, batch_size: int, workers: int, pin_memory:
     return DataLoader(
         dataset, batch_size=batch_size, sampler=sampler, num_workers=workers, collate_fn=collate,
         pin_memory=pin_memory and device.type == 'cuda', drop_last=drop_last,
-        worker_init_fn=_seed_numpy_in_worker, persistent_workers=workers > 0, generator=generator)
+        worker_init_fn=functools.partial(_init_worker, sigterm_grace=sigterm_grace), persistent_workers=workers > 0,
+        generator=generator)
 
 
 def build_train_loader(*, data_dir: str, image_size: int, batch_size: int, workers: int = 4,
                        pin_memory: bool = True, interpolation: str = 'random',
                        auto_augment: Optional[str] = None, color_jitter: float = 0.4,
                        re_prob: float = 0.0, re_mode: str = 'const', re_count: int = 1,
-                       rank: int = 0, world_size: int = 1, seed: int = 0, device: Device = 'cpu',
+                       scale=(0.08, 1.0), rank: int = 0, world_size: int = 1, seed: int = 0, device: Device = 'cpu',
                        use_prefetcher: bool = True, channels_last: bool = False,
                        drop_last: bool = True, num_classes: Optional[int] = None,
-                       iteration_seed: Optional[int] = None) -> DeviceLoader:
+                       iteration_seed: Optional[int] = None, sigterm_grace: Optional[float] = None) -> DeviceLoader:
     """Loader over DATA_DIR/train with training augmentation; call loader.set_epoch(e[, start_batch])
     before each epoch. batch_size is per process. seed orders the epochs (the same on every rank);
     iteration_seed (e.g. SEED + rank) seeds each image's augmentation from (iteration_seed, epoch,
     position) (``lib.data.seeding``): the same with any number of workers and after a resume. Without
-    it, the per-image seeds derive from one draw of the global torch RNG at construction."""
+    it, the per-image seeds derive from one draw of the global torch RNG at construction. ``sigterm_grace``: see the
+    module's docstring."""
     _check_common(image_size, batch_size, workers)
     device = torch.device(device)
     transform = build_train_transform(
         image_size=image_size, interpolation=interpolation, auto_augment=auto_augment,
-        color_jitter=color_jitter, re_prob=re_prob, re_mode=re_mode, re_count=re_count,
+        color_jitter=color_jitter, re_prob=re_prob, re_mode=re_mode, re_count=re_count, scale=scale,
         use_prefetcher=use_prefetcher)
     dataset = open_image_folder(data_dir, 'train', transform=transform, num_classes=num_classes)
     if iteration_seed is None:
@@ -174,7 +210,7 @@ def build_train_loader(*, data_dir: str, image_size: int, batch_size: int, worke
                          f'fewer than one batch of {batch_size}: lower DATASET.BATCH_SIZE')
     loader = _data_loader(dataset, sampler=sampler, batch_size=batch_size, workers=workers,
                           pin_memory=pin_memory, device=device, use_prefetcher=use_prefetcher,
-                          drop_last=drop_last, iteration_seed=iteration_seed)
+                          drop_last=drop_last, iteration_seed=iteration_seed, sigterm_grace=sigterm_grace)
     return DeviceLoader(loader, device=device, use_prefetcher=use_prefetcher, re_prob=re_prob,
                         re_mode=re_mode, re_count=re_count, channels_last=channels_last,
                         name='train')
@@ -185,7 +221,7 @@ def build_val_loader(*, data_dir: str, image_size: int, batch_size: int, workers
                      crop_pct: float = 0.875, rank: int = 0, world_size: int = 1,
                      device: Device = 'cpu', use_prefetcher: bool = True,
                      channels_last: bool = False, num_classes: Optional[int] = None,
-                     split: str = 'val') -> DeviceLoader:
+                     split: str = 'val', sigterm_grace: Optional[float] = None) -> DeviceLoader:
     """Loader over DATA_DIR/<split>, in file order, each image on exactly one rank (no padding):
     reduce sums of correct predictions and of counts across ranks."""
     _check_common(image_size, batch_size, workers)
@@ -196,7 +232,7 @@ def build_val_loader(*, data_dir: str, image_size: int, batch_size: int, workers
     sampler = ShardSampler(dataset, rank=rank, world_size=world_size)
     loader = _data_loader(dataset, sampler=sampler, batch_size=batch_size, workers=workers,
                           pin_memory=pin_memory, device=device, use_prefetcher=use_prefetcher,
-                          drop_last=False)
+                          drop_last=False, sigterm_grace=sigterm_grace)
     return DeviceLoader(loader, device=device, use_prefetcher=use_prefetcher,
                         channels_last=channels_last, name=split)
 
@@ -211,8 +247,16 @@ def _generate_demo_if_asked(cfg) -> None:
         ensure_demo_dataset(cfg.DATA_DIR, num_classes=cfg.DATASET.NUM_CLASSES)
 
 
+def check_data_folders(cfg, splits=('train', 'val')) -> None:
+    """DataError naming DATA_DIR/<split> when one is missing (unless DATASET.GENERATE_DEMO will create it): the
+    entry scripts' preflight, before the run folder exists."""
+    if not cfg.DATASET.GENERATE_DEMO:
+        for split in splits:
+            split_dir(cfg.DATA_DIR, split)
+
+
 def build_train_loader_from_cfg(cfg, image_size: int, rank: int = 0, world_size: int = 1,
-                                device: Device = 'cpu') -> DeviceLoader:
+                                device: Device = 'cpu', sigterm_grace: Optional[float] = None) -> DeviceLoader:
     """build_train_loader from the config; image_size is explicit (the search picks it).
 
     Epoch order from SEED (identical on all ranks), augmentation seeds from SEED + rank."""
@@ -223,13 +267,13 @@ def build_train_loader_from_cfg(cfg, image_size: int, rank: int = 0, world_size:
         workers=cfg.WORKERS, pin_memory=cfg.DATASET.PIN_MEM,
         interpolation=cfg.DATASET.INTERPOLATION, auto_augment=aug.AA,
         color_jitter=aug.COLOR_JITTER, re_prob=aug.RE_PROB, re_mode=aug.RE_MODE,
-        re_count=aug.RE_COUNT, rank=rank, world_size=world_size, seed=cfg.SEED, device=device,
+        re_count=aug.RE_COUNT, scale=aug.SCALE, rank=rank, world_size=world_size, seed=cfg.SEED, device=device,
         use_prefetcher=_prefetcher_wanted(cfg, device), channels_last=cfg.CHANNELS_LAST,
-        num_classes=cfg.DATASET.NUM_CLASSES, iteration_seed=cfg.SEED + rank)
+        num_classes=cfg.DATASET.NUM_CLASSES, iteration_seed=cfg.SEED + rank, sigterm_grace=sigterm_grace)
 
 
 def build_val_loader_from_cfg(cfg, image_size: int, rank: int = 0, world_size: int = 1,
-                              device: Device = 'cpu') -> DeviceLoader:
+                              device: Device = 'cpu', sigterm_grace: Optional[float] = None) -> DeviceLoader:
     """build_val_loader from the config; batch = DATASET.BATCH_SIZE * DATASET.VAL_BATCH_MUL."""
     _generate_demo_if_asked(cfg)
     return build_val_loader(
@@ -238,4 +282,4 @@ def build_val_loader_from_cfg(cfg, image_size: int, rank: int = 0, world_size: i
         pin_memory=cfg.DATASET.PIN_MEM, interpolation=cfg.DATASET.EVAL_INTERPOLATION,
         crop_pct=cfg.DATASET.CROP_PCT, rank=rank, world_size=world_size, device=device,
         use_prefetcher=_prefetcher_wanted(cfg, device), channels_last=cfg.CHANNELS_LAST,
-        num_classes=cfg.DATASET.NUM_CLASSES)
+        num_classes=cfg.DATASET.NUM_CLASSES, sigterm_grace=sigterm_grace)

@@ -1,10 +1,11 @@
 """How the entry scripts end.
 
 Inside ``main()``, ``logged_run`` writes how the run ended to its log (a user's mistake as one line, a
-crash with its traceback, Ctrl-C with how to resume) and always tears the process group down; the
-exception itself goes on to the caller unchanged, so a test calling ``main()`` sees the real error.
-Only the command line turns it into an exit status: ``exit_on_error`` prints a ``CreamError`` as one
-``error:`` line (status 2) and Ctrl-C as status 130; anything else keeps its traceback.
+crash with its traceback, Ctrl-C or SIGTERM with how to resume), always tears the process group down and
+then lets the run folder's lock go; the exception itself goes on to the caller unchanged, so a test calling
+``main()`` sees the real error. Only the command line turns it into an exit status: ``exit_on_error``
+prints a ``CreamError`` as one ``error:`` line (status 2), Ctrl-C is status 130 and a stop on SIGTERM
+(``lib.engine.stop``) 143; anything else keeps its traceback. The tools use ``exit_on_error`` too.
 """
 import contextlib
 import os
@@ -12,6 +13,7 @@ import sys
 from typing import Any, Callable, List, Optional
 
 from lib import comm
+from lib.engine.stop import STOPPED_STATUS, RunStopped
 from lib.errors import CreamError
 
 USER_ERROR_STATUS = 2  # as argparse exits on a bad command line
@@ -31,13 +33,20 @@ def logged_run(run, what: str, log_name: str):
     except KeyboardInterrupt:
         run.logger.warning('%s interrupted; AUTO_RESUME True continues from the last saved checkpoint', what)
         raise
+    except RunStopped as stop:
+        run.logger.warning('%s', stop)
+        raise
     except Exception as err:
         log_path = os.path.join(run.run_dir, log_name)
         run.logger.exception('%s failed', what)
         err.add_note(f'{what} failed; this traceback is also in {log_path}')
         raise
     finally:
-        comm.destroy_process_group(synchronize=ok)  # no rank leaves while another still writes
+        try:
+            comm.destroy_process_group(synchronize=ok)  # no rank leaves while another still writes
+        finally:
+            if run.lock is not None:
+                run.lock.release()
 
 
 class UserErrorExit(SystemExit):
@@ -61,3 +70,5 @@ def exit_on_error(main: Callable[[List[str]], Any], argv: Optional[List[str]] = 
         raise UserErrorExit(line) from None
     except KeyboardInterrupt:
         raise SystemExit(INTERRUPTED_STATUS) from None
+    except RunStopped:
+        raise SystemExit(STOPPED_STATUS) from None

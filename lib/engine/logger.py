@@ -1,4 +1,10 @@
-"""What a user watches on long runs: progress lines, ``summary.csv`` and TensorBoard scalars."""
+"""What a user watches on long runs: progress lines, ``summary.csv`` and TensorBoard scalars.
+
+On a full disk neither stops a run with a traceback: the log file, once a write to it fails, is left alone with one
+warning on the console (the run goes on until its next checkpoint write stops it with one ``error:`` line), and
+TensorBoard's writer raises the ``DiskFullError`` of ``lib.fileio`` (any other failure of it: one warning, and no
+more scalars).
+"""
 import csv
 import datetime
 import io
@@ -8,9 +14,25 @@ import sys
 import time
 from typing import Dict, Optional
 
-from lib.fileio import write_text_atomic
+from lib.fileio import disk_full_error, write_text_atomic
 
 LOGGER_NAME = 'cream'
+
+
+class _RunLogFile(logging.FileHandler):
+    """The run's log file; after a failed write (a full disk), one warning on the console and no more writes."""
+    failed = False
+
+    def emit(self, record):
+        if not self.failed:
+            super().emit(record)
+
+    def handleError(self, record):
+        if self.failed:
+            return
+        self.failed = True
+        logging.getLogger(LOGGER_NAME).warning('the log file %s cannot be written (%s): logging to the console only',
+                                               self.baseFilename, sys.exc_info()[1])
 
 
 def setup_logging(run_dir: Optional[str], rank: int, log_name: str, verbose: bool = False) -> logging.Logger:
@@ -27,7 +49,7 @@ def setup_logging(run_dir: Optional[str], rank: int, log_name: str, verbose: boo
     console.setFormatter(fmt)
     logger.addHandler(console)
     if run_dir is not None and rank == 0:
-        handler = logging.FileHandler(os.path.join(run_dir, log_name))
+        handler = _RunLogFile(os.path.join(run_dir, log_name))
         handler.setFormatter(fmt)
         logger.addHandler(handler)
     return logger
@@ -124,10 +146,23 @@ class TensorBoard:
 
     def scalars(self, values: Dict[str, float], step: int, prefix: str = '') -> None:
         if self.writer is not None:
-            for name, value in values.items():
-                if value is not None:
-                    self.writer.add_scalar(f'{prefix}{name}', value, step)
+            try:
+                for name, value in values.items():
+                    if value is not None:
+                        self.writer.add_scalar(f'{prefix}{name}', value, step)
+            except OSError as err:  # raised by the writer's thread on the next call
+                self._failed(err)
+
+    def _failed(self, err: OSError) -> None:
+        writer, self.writer = self.writer, None
+        full = disk_full_error(err, writer.get_logdir())
+        if full is not None:
+            raise full from None
+        logging.getLogger(LOGGER_NAME).warning('TensorBoard scalars are no longer written: %s', err)
 
     def close(self) -> None:
         if self.writer is not None:
-            self.writer.close()
+            try:
+                self.writer.close()
+            except OSError:  # already reported, or the run ends anyway: nothing to add to its error
+                pass

@@ -1,20 +1,22 @@
 """The run folder OUTPUT/MODEL, made ready before a run writes anything into it.
 
-A folder holding another run's outputs is never overwritten silently: train.py and retrain.py stop
-with one error unless AUTO_RESUME continues that run or OVERWRITE deletes its outputs first (the
-deletion is logged, file by file). test.py replaces an earlier evaluation's test_results.json but never
-writes into a training run's folder. Leftover temporary files of a write killed midway are removed, and
-an unwritable folder is one error naming it.
+Every script first takes the folder's lock (``lib.engine.run_lock``): a second run into a folder that a
+running one holds stops with one error naming that run, before it looks at or touches anything there. A
+folder holding another run's outputs is never overwritten silently: train.py and retrain.py stop with one
+error unless AUTO_RESUME continues that run or OVERWRITE deletes its outputs first (the deletion is logged,
+file by file). test.py replaces an earlier evaluation's test_results.json but never writes into a training
+run's folder. Leftover temporary files of a write killed midway are removed, and an unwritable folder is one
+error naming it.
 """
 import fnmatch
 import logging
 import os
 import shutil
-import tempfile
 from typing import List, Tuple
 
+from lib.engine.run_lock import RunLock
 from lib.errors import CreamError
-from lib.fileio import remove_stale_temporary_files
+from lib.fileio import disk_full_error, probe_writable, remove_stale_temporary_files
 
 # What marks a folder as holding a run (checkpoints and results), and everything the scripts write there.
 RUN_MARKERS = ('*.pth.tar', 'summary.csv', 'board.json', 'best_arch.yaml', 'results.json', 'test_results.json')
@@ -42,16 +44,27 @@ def _listing(names: List[str], limit: int = 6) -> str:
     return ', '.join(names[:limit]) + (f', ... ({len(names)} files)' if len(names) > limit else '')
 
 
-def _ensure_writable(run_dir: str) -> None:
+def _unwritable(run_dir: str, err: OSError) -> CreamError:
+    full = disk_full_error(err, run_dir)
+    if full is not None:
+        return full
+    return RunFolderError(f'cannot write to the run folder {run_dir!r} ({type(err).__name__}: {err.strerror or err}); '
+                          'set OUTPUT to a writable folder (the run folder is OUTPUT/MODEL)')
+
+
+def _lock(run_dir: str, script: str) -> RunLock:
+    """The folder's lock (creating the folder), then a probe write: both fail alike on an unwritable folder."""
     try:
         os.makedirs(run_dir, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix='.write_check.', suffix='.tmp', dir=run_dir)
-        os.close(fd)
-        os.unlink(probe)
+        lock = RunLock.acquire(run_dir, script)
     except OSError as err:
-        raise RunFolderError(f'cannot write to the run folder {run_dir!r} ({type(err).__name__}: '
-                             f'{err.strerror or err}); set OUTPUT to a writable folder (the run folder is '
-                             'OUTPUT/MODEL)') from None
+        raise _unwritable(run_dir, err) from None
+    try:
+        probe_writable(run_dir)
+    except OSError as err:
+        lock.release()
+        raise _unwritable(run_dir, err) from None
+    return lock
 
 
 def _delete_outputs(run_dir: str) -> List[str]:
@@ -65,14 +78,24 @@ def _delete_outputs(run_dir: str) -> List[str]:
     return removed
 
 
-def prepare_run_dir(cfg, run_dir: str, script: str) -> List[Tuple[int, str]]:
-    """Check and ready ``run_dir`` for ``script`` ('train', 'retrain' or 'test'); main rank only.
+def prepare_run_dir(cfg, run_dir: str, script: str) -> Tuple[RunLock, List[Tuple[int, str]]]:
+    """Lock, check and ready ``run_dir`` for ``script`` ('train', 'retrain' or 'test'); main rank only.
 
-    Raises RunFolderError before touching anything when the folder holds another run that this one may
-    not continue or replace. Returns lines to log once logging is set up (what was removed).
+    Raises RunFolderError (RunFolderBusy when another run holds the folder) before touching anything when the
+    folder holds another run that this one may not continue or replace. Returns the lock, held (the caller lets
+    it go when the run ends), and lines to log once logging is set up (what was removed).
     """
     if os.path.exists(run_dir) and not os.path.isdir(run_dir):
         raise RunFolderError(f'the run folder {run_dir!r} is a file; set OUTPUT or MODEL to name a folder')
+    lock = _lock(run_dir, script)
+    try:
+        return lock, _ready(cfg, run_dir, script)
+    except BaseException:
+        lock.release()
+        raise
+
+
+def _ready(cfg, run_dir: str, script: str) -> List[Tuple[int, str]]:
     previous = previous_run_files(run_dir)
     notes = []
     if script == 'test':
@@ -87,7 +110,6 @@ def prepare_run_dir(cfg, run_dir: str, script: str) -> List[Tuple[int, str]]:
             f'{run_dir} already holds a run ({_listing(previous)}); nothing was changed. Set AUTO_RESUME True to '
             'continue it, OVERWRITE True to delete its outputs and start afresh, or choose another MODEL '
             '(or OUTPUT) for this run')
-    _ensure_writable(run_dir)
     stale = remove_stale_temporary_files(run_dir)
     if stale:
         notes.append((logging.WARNING,

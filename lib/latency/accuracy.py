@@ -2,17 +2,18 @@
 against the table's prediction (mean absolute percentage error, Spearman's rank correlation), and the
 calibration that corrects the plain sum.
 
-Why a plain sum can miss: the whole network runs its parts back to back (one call, one input transfer, caches
-holding the previous part's output), while the table times each part alone (a call, an input and an output
-each); with the same number of parts in every network of a space, that shows up as an offset and a scale.
+Why a plain sum can miss: timed alone, a part keeps its own weights and input in the cache, while a whole
+network's working set is all of its parts; and a network is one call with one input copy where the table pays
+a call per part. With the same number of parts in every network of a space, that shows up as a scale and an
+offset.
 ``fit_calibration`` fits prediction = scale * sum + offset_ms by least squares on held-out networks (the
 fastest and the slowest path of the space and random ones), which is what the table then stores.
 """
 from typing import Dict, List, Sequence
 
 import numpy as np
-from scipy.stats import spearmanr
 
+from lib.experiments.ranking import spearman_rho
 from lib.latency.measure import machine_load, part_runs
 from lib.latency.runtimes import RuntimeSettings, configure_threads, prepare, sync_for
 from lib.latency.table import Calibration, LatencyTable, LatencyTableError
@@ -67,14 +68,14 @@ def split_half_rho(samples: Sequence[Sequence[float]], block: int = 1) -> float:
     halves = [[[x for i, x in enumerate(s) if (i // block) % 2 == half] for s in samples] for half in (0, 1)]
     if len(samples) < 2 or not all(h for half in halves for h in half):
         return float('nan')
-    return float(spearmanr([np.median(h) for h in halves[0]], [np.median(h) for h in halves[1]]).statistic)
+    return spearman_rho([np.median(h) for h in halves[0]], [np.median(h) for h in halves[1]])
 
 
 def prediction_errors(predicted: Sequence[float], measured: Sequence[float]) -> Dict[str, float]:
     """Mean and largest absolute percentage error of ``predicted`` against ``measured``, and Spearman's rho."""
     predicted, measured = np.asarray(predicted, dtype=float), np.asarray(measured, dtype=float)
     errors = np.abs(predicted - measured) / measured * 100
-    rho = float(spearmanr(predicted, measured).statistic) if len(measured) > 1 else float('nan')
+    rho = spearman_rho(measured, predicted) if len(measured) > 1 else float('nan')
     return {'mape_percent': float(errors.mean()), 'max_ape_percent': float(errors.max()), 'spearman_rho': rho,
             'mean_signed_percent': float(((predicted - measured) / measured * 100).mean())}
 

@@ -11,7 +11,6 @@ from typing import List, Sequence, Tuple
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from timm.layers import Linear, SelectAdaptivePool2d, create_conv2d, get_norm_act_layer
 from timm.models._efficientnet_builder import efficientnet_init_weights
 
@@ -95,6 +94,8 @@ class SuperNet(nn.Module):
                                        bias=True)
         self.act2 = ops.ACT_LAYER(inplace=True)
         self.flatten = nn.Flatten(1)
+        # A module (not F.dropout) so that grouped probe forwards draw its noise entry by entry (grouped_bn).
+        self.head_drop = nn.Dropout(drop_rate) if drop_rate > 0.0 else nn.Identity()
         self.classifier = Linear(ops.NUM_FEATURES, num_classes)
         efficientnet_init_weights(self)
 
@@ -175,9 +176,7 @@ class SuperNet(nn.Module):
         x = self.global_pool(x)
         x = self.act2(self.conv_head(x))
         x = self.flatten(x)
-        if self.drop_rate > 0.0:
-            x = F.dropout(x, p=self.drop_rate, training=self.training)
-        return self.classifier(x)
+        return self.classifier(self.head_drop(x))
 
     def forward(self, x: torch.Tensor, path: Sequence[Sequence[int]]) -> torch.Tensor:
         x = self.forward_stem(x)
@@ -189,8 +188,10 @@ class SuperNet(nn.Module):
                              teacher_path: Sequence[Sequence[int]]) -> Tuple[torch.Tensor, torch.Tensor]:
         """(``self(x, path)``, ``self(x, teacher_path)`` without gradient) for distillation, computing once
         what both compute: the stem and the leading blocks where the two paths pick the same op see the same
-        input, so they give the same output. Their BN layers update their running statistics twice with the
-        same batch statistics, as the two separate forwards (teacher first) would."""
+        input, so they give the same output; their BN layers update their running statistics twice with the
+        same batch statistics. After the parting, the student's blocks and head run first, then the teacher's:
+        every other BN running statistic and dropout draw ends where the two separate forwards, student then
+        teacher, leave it (the original's order)."""
         student_blocks, teacher_blocks = self.path_blocks(path), self.path_blocks(teacher_path)
         shared = 0
         while shared < len(student_blocks) and student_blocks[shared] is teacher_blocks[shared]:
@@ -199,14 +200,15 @@ class SuperNet(nn.Module):
             x = self.forward_stem(x)
             for block in student_blocks[:shared]:
                 x = block(x)
-        with torch.no_grad():  # the teacher first: its head draws dropout noise before the student's, as before
-            teacher = x.detach()
-            for block in teacher_blocks[shared:]:
-                teacher = block(teacher)
-            teacher_logits = self.forward_head(teacher)
+        parted = x.detach()
         for block in student_blocks[shared:]:
             x = block(x)
-        return self.forward_head(x), teacher_logits
+        logits = self.forward_head(x)
+        with torch.no_grad():
+            for block in teacher_blocks[shared:]:
+                parted = block(parted)
+            teacher_logits = self.forward_head(parted)
+        return logits, teacher_logits
 
 
 @contextlib.contextmanager
@@ -229,3 +231,18 @@ def bn_updates_counted_twice(modules: Sequence[nn.Module]):
             m.momentum = momentum
     for m in layers:
         m.num_batches_tracked.add_(1)  # the forward added the first
+
+
+@contextlib.contextmanager
+def frozen_running_stats(module: nn.Module):
+    """Inside the block, BN layers in training mode still normalize with the batch's statistics but leave their
+    running statistics and num_batches_tracked alone (for replaying a forward that already counted)."""
+    layers = [m for m in module.modules()
+              if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats]
+    for m in layers:
+        m.track_running_stats = False
+    try:
+        yield
+    finally:
+        for m in layers:
+            m.track_running_stats = True

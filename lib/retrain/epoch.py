@@ -9,9 +9,8 @@ from typing import Any, Dict, Optional, Tuple
 import torch
 
 from lib.checkpoint.format import Position, run_checkpoint
-from lib.comm import all_reduce_sum
 from lib.engine.evaluate import evaluate
-from lib.engine.finite import DIVERGENCE_FIX, DivergedError, check_loss_sum_finite
+from lib.engine.finite import DIVERGENCE_FIX, DivergedError
 from lib.fileio import write_json_atomic
 from lib.retrain.step import retrain_one_epoch
 from lib.retrain.wrappers import sync_buffers_from_rank0
@@ -69,6 +68,7 @@ def _summary_row(train: Dict[str, float], val: Dict[str, float], ema_val: Option
 class RetrainClient(TrainingClient):
     job = 'the run'
     logger = logger
+    count_index = 3  # the images in the epoch's sums (lib.retrain.step.NUM_SUMS)
 
     def __init__(self, session):
         self.session = session
@@ -81,8 +81,6 @@ class RetrainClient(TrainingClient):
             self.session.mixup_fn.mixup_enabled = False
 
     def save_recovery(self, position: Position, totals: torch.Tensor) -> None:
-        loss_sum = all_reduce_sum(totals[:1].clone())  # every rank decides alike, before the collective
-        check_loss_sum_finite(loss_sum.item(), position.epoch, position.step_in_epoch)
         save_recovery(self.session, self, position, totals)
 
     def train_epoch(self, start: EpochStart) -> Dict[str, Any]:
@@ -93,7 +91,8 @@ class RetrainClient(TrainingClient):
             global_step=start.global_step, scheduler=s.scheduler, scaler=s.scaler, model_ema=s.ema,
             mixup_fn=s.mixup_fn, amp=cfg.AMP, amp_dtype=cfg.AMP_DTYPE, clip_grad=cfg.CLIP_GRAD,
             log_interval=cfg.LOG_INTERVAL, world_size=s.dist.world_size, initial_totals=start.initial_totals,
-            tensorboard=s.tensorboard, recovery_interval=cfg.RECOVERY_INTERVAL, save_recovery=self.save_recovery)
+            tensorboard=s.tensorboard, recovery_interval=cfg.RECOVERY_INTERVAL, save_recovery=self.save_recovery,
+            stop=start.stop)
 
     def evaluate(self, epoch: int, train: Dict[str, Any]) -> Evaluation:
         val, ema_val = validate(self.session, epoch)
@@ -114,7 +113,7 @@ class RetrainClient(TrainingClient):
                 'best': {'metric': s.cfg.EVAL_METRICS, 'of': ranked_by, 'value': best_metric, 'epoch': best_epoch},
                 'train': {k: train[k] for k in ('loss', 'prec1', 'lr', 'img_per_sec')}}
 
-    def write_outputs(self, epoch: int, train: Dict[str, Any], evaluation: Evaluation) -> None:
+    def write_outputs(self, epoch: int, evaluation: Evaluation) -> None:
         write_json_atomic(self._results(epoch, evaluation), self.results_path)
 
     def checkpoint(self, position: Position, metric: Optional[float], rank_states) -> Dict[str, Any]:

@@ -39,6 +39,11 @@ def build_scheduler(cfg, optimizer: torch.optim.Optimizer,
                           f'plateau, poly, tanh, constant or none') from None
 
 
+def check_schedule(cfg) -> None:
+    """ConfigError for a SCHED timm cannot build, found on a dummy optimizer before any work."""
+    build_scheduler(cfg, torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=cfg.LR), steps_per_epoch=1)
+
+
 def _create_scheduler(cfg, optimizer, steps_per_epoch):
     return create_scheduler_v2(
         optimizer,

@@ -4,13 +4,12 @@ from typing import Callable, Dict, Optional
 
 import torch
 
-from lib.checkpoint.format import Position
 from lib.checkpoint.weights import unwrap_model
 from lib.engine.logger import progress_line
 from lib.engine.precision import autocast
 from lib.retrain.optim import current_lr
 from lib.train.progress import meter
-from lib.train.steps import run_steps
+from lib.train.steps import SaveFn, run_steps
 
 logger = logging.getLogger('cream.retrain')
 
@@ -60,12 +59,13 @@ def retrain_one_epoch(*, epoch: int, model: torch.nn.Module, loader, optimizer: 
                       global_step: int = 0, scheduler=None, scaler=None, model_ema=None, mixup_fn=None,
                       amp: bool = False, amp_dtype: str = 'bfloat16', clip_grad: float = 0.0,
                       log_interval: int = 50, world_size: int = 1, initial_totals: Optional[torch.Tensor] = None,
-                      tensorboard=None, recovery_interval: int = 0,
-                      save_recovery: Optional[Callable[[Position, torch.Tensor], None]] = None) -> Dict[str, float]:
+                      tensorboard=None, recovery_interval: int = 0, save_recovery: Optional[SaveFn] = None,
+                      stop=None) -> Dict[str, float]:
     """Train ``model`` (possibly DDP-wrapped) over ``loader``, already positioned at ``start_step``, with
     ``retrain_step``; a progress line every ``log_interval`` steps and ``save_recovery(position, totals)`` every
-    ``recovery_interval`` steps before the epoch's last. Returns the epoch's loss/prec1/prec5 over all ranks
-    (including the steps before ``start_step`` when ``initial_totals`` carries their sums)."""
+    ``recovery_interval`` steps before the epoch's last and where ``stop`` (SIGTERM) says (``run_steps``). Returns
+    the epoch's loss/prec1/prec5 over all ranks (including the steps before ``start_step`` when ``initial_totals``
+    carries their sums)."""
     model.train()
     batch_global = loader.batch_size * world_size
 
@@ -92,7 +92,8 @@ def retrain_one_epoch(*, epoch: int, model: torch.nn.Module, loader, optimizer: 
     done = run_steps(loader, step, epoch=epoch, steps_per_epoch=steps_per_epoch, num_sums=NUM_SUMS, device=device,
                      start_step=start_step, global_step=global_step, initial_totals=initial_totals,
                      log_interval=log_interval, world_size=world_size, report=report,
-                     recovery_interval=recovery_interval, save_recovery=save_recovery, on_short_epoch=short_epoch)
+                     recovery_interval=recovery_interval, save_recovery=save_recovery, stop=stop,
+                     on_short_epoch=short_epoch)
     loss_sum, top1, top5, count = done['sums']
     count = max(count, 1)
     return {'loss': loss_sum / count, 'prec1': 100 * top1 / count, 'prec5': 100 * top5 / count,

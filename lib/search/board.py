@@ -90,6 +90,16 @@ class BoardEntry:
             'probe_probs': self.probe_probs,
         }
 
+    def to(self, device=None, dtype: Optional[torch.dtype] = None, channels_last: bool = False) -> 'BoardEntry':
+        """A copy with the probe tensors on ``device``, floating ``dtype`` (None: kept), the images channels-last
+        if asked."""
+        images = self.probe_images.to(device=device, dtype=dtype)
+        if channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return BoardEntry(path=self.path, prec1=self.prec1, flops=self.flops, params=self.params, macs=self.macs,
+                          val_prec1=self.val_prec1, probe_images=images,
+                          probe_probs=self.probe_probs.to(device=device, dtype=dtype))
+
     @classmethod
     def from_state(cls, state: dict, device=None) -> 'BoardEntry':
         images, probs = state['probe_images'], state['probe_probs']
@@ -101,9 +111,10 @@ class BoardEntry:
 
 
 class PrioritizedBoard:
-    """The best ``pool_size`` paths by train prec1 (ties: the original's order); see the module docstring."""
+    """The best ``pool_size`` paths by train prec1 (ties: the original's order); see the module docstring.
+    ``entries``: the board starts holding exactly these (at most ``pool_size``), in the board's order."""
 
-    def __init__(self, pool_size: int, acc_gap: float):
+    def __init__(self, pool_size: int, acc_gap: float, entries: Sequence[BoardEntry] = ()):
         if int(pool_size) < 1:
             raise ConfigError(f'pool_size (SUPERNET.POOL_SIZE) must be >= 1; got {pool_size}')
         if float(acc_gap) < 0:
@@ -111,6 +122,16 @@ class PrioritizedBoard:
         self.pool_size = int(pool_size)
         self.acc_gap = float(acc_gap)
         self._entries: List[BoardEntry] = []
+        self._hold(entries)
+
+    def _hold(self, entries: Sequence[BoardEntry]) -> None:
+        entries = list(entries)
+        if any(not isinstance(entry, BoardEntry) for entry in entries):
+            raise TypeError('a board holds BoardEntry objects only')
+        if len(entries) > self.pool_size:
+            raise ValueError(f'{len(entries)} board entries are more than pool_size {self.pool_size} '
+                             f'(SUPERNET.POOL_SIZE)')
+        self._entries = sorted(entries, key=BoardEntry.sort_key)
 
     # --- admission -------------------------------------------------------------------------------
     def would_admit(self, prec1: float, flops: float) -> bool:
@@ -189,8 +210,4 @@ class PrioritizedBoard:
                 f'the saved board has pool_size={state["pool_size"]}, acc_gap={state["acc_gap"]} but '
                 f'this run uses pool_size={self.pool_size}, acc_gap={self.acc_gap}; resume with the '
                 f'same SUPERNET.POOL_SIZE and ACC_GAP')
-        entries = [BoardEntry.from_state(entry, device) for entry in state['entries']]
-        if len(entries) > self.pool_size:
-            raise ValueError(f'the saved board holds {len(entries)} entries, more than pool_size '
-                             f'{self.pool_size}')
-        self._entries = sorted(entries, key=BoardEntry.sort_key)
+        self._hold([BoardEntry.from_state(entry, device) for entry in state['entries']])

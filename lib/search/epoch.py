@@ -16,14 +16,14 @@ from lib.search.outputs import BEST_ARCH_FILE, BOARD_FILE, board_rows, log_board
 from lib.search.validate import average_bn_buffers_, ranking_metric, validate
 from lib.train.loop import EpochStart, Evaluation, TrainingClient, run_epochs, save_recovery
 from lib.train.progress import meter
-from lib.train.steps import run_steps
+from lib.train.steps import SaveFn, run_steps
 
 logger = logging.getLogger('cream.search')
 
 
 def search_one_epoch(session: SearchSession, *, epoch: int, start_step: int = 0, global_step: int = 0,
                      initial_totals: Optional[torch.Tensor] = None,
-                     save_recovery_at: Optional[Callable[[Position, torch.Tensor], None]] = None,
+                     save_recovery_at: Optional[SaveFn] = None, stop=None,
                      on_step_end: Optional[Callable[[int, int, int], None]] = None) -> Dict[str, float]:
     """Train the supernet over ``session.train_loader`` (already positioned at ``start_step``): per step, sample
     the student path, the meta-matching update when one is due, then ``search_step``."""
@@ -61,7 +61,7 @@ def search_one_epoch(session: SearchSession, *, epoch: int, start_step: int = 0,
                      num_sums=search_steps.NUM_SUMS, device=dist_ctx.device, start_step=start_step,
                      global_step=global_step, initial_totals=initial_totals, log_interval=cfg.LOG_INTERVAL,
                      world_size=dist_ctx.world_size, report=report, recovery_interval=cfg.RECOVERY_INTERVAL,
-                     save_recovery=save_recovery_at, on_step_end=on_step_end, on_short_epoch=short_epoch)
+                     save_recovery=save_recovery_at, stop=stop, on_step_end=on_step_end, on_short_epoch=short_epoch)
     loss_sum, kd_sum, kd_count, top1, top5, count, meta_count = done['sums']
     count = max(count, 1)
     return {'loss': loss_sum / count, 'kd_loss': kd_sum / kd_count if kd_count else None,
@@ -101,6 +101,7 @@ def _write_rank_digest(session: SearchSession, epoch: int) -> None:
 class SearchClient(TrainingClient):
     job = 'the search'
     logger = logger
+    count_index = 5  # the images in the epoch's sums (see search_one_epoch)
 
     def __init__(self, session: SearchSession, on_epoch_end=None, on_step_end=None):
         self.session, self.on_epoch_end, self.on_step_end = session, on_epoch_end, on_step_end
@@ -125,7 +126,7 @@ class SearchClient(TrainingClient):
     def train_epoch(self, start: EpochStart) -> Dict[str, Any]:
         return search_one_epoch(self.session, epoch=start.epoch, start_step=start.start_step,
                                 global_step=start.global_step, initial_totals=start.initial_totals,
-                                save_recovery_at=self.save_recovery, on_step_end=self.on_step_end)
+                                save_recovery_at=self.save_recovery, stop=start.stop, on_step_end=self.on_step_end)
 
     def evaluate(self, epoch: int, train: Dict[str, Any]) -> Evaluation:
         val = validate(self.session, epoch)
@@ -139,7 +140,7 @@ class SearchClient(TrainingClient):
                'img_per_sec': train['img_per_sec']}
         return Evaluation(ranking_metric(self.session.cfg, val), row, details=val)
 
-    def write_outputs(self, epoch: int, train: Dict[str, Any], evaluation: Evaluation) -> None:
+    def write_outputs(self, epoch: int, evaluation: Evaluation) -> None:
         s, sn = self.session, self.session.cfg.SUPERNET
         write_board_json(s.board, os.path.join(s.run_dir, BOARD_FILE), s.space, epoch=epoch,
                          budget=(sn.FLOPS_MINIMUM, sn.FLOPS_MAXIMUM), latency=s.latency)

@@ -212,22 +212,17 @@ def search_space_for_budget(flops_minimum: float, flops_maximum: float,
 
 # ---- config ---------------------------------------------------------------------------------------
 def build_search_space(cfg) -> SearchSpace:
-    """The search space of ``cfg``: its FLOPs budget's (SUPERNET.FLOPS_MINIMUM/MAXIMUM, SUPERNET.FLOPS_TABLE), or
-    the one a latency budget's config names (SUPERNET.SEARCH_LAYERS and SEARCH_RESOLUTION, ``given_search_space``)."""
+    """The search space of ``cfg``'s FLOPs budget (SUPERNET.FLOPS_MINIMUM/MAXIMUM, SUPERNET.FLOPS_TABLE); a
+    non-zero SUPERNET.RESOLUTION replaces the resolution the rule picked, and under a latency budget a given
+    SUPERNET.SEARCH_LAYERS the layers per stage (the budget's measure and its scale stay the rule's)."""
     check_supported_options(dil_conv=cfg.SUPERNET.DIL_CONV, resunit=cfg.SUPERNET.RESUNIT)
-    costs = op_costs_for(cfg.SUPERNET.FLOPS_TABLE)
+    space = search_space_for_budget(cfg.SUPERNET.FLOPS_MINIMUM, cfg.SUPERNET.FLOPS_MAXIMUM,
+                                    op_costs_for(cfg.SUPERNET.FLOPS_TABLE))
+    if cfg.SUPERNET.RESOLUTION:
+        space = dataclasses.replace(space, resolution=int(cfg.SUPERNET.RESOLUTION))
     if cfg.SUPERNET.SEARCH_LAYERS:
-        space = given_search_space(cfg.SUPERNET.SEARCH_LAYERS, cfg.SUPERNET.SEARCH_RESOLUTION, costs)
-    else:
-        space = search_space_for_budget(cfg.SUPERNET.FLOPS_MINIMUM, cfg.SUPERNET.FLOPS_MAXIMUM, costs)
+        space = dataclasses.replace(space, layers_per_stage=tuple(int(n) for n in cfg.SUPERNET.SEARCH_LAYERS))
     return with_board_measure(space, cfg.SUPERNET.BOARD_FLOPS)
-
-
-def given_search_space(layers_per_stage: Sequence[int], resolution: int, costs: OpCosts) -> SearchSpace:
-    """A space named in the config rather than sized by a FLOPs budget; its budget FLOPs (reported beside a
-    latency budget) are scaled as the rule scales them at the nearest lower multiple of 32 px."""
-    size = max(int(resolution) // RESOLUTION_STEP, 1)
-    return SearchSpace(tuple(int(n) for n in layers_per_stage), int(resolution), _budget_scale(size), costs)
 
 
 def with_board_measure(space: SearchSpace, board_flops: str) -> SearchSpace:

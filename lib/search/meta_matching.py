@@ -1,26 +1,30 @@
-"""Teacher selection from the prioritized board and the meta-matching network's second-order update.
+"""The meta-matching network, teacher selection from the prioritized board, and the distillation loss.
 
 Notation (docs/algorithm.md): W = the student path's parameters, rho = the meta-matching network (MMN)
 parameters, delta_j = softmax(student(X_j)) - P_j for board entry j with probe images X_j and stored
-probabilities P_j, s_j = MMN(delta_j), KD weight m = sigmoid(-s_teacher).
+probabilities P_j, s_j = MMN(delta_j), KD weight m = sigmoid(-s_teacher). The MMN's second-order update is
+``lib.search.meta_update``.
 
-BN during teacher selection: the student runs in whatever mode the caller left it in (train mode
-during the search, as the original), under torch.no_grad(). In train mode BN normalizes with the
-statistics of the probe batch (all entries' probes together here; the original ran one small batch per
-entry) and updates its running statistics with it, as the original's selection forward did. The probes
-are training images, so this is one more (small) training batch for the running statistics.
+Teacher selection, as the defaults run it (the original's behaviour): the student runs over each entry's
+probe images as a train-mode batch of its own (SUPERNET.PROBE_FORWARD 'per_entry': BN normalizes each probe with
+its own batch statistics and updates its running statistics once per entry, as the original's one forward per
+entry did; the probes are training images, so these are small extra training batches for the running
+statistics), all entries in one grouped forward without a graph (lib.search.probes); m keeps its graph
+(SUPERNET.DETACH_KD_WEIGHT False in a distillation step, SUPERNET.META_INNER_GRAD 'full' in a meta-matching
+update) to the MMN and, through the chosen entry's own probe forward run once more with its graph, to W. The
+alternatives: 'batched' runs all probes as one BN batch; DETACH_KD_WEIGHT True / META_INNER_GRAD 'detached' use
+a constant m.
 """
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence
+from typing import Callable, Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from torch.func import functional_call
 
-from lib.comm import all_reduce_mean_
 from lib.errors import ConfigError
 from lib.search.board import BoardEntry, PrioritizedBoard
+from lib.search.probes import chosen_probe_delta, probe_deltas
 
 PICK_METHODS = ('top1', 'meta')
 TOP1_KD_WEIGHT = 0.5
@@ -58,53 +62,20 @@ class MetaMatchingNetwork(nn.Module):
 
 @dataclass
 class TeacherChoice:
-    """The chosen board entry. ``weight`` is the KD weight m (0-d tensor, no grad); ``scores`` [N] and
-    ``delta`` (the chosen entry's [slice, num_classes] difference) exist only for 'meta' picking."""
+    """The chosen board entry. ``weight`` is the KD weight m (0-d tensor; with its graph when chosen with
+    ``differentiable_weight``); ``scores`` [N] and ``delta`` (the chosen entry's [slice, num_classes] difference,
+    detached) exist only for 'meta' picking; ``probe_rng_state``: with 'per_entry' probes and dropout, the random
+    state before the chosen entry's dropout noise (``lib.search.probes.chosen_probe_delta`` replays it)."""
     index: int
     entry: BoardEntry
     weight: torch.Tensor
     scores: Optional[torch.Tensor] = None
     delta: Optional[torch.Tensor] = None
+    probe_rng_state: Optional[torch.Tensor] = None
 
     @property
     def path(self):
         return self.entry.path
-
-
-def _probabilities(logits: torch.Tensor) -> torch.Tensor:
-    """softmax in at least float32 (logits may be half precision under autocast)."""
-    return torch.softmax(logits, dim=-1, dtype=torch.promote_types(logits.dtype, torch.float32))
-
-
-def _probe_delta(probs: torch.Tensor, stored: torch.Tensor) -> torch.Tensor:
-    probs = probs.reshape(stored.shape[0], stored.shape[1], -1)
-    if probs.shape != stored.shape:
-        raise ValueError(f'the student outputs {probs.shape[-1]} classes but the board probes hold '
-                         f'{stored.shape[-1]}; the board belongs to a different dataset')
-    return probs - stored.to(probs.dtype)
-
-
-def probe_deltas(student: nn.Module, path, board: PrioritizedBoard, *, per_entry: bool = False,
-                 with_grad: bool = False) -> List[torch.Tensor]:
-    """softmax(student(X_j)) - P_j for every board entry j, each [slice, num_classes].
-
-    ``per_entry`` (SUPERNET.PROBE_FORWARD 'per_entry', the original): one forward per entry, so that in
-    train mode BN normalizes each entry's probe with its own statistics and updates its running
-    statistics once per entry. Otherwise one forward over all probes concatenated (one batch for BN).
-    ``with_grad``: the forwards keep their graphs (the original: the KD weight is not detached, so the
-    student also learns through its probe forward)."""
-    entries = list(board)
-    slice_sizes = {entry.probe_images.shape[0] for entry in entries}
-    if len(slice_sizes) != 1:
-        raise ValueError(f'board probes have different slice sizes {sorted(slice_sizes)}; '
-                         f'every entry must hold SUPERNET.SLICE images')
-    with torch.set_grad_enabled(with_grad):
-        if per_entry:
-            return [_probe_delta(_probabilities(student(entry.probe_images, path)), entry.probe_probs[None])[0]
-                    for entry in entries]
-        images = torch.cat([entry.probe_images for entry in entries])
-        stored = torch.stack([entry.probe_probs for entry in entries])
-        return list(_probe_delta(_probabilities(student(images, path)), stored).unbind(0))
 
 
 def select_teacher(student: nn.Module, path, board: PrioritizedBoard, pick_method: str,
@@ -124,16 +95,24 @@ def select_teacher(student: nn.Module, path, board: PrioritizedBoard, pick_metho
         raise ConfigError(f'SUPERNET.PICK_METHOD must be one of {PICK_METHODS}; got {pick_method!r}')
     if mmn is None:
         raise ValueError("pick_method 'meta' needs the meta-matching network (mmn=...)")
-    deltas = probe_deltas(student, path, board, per_entry=per_entry, with_grad=differentiable_weight)
+    # 'per_entry' scores every entry in one grouped forward without a graph; 'batched' keeps the graph of its one
+    # forward when m needs it.
+    probes = probe_deltas(student, path, board, per_entry=per_entry,
+                          with_grad=differentiable_weight and not per_entry)
     with torch.no_grad():
-        scores = mmn(torch.stack([delta.detach() for delta in deltas]))
-    index = int(torch.argmax(scores))
-    if differentiable_weight:  # only the chosen entry's graph is kept; the others are freed here
-        weight = torch.sigmoid(-mmn(deltas[index]))
+        scores = mmn(probes.deltas.detach())
+    index = int(torch.argmax(scores))  # a host sync: the teacher's path decides which blocks run
+    delta, rng_state = probes.deltas[index], probes.rng_state(index)
+    if per_entry:  # the chosen entry's own forward (with its graph when m keeps one): delta and m as one forward
+        with torch.set_grad_enabled(differentiable_weight):  # per entry gives them, bit for bit; its BN update
+            delta = chosen_probe_delta(student, path, board[index], rng_state)  # is counted already
+            weight = torch.sigmoid(-mmn(delta))
+    elif differentiable_weight:
+        weight = torch.sigmoid(-mmn(delta))
     else:
         weight = torch.sigmoid(-scores[index])
-    return TeacherChoice(index=index, entry=board[index], weight=weight, scores=scores,
-                         delta=deltas[index].detach())
+    return TeacherChoice(index=index, entry=board[index], weight=weight, scores=scores, delta=delta.detach(),
+                         probe_rng_state=rng_state)
 
 
 def soft_cross_entropy(logits: torch.Tensor, target_probs: torch.Tensor) -> torch.Tensor:
@@ -158,123 +137,3 @@ def distillation_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor
     kd = soft_cross_entropy(student_logits, torch.softmax(teacher_logits.detach(), dim=-1))
     ce = ce_loss_fn(student_logits, targets)
     return DistillationLoss(loss=(m * kd + (2 - m) * ce) / 2, kd=kd, ce=ce)
-
-
-# --- the meta-matching update ----------------------------------------------------------------------
-
-def inner_kd_loss(supernet: nn.Module, path, params: Dict[str, torch.Tensor], x_train: torch.Tensor,
-                  teacher_probs: torch.Tensor, m) -> torch.Tensor:
-    """kd(W, rho) = m(rho) * KD(student(x_train; W), teacher_probs), W given functionally."""
-    logits = functional_call(supernet, params, (x_train, path))
-    return m * soft_cross_entropy(logits, teacher_probs)
-
-
-def simulated_step(params: Dict[str, torch.Tensor], grads: Sequence[torch.Tensor],
-                   lr: float) -> Dict[str, torch.Tensor]:
-    """W' = W - lr * g, out of place (a descent step)."""
-    return {name: param - lr * grad for (name, param), grad in zip(params.items(), grads)}
-
-
-@dataclass
-class MetaGradient:
-    meta_grads: List[torch.Tensor]      # dL_val/drho, one per MMN parameter (detached)
-    student_grads: List[torch.Tensor]   # g = dkd/dW = m * dKD/dW at W (detached), one per path parameter
-    params: List[nn.Parameter]          # the path parameters W, in the order of student_grads
-    kd_loss: torch.Tensor
-    val_loss: torch.Tensor
-    kd_weight: torch.Tensor
-
-
-def meta_gradient(supernet: nn.Module, path, teacher: TeacherChoice, mmn: MetaMatchingNetwork,
-                  x_train: torch.Tensor, x_val: torch.Tensor, y_val: torch.Tensor, inner_lr: float,
-                  val_loss_fn: Callable = F.cross_entropy) -> MetaGradient:
-    """dL_val/drho with L_val(rho) = val_loss_fn(student(x_val; W'(rho)), y_val),
-    W'(rho) = W - lr * g, g = dkd/dW, kd = m(rho) * KD(student(x_train; W), teacher probs).
-
-    rho enters the inner step only through the scalar m, so g = m * h with h = dKD/dW independent of
-    rho, and exactly
-        dL_val/drho = -lr * <dL_val/dW' at W', h> * dm/drho.
-    This is what backpropagating through ``autograd.grad(kd, W, create_graph=True)`` computes, at the
-    cost of two first-order backward passes instead of a double backward through the network (which
-    on CPU runs depthwise convs one channel at a time, and which torch's hardsigmoid, the SE gate of
-    the real supernet, does not implement at all). W is never modified: W' is fed functionally.
-    No optimizer step."""
-    if teacher.delta is None:
-        raise ValueError("the meta-matching update needs a teacher chosen with pick_method 'meta'")
-    named_params = supernet.path_parameters(path)
-    params = {name: param for name, param in named_params.items() if param.requires_grad}
-    with torch.no_grad():
-        teacher_probs = _probabilities(supernet(x_train, teacher.path))
-    kd_weight = torch.sigmoid(-mmn(teacher.delta.detach()))  # differentiable in rho only
-    m = kd_weight.detach()
-    unweighted_kd = inner_kd_loss(supernet, path, params, x_train, teacher_probs, 1.0)
-    kd_grads = torch.autograd.grad(unweighted_kd, list(params.values()), allow_unused=True)
-    # A listed parameter the forward does not reach has gradient zero, so W' = W for it.
-    kd_grads = [torch.zeros_like(p) if g is None else g for p, g in zip(params.values(), kd_grads)]
-    student_grads = [m * g for g in kd_grads]
-    with torch.no_grad():
-        updated = simulated_step(params, student_grads, inner_lr)
-    updated = {name: tensor.requires_grad_() for name, tensor in updated.items()}
-    val_loss = val_loss_fn(functional_call(supernet, updated, (x_val, path)), y_val)
-    val_grads = torch.autograd.grad(val_loss, list(updated.values()), allow_unused=True)
-    inner_product = sum((torch.sum(v * h) for v, h in zip(val_grads, kd_grads) if v is not None),
-                        torch.zeros((), dtype=kd_weight.dtype, device=kd_weight.device))
-    dval_dm = -inner_lr * inner_product
-    meta_grads = torch.autograd.grad(kd_weight, list(mmn.parameters()), grad_outputs=dval_dm.to(kd_weight))
-    return MetaGradient(meta_grads=[g.detach() for g in meta_grads], student_grads=student_grads,
-                        params=list(params.values()), kd_loss=(m * unweighted_kd).detach(),
-                        val_loss=val_loss.detach(), kd_weight=m)
-
-
-def _step_with_grads(params: Sequence[nn.Parameter], grads: Sequence[torch.Tensor],
-                     optimizer: torch.optim.Optimizer, max_grad_norm: float, keep_zero_grads: bool = False) -> float:
-    """Step ``optimizer`` with the given gradients of ``params`` clipped to ``max_grad_norm``; afterwards
-    ``params`` hold no gradient.
-
-    ``keep_zero_grads`` False: every other parameter of the optimizer has its gradient dropped first, so
-    it does not move. True (SUPERNET.STEP_ONLY_PATH False, the original on PyTorch 1.2, whose zero_grad
-    zeroed gradients): the others keep zero gradients and take the step too (weight decay, momentum)."""
-    optimizer.zero_grad(set_to_none=not keep_zero_grads)
-    for param, grad in zip(params, grads):
-        param.grad = grad
-    norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
-    optimizer.step()
-    for param in params:  # the original deleted these gradients after its step
-        param.grad = None
-    if not keep_zero_grads:
-        optimizer.zero_grad(set_to_none=True)
-    return float(norm)
-
-
-def meta_update(supernet: nn.Module, path, teacher: TeacherChoice, mmn: MetaMatchingNetwork,
-                x: torch.Tensor, y: torch.Tensor, slice_size: int, inner_lr: float,
-                meta_optimizer: torch.optim.Optimizer,
-                student_optimizer: Optional[torch.optim.Optimizer] = None,
-                val_loss_fn: Callable = F.cross_entropy, max_grad_norm: float = 1.0,
-                keep_zero_grads: bool = False) -> dict:
-    """The second-order meta-matching update (docs/algorithm.md), for PICK_METHOD 'meta' only.
-
-    x_t = x[:S]; x_v, y_v = x[S:2S], y[S:2S]. Computes dL_val/drho (see ``meta_gradient``), averages
-    it over ranks, clips it to ``max_grad_norm`` and steps only rho with ``meta_optimizer``. Then, as
-    the original, the student takes its own step with g = dkd/dW (averaged over ranks, clipped) using
-    ``student_optimizer`` (the search's optimizer; skipped when None); the original took the student's
-    step first, then the MMN's, each a full optimizer step. ``keep_zero_grads``: see ``_step_with_grads``.
-    Call this before the step's own backward. Run it outside autocast: second-order gradients in half
-    precision are not reliable."""
-    if x.shape[0] < 2 * slice_size:
-        raise ConfigError(f'the meta-matching update needs a batch of at least 2 * SUPERNET.SLICE = '
-                         f'{2 * slice_size} images; got {x.shape[0]}')
-    x_train = x[:slice_size]
-    x_val, y_val = x[slice_size:2 * slice_size], y[slice_size:2 * slice_size]
-    result = meta_gradient(supernet, path, teacher, mmn, x_train, x_val, y_val, inner_lr, val_loss_fn)
-    all_reduce_mean_(result.meta_grads)
-    all_reduce_mean_(result.student_grads)
-    student_grad_norm = None
-    if student_optimizer is not None:
-        student_grad_norm = _step_with_grads(result.params, result.student_grads, student_optimizer,
-                                             max_grad_norm, keep_zero_grads)
-    meta_grad_norm = _step_with_grads(list(mmn.parameters()), result.meta_grads, meta_optimizer,
-                                      max_grad_norm, keep_zero_grads)
-    return {'kd_loss': float(result.kd_loss), 'val_loss': float(result.val_loss),
-            'kd_weight': float(result.kd_weight), 'meta_grad_norm': meta_grad_norm,
-            'student_grad_norm': student_grad_norm, 'teacher_index': teacher.index}

@@ -1,5 +1,6 @@
 """One step of the search (``search_step``, after ``run_meta_update`` when one is due): the step
-``lib.search.epoch`` runs and tools/benchmark.py times.
+``lib.search.epoch`` runs and tools/benchmark.py times. Both take ``SearchParts`` (``lib.search.parts``: built
+in memory by ``build_search_parts``; a run's ``SearchSession`` is one).
 
 One training step (docs/algorithm.md): sample the student path (the sampler's own generator: the same path on
 every rank) -> every UPDATE_ITER steps the meta-matching update (``run_meta_update``) -> ``search_step``:
@@ -24,8 +25,9 @@ import torch
 from lib.comm import all_reduce_mean, all_reduce_mean_, broadcast_tensors_
 from lib.engine.precision import autocast
 from lib.search.board import BoardEntry
-from lib.search.builder import SearchSession, unsynced_bn
-from lib.search.meta_matching import distillation_loss, meta_update, select_teacher
+from lib.search.meta_matching import distillation_loss, select_teacher
+from lib.search.meta_update import meta_update, select_teacher_for_update
+from lib.search.parts import SearchParts, unsynced_bn
 
 logger = logging.getLogger('cream.search')
 
@@ -47,16 +49,19 @@ def meta_update_due(cfg, epoch: int, batch_index: int, board_size: int) -> bool:
             and batch_index > 0 and batch_index % sn.UPDATE_ITER == 0)
 
 
-def run_meta_update(session: SearchSession, path, images, target, *, epoch: int, step: int) -> Dict[str, Any]:
-    """The meta-matching update of a step that is due one (``meta_update_due``), before its ``search_step``."""
+def run_meta_update(session: SearchParts, path, images, target, *, epoch: int, step: int) -> Dict[str, Any]:
+    """The meta-matching update of a step that is due one (``meta_update_due``), before its ``search_step``.
+    SUPERNET.META_INNER_GRAD 'full' (the original): the teacher's probe forward keeps its graph, and the inner
+    gradient includes KD * dm/dW; 'detached': m is a constant there."""
     cfg, supernet, sn = session.cfg, session.supernet, session.cfg.SUPERNET
     with unsynced_bn(supernet, session.local_bn_group):
-        teacher = select_teacher(supernet, path, session.board, 'meta', session.mmn,
-                                 per_entry=sn.PROBE_FORWARD == 'per_entry')
+        teacher, replay = select_teacher_for_update(supernet, path, session.board, session.mmn,
+                                                    per_entry=sn.PROBE_FORWARD == 'per_entry',
+                                                    inner_grad=sn.META_INNER_GRAD)
         info = meta_update(supernet, path, teacher, session.mmn, images, target, sn.SLICE,
                            inner_lr=meta_inner_lr(cfg, session.optimizer), meta_optimizer=session.optimizer,
                            student_optimizer=session.optimizer, val_loss_fn=session.loss_fn,
-                           keep_zero_grads=not sn.STEP_ONLY_PATH)
+                           keep_zero_grads=not sn.STEP_ONLY_PATH, replay=replay)
     logger.info('meta-matching update (epoch %d, step %d): teacher #%d, KD weight %.4f, meta val loss %.4f, '
                 'meta grad norm %.4g', epoch, step, info['teacher_index'], info['kd_weight'], info['val_loss'],
                 info['meta_grad_norm'])
@@ -80,7 +85,7 @@ class StepOutput:
     teacher_logits: Optional[torch.Tensor]
 
 
-def _forward_backward(session: SearchSession, path, images, target, distill: bool) -> StepOutput:
+def _forward_backward(session: SearchParts, path, images, target, distill: bool) -> StepOutput:
     """Loss, backward, gradient all-reduce, optimizer and LR step."""
     cfg, supernet, optimizer, scaler = session.cfg, session.supernet, session.optimizer, session.scaler
     sn, device = cfg.SUPERNET, session.dist.device
@@ -119,7 +124,7 @@ def _forward_backward(session: SearchSession, path, images, target, distill: boo
     return StepOutput(logits.detach(), loss.detach(), None if kd is None else kd.detach(), teacher_logits)
 
 
-def _offer_to_board(session: SearchSession, path, images, out: StepOutput, hits1: torch.Tensor, batch: int) -> bool:
+def _offer_to_board(session: SearchParts, path, images, out: StepOutput, hits1: torch.Tensor, batch: int) -> bool:
     """Offer the student (its prec1 averaged over ranks) to the board; every rank ends with the same paths."""
     cfg, board, table, space = session.cfg, session.board, session.flops_table, session.space
     prec1 = all_reduce_mean(hits1 * (100.0 / batch))
@@ -136,7 +141,9 @@ def _offer_to_board(session: SearchSession, path, images, out: StepOutput, hits1
         source = out.teacher_logits
     # Copies (the broadcast writes into them on the other ranks), in the default layout collectives take.
     probe_images = images[:slice_size].detach().clone(memory_format=torch.contiguous_format)
-    probe_probs = torch.softmax(source[:slice_size].float(), dim=-1).contiguous()
+    # At least float32 (bf16 logits under autocast); a float64 network keeps its precision.
+    probe_probs = torch.softmax(source[:slice_size], dim=-1, dtype=torch.promote_types(source.dtype, torch.float32))
+    probe_probs = probe_probs.contiguous()
     # SUPERNET.PROBE_SOURCE 'rank' (the original): each rank keeps its own batch's probe, so each picks its teacher
     # from its own probes (the networks stay equal: gradients are averaged); 'rank0': every rank holds rank 0's.
     if cfg.SUPERNET.PROBE_SOURCE == 'rank0':
@@ -161,7 +168,7 @@ def step_sums(logits: torch.Tensor, loss: torch.Tensor, kd: Optional[torch.Tenso
                             one * meta_updates])
 
 
-def search_step(session: SearchSession, path, images, target, *, epoch: int, meta_updates: int = 0) -> torch.Tensor:
+def search_step(session: SearchParts, path, images, target, *, epoch: int, meta_updates: int = 0) -> torch.Tensor:
     """One training step of the student ``path`` (after the meta-matching update, when one is due): CE while the
     board is empty or ``epoch`` <= META_STA_EPOCH, else teacher selection and distillation; backward, gradient
     all-reduce, optimizer and LR step; after META_STA_EPOCH the board offer. Returns the step's sums (device).

@@ -2,11 +2,15 @@
 
 From the session's resume point to its last epoch: restore this rank's RNG states, position the loader (mid-epoch
 after a recovery checkpoint), train the epoch (``client.train_epoch``), evaluate it (``client.evaluate``), rank it
-in the checkpoint saver, write the epoch's outputs (the client's files, a summary.csv row, TensorBoard scalars;
-main rank), then the checkpoint. Logs first, checkpoint last: a run killed in between repeats this epoch, and its
-rows are replaced. The client (``lib.search.epoch.SearchClient``, ``lib.retrain.epoch.RetrainClient``) says what
-a step, an evaluation and a checkpoint are.
+in the checkpoint saver, write the checkpoint, then the epoch's outputs (the client's files, a summary.csv row,
+TensorBoard scalars; main rank). Checkpoint first, outputs after: no result file ever claims an epoch whose
+checkpoint was not written (a full disk stops the run at the checkpoint). The checkpoint carries the epoch's
+evaluation, so a run resumed from it writes that epoch's outputs again (a run killed between the two loses nothing,
+and rows of epochs after the resume point go). SIGTERM stops the loop at the next step boundary or epoch end with
+the state saved (``lib.engine.stop``). The client (``lib.search.epoch.SearchClient``,
+``lib.retrain.epoch.RetrainClient``) says what a step, an evaluation and a checkpoint are.
 """
+import json
 import logging
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, Optional
@@ -15,6 +19,11 @@ import torch
 
 from lib.checkpoint.format import Position, gather_rank_states
 from lib.checkpoint.restore import restore_rank_rng
+from lib.checkpoint.resume import healthy_resume_choice
+from lib.comm import all_reduce_sum
+from lib.engine.finite import DivergedError, check_loss_sum_finite
+from lib.engine.stop import RunStopped, StopOnSigterm
+from lib.fileio import finite_or_none
 
 
 @dataclass
@@ -23,19 +32,26 @@ class EpochStart:
     start_step: int  # batches of the epoch already trained (mid-epoch resume), else 0
     global_step: int
     initial_totals: Optional[torch.Tensor]  # the running sums of those batches, mid-epoch only
+    stop: Optional[StopOnSigterm] = None  # for the step loop (``lib.train.steps.run_steps``)
 
 
 @dataclass
 class Evaluation:
     metric: float  # what ranks the epoch's checkpoint (EVAL_METRICS)
     row: Dict[str, Any]  # the epoch's summary.csv row and TensorBoard scalars
-    details: Any = None  # whatever the client wants back in ``write_outputs`` and ``epoch_done``
+    details: Any = None  # whatever the client wants back in ``write_outputs`` and ``epoch_done`` (plain data)
+
+    def record(self) -> Dict[str, Any]:
+        """As the epoch's checkpoint stores it: plain numbers, strings, lists and dicts."""
+        return json.loads(json.dumps(finite_or_none(vars(self)), default=float))
 
 
 class TrainingClient:
-    """What the loop asks of a job; ``job`` names it in messages ('the search'), ``logger`` is the job's."""
+    """What the loop asks of a job; ``job`` names it in messages ('the search'), ``logger`` is the job's,
+    ``count_index`` is where the image count is in its running sums (entry 0: loss * images)."""
     job = 'the run'
     logger = logging.getLogger('cream')
+    count_index = -1
 
     def before_training(self) -> None:
         """Once, when there are epochs to train (before the RNG states are restored)."""
@@ -43,14 +59,15 @@ class TrainingClient:
     def before_epoch(self, epoch: int) -> None:
         """Before the epoch's loader is positioned."""
 
-    def train_epoch(self, start: EpochStart) -> Dict[str, Any]:  # must hold 'global_step'
+    def train_epoch(self, start: EpochStart) -> Dict[str, Any]:  # must hold 'global_step' and 'loss' (the mean)
         raise NotImplementedError
 
     def evaluate(self, epoch: int, train: Dict[str, Any]) -> Evaluation:
         raise NotImplementedError
 
-    def write_outputs(self, epoch: int, train: Dict[str, Any], evaluation: Evaluation) -> None:
-        """The client's own result files (main rank), before the summary row and the checkpoint."""
+    def write_outputs(self, epoch: int, evaluation: Evaluation) -> None:
+        """The client's own result files (main rank), after the epoch's checkpoint; also when a run resumes from
+        that checkpoint (with the stored evaluation)."""
 
     def checkpoint(self, position: Position, metric: Optional[float], rank_states) -> Dict[str, Any]:
         raise NotImplementedError
@@ -61,58 +78,102 @@ class TrainingClient:
         return None
 
     def epoch_done(self, epoch: int, evaluation: Evaluation) -> None:
-        """Every rank, after the epoch's checkpoint."""
+        """Every rank, after the epoch's checkpoint and outputs."""
 
     def finish(self, last_epoch: int, global_step: int, trained: bool) -> Dict[str, Any]:
         """What the run returns; ``trained`` is False when it had finished already."""
         raise NotImplementedError
 
 
+def _write_outputs(session, client: TrainingClient, epoch: int, evaluation: Evaluation) -> None:
+    client.write_outputs(epoch, evaluation)
+    session.summary.write(epoch, evaluation.row)
+
+
 def run_epochs(session, client: TrainingClient) -> Dict[str, Any]:
     """Train from ``session.resume`` (or the start) to ``session.num_epochs``; returns ``client.finish(...)``."""
-    position = session.resume.position if session.resume is not None else Position()
-    global_step = position.global_step
-    epoch = position.epoch - 1
+    resume = session.resume
+    position = resume.position if resume is not None else Position()
+    if resume is not None and resume.evaluation is not None and session.dist.is_main:
+        _write_outputs(session, client, position.epoch - 1, Evaluation(**resume.evaluation))
     if position.epoch >= session.num_epochs:
         client.logger.info('nothing to train: %s already finished its %d epochs', client.job, session.num_epochs)
-        return client.finish(epoch, global_step, trained=False)
+        return client.finish(position.epoch - 1, position.global_step, trained=False)
     client.before_training()
-    restore_rank_rng(session.resume)
+    restore_rank_rng(resume)
+    try:
+        with StopOnSigterm(session.cfg.SIGTERM_GRACE, client.logger) as stop:
+            return _train(session, client, position, stop)
+    except RunStopped as stopped:
+        raise RunStopped(f'{stopped} in {session.run_dir}; run the same command with AUTO_RESUME True to '
+                         'continue') from None
+    except DivergedError as err:
+        raise DivergedError(f'{err}. {_resume_hint(session)}') from None
+
+
+def _train(session, client: TrainingClient, position: Position, stop: StopOnSigterm) -> Dict[str, Any]:
+    global_step, saver = position.global_step, session.saver
     for epoch in range(position.epoch, session.num_epochs):
         mid_epoch = session.resume is not None and epoch == position.epoch and position.step_in_epoch > 0
         start = EpochStart(epoch, position.step_in_epoch if mid_epoch else 0, global_step,
-                           session.resume.epoch_totals if mid_epoch else None)
+                           session.resume.epoch_totals if mid_epoch else None, stop)
         client.before_epoch(epoch)
         session.train_loader.set_epoch(epoch, start_batch=start.start_step)
         train = client.train_epoch(start)
         global_step = train['global_step']
         evaluation = client.evaluate(epoch, train)
-        is_best, kept = session.saver.record(evaluation.metric, epoch)
+        is_best, kept = saver.record(evaluation.metric, epoch)
+        loss_health = saver.loss_health(train['loss'])
+        saver.epoch_loss(train['loss'])
         rank_states = gather_rank_states(extra=client.rank_state())  # a collective: every rank takes part
         if session.dist.is_main:
-            client.write_outputs(epoch, train, evaluation)
-            session.summary.write(epoch, evaluation.row)
-            session.tensorboard.scalars(evaluation.row, epoch, prefix='epoch/')
             end = Position(epoch=epoch, step_in_epoch=session.steps_per_epoch, global_step=global_step)
-            session.saver.save_epoch(client.checkpoint(end, evaluation.metric, rank_states), epoch, is_best, kept)
+            checkpoint = client.checkpoint(end, evaluation.metric, rank_states)
+            checkpoint.update(loss_health=loss_health, evaluation=evaluation.record())
+            saver.save_epoch(checkpoint, epoch, is_best, kept)
+            _write_outputs(session, client, epoch, evaluation)
+            session.tensorboard.scalars(evaluation.row, epoch, prefix='epoch/')
         client.epoch_done(epoch, evaluation)
+        if epoch + 1 < session.num_epochs and stop.poll_now():
+            raise RunStopped(f'stopped on SIGTERM after epoch {epoch}, whose checkpoint holds that point')
     return client.finish(epoch, global_step, trained=True)
 
 
 def save_recovery(session, client: TrainingClient, position: Position, totals: torch.Tensor) -> None:
-    """A mid-epoch checkpoint (RECOVERY_INTERVAL). A collective: every rank takes part."""
+    """A mid-epoch checkpoint (RECOVERY_INTERVAL, or a stop on SIGTERM) from this rank's running sums ``totals``,
+    unless the running loss of all ranks is not finite (DivergedError). A collective: every rank takes part."""
+    sums = all_reduce_sum(totals.clone()).tolist()  # every rank decides alike, before the next collective
+    loss = sums[0] / sums[client.count_index] if sums[client.count_index] else None
+    check_loss_sum_finite(loss, position.epoch, position.step_in_epoch)
     rank_states = gather_rank_states(totals, extra=client.rank_state())
+    loss_health = session.saver.loss_health(loss)
     if session.dist.is_main:
-        session.saver.save_recovery(client.checkpoint(position, None, rank_states))
+        checkpoint = client.checkpoint(position, None, rank_states)
+        checkpoint['loss_health'] = loss_health
+        session.saver.save_recovery(checkpoint)
         client.logger.info('saved recovery checkpoint: epoch %d, step %d', position.epoch, position.step_in_epoch)
+
+
+def _resume_hint(session) -> str:
+    """Where AUTO_RESUME would continue a diverged run, and how to keep it from diverging again."""
+    lower = f'resume with a lower LR, e.g. LR {session.cfg.LR / 2:g} (LR and CLIP_GRAD may change on resume)'
+    if not session.dist.is_main:
+        return f'Rank 0\'s error names the checkpoint AUTO_RESUME True would continue from; {lower}'
+    choice = healthy_resume_choice(session.run_dir)
+    if choice is None:
+        return (f'No checkpoint in {session.run_dir} was written while the training loss was healthy: start afresh '
+                f'(OVERWRITE True) with a lower LR, e.g. LR {session.cfg.LR / 2:g}')
+    return f'AUTO_RESUME True continues from {choice}, the newest checkpoint written while the loss was healthy: {lower}'
 
 
 def train_run(run, build_session: Callable[[Any], Any], train: Callable[[Any], Dict[str, Any]]) -> Dict[str, Any]:
     """An entry script's job: build the session, write config.yaml (only once the set-up, resume included, has
-    passed), ``train(session)``, and close TensorBoard however it ends."""
+    passed), ``train(session)``, and close TensorBoard and the loaders' workers however it ends."""
     session = build_session(run)
     run.save_config()
     try:
         return train(session)
     finally:
         session.tensorboard.close()
+        session.train_loader.close()
+        session.val_loader.close()

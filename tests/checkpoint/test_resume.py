@@ -107,13 +107,43 @@ def test_a_nonfinite_resume_path_is_an_error(tmp_path):
 
 def test_a_resume_with_another_recipe_is_an_error_naming_the_keys(tmp_path):
     write(tmp_path / LAST, small_cfg(), epoch=0, step=4, global_step=4)
-    # The length of the run, logging, workers and paths may change.
+    # The length of the run, logging, workers and paths may change; so may LR and CLIP_GRAD (after a divergence).
     path, _ = find_resume_checkpoint(small_cfg(AUTO_RESUME=True, EPOCHS=50, WORKERS=7, LOG_INTERVAL=3,
-                                               OUTPUT='/elsewhere', RECOVERY_INTERVAL=9), str(tmp_path), ONE, LOGGER)
+                                               OUTPUT='/elsewhere', RECOVERY_INTERVAL=9, LR=0.005, CLIP_GRAD=1.0),
+                                     str(tmp_path), ONE, LOGGER)
     assert path.endswith(LAST)
-    with pytest.raises(ResumeError, match=r'differs .* in LR \(checkpoint 0\.01, now 0\.5\); SEED \(checkpoint 42, '
-                                          r'now 7\)\. .*set those keys back'):
-        find_resume_checkpoint(small_cfg(AUTO_RESUME=True, LR=0.5, SEED=7), str(tmp_path), ONE, LOGGER)
+    with pytest.raises(ResumeError, match=r'differs .* in SEED \(checkpoint 42, now 7\); WEIGHT_DECAY \(checkpoint '
+                                          r'0\.0001, now 0\.5\)\. .*set those keys back'):
+        find_resume_checkpoint(small_cfg(AUTO_RESUME=True, WEIGHT_DECAY=0.5, SEED=7), str(tmp_path), ONE, LOGGER)
+
+
+@pytest.mark.filterwarnings('ignore:Detected call of `lr_scheduler.step')
+@pytest.mark.parametrize('sched', ['cosine', 'step', 'linear_to_zero'])
+def test_a_new_lr_gives_the_rest_of_the_schedule_that_lr_gives(sched):
+    """rescale_lr in the middle of warm-up: from then on the LRs are those of the schedule built with the new LR
+    (timm's schedules, their warm-up from WARMUP_LR included; the search's linear decay to 0)."""
+    from lib.checkpoint.restore import rescale_lr
+    from lib.search.parts import build_linear_schedule
+
+    def schedule(lr):
+        cfg = small_cfg(SCHED='step' if sched == 'linear_to_zero' else sched, WARMUP_EPOCHS=2, EPOCHS=6, LR=lr)
+        optimizer = build_optimizer(cfg, torch.nn.Linear(2, 2), lr=lr)
+        if sched == 'linear_to_zero':
+            return optimizer, build_linear_schedule(optimizer, total_steps=24)
+        return optimizer, build_scheduler(cfg, optimizer, steps_per_epoch=4)[0]
+
+    def lrs(optimizer, scheduler, steps):
+        seen = []
+        for t in steps:
+            scheduler.step(t) if hasattr(scheduler, 'base_values') else scheduler.step()
+            seen.append(optimizer.param_groups[0]['lr'])
+        return seen
+
+    old, new = schedule(0.01), schedule(0.005)
+    lrs(*old, range(1, 2))
+    lrs(*new, range(1, 2))
+    rescale_lr(*old, 0.5)
+    assert lrs(*old, range(2, 7)) == pytest.approx(lrs(*new, range(2, 7)))
 
 
 def test_weights_of_another_network_are_a_resume_error_not_a_traceback(tmp_path):

@@ -68,3 +68,12 @@ def test_train_transform_without_prefetcher_normalizes_and_erases():
 def test_no_color_jitter_when_zero():
     transform = build_train_transform(image_size=32, color_jitter=0.0, use_prefetcher=False)
     assert not _steps(transform, T.ColorJitter)
+
+
+def test_random_resized_crop_takes_the_configured_area_range():
+    from timm.data.transforms import RandomResizedCropAndInterpolation
+    (default,) = _steps(build_train_transform(image_size=32, use_prefetcher=False), RandomResizedCropAndInterpolation)
+    assert default.scale == (0.08, 1.0)  # timm's default, the original's
+    (mild,) = _steps(build_train_transform(image_size=32, scale=[0.5, 1.0], use_prefetcher=False),
+                     RandomResizedCropAndInterpolation)
+    assert mild.scale == (0.5, 1.0)

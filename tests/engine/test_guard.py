@@ -75,3 +75,20 @@ def test_every_error_class_of_the_package_derives_from_cream_error():
     assert len(found) >= 14 and 'lib.checkpoint.resume.ResumeError' in found
     assert [name for name, error in sorted(found.items())
             if not issubclass(error, CreamError)] == []
+
+
+def test_a_stop_on_sigterm_is_logged_on_every_rank_exits_143_and_the_lock_is_let_go(tmp_path, caplog):
+    from lib.engine.run_lock import RunLock
+    from lib.engine.stop import RunStopped
+    run = fake_run(tmp_path)
+    run.lock = RunLock.acquire(str(tmp_path), 'retrain')
+    with caplog.at_level(logging.INFO, logger='cream.test_guard'):
+        with pytest.raises(SystemExit) as stop:
+            def main(argv):
+                with logged_run(run, 'the job', 'job.log'):
+                    raise RunStopped('stopped on SIGTERM at epoch 0, step 3 of 9; AUTO_RESUME True continues')
+            exit_on_error(main, [])
+    assert stop.value.code == 143
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ('WARNING', 'stopped on SIGTERM at epoch 0, step 3 of 9; AUTO_RESUME True continues')]
+    RunLock.acquire(str(tmp_path), 'retrain').release()  # let go by logged_run

@@ -1,5 +1,8 @@
 import csv
+import logging
 import os
+
+import pytest
 
 from lib.engine.logger import AverageMeter, SummaryCSV, TensorBoard, Throughput, progress_line
 
@@ -35,3 +38,42 @@ def test_tensorboard_writes_event_files(tmp_path):
     assert list((tmp_path / 'tensorboard').glob('events.out.tfevents.*'))
     TensorBoard(str(tmp_path / 'x'), enabled=False).scalars({'a': 1.0}, 0)
     assert not (tmp_path / 'x').exists()
+
+
+def test_a_log_file_on_a_full_disk_warns_once_on_the_console_and_is_left_alone(tmp_path, capsys):
+    """/dev/full refuses every write with ENOSPC, as a full disk does."""
+    import lib.engine.logger as logger_module
+    logger = logger_module.setup_logging(str(tmp_path), 0, 'x.log')
+    file_handler = next(h for h in logger.handlers if isinstance(h, logging.FileHandler))
+    file_handler.stream = open('/dev/full', 'w')
+    for n in range(3):
+        logger.info('line %d', n)
+    out, err = capsys.readouterr()
+    assert err == '' and out.count('cannot be written') == 1 and 'No space left on device' in out
+    assert out.count('line ') == 3  # the console goes on
+
+
+def test_tensorboard_on_a_full_disk_is_one_disk_full_error_and_other_failures_a_warning(tmp_path, caplog):
+    import errno
+
+    from lib.engine.logger import TensorBoard
+    from lib.fileio import DiskFullError
+
+    class Refusing:
+        def __init__(self, code):
+            self.code = code
+
+        def add_scalar(self, *args):
+            raise OSError(self.code, os.strerror(self.code))
+
+        def get_logdir(self):
+            return str(tmp_path / 'tensorboard')
+
+    board = TensorBoard(None, enabled=False)
+    board.writer = Refusing(errno.ENOSPC)
+    with pytest.raises(DiskFullError, match='the disk is full'):
+        board.scalars({'loss': 1.0}, 0)
+    board.writer = Refusing(errno.EIO)
+    board.scalars({'loss': 1.0}, 0)
+    board.scalars({'loss': 1.0}, 1)  # no writer any more: nothing
+    assert board.writer is None and 'TensorBoard scalars are no longer written' in caplog.text

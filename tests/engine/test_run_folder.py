@@ -1,13 +1,28 @@
 import logging
+import os
 
 import pytest
 
 from lib.config import load_config
-from lib.engine.run_folder import RunFolderError, prepare_run_dir
+from lib.engine.run_folder import RunFolderError
+from lib.engine.run_folder import prepare_run_dir as prepare_and_lock
+from lib.engine.run_lock import LOCK_FILE, RunFolderBusy, RunLock
 
 
 def cfg(**opts):
     return load_config(None, [str(x) for kv in opts.items() for x in kv])
+
+
+def prepare_run_dir(config, run_dir, script):
+    """The notes of ``lib.engine.run_folder.prepare_run_dir``, its lock let go again."""
+    lock, notes = prepare_and_lock(config, run_dir, script)
+    lock.release()
+    return notes
+
+
+def files(folder):
+    """Every file's bytes but the lock file's (an empty file once the lock is let go)."""
+    return {p.relative_to(folder): p.read_bytes() for p in folder.rglob('*') if p.is_file() and p.name != LOCK_FILE}
 
 
 def a_finished_run(folder):
@@ -31,7 +46,7 @@ def test_a_folder_holding_a_run_is_refused_and_left_untouched(tmp_path, script):
                                              r'checkpoint-3.pth.tar, .*nothing was changed.*AUTO_RESUME True.*'
                                              r'OVERWRITE True'):
         prepare_run_dir(cfg(), str(run_dir), script)
-    assert {p.relative_to(run_dir): p.read_bytes() for p in run_dir.rglob('*') if p.is_file()} == before
+    assert files(run_dir) == before and (run_dir / LOCK_FILE).read_bytes() == b''
     notes = prepare_run_dir(cfg(AUTO_RESUME=True), str(run_dir), script)  # continuing it is fine
     assert notes == [(logging.WARNING, 'removed 1 temporary file(s) of a write killed midway: .last.pth.tar.abc.tmp')]
 
@@ -41,7 +56,7 @@ def test_overwrite_deletes_the_previous_runs_outputs_only(tmp_path):
     a_finished_run(run_dir)
     (level, note), = prepare_run_dir(cfg(OVERWRITE=True), str(run_dir), 'train')
     assert level == logging.WARNING and 'OVERWRITE True: deleted' in note and 'best_arch.yaml' in note
-    assert sorted(p.name for p in run_dir.iterdir()) == ['my_notes.txt']
+    assert sorted(p.name for p in run_dir.iterdir()) == [LOCK_FILE, 'my_notes.txt']
 
 
 def test_test_py_replaces_its_results_but_never_writes_into_a_training_run(tmp_path):
@@ -63,3 +78,21 @@ def test_a_new_folder_is_created_and_an_unusable_one_is_one_error(tmp_path):
         prepare_run_dir(cfg(), str(tmp_path / 'file'), 'retrain')
     with pytest.raises(RunFolderError, match=r'cannot write to the run folder .*NotADirectoryError.*writable'):
         prepare_run_dir(cfg(), str(tmp_path / 'file' / 'run'), 'retrain')
+
+
+def test_a_held_folder_is_refused_naming_the_run_that_holds_it_and_nothing_is_touched(tmp_path):
+    run_dir = tmp_path / 'run'
+    before = a_finished_run(run_dir)
+    (run_dir / '.last.pth.tar.abc.tmp').write_bytes(b'half')  # the running run's write in progress
+    holder, _ = prepare_and_lock(cfg(AUTO_RESUME=True), str(run_dir), 'retrain')
+    (run_dir / '.last.pth.tar.abc.tmp').write_bytes(b'half')
+    try:
+        for opts in ({'AUTO_RESUME': True}, {'OVERWRITE': True}, {}):
+            with pytest.raises(RunFolderBusy, match=rf'{run_dir} is in use by another run: retrain \(pid {os.getpid()} '
+                                                   r'on host .*, started .*nothing was changed'):
+                prepare_and_lock(cfg(**opts), str(run_dir), 'retrain')
+            assert files(run_dir) == {**before, (run_dir / '.last.pth.tar.abc.tmp').relative_to(run_dir): b'half'}
+    finally:
+        holder.release()
+    assert (run_dir / LOCK_FILE).read_bytes() == b''  # no stale details
+    RunLock.acquire(str(run_dir), 'retrain').release()  # free again

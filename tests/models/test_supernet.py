@@ -8,7 +8,7 @@ from torch.func import functional_call
 from lib.errors import ConfigError
 from lib.models import ops
 from lib.models.childnet import build_childnet
-from lib.models.supernet import PathError, SuperNet, path_to_arch
+from lib.models.supernet import PathError, SuperNet, frozen_running_stats, path_to_arch
 
 LAYERS = (2, 1, 2, 1, 1)
 PATH = ((3, 5), (1,), (0, 4), (2,), (5,))
@@ -108,26 +108,29 @@ def _bn_state(net):
     (PATH, 9),                                 # the same path: every block, the final one included
 ])
 @pytest.mark.parametrize('momentum', [0.1, None])
-def test_forward_with_teacher_equals_two_forwards(supernet, teacher, shared_blocks, momentum):
-    """One forward with the common prefix run once = the teacher's no-grad forward, then the student's:
-    logits, gradients and every BN buffer (the shared BN layers count the batch twice)."""
-    torch.manual_seed(1)
-    fused, separate = copy.deepcopy(supernet).train(), copy.deepcopy(supernet).train()
+def test_forward_with_teacher_equals_student_then_teacher(supernet, teacher, shared_blocks, momentum):
+    """One forward with the common prefix run once = the original's two forwards, the student's and then the
+    teacher's without gradient: logits, gradients, dropout draws, and every BN buffer to 1e-6 (the shared BN layers
+    count the batch twice). Float64, dropout on."""
+    fused, separate = copy.deepcopy(supernet).double().train(), copy.deepcopy(supernet).double().train()
     for net in (fused, separate):
+        net.drop_rate = 0.3
         for m in net.modules():
             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
                 m.momentum = momentum
-    x = torch.randn(3, 3, 32, 32)
+    x = torch.randn(3, 3, 32, 32, dtype=torch.float64)
     calls = []
     blocks = set(fused.path_blocks(PATH)) | set(fused.path_blocks(teacher))
     for block in blocks:
         block.register_forward_hook(lambda *_: calls.append(1))
+    torch.manual_seed(7)
     logits, teacher_logits = fused.forward_with_teacher(x, PATH, teacher)
+    torch.manual_seed(7)
+    expected = separate(x, PATH)
     with torch.no_grad():
         expected_teacher = separate(x, teacher)
-    expected = separate(x, PATH)
-    torch.testing.assert_close(teacher_logits, expected_teacher, rtol=0, atol=1e-6)
-    torch.testing.assert_close(logits, expected, rtol=0, atol=1e-6)
+    torch.testing.assert_close(logits, expected, rtol=0, atol=1e-10)
+    torch.testing.assert_close(teacher_logits, expected_teacher, rtol=0, atol=1e-10)
     assert not teacher_logits.requires_grad and logits.requires_grad
     # The common leading blocks ran once, not twice.
     assert len(calls) == 2 * len(fused.path_blocks(PATH)) - shared_blocks
@@ -136,12 +139,24 @@ def test_forward_with_teacher_equals_two_forwards(supernet, teacher, shared_bloc
     for (name, a), b in zip(fused.named_parameters(), separate.parameters()):
         assert (a.grad is None) == (b.grad is None), name
         if a.grad is not None:
-            torch.testing.assert_close(a.grad, b.grad, rtol=1e-5, atol=1e-6, msg=name)
+            torch.testing.assert_close(a.grad, b.grad, rtol=1e-10, atol=1e-12, msg=name)
     fused_buffers, separate_buffers = _bn_state(fused), _bn_state(separate)
     for name, value in separate_buffers.items():
-        torch.testing.assert_close(fused_buffers[name], value, rtol=1e-5, atol=1e-6, msg=name)
+        torch.testing.assert_close(fused_buffers[name], value, rtol=1e-6, atol=1e-6, msg=name)  # counts exactly
     assert all(m.momentum == momentum for m in fused.modules()
                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm))
+
+
+def test_frozen_running_stats_normalize_with_the_batch_and_leave_the_buffers(supernet):
+    net = copy.deepcopy(supernet).train()
+    x = torch.randn(3, 3, 32, 32)
+    before = _bn_state(net)
+    with frozen_running_stats(net):
+        frozen = net(x, PATH)
+    assert all(torch.equal(value, before[name]) for name, value in _bn_state(net).items())
+    assert all(m.track_running_stats for m in net.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm))
+    torch.testing.assert_close(frozen, net(x, PATH), rtol=0, atol=0)  # train mode: the batch's statistics
+    assert not all(torch.equal(value, before[name]) for name, value in _bn_state(net).items())
 
 
 def test_channels_last_and_autocast(supernet):

@@ -110,7 +110,7 @@ def test_timm_registry_and_data_config():
     model = timm.create_model('cream_287')
     config = resolve_data_config({}, model=model)
     assert config['input_size'] == (3, 224, 224)
-    assert (config['crop_pct'], config['interpolation']) == (0.875, 'bilinear')
+    assert (config['crop_pct'], config['interpolation']) == (0.875, 'bicubic')  # the original's evaluation
 
 
 def test_timm_create_model_with_checkpoint_path(official, expected):

@@ -120,3 +120,32 @@ def test_compare_cfg_times_both_configs_in_the_same_rounds(bench_tool, monkeypat
     assert 'search-kd@train_corrected/search-kd:' in out and 'search-kd/search-plain:' in out
     with pytest.raises(SystemExit, match='needs --interleave'):
         bench_tool.main(TINY + ['--phases', 'search-plain', '--compare-cfg', str(repo_root / 'configs/train_corrected.yaml')])
+
+
+def test_cfg_phases_carry_the_configs_name(bench_tool, capsys, repo_root):
+    """--cfg configs/train_corrected.yaml: the search phases are named after it (search-kd@train_corrected), so
+    that a table of several runs keeps them apart from the defaults' phases."""
+    results = bench_tool.main(TINY + ['--phases', 'search-plain,static', '--cfg',
+                                      str(repo_root / 'configs/train_corrected.yaml')])
+    assert [r['phase'] for r in results] == ['search-plain@train_corrected', 'static']
+    assert 'search-plain@train_corrected/static:' in capsys.readouterr().out
+
+
+def test_paths_file_is_replayed_in_turn(bench_tool, monkeypatch, tmp_path):
+    """--paths-file: search-plain-resample runs the file's paths in turn (step i: path i), given per searchable
+    stage or as the original's seven-stage candidates."""
+    paths_file = tmp_path / 'paths.json'
+    paths_file.write_text(json.dumps([[[0], [2], [3], [4], [5], [0], [0]], [[5], [4], [3], [2], [1]]]))
+    seen = []
+    original = search_steps.search_step
+
+    def traced(session, path, images, target, *, epoch, meta_updates=0):
+        seen.append(path)
+        return original(session, path, images, target, epoch=epoch, meta_updates=meta_updates)
+    monkeypatch.setattr(search_steps, 'search_step', traced)
+    results = bench_tool.main(TINY + ['--phases', 'search-plain-resample', '--paths-file', str(paths_file)])
+    assert seen == [((2,), (3,), (4,), (5,), (0,)), ((5,), (4,), (3,), (2,), (1,)), ((2,), (3,), (4,), (5,), (0,))]
+    assert results[0]['path'] == 'replayed'
+    paths_file.write_text('[[[0], [9]]]')
+    with pytest.raises(SystemExit):
+        bench_tool.main(TINY + ['--phases', 'search-plain-resample', '--paths-file', str(paths_file)])

@@ -2,6 +2,8 @@
 reproduce PyTorch on the same input."""
 import importlib.util
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import onnx
@@ -10,6 +12,7 @@ import pytest
 import torch
 
 from lib.checkpoint.files import save_checkpoint_atomic
+from lib.engine.guard import exit_on_error
 from lib.models import create_model
 from lib.models.childnet import build_childnet
 
@@ -63,8 +66,20 @@ def test_a_searched_path_with_its_checkpoint_exports_and_matches(checkpoint, tmp
     (['MODEL_SELECTION', '470'], 'unsupported MODEL_SELECTION 470'),
     (['MODEL_SELECTION', '14', 'RESUME_PATH', '/no/such.pth.tar'], 'not found'),
     (['NOT_A_KEY', '1'], 'unknown config key NOT_A_KEY'),
+    (['--batch', '0'], '--batch must be at least 1'),
 ])
-def test_bad_requests_are_one_error_line(opts, message, tmp_path):
-    with pytest.raises(SystemExit, match=message):
-        export_tool.main(['--out', str(tmp_path / 'x.onnx'), *opts])
+def test_bad_requests_are_one_error_line(opts, message, tmp_path, capsys):
+    with pytest.raises(SystemExit, match=message) as stop:
+        exit_on_error(export_tool.main, ['--out', str(tmp_path / 'x.onnx'), *opts])
+    assert stop.value.code == 2 and capsys.readouterr().err.count('\n') == 1
     assert not (tmp_path / 'x.onnx').exists()
+
+
+def test_an_unwritable_out_is_one_error_line_before_any_export_work(repo_root):
+    """sysfs takes no new files from anyone (EACCES, root included; EROFS where it is mounted read-only)."""
+    completed = subprocess.run([sys.executable, 'tools/export_onnx.py', '--out', '/sys/cream_export.onnx',
+                                'MODEL_SELECTION', '14'], cwd=repo_root, capture_output=True, text=True, timeout=300)
+    lines = completed.stderr.strip().splitlines()
+    assert completed.returncode == 2 and len(lines) == 1, completed.stderr
+    assert lines[0].startswith('error: cannot write /sys/cream_export.onnx (') and 'writable folder' in lines[0]
+    assert completed.stdout == ''  # nothing exported, nothing printed

@@ -1,6 +1,7 @@
 """tools/plot_run.py: a PNG from a real (tiny) search run folder and from a retraining run folder."""
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ from PIL import Image
 import retrain
 import train
 from lib.data.demo import make_demo_dataset
+from lib.engine.guard import exit_on_error
 
 REPO = Path(__file__).resolve().parents[2]
 _spec = importlib.util.spec_from_file_location('plot_run_tool', REPO / 'tools' / 'plot_run.py')
@@ -84,5 +86,19 @@ def test_a_retrain_run_becomes_a_png_of_its_curves(repo_root, data, tmp_path):
 
 
 def test_a_folder_without_a_summary_is_one_error_line(tmp_path):
-    with pytest.raises(SystemExit, match='has no summary.csv'):
-        plot_tool.main([str(tmp_path)])
+    with pytest.raises(SystemExit, match='has no summary.csv') as stop:
+        exit_on_error(plot_tool.main, [str(tmp_path)])
+    assert stop.value.code == 2
+
+
+def test_a_truncated_board_json_is_one_error_line_and_exit_status_2(search_run, tmp_path):
+    run_dir = tmp_path / 'copy'
+    shutil.copytree(search_run, run_dir)
+    board = (run_dir / 'board.json').read_bytes()
+    (run_dir / 'board.json').write_bytes(board[:len(board) // 2])  # a copy cut short
+    completed = subprocess.run([sys.executable, 'tools/plot_run.py', str(run_dir)], cwd=REPO, capture_output=True,
+                               text=True, timeout=300)
+    lines = completed.stderr.strip().splitlines()
+    assert completed.returncode == 2 and len(lines) == 1, completed.stderr
+    assert lines[0].startswith(f'error: {run_dir / "board.json"} cannot be read (JSONDecodeError')
+    assert 'truncated or damaged' in lines[0] and not (run_dir / 'plot.png').exists()

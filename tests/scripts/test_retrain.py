@@ -275,8 +275,8 @@ def test_test_py_reproduces_the_ema_accuracy_retrain_logged(repo_root, four_step
 
 
 # ---- safety: divergence, reruns, workers, other networks, bad values ---------------------------------------
-def _nan_from_call(monkeypatch, first_bad_call):
-    """The training loss turns NaN from its ``first_bad_call``-th call on: the weights diverge at that step."""
+def _scaled_loss(monkeypatch, factors):
+    """The training loss times ``factors[k]`` from its k-th call on (the last k reached wins)."""
     import lib.retrain.setup as setup
     real = setup.build_criterion
 
@@ -286,10 +286,15 @@ def _nan_from_call(monkeypatch, first_bad_call):
 
         def poisoned(output, target):
             calls.append(1)
-            loss = loss_fn(output, target)
-            return loss * float('nan') if len(calls) >= first_bad_call else loss
+            reached = [k for k in factors if len(calls) >= k]
+            return loss_fn(output, target) * (factors[max(reached)] if reached else 1.0)
         return poisoned, mixup_fn
     monkeypatch.setattr(setup, 'build_criterion', build_poisoned)
+
+
+def _nan_from_call(monkeypatch, first_bad_call):
+    """The training loss turns NaN from its ``first_bad_call``-th call on: the weights diverge at that step."""
+    _scaled_loss(monkeypatch, {first_bad_call: float('nan')})
 
 
 def test_divergence_leaves_only_finite_checkpoints_and_auto_resume_continues(repo_root, four_step_data, tmp_path,
@@ -307,6 +312,33 @@ def test_divergence_leaves_only_finite_checkpoints_and_auto_resume_continues(rep
     _resume_run(repo_root, tmp_path, four_step_data, 'run', AUTO_RESUME=True, RECOVERY_INTERVAL=1)
     assert 'recovery.pth.tar: epoch 1, step 2 of 4' in (run_dir / 'retrain.log').read_text()
     _same_training(uninterrupted, run_dir)
+
+
+def test_after_a_divergence_auto_resume_goes_back_to_before_the_loss_exploded_with_a_lower_lr(
+        repo_root, four_step_data, tmp_path, monkeypatch, uninterrupted):
+    """The loss explodes at epoch 1 step 2 (x1000: the recovery checkpoint of that step holds finite but ruined
+    weights) and turns NaN at step 3. The error names the checkpoint AUTO_RESUME would take, last.pth.tar of epoch 0,
+    and a lower LR; the resumed run skips the exploded recovery checkpoint and trains epoch 1 at that LR."""
+    _scaled_loss(monkeypatch, {6: 1000.0, 7: float('nan')})
+    with pytest.raises(SystemExit) as stop:
+        _resume_run(repo_root, tmp_path, four_step_data, 'run', RECOVERY_INTERVAL=1)
+    run_dir, message = tmp_path / 'run', str(stop.value)
+    assert stop.value.code == 2 and 'training loss became nan by epoch 1 step 3' in message
+    assert f'AUTO_RESUME True continues from {run_dir / "last.pth.tar"} (after epoch 0, training loss ' in message
+    assert 'the newest checkpoint written while the loss was healthy: resume with a lower LR, e.g. LR 0.005' in message
+    exploded = load(run_dir / 'recovery.pth.tar')
+    assert exploded['step_in_epoch'] == 2 and exploded['loss_health']['loss'] > 10 * exploded['loss_health']['reference']
+    monkeypatch.undo()
+
+    _resume_run(repo_root, tmp_path, four_step_data, 'run', AUTO_RESUME=True, RECOVERY_INTERVAL=1, LR=0.005)
+    log = (run_dir / 'retrain.log').read_text()
+    assert f'skipping {run_dir / "recovery.pth.tar"}: it was written after the training loss left its healthy range' in log
+    assert f'resuming from {run_dir / "last.pth.tar"}: epoch 1, step 0 of 4' in log
+    assert 'LR 0.005 instead of the 0.01 that' in log
+    rows, whole = summary_rows(run_dir), summary_rows(uninterrupted)
+    rows[0].pop('img_per_sec'), whole[0].pop('img_per_sec')
+    assert [r['epoch'] for r in rows] == ['0', '1'] and rows[0] == whole[0]  # epoch 0 as it was
+    assert float(rows[1]['lr']) == pytest.approx(float(whole[1]['lr']) / 2)
 
 
 def test_a_nan_validation_loss_is_an_error_not_a_result(repo_root, one_step_data, tmp_path, monkeypatch):
@@ -343,7 +375,7 @@ def test_a_rerun_keeps_every_byte_of_the_first_run_until_overwrite_is_asked(repo
     (run_dir / 'best_arch.yaml').write_text('MODEL_SELECTION: -1\n')  # a stale output of some earlier run
     first = _snapshot(run_dir)
     capsys.readouterr()
-    for opts in ({}, {'LR': -0.1, 'AUTO_RESUME': True}, {'AUTO_RESUME': True, 'LR': 0.5},
+    for opts in ({}, {'LR': -0.1, 'AUTO_RESUME': True}, {'AUTO_RESUME': True, 'WEIGHT_DECAY': 0.5},
                  {'AUTO_RESUME': True, 'MODEL_SELECTION': 100}):
         with pytest.raises(SystemExit) as stop:
             _resume_run(repo_root, tmp_path, one_step_data, 'run', EPOCHS=1, **opts)
@@ -386,12 +418,23 @@ def test_resuming_from_another_networks_checkpoint_is_one_clear_error(repo_root,
     ('EPOCHS', -2, 'EPOCHS is -2; it must be at least 1'),
     ('WORKERS', -1, 'WORKERS is -1'),
     ('LR', -0.1, 'LR is -0.1; it must be positive'),
+    ('LR', '1e999', 'LR is inf; it must be a finite number'),
+    ('SEED', 2 ** 64, f'SEED is {2 ** 64}; it must be 0 or more and below 2**63'),
+    ('OPT', 'bogus', "OPT is 'bogus', which timm cannot build (ValueError: Optimizer bogus not found"),
+    ('NET.GP', 'bogus', "NET.GP is 'bogus', which is no timm pooling"),
+    ('AUGMENTATION.AA', 'bogus', "AUGMENTATION.AA is 'bogus': timm cannot parse it"),
+    ('AUGMENTATION.AA', 'rand-m9-mstd', "AUGMENTATION.AA is 'rand-m9-mstd': its section 'mstd' has no value"),
+    ('SCHED', 'bogus', "SCHED 'bogus' is not a timm LR schedule"),
+    ('DATA_DIR', '/no/such/data', "DATA_DIR/train not found: '/no/such/data/train' is not a directory"),
+    ('MODEL_SELECTION', 100, 'unsupported MODEL_SELECTION 100'),
+    ('SIGTERM_GRACE', 0, 'SIGTERM_GRACE is 0.0; it must be a positive number of seconds'),
     ('RECOVERY_INTERVAL', -5, 'RECOVERY_INTERVAL is -5'),
     ('SUPERNET.POOL_SIZE', 0, 'SUPERNET.POOL_SIZE is 0'),
     ('SUPERNET.UPDATE_ITER', 0, 'SUPERNET.UPDATE_ITER is 0'),
 ])
 def test_each_bad_value_is_one_line_before_anything_is_written(repo_root, one_step_data, tmp_path, capsys,
                                                                key, value, words):
+    """Before any work, and before the run folder exists (no folder left behind)."""
     with pytest.raises(SystemExit) as stop:
         _resume_run(repo_root, tmp_path, one_step_data, 'run', **{key: value})
     err = capsys.readouterr().err

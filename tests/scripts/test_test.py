@@ -8,6 +8,7 @@ import importlib.util
 from pathlib import Path
 
 import pytest
+import torch
 
 from lib.engine.evaluate import evaluate
 from lib.errors import CreamError
@@ -95,3 +96,18 @@ def test_the_command_line_prints_a_user_error_as_one_line_and_exits_2(tmp_path, 
     assert proc.returncode == 2, proc.stderr[-3000:]
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith('error: ') and 'MODEL_SELECTION' in lines[0], proc.stderr
+
+
+def test_a_checkpoint_with_non_finite_weights_is_evaluated_with_a_warning_and_flagged(tmp_path, tiny_imagefolder,
+                                                                                      official):
+    from lib.checkpoint.files import load_checkpoint_file
+    checkpoint = load_checkpoint_file(official)
+    next(iter(checkpoint['state_dict_ema'].values())).view(-1)[0] = float('nan')  # a diverged run's weights
+    torch.save(checkpoint, tmp_path / 'diverged.pth.tar')
+    results = run_test(tmp_path, tiny_imagefolder, tmp_path / 'diverged.pth.tar', name='diverged')
+    assert results['weights_finite'] is False and results['weights_problem'].startswith('1 of ')
+    saved = json.loads((tmp_path / 'diverged' / 'test_results.json').read_text())
+    assert saved['weights_finite'] is False and saved['weights_problem'] == results['weights_problem']
+    log = (tmp_path / 'diverged' / 'test.log').read_text()
+    assert 'WARNING the state_dict_ema weights of' in log and 'are not finite: 1 of' in log
+    assert run_test(tmp_path, tiny_imagefolder, official, name='finite')['weights_finite'] is True

@@ -8,12 +8,13 @@ import torch.nn as nn
 
 from lib.config import load_config
 from lib.data.loaders import build_val_loader_from_cfg
+from lib.search import meta_update as meta_update_module
 from lib.search import step as search_steps
 from lib.search.flops import build_search_space
-from lib.search.meta_matching import probe_deltas
+from lib.search.probes import probe_deltas
 from lib.search.sampler import PathSampler
 from test_step_wiring import TEACHERS, make_session
-from tiny_search import STUDENT, batch
+from tiny_search import STUDENT, batch, make_search_parts
 
 OTHER = ((4,), (3,), (1,), (0,), (2,))  # shares no searchable op with STUDENT
 
@@ -95,6 +96,46 @@ def test_meta_inner_lr(monkeypatch, inner, expected_group):
     assert captured['keep_zero_grads'] is True  # STEP_ONLY_PATH False: the original's meta steps too
 
 
+@pytest.mark.parametrize('inner_grad', ['full', 'detached'])
+def test_meta_inner_grad(monkeypatch, inner_grad):
+    """SUPERNET.META_INNER_GRAD 'full' (the original: the teacher's probe forward keeps its graph, so the meta update's
+    inner gradient, which the student also steps with, is d(m * KD)/dW including KD * dm/dW) or 'detached' (m a
+    constant: m * dKD/dW)."""
+    session = make_search_parts('SUPERNET.META_INNER_GRAD', inner_grad, 'SUPERNET.POOL_SIZE', '3', board_paths=TEACHERS,
+                                  dtype=torch.float64)  # float64: BN over a 2-image slice is ill-conditioned
+    reference, reference_mmn = copy.deepcopy(session.supernet), copy.deepcopy(session.mmn)  # the update steps both
+    recorded = {}
+    real = meta_update_module.meta_gradient
+
+    def recording(*args, **kwargs):
+        result = real(*args, **kwargs)
+        recorded['student_grads'] = [g.clone() for g in result.student_grads]  # the step clips them in place
+        return result
+    monkeypatch.setattr(meta_update_module, 'meta_gradient', recording)
+    images, target = batch(8)
+    images = images.double()
+    torch.manual_seed(3)
+    search_steps.run_meta_update(session, STUDENT, images, target, epoch=1, step=5)
+    # Independently, on the copy: the probe forwards with gradient, the chosen entry's m, KD on the train slice.
+    torch.manual_seed(3)
+    params = list(reference.path_parameters(STUDENT).values())
+    deltas = [torch.softmax(reference(e.probe_images, STUDENT), -1) - e.probe_probs for e in session.board]
+    scores = reference_mmn(torch.stack(deltas))
+    index = int(scores.argmax())
+    m = torch.sigmoid(-scores[index])
+    x_t = images[:2]
+    logits = reference(x_t, STUDENT)
+    with torch.no_grad():
+        teacher_probs = torch.softmax(reference(x_t, session.board[index].path), -1)
+    kd = torch.sum(-teacher_probs * torch.log_softmax(logits, -1), -1).mean()
+    full = torch.autograd.grad(m * kd, params, retain_graph=True)
+    detached = torch.autograd.grad(m.detach() * kd, params)
+    expected = full if inner_grad == 'full' else detached
+    for got, want in zip(recorded['student_grads'], expected):
+        torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-12)
+    assert max(float((a - b).abs().max()) for a, b in zip(full, detached)) > 1e-3  # the two sides differ
+
+
 @pytest.mark.parametrize('probe_probs', ['teacher', 'student'])
 def test_probe_probs(probe_probs):
     """SUPERNET.PROBE_PROBS 'teacher' (the original): once the board has entries, a new entry stores the current
@@ -116,24 +157,27 @@ def test_probe_probs(probe_probs):
 
 
 def test_probe_forward_per_entry_normalizes_each_probe_on_its_own():
-    """SUPERNET.PROBE_FORWARD 'per_entry' (the original): one train-mode forward per board entry, so BN uses
-    each probe's own batch statistics and updates its running statistics once per entry; 'batched': one
-    forward over all probes (one BN batch, one update)."""
+    """SUPERNET.PROBE_FORWARD 'per_entry' (the original): each board entry's probe is a train-mode batch of its
+    own, so BN uses each probe's own batch statistics and updates its running statistics once per entry (here
+    in one grouped forward; tests/models/test_grouped_bn.py and tests/search/test_probe_equivalence.py hold it
+    to one forward per entry); 'batched': one forward over all probes (one BN batch, one update)."""
     session = make_session()
-    net = session.supernet
+    net = session.supernet.double()  # float64: these small BN batches are ill-conditioned in float32
+    for entry in session.board:
+        entry.probe_images, entry.probe_probs = entry.probe_images.double(), entry.probe_probs.double()
     bn = net.blocks[1][0][1].bn1
     reference = copy.deepcopy(net)
     with torch.no_grad():
         expected = [torch.softmax(reference(e.probe_images, STUDENT), -1) - e.probe_probs for e in session.board]
     tracked = int(bn.num_batches_tracked)
-    per_entry = probe_deltas(net, STUDENT, session.board, per_entry=True)
+    per_entry = probe_deltas(net, STUDENT, session.board, per_entry=True).deltas
     assert int(bn.num_batches_tracked) == tracked + len(session.board)
-    for got, want in zip(per_entry, expected):
-        torch.testing.assert_close(got, want)
+    torch.testing.assert_close(per_entry, torch.stack(expected))
     torch.testing.assert_close(bn.running_mean, reference.blocks[1][0][1].bn1.running_mean)
-    batched = probe_deltas(net, STUDENT, session.board, per_entry=False)
+    torch.testing.assert_close(bn.running_var, reference.blocks[1][0][1].bn1.running_var)
+    batched = probe_deltas(net, STUDENT, session.board, per_entry=False).deltas
     assert int(bn.num_batches_tracked) == tracked + len(session.board) + 1
-    assert not torch.allclose(torch.stack(batched), torch.stack(per_entry), atol=1e-4)
+    assert not torch.allclose(batched, per_entry, atol=1e-4)
 
 
 def test_probe_forward_switch_reaches_teacher_selection(monkeypatch):
@@ -144,7 +188,9 @@ def test_probe_forward_switch_reaches_teacher_selection(monkeypatch):
                             calls.append((mode, x.shape[0])) or f(x, path))
         images, target = batch(8)
         search_steps._forward_backward(session, STUDENT, images, target, distill=True)
-    assert [c for c in calls if c[0] == 'per_entry'] == [('per_entry', 2)] * len(TEACHERS)
+    # 'per_entry' with the original's KD weight (it keeps its graph): one grouped forward over every probe
+    # without a graph, then the chosen entry's probe with its graph; 'batched': one forward with its graph.
+    assert [c for c in calls if c[0] == 'per_entry'] == [('per_entry', 2 * len(TEACHERS)), ('per_entry', 2)]
     assert [c for c in calls if c[0] == 'batched'] == [('batched', 2 * len(TEACHERS))]
 
 
@@ -194,8 +240,9 @@ def test_retrain_configs_carry_each_models_original_recipe(repo_root):
         assert (cfg.NET.SELECTION, cfg.SCHED, cfg.LR, cfg.LR_REFERENCE_BATCH) == (selection, sched, 0.064, 0)
     corrected = load_config([str(repo_root / 'configs' / 'train_corrected.yaml')])
     defaults = load_config([str(repo_root / 'configs' / 'train.yaml')])
-    switched = [key for key in ('FLOPS_TABLE', 'STEP_ONLY_PATH', 'DETACH_KD_WEIGHT', 'META_INNER_LR', 'PROBE_PROBS',
-                                'PROBE_FORWARD', 'TEACHER_PROB_COUNTS_FIXED', 'BOARD_FLOPS', 'PROBE_SOURCE')
+    switched = [key for key in ('FLOPS_TABLE', 'STEP_ONLY_PATH', 'DETACH_KD_WEIGHT', 'META_INNER_GRAD', 'META_INNER_LR',
+                                'PROBE_PROBS', 'PROBE_FORWARD', 'TEACHER_PROB_COUNTS_FIXED', 'BOARD_FLOPS', 'PROBE_SOURCE')
                 if corrected.SUPERNET[key] != defaults.SUPERNET[key]]
-    assert len(switched) == 9
+    assert len(switched) == 10
+    assert load_config([str(repo_root / 'configs' / 'demo' / 'train_corrected.yaml')]).SUPERNET.META_INNER_GRAD == 'detached'
     assert defaults.SUPERNET.FLOPS_TABLE == 'original' and not defaults.SUPERNET.STEP_ONLY_PATH

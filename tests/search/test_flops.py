@@ -170,3 +170,13 @@ def test_infeasible_budgets_raise_one_clear_error():
         search_space_for_budget(300, 200)
     assert search_space_for_budget(0, low * 1.001).resolution == 64
     assert search_space_for_budget(high * 0.999, 1000).layers_per_stage == (4, 4, 4, 4, 4)
+
+
+def test_supernet_resolution_replaces_only_the_rules_resolution():
+    from lib.config import load_config
+    from lib.search.flops import build_search_space
+    rule = build_search_space(load_config(None, ['FLOPS_MAXIMUM', '20']))
+    assert (rule.layers_per_stage, rule.resolution) == ((1, 1, 1, 1, 1), 96)
+    small = build_search_space(load_config(None, ['FLOPS_MAXIMUM', '20', 'SUPERNET.RESOLUTION', '32']))
+    assert small.resolution == 32 and small.layers_per_stage == rule.layers_per_stage
+    assert small.budget_flops(((3,),) * 5) == rule.budget_flops(((3,),) * 5)  # the budget's measure is the rule's

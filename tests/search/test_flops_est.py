@@ -11,7 +11,7 @@ from lib.search.board import BoardEntry, PrioritizedBoard
 from lib.search.flops import build_search_space, search_space_for_budget
 from lib.search.flops_est import ORIGINAL_FLOPS_EST, ORIGINAL_PARAMS_EST
 from lib.search.step import StepOutput, _offer_to_board
-from tiny_search import NUM_CLASSES, SLICE, STUDENT, batch, make_search_session
+from tiny_search import NUM_CLASSES, SLICE, STUDENT, batch, make_search_parts
 
 REFERENCE = Path(__file__).resolve().parents[1] / 'reference' / 'original_flops_table_0_600.json'
 
@@ -73,7 +73,7 @@ STUDENT_600 = ((3, 3, 1, 0), (1, 1, 1, 1), (5, 0, 2, 3), (3, 3, 3, 3), (0, 1, 2,
 
 @pytest.mark.parametrize('measure', ['flops_est', 'budget'])
 def test_the_search_step_offers_the_board_measure(measure):
-    session = make_search_session('SUPERNET.BOARD_FLOPS', measure)
+    session = make_search_parts('SUPERNET.BOARD_FLOPS', measure)
     session.space = build_search_space(load_config(None, ['SUPERNET.FLOPS_MAXIMUM', '20',
                                                           'SUPERNET.BOARD_FLOPS', measure]))
     assert session.space.layers_per_stage == (1, 1, 1, 1, 1)

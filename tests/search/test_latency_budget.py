@@ -19,7 +19,7 @@ from lib.search.outputs import write_board_json, write_final_arch
 from lib.search.sampler import PathSampler
 from lib.search.step import StepOutput, _offer_to_board
 from lib.search.validate import validation_path
-from tiny_search import NUM_CLASSES, SLICE, batch, make_search_session
+from tiny_search import NUM_CLASSES, SLICE, batch, make_search_parts
 
 # Hand-made table (tests/handmade_latency.py): fixed parts 1 ms; k3 1 ms, k5 2 ms, k7 4 ms, expansion 6 +0.5 ms.
 FAST = ((0,), (0,), (0,), (0,), (0,))  # 6 ms
@@ -46,11 +46,9 @@ def table_file(tmp_path):
     (['SUPERNET.BUDGET_MEASURE', 'latency', 'SUPERNET.LATENCY_TABLE', 't.json'], 'give a positive LATENCY_MAXIMUM'),
     (['SUPERNET.BUDGET_MEASURE', 'latency', 'SUPERNET.LATENCY_TABLE', 't.json', 'SUPERNET.LATENCY_MAXIMUM', '5',
       'SUPERNET.LATENCY_MINIMUM', '6'], 'not below LATENCY_MINIMUM'),
-    (['SUPERNET.SEARCH_LAYERS', '[1, 1, 1, 1, 1]', 'SUPERNET.SEARCH_RESOLUTION', '64'], 'leave them out'),
+    (['SUPERNET.SEARCH_LAYERS', '[1, 1, 1, 1, 1]'], 'leave it out'),
     (['SUPERNET.BUDGET_MEASURE', 'latency', 'SUPERNET.LATENCY_TABLE', 't.json', 'SUPERNET.LATENCY_MAXIMUM', '5',
-      'SUPERNET.SEARCH_LAYERS', '[1, 1, 1, 1, 1]'], 'come together'),
-    (['SUPERNET.BUDGET_MEASURE', 'latency', 'SUPERNET.LATENCY_TABLE', 't.json', 'SUPERNET.LATENCY_MAXIMUM', '5',
-      'SUPERNET.SEARCH_LAYERS', '[1, 1, 1]', 'SUPERNET.SEARCH_RESOLUTION', '64'], '5 positive layer counts'),
+      'SUPERNET.SEARCH_LAYERS', '[1, 1, 1]'], '5 positive layer counts'),
     (['SUPERNET.BUDGET_MEASURE', 'time'], "SUPERNET.BUDGET_MEASURE is 'time'"),
 ])
 def test_config_checks(overrides, message):
@@ -60,18 +58,17 @@ def test_config_checks(overrides, message):
 
 def test_the_space_comes_from_the_config_or_from_the_flops_budget(table_file):
     given = build_search_space(latency_cfg(table_file, 'SUPERNET.SEARCH_LAYERS', '[1, 2, 1, 3, 1]',
-                                           'SUPERNET.SEARCH_RESOLUTION', '160'))
+                                           'SUPERNET.RESOLUTION', '160'))
     assert (given.layers_per_stage, given.resolution) == ((1, 2, 1, 3, 1), 160)
-    assert given.budget_scale == search_space_for_budget(0, 45, original_op_costs()).budget_scale  # the rule's at 160 px
-    assert search_space_for_budget(0, 45, original_op_costs()).resolution == 160
+    rule = search_space_for_budget(0, 6, original_op_costs())  # FLOPS_MAXIMUM 6: the rule's measure is kept
+    assert given.budget_scale == rule.budget_scale and rule.resolution == 64
     from_flops = build_search_space(latency_cfg(table_file))
     assert (from_flops.layers_per_stage, from_flops.resolution) == ((1, 1, 1, 1, 1), 64)
     assert latency_budget(load_config(None, ['SUPERNET.FLOPS_MAXIMUM', '6']), from_flops) is None  # FLOPs: none
 
 
 def test_a_table_of_another_space_is_refused(table_file):
-    for extra in (['SUPERNET.SEARCH_LAYERS', '[1, 2, 1, 1, 1]', 'SUPERNET.SEARCH_RESOLUTION', '64'],
-                  ['SUPERNET.SEARCH_LAYERS', '[1, 1, 1, 1, 1]', 'SUPERNET.SEARCH_RESOLUTION', '96'],
+    for extra in (['SUPERNET.SEARCH_LAYERS', '[1, 2, 1, 1, 1]'], ['SUPERNET.RESOLUTION', '96'],
                   ['DATASET.NUM_CLASSES', '10']):
         cfg = latency_cfg(table_file, *extra)
         with pytest.raises(LatencyTableError, match=r'was measured for \[1, 1, 1, 1, 1\] layers per stage at 64 px, '
@@ -114,7 +111,8 @@ def offer(session, path, prec1):
 
 def test_the_board_admits_and_orders_by_predicted_latency():
     budget = LatencyBudget(handmade_table(), 0.0, 30.0)
-    session = make_search_session('SUPERNET.POOL_SIZE', '2', 'ACC_GAP', '5', latency=budget)
+    session = make_search_parts('SUPERNET.POOL_SIZE', '2', 'ACC_GAP', '5')
+    session.latency = budget
     assert offer(session, K5, 50.0) and offer(session, SLOW, 50.0)
     assert [e.flops for e in session.board] == [23.5, 11.0]  # predicted ms; the original's tie order: dearer first
     # Board full; the worst holds 50 % at 11 ms. Slightly better and faster enters, slightly better and slower not.

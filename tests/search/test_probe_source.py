@@ -13,7 +13,7 @@ from lib.comm import broadcast_object
 from lib.search.board import PrioritizedBoard
 from lib.search.sampler import PathSampler
 from lib.search.step import StepOutput, _offer_to_board, search_step
-from tiny_search import NUM_CLASSES, SLICE, STUDENT, batch, make_search_session
+from tiny_search import NUM_CLASSES, SLICE, STUDENT, batch, make_search_parts
 from two_ranks import run_on_two_ranks
 
 OTHER_PATHS = (((0,), (1,), (2,), (3,), (4,)), ((5,), (4,), (3,), (2,), (1,)))
@@ -34,7 +34,7 @@ def all_equal(tensors) -> bool:
 
 
 def _worker(rank, world_size, source):
-    session = make_search_session('SUPERNET.PROBE_SOURCE', source, 'SUPERNET.POOL_SIZE', '3',
+    session = make_search_parts('SUPERNET.PROBE_SOURCE', source, 'SUPERNET.POOL_SIZE', '3',
                                   'SUPERNET.META_STA_EPOCH', '0')
     images, target = rank_batch(rank)
     # Three students enter the board, each with this rank's batch (same prec1 on both ranks: hits are averaged).

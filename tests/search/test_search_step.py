@@ -5,14 +5,14 @@ import torch
 from lib.comm import all_reduce_mean_
 from lib.search.meta_matching import MetaMatchingNetwork
 from lib.search.step import search_step
-from tiny_search import IMAGE, NUM_CLASSES, SLICE, STUDENT, batch, make_search_session
+from tiny_search import IMAGE, NUM_CLASSES, SLICE, STUDENT, batch, make_search_parts
 from two_ranks import run_on_two_ranks
 
 BATCH = 6
 
 
 def make_session(*overrides):
-    return make_search_session('SUPERNET.POOL_SIZE', '2', 'SUPERNET.META_STA_EPOCH', '0', *overrides)
+    return make_search_parts('SUPERNET.POOL_SIZE', '2', 'SUPERNET.META_STA_EPOCH', '0', *overrides)
 
 
 def test_search_step_sums_and_board_offers_follow_the_epoch():

@@ -10,12 +10,12 @@ from timm.loss import LabelSmoothingCrossEntropy
 from lib.config import load_config
 from lib.models.from_config import build_child_from_cfg
 from lib.search.board import BoardEntry, PrioritizedBoard
-from lib.search.builder import build_search_optimizer
 from lib.search.flops import SearchSpace, original_op_costs
 from lib.search.outputs import choose_final_entry, write_best_arch
+from lib.search.parts import build_search_optimizer
 from lib.search.step import _forward_backward, _offer_to_board, meta_update_due
 from lib.search.validate import recalibrated_bn
-from tiny_search import NUM_CLASSES, SLICE, STUDENT, batch, make_search_session
+from tiny_search import NUM_CLASSES, SLICE, STUDENT, batch, make_search_parts
 
 # Every fidelity switch on our corrected side (configs/train_corrected.yaml).
 CORRECTED = ('SUPERNET.PROBE_FORWARD', 'batched', 'SUPERNET.DETACH_KD_WEIGHT', 'True', 'SUPERNET.PROBE_PROBS',
@@ -24,9 +24,9 @@ TEACHERS = (((0,), (1,), (2,), (3,), (4,)), ((5,), (4,), (3,), (2,), (1,)))
 
 
 def make_session(*overrides):
-    return make_search_session('SUPERNET.POOL_SIZE', '3', 'EPOCHS', '2', *overrides, board_paths=TEACHERS,
-                               loss_fn=LabelSmoothingCrossEntropy(smoothing=0.1), path_flops=12.5,
-                               path_params=1.25, budget_flops=12.5)
+    session = make_search_parts('SUPERNET.POOL_SIZE', '3', *overrides, board_paths=TEACHERS)
+    assert isinstance(session.loss_fn, LabelSmoothingCrossEntropy) and session.loss_fn.smoothing == 0.1
+    return session
 
 
 def expected_distillation(session, images, target, per_entry=False):
@@ -78,10 +78,29 @@ def test_distillation_step_uses_the_chosen_teachers_path_and_score(switches):
     assert admitted and len(session.board) == 3
     entry = next(e for e in session.board if e.path == STUDENT)  # the student's path, not the teacher's
     assert entry.prec1 == pytest.approx(100.0 * float(logits.argmax(1).eq(target).float().mean()))
-    assert (entry.flops, entry.macs, entry.params) == (12.5, 12.5, 1.25)
+    assert entry.flops == session.space.board_flops(STUDENT) and entry.flops > 0
+    assert (entry.macs, entry.params) == (session.flops_table.path_flops(STUDENT), session.flops_table.path_params(STUDENT))
     torch.testing.assert_close(entry.probe_images, images[:SLICE])
     stored_from = out.teacher_logits if not switches else logits  # the original stores the teacher's
     torch.testing.assert_close(entry.probe_probs, torch.softmax(stored_from[:SLICE], dim=-1))
+
+
+@pytest.mark.parametrize('teacher_path', [TEACHERS[0], ((1,), (0,), (2,), (5,), (4,))], ids=['parts-early', 'parts-late'])
+def test_distillation_step_leaves_bn_statistics_where_student_then_teacher_forwards_do(teacher_path):
+    """The step's BN running statistics (and counts) equal those of the original's sequence on a copy: one probe
+    forward per board entry, the student's forward, then the teacher's without gradient; to 1e-6."""
+    session = make_search_parts('SUPERNET.POOL_SIZE', '1', board_paths=[teacher_path], dtype=torch.float64)
+    images, target = batch(8)
+    images = images.double()
+    reference = copy.deepcopy(session.supernet)
+    with torch.no_grad():
+        reference(session.board[0].probe_images, STUDENT)
+    reference(images, STUDENT)
+    with torch.no_grad():
+        reference(images, teacher_path)
+    _forward_backward(session, STUDENT, images, target, distill=True)
+    for (name, got), want in zip(session.supernet.named_buffers(), reference.buffers()):
+        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6, msg=name)  # num_batches_tracked: exactly
 
 
 def test_plain_step_is_cross_entropy_and_top1_uses_half_weight():

@@ -1,5 +1,9 @@
-"""The training core on its own, with a recording client: the epoch loop's order (outputs before the checkpoint),
-a mid-epoch start from a resume point, and the step loop's sums, progress lines, recovery points and finiteness."""
+"""The training core on its own, with a recording client: the epoch loop's order (the checkpoint before the outputs,
+which a resumed run writes again), a mid-epoch start from a resume point, and the step loop's sums, progress lines,
+recovery points with their loss, finiteness, and a stop on a real SIGTERM."""
+import logging
+import os
+import signal
 from types import SimpleNamespace
 
 import pytest
@@ -8,6 +12,7 @@ import torch
 from lib.checkpoint.format import Position
 from lib.checkpoint.restore import ResumePoint
 from lib.engine.finite import DivergedError
+from lib.engine.stop import RunStopped, StopOnSigterm
 from lib.train.loop import Evaluation, TrainingClient, run_epochs
 from lib.train.steps import run_steps
 
@@ -32,6 +37,9 @@ class Saver(Recorder):
         self.calls.append(('saver', 'record', (metric, epoch)))
         return True, True
 
+    def loss_health(self, loss):
+        return {'loss': loss, 'reference': 1.0}
+
 
 class Client(TrainingClient):
     def __init__(self, calls):
@@ -39,13 +47,13 @@ class Client(TrainingClient):
 
     def train_epoch(self, start):
         self.calls.append(('client', 'train', (start.epoch, start.start_step, start.global_step)))
-        return {'global_step': start.global_step + 3}
+        return {'global_step': start.global_step + 3, 'loss': 1.0}
 
     def evaluate(self, epoch, train):
-        return Evaluation(float(epoch), {'loss': 1.0})
+        return Evaluation(float(epoch), {'loss': 1.0}, details={'epoch': epoch})
 
-    def write_outputs(self, epoch, train, evaluation):
-        self.calls.append(('client', 'outputs', (epoch,)))
+    def write_outputs(self, epoch, evaluation):
+        self.calls.append(('client', 'outputs', (epoch, evaluation.details)))
 
     def checkpoint(self, position, metric, rank_states):
         return {'position': position}
@@ -56,19 +64,34 @@ class Client(TrainingClient):
 
 def session(calls, resume=None, num_epochs=3):
     return SimpleNamespace(resume=resume, num_epochs=num_epochs, steps_per_epoch=3, train_loader=Loader(),
+                           cfg=SimpleNamespace(SIGTERM_GRACE=30.0, LR=0.1), run_dir='run',
                            dist=SimpleNamespace(is_main=True), saver=Saver(calls, 'saver'),
                            summary=Recorder(calls, 'summary'), tensorboard=Recorder(calls, 'tensorboard'))
 
 
-def test_every_epoch_writes_its_outputs_and_rows_before_its_checkpoint():
+def test_every_epoch_writes_its_checkpoint_before_its_outputs_and_rows():
+    """A failed checkpoint write (a full disk) stops the epoch before any result file claims it."""
     calls = []
     result = run_epochs(session(calls, num_epochs=2), Client(calls))
     assert result == {'last_epoch': 1, 'global_step': 6, 'trained': True}
-    epoch0 = [(who, what) for who, what, _ in calls][:6]
-    assert epoch0 == [('client', 'train'), ('saver', 'record'), ('client', 'outputs'), ('summary', 'write'),
-                      ('tensorboard', 'scalars'), ('saver', 'save_epoch')]
+    epoch0 = [(who, what) for who, what, _ in calls][:7]
+    assert epoch0 == [('client', 'train'), ('saver', 'record'), ('saver', 'epoch_loss'), ('saver', 'save_epoch'),
+                      ('client', 'outputs'), ('summary', 'write'), ('tensorboard', 'scalars')]
     saved = [args for who, what, args in calls if what == 'save_epoch']
     assert [c['position'] for c, *_ in saved] == [Position(0, 3, 3), Position(1, 3, 6)]
+    assert saved[1][0]['evaluation'] == {'metric': 1.0, 'row': {'loss': 1.0}, 'details': {'epoch': 1}}
+    assert saved[1][0]['loss_health'] == {'loss': 1.0, 'reference': 1.0}
+
+
+def test_a_run_resumed_after_an_epoch_writes_that_epochs_outputs_again_first():
+    """A run killed between an epoch's checkpoint and its outputs (or resumed from an earlier checkpoint) gets the
+    outputs of the epoch it continues from, from the checkpoint, before it trains on."""
+    calls = []
+    stored = {'metric': 0.5, 'row': {'loss': 2.0}, 'details': {'epoch': 4}}
+    resume = ResumePoint(Position(epoch=5, global_step=15), 'x', rng_state=None, epoch_totals=None, evaluation=stored)
+    run_epochs(session(calls, resume=resume, num_epochs=6), Client(calls))
+    assert calls[:3] == [('client', 'outputs', (4, {'epoch': 4})), ('summary', 'write', (4, {'loss': 2.0})),
+                         ('client', 'train', (5, 0, 15))]
 
 
 def test_a_resume_point_mid_epoch_continues_that_epoch_at_its_step():
@@ -110,3 +133,38 @@ def test_a_non_finite_running_loss_stops_on_the_next_progress_line():
     with pytest.raises(DivergedError, match='epoch 4 step 2'):
         run_steps(batches(3), lambda *args: torch.tensor([next(values)], dtype=torch.float64), epoch=4,
                   steps_per_epoch=3, num_sums=1, device=torch.device('cpu'), log_interval=2)
+
+
+def test_a_recovery_checkpoint_carries_the_running_loss_and_a_non_finite_one_is_refused():
+    from lib.checkpoint.saver import CheckpointSaver
+    from lib.train.loop import save_recovery
+    saved = []
+    saver = CheckpointSaver('run', 1, True)
+    saver.save_recovery = saved.append
+    saver.epoch_loss(0.5)  # a finished epoch: the healthy reference
+    client = Client([])
+    client.count_index = 1
+    s = SimpleNamespace(saver=saver, dist=SimpleNamespace(is_main=True))
+    save_recovery(s, client, Position(2, 3, 9), torch.tensor([6.0, 4.0], dtype=torch.float64))
+    assert saved[0]['loss_health'] == {'loss': 1.5, 'reference': 0.5} and saved[0]['position'] == Position(2, 3, 9)
+    with pytest.raises(DivergedError, match='training loss became inf by epoch 2 step 4'):
+        save_recovery(s, client, Position(2, 4, 10), torch.tensor([float('inf'), 4.0], dtype=torch.float64))
+    assert len(saved) == 1
+
+
+def test_a_real_sigterm_stops_at_the_next_step_boundary_with_a_recovery_checkpoint():
+    saved = []
+
+    def step(images, target, step_no, updates):
+        if step_no == 1:
+            os.kill(os.getpid(), signal.SIGTERM)  # arrives during the second step
+        return torch.tensor([2.0, 2.0], dtype=torch.float64)
+
+    previous = signal.getsignal(signal.SIGTERM)
+    with StopOnSigterm(30.0, logging.getLogger('cream.test')) as stop:
+        with pytest.raises(RunStopped, match='stopped on SIGTERM at epoch 0, step 2 of 5'):
+            run_steps(batches(5), step, epoch=0, steps_per_epoch=5, num_sums=2, device=torch.device('cpu'),
+                      log_interval=100, recovery_interval=0, stop=stop,
+                      save_recovery=lambda position, totals: saved.append(position))
+    assert saved == [Position(0, 2, 2)]
+    assert signal.getsignal(signal.SIGTERM) is previous  # put back after training

@@ -1,0 +1,210 @@
+"""The miniature of the paper's ablation: the same search space, data and number of steps under several search
+configs and seeds; a stand-alone ground truth of random paths of the space (plus every path a run picked);
+each run's supernet ranking and picks against it (``tools/miniature.py`` runs it, resumably).
+
+Layout of ``out``: searches/<label>_seed<s>/ (train.py run folders, ``.done`` markers), ground_truth/
+(tools/ground_truth.py's folder), report.json (every run's ranking), summary.json and table.md (per config:
+mean and spread over seeds), ranking.png.
+"""
+import json
+import os
+import resource
+import time
+from typing import Dict, List, Sequence
+
+import numpy as np
+
+from lib.experiments import ground_truth as gt
+from lib.experiments.jobs import python_command, run_commands
+from lib.fileio import write_json_atomic, write_text_atomic
+from lib.experiments.supernet_scores import chosen_path
+
+
+def config_differences(base_file: str, other_file: str, ignore=('MODEL',)) -> List[str]:
+    """KEY VALUE pairs that turn ``base_file``'s merged config into ``other_file``'s (e.g. every fidelity switch of
+    configs/train_corrected.yaml against configs/train.yaml), for layering on another config."""
+    from lib.config import load_config
+
+    def flat(node, prefix=''):
+        for key, value in node.items():
+            if hasattr(value, 'items'):
+                yield from flat(value, f'{prefix}{key}.')
+            else:
+                yield f'{prefix}{key}', value
+    base, other = dict(flat(load_config([base_file]))), dict(flat(load_config([other_file])))
+    pairs = []
+    for key, value in other.items():
+        if key not in ignore and base.get(key) != value:
+            pairs += [key, repr(value) if not isinstance(value, str) else value]
+    return pairs
+
+
+def cpu_seconds() -> float:
+    """CPU time (user + system) of this process and its finished children so far."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def log_cpu(out: str, phase: str, since: float) -> float:
+    """Append the CPU seconds a phase of this invocation took to OUT/cpu_time.jsonl; returns the clock now."""
+    now = cpu_seconds()
+    with open(os.path.join(out, 'cpu_time.jsonl'), 'a') as f:
+        f.write(json.dumps({'phase': phase, 'cpu_s': round(now - since, 1), 'time': time.strftime('%Y-%m-%d %H:%M:%S')}) + '\n')
+    return now
+
+
+def evenly(items: Sequence, count: int) -> list:
+    """``count`` items at evenly spaced positions of ``items`` (first and last included)."""
+    positions = np.linspace(0, len(items) - 1, min(count, len(items))).round().astype(int)
+    return [items[i] for i in dict.fromkeys(positions.tolist())]
+
+
+def search_dir(out: str, label: str, seed: int) -> str:
+    return os.path.join(out, 'searches', f'{label}_seed{seed}')
+
+
+def run_searches(repo: str, out: str, configs: Dict[str, tuple], seeds: Sequence[int], data_dir: str,
+                 jobs: int) -> None:
+    """train.py for every (config, seed) without a ``.done`` marker; AUTO_RESUME continues killed ones.
+    ``configs``: label -> (config files, KEY VALUE pairs)."""
+    todo = [(label, seed) for label in configs for seed in seeds
+            if not os.path.exists(search_dir(out, label, seed) + '.done')]
+    os.makedirs(os.path.join(out, 'searches'), exist_ok=True)
+    commands, logs = [], []
+    for label, seed in todo:
+        files, pairs = configs[label]
+        args = [a for cfg in files for a in ('--cfg', cfg)] + list(pairs)
+        args += ['SEED', seed, 'DATA_DIR', data_dir, 'SAVE_PATH', os.path.join(out, 'searches'),
+                 'MODEL', f'{label}_seed{seed}', 'AUTO_RESUME', 'True']
+        commands.append(python_command(os.path.join(repo, 'train.py'), *args))
+        logs.append(search_dir(out, label, seed) + '.log')
+    def mark_done(index):
+        write_text_atomic('done\n', search_dir(out, *todo[index]) + '.done')
+    run_commands(commands, jobs=jobs, logs=logs, on_done=mark_done)
+
+
+def picked_paths(out: str, labels: Sequence[str], seeds: Sequence[int]) -> list:
+    """Every run's best_arch.yaml path (runs without a board write none)."""
+    paths = [chosen_path(search_dir(out, label, seed)) for label in labels for seed in seeds]
+    return [p for p in paths if p is not None]
+
+
+def _mean_std(values: Sequence[float]) -> dict:
+    values = [v for v in values if v is not None and np.isfinite(v)]
+    if not values:
+        return {'mean': None, 'std': None, 'n': 0}
+    return {'mean': float(np.mean(values)), 'std': float(np.std(values, ddof=1)) if len(values) > 1 else 0.0,
+            'n': len(values)}
+
+
+def summarize_reports(reports: Sequence[dict], truth: Dict[str, dict], sampled: Sequence) -> dict:
+    """Per config label: tau and rho of each scorer (mean and spread over seeds), the stand-alone accuracy of
+    the picks (best_arch.yaml, top-scored path), and the random paths' median and 90th percentile."""
+    population = [truth[gt.path_key(p)]['mean'] for p in sampled]
+    summary = {'random_paths': {'count': len(population), 'median': float(np.median(population)),
+                                'p90': float(np.percentile(population, 90)), 'max': float(max(population)),
+                                'min': float(min(population))},
+               'seed_noise': gt.seed_noise({gt.path_key(p): truth[gt.path_key(p)] for p in sampled}),
+               'configs': {}}
+    for label in dict.fromkeys(r['label'] for r in reports):
+        runs = [r for r in reports if r['label'] == label]
+        entry = {'runs': len(runs)}
+        for scorer in runs[0]['metrics']:
+            entry[f'tau_{scorer}'] = _mean_std([r['metrics'][scorer]['kendall_tau'] for r in runs])
+            entry[f'rho_{scorer}'] = _mean_std([r['metrics'][scorer]['spearman_rho'] for r in runs])
+        for pick in ('best_arch', 'top_scored', 'board_best_recalibrated'):
+            placed = [r.get(pick) for r in runs]
+            entry[pick] = {'standalone_prec1': _mean_std([p['standalone_prec1'] for p in placed if p]),
+                           'percentile': _mean_std([p['percentile'] for p in placed if p])}
+        entry['supernet_train_prec1_last_epoch'] = _mean_std([r.get('last_train_prec1') for r in runs])
+        entry['board_val_prec1'] = {k: _mean_std([r['board'][k] for r in runs if r.get('board')])
+                                    for k in ('shared_mean', 'recalibrated_mean')}
+        summary['configs'][label] = entry
+    return summary
+
+
+def _fmt(stat: dict, digits: int = 2) -> str:
+    if not stat or stat.get('mean') is None:
+        return 'n/a'
+    return f'{stat["mean"]:.{digits}f} ± {stat["std"]:.{digits}f}'
+
+
+def table_markdown(summary: dict) -> str:
+    """The README table: one row per config, then the floors."""
+    rp = summary['random_paths']
+    lines = ['| search config | tau, supernet val prec@1 (shared BN) | tau, BN re-estimated | picked path '
+             '(best_arch.yaml): stand-alone prec@1 | top-scored path: stand-alone prec@1 | supernet train prec@1, '
+             'last epoch |', '|---|---|---|---|---|---|']
+    for label, e in summary['configs'].items():
+        lines.append(f'| {label} ({e["runs"]} seeds) | {_fmt(e["tau_prec1_shared"])} | '
+                     f'{_fmt(e.get("tau_prec1_recalibrated"))} | {_fmt(e["best_arch"]["standalone_prec1"], 1)} | '
+                     f'{_fmt(e["top_scored"]["standalone_prec1"], 1)} | '
+                     f'{_fmt(e["supernet_train_prec1_last_epoch"], 1)} |')
+    first = next(iter(summary['configs'].values()))
+    lines.append(f'| floor: parameter count | {_fmt(first["tau_params"])} | | | | |')
+    lines.append(f'| floor: FLOPs | {_fmt(first["tau_flops"])} | | | | |')
+    lines.append(f'| {rp["count"]} random paths | | | median {rp["median"]:.1f}, 90th percentile {rp["p90"]:.1f} '
+                 f'(range {rp["min"]:.1f}-{rp["max"]:.1f}) | | |')
+    return '\n'.join(lines) + '\n'
+
+
+def write_outputs(out: str, reports: Sequence[dict], summary: dict) -> None:
+    write_json_atomic({'runs': list(reports)}, os.path.join(out, 'report.json'))
+    write_json_atomic(summary, os.path.join(out, 'summary.json'))
+    write_text_atomic(table_markdown(summary), os.path.join(out, 'table.md'))
+
+
+def last_train_prec1(run_dir: str):
+    """train_prec1 of the last row of the run's summary.csv."""
+    import csv
+    with open(os.path.join(run_dir, 'summary.csv')) as f:
+        rows = list(csv.DictReader(f))
+    return float(rows[-1]['train_prec1']) if rows else None
+
+
+# ---- scoring the runs, a few processes at a time, each result cached in OUT/scores/ ---------------------------
+def _cached(name: str, compute):
+    if os.path.isfile(name):
+        with open(name) as f:
+            return json.load(f)['value']
+    value = compute()
+    os.makedirs(os.path.dirname(name), exist_ok=True)
+    write_json_atomic({'value': value}, name)
+    return value
+
+
+def cached_board_scores(out: str, run_dir: str, bn_batches: int):
+    """``board_scores`` of a run's final board (OUT/scores/<run>.board.json once computed)."""
+    from lib.experiments.report import board_scores
+    from lib.experiments.supernet_scores import board_paths, load_search_run
+    name = os.path.join(out, 'scores', f'{os.path.basename(run_dir)}.board.json')
+    return _cached(name, lambda: board_scores(load_search_run(run_dir), board_paths(run_dir), bn_batches))
+
+
+def cached_rank_run(out: str, run_dir: str, label: str, seed: int, truth, sampled, bn_batches: int, board_info):
+    """``rank_run`` of a search against the ground truth (OUT/scores/<run>.rank.json once computed; delete the
+    folder after the ground truth changes)."""
+    from lib.experiments.report import rank_run
+
+    def compute():
+        report = rank_run(run_dir, label, truth, sampled, bn_batches=bn_batches, board_info=board_info)
+        report.update(seed=seed, last_train_prec1=last_train_prec1(run_dir))
+        return report
+    return _cached(os.path.join(out, 'scores', f'{os.path.basename(run_dir)}.rank.json'), compute)
+
+
+def _call(job):
+    import torch
+    torch.set_num_threads(1)
+    function, args = job
+    return function(*args)
+
+
+def in_processes(function, arg_tuples: Sequence[tuple], jobs: int) -> list:
+    """``[function(*args) for args in arg_tuples]``, in up to ``jobs`` worker processes."""
+    if jobs <= 1 or len(arg_tuples) <= 1:
+        return [function(*args) for args in arg_tuples]
+    import multiprocessing
+    with multiprocessing.get_context('spawn').Pool(min(jobs, len(arg_tuples))) as pool:
+        return pool.map(_call, [(function, args) for args in arg_tuples])
+

@@ -1,0 +1,79 @@
+"""tools/miniature.py end to end on a tiny slice of the real digits: searches, the stand-alone ground truth (via
+tools/ground_truth.py's library), the ranking report and picture; a rerun trains nothing again."""
+import importlib.util
+import json
+import os
+
+import numpy as np
+import pytest
+
+from conftest import REPO
+from lib.experiments import ground_truth as gt
+from lib.experiments.digits import load_digits_arrays, write_digits_imagefolder
+
+
+def _tool(name):
+    spec = importlib.util.spec_from_file_location(f'{name}_tool', REPO / 'tools' / f'{name}.py')
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope='module')
+def tiny_digits(tmp_path_factory):
+    images, labels = load_digits_arrays()
+    keep = np.concatenate([np.flatnonzero(labels == d)[:8] for d in range(10)])
+    root = tmp_path_factory.mktemp('digits') / 'data'
+    write_digits_imagefolder(str(root), image_size=16, val_fraction=0.25, images=images[keep], labels=labels[keep])
+    return root
+
+
+TINY = ['--seeds', '0', '--gt-seeds', '0', '--paths', '3', '--bn-batches', '1', '--jobs', '2',
+        '--configs', 'defaults',
+        '--search-opts', 'EPOCHS', '2', 'SUPERNET.META_STA_EPOCH', '0', 'SUPERNET.UPDATE_ITER', '2',
+        'DATASET.BATCH_SIZE', '8', 'LOG_INTERVAL', '4',
+        '--recipe-opts', 'EPOCHS', '1', 'WARMUP_EPOCHS', '0', 'DATASET.BATCH_SIZE', '8']
+
+
+def test_miniature_runs_end_to_end_and_resumes(tmp_path, tiny_digits):
+    out = tmp_path / 'mini'
+    summary = _tool('miniature').main(['--out', str(out), '--data', str(tiny_digits), *TINY])
+    assert set(summary['configs']) == {'defaults'}
+    searches = out / 'searches'
+    assert (searches / 'defaults_seed0' / 'best_arch.yaml').exists()
+    truth = json.loads((out / 'ground_truth' / gt.SUMMARY_FILE).read_text())
+    sampled = gt.load_paths(str(out / 'ground_truth'), sampled_only=True)
+    assert len(sampled) == 3 and all(gt.path_key(p) in truth for p in sampled)
+    report = json.loads((out / 'report.json').read_text())['runs']
+    defaults = next(r for r in report if r['label'] == 'defaults')
+    assert defaults['best_arch']['standalone_prec1'] is not None  # the pick was trained stand-alone too
+    assert defaults['board'] and set(defaults['metrics']) >= {'prec1_shared', 'prec1_recalibrated', 'params', 'flops'}
+    assert (out / 'ranking.png').stat().st_size > 1000 and '| floor: FLOPs |' in (out / 'table.md').read_text()
+    stamps = {p.name: p.stat().st_mtime_ns for p in (out / 'ground_truth' / 'results').iterdir()}
+
+    _tool('miniature').main(['--out', str(out), '--data', str(tiny_digits), *TINY])  # resumes: nothing to do
+    assert {p.name: p.stat().st_mtime_ns for p in (out / 'ground_truth' / 'results').iterdir()} == stamps
+
+    ranking = _tool('rank_paths').main(['--ground-truth', str(out / 'ground_truth'), '--run',
+                                        f'defaults={searches / "defaults_seed0"}', '--bn-batches', '0',
+                                        '--resamples', '20', '--out', str(tmp_path / 'r.json')])
+    assert 'prec1_recalibrated' not in ranking['runs'][0]['metrics']
+
+
+def test_the_three_configs_differ_only_where_the_ablation_says():
+    from lib.config import load_config
+    configs = _tool('miniature').search_configs(['single-path', 'defaults', 'train_corrected'], ['EPOCHS', '5'])
+    merged = {label: load_config(files, [str(v) for v in pairs]) for label, (files, pairs) in configs.items()}
+    single, defaults, corrected = merged['single-path'], merged['defaults'], merged['train_corrected']
+    # (a): no epoch comes after META_STA_EPOCH, so no board, teacher, distillation or meta update; the same sampling
+    assert single.SUPERNET.META_STA_EPOCH == single.EPOCHS == defaults.EPOCHS == 5
+    assert single.SUPERNET.HOW_TO_PROB == defaults.SUPERNET.HOW_TO_PROB == 'pre_prob'
+    assert single.SUPERNET.PRE_PROB == defaults.SUPERNET.PRE_PROB
+    # (c): every setting in which configs/train_corrected.yaml differs from configs/train.yaml, and nothing else
+    switched = {f'SUPERNET.{k}' for k in corrected.SUPERNET if corrected.SUPERNET[k] != defaults.SUPERNET[k]}
+    reference_corrected = load_config([str(REPO / 'configs' / 'train_corrected.yaml')])
+    reference = load_config([str(REPO / 'configs' / 'train.yaml')])
+    assert switched == {f'SUPERNET.{k}' for k in reference.SUPERNET
+                        if reference.SUPERNET[k] != reference_corrected.SUPERNET[k]}
+    assert switched >= {'SUPERNET.STEP_ONLY_PATH', 'SUPERNET.DETACH_KD_WEIGHT'}
+    assert corrected.LR == defaults.LR and corrected.SUPERNET.RESOLUTION == defaults.SUPERNET.RESOLUTION == 32

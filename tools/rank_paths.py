@@ -1,0 +1,68 @@
+"""Score the ground truth's random paths with search runs' supernets and compare with the stand-alone results:
+Kendall's tau and Spearman's rho (90% bootstrap intervals), top-k overlap, for the supernet's val prec@1 and loss
+with shared and with re-estimated BN statistics, and for the free floors (parameter count, FLOPs); where each
+run's best_arch.yaml and its top-scored path fall among the stand-alone results (percentile). One JSON report,
+and with --plot a picture (supernet score against stand-alone accuracy, one colour per label).
+
+  python tools/rank_paths.py --ground-truth output/gt --run defaults=output/search_s0 --run corrected=output/c_s0 \\
+      --bn-batches 4 --out output/ranking.json --plot output/ranking.png
+"""
+import argparse
+import json
+import os
+
+from lib.engine.guard import exit_on_error
+from lib.errors import ConfigError
+from lib.experiments import ground_truth as gt
+from lib.experiments.plot import plot_rankings
+from lib.experiments.report import board_scores, rank_run
+from lib.experiments.supernet_scores import board_paths, load_search_run
+from lib.fileio import write_json_atomic
+
+
+def parse_run(text: str):
+    label, sep, run_dir = text.partition('=')
+    if not sep or not label or not run_dir:
+        raise ConfigError(f'--run takes LABEL=RUN_DIR (e.g. defaults=output/search); got {text!r}')
+    return label, run_dir
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--ground-truth', required=True, help='folder of tools/ground_truth.py')
+    parser.add_argument('--run', action='append', required=True, type=parse_run, help='LABEL=RUN_DIR of a search')
+    parser.add_argument('--bn-batches', type=int, default=4, help='training batches to re-estimate BN per path (0: off)')
+    parser.add_argument('--top-k', type=int, default=5)
+    parser.add_argument('--resamples', type=int, default=1000, help='bootstrap resamples')
+    parser.add_argument('--out', required=True, help='the JSON report')
+    parser.add_argument('--plot', help='the picture (PNG)')
+    args = parser.parse_args(argv)
+    truth_file = os.path.join(args.ground_truth, gt.SUMMARY_FILE)
+    if not os.path.isfile(truth_file):
+        raise ConfigError(f'{truth_file} not found: run tools/ground_truth.py first')
+    with open(truth_file) as f:
+        truth = json.load(f)
+    sampled = gt.load_paths(args.ground_truth, sampled_only=True)
+    if len(sampled) < 3:
+        raise ConfigError(f'{args.ground_truth} holds {len(sampled)} sampled paths; rank at least 3 (--sample K)')
+    reports = []
+    for label, run_dir in args.run:
+        board = board_scores(load_search_run(run_dir), board_paths(run_dir), args.bn_batches)
+        reports.append(rank_run(run_dir, label, truth, sampled, bn_batches=args.bn_batches, k=args.top_k,
+                                resamples=args.resamples, board_info=board))
+    result = {'ground_truth': args.ground_truth, 'seed_noise': gt.seed_noise({gt.path_key(p): truth[gt.path_key(p)]
+                                                                             for p in sampled}), 'runs': reports}
+    write_json_atomic(result, args.out)
+    if args.plot:
+        plot_rankings(reports, args.plot)
+    for r in reports:
+        m = r['metrics']
+        print(json.dumps({'label': r['label'], 'run': r['run_dir'],
+                          **{f'tau_{name}': round(v['kendall_tau'], 3) for name, v in m.items()},
+                          'best_arch_percentile': (r['best_arch'] or {}).get('percentile'),
+                          'top_scored_percentile': r['top_scored']['percentile']}))
+    return result
+
+
+if __name__ == '__main__':
+    exit_on_error(main)
