@@ -150,6 +150,15 @@ _C.SUPERNET.DIL_CONV = False  # add dilated 3x3/5x5 ops to every searchable laye
 _C.SUPERNET.UPDATE_2ND = True  # second-order meta update (False: skip meta updates)
 _C.SUPERNET.FLOPS_MAXIMUM = 600  # FLOPs budget, MFLOPs
 _C.SUPERNET.FLOPS_MINIMUM = 0  # lower end of the FLOPs budget, MFLOPs
+# A latency budget on the user's own device instead (README "Search for a latency budget"): the board, its ties,
+# the final pick, the sampler (paths outside the budget are redrawn), best_arch.yaml, board.json and the log
+# use the latency a table measured with tools/latency_table.py predicts. The space's layers come from SEARCH_LAYERS
+# when given, else from the FLOPs budget above as always; its resolution from RESOLUTION or that budget.
+_C.SUPERNET.BUDGET_MEASURE = 'flops'  # 'flops' (FLOPS_MINIMUM/MAXIMUM, the original) or 'latency' (LATENCY_*)
+_C.SUPERNET.LATENCY_TABLE = ''  # BUDGET_MEASURE latency: the table's JSON file (tools/latency_table.py measure)
+_C.SUPERNET.LATENCY_MINIMUM = 0.0  # BUDGET_MEASURE latency: lower end of the budget, ms (predicted)
+_C.SUPERNET.LATENCY_MAXIMUM = 0.0  # BUDGET_MEASURE latency: upper end of the budget, ms (predicted)
+_C.SUPERNET.SEARCH_LAYERS = []  # BUDGET_MEASURE latency: layers per searchable stage, e.g. [1, 2, 2, 2, 1]; []: FLOPs budget's
 _C.SUPERNET.RESOLUTION = 0  # search resolution in px: 0 = the one the budget rule picks (the original's); N overrides it (e.g. small images); the budget's measure stays the rule's
 _C.SUPERNET.PICK_METHOD = 'meta'  # teacher choice: 'meta' (meta-matching network) or 'top1'
 _C.SUPERNET.META_STA_EPOCH = 20  # plain training up to this epoch; distillation and board after

@@ -57,6 +57,8 @@ _RANGES = (
     ('SUPERNET.POOL_SIZE', lambda v: v >= 1, 'at least 1 (paths on the board)'),
     ('SUPERNET.FLOPS_MINIMUM', lambda v: v >= 0, '0 or more MFLOPs'),
     ('SUPERNET.FLOPS_MAXIMUM', lambda v: v > 0, 'positive MFLOPs'),
+    ('SUPERNET.LATENCY_MINIMUM', lambda v: v >= 0, '0 or more ms'),
+    ('SUPERNET.LATENCY_MAXIMUM', lambda v: v >= 0, '0 or more ms'),
     ('SUPERNET.RESOLUTION', lambda v: v == 0 or v >= 32, "0 (the budget rule's) or at least 32 px"),
     ('SUPERNET.META_STA_EPOCH', lambda v: v >= 0, '0 or more'),
     ('SUPERNET.BN_RECALIBRATION_BATCHES', lambda v: v >= 0, '0 (off) or more batches'),
@@ -114,6 +116,7 @@ def check_values(cfg: CN) -> None:
         'SUPERNET.PROBE_PROBS': ('teacher', 'student'),
         'SUPERNET.PROBE_FORWARD': ('per_entry', 'batched'),
         'SUPERNET.BOARD_FLOPS': ('flops_est', 'budget'),
+        'SUPERNET.BUDGET_MEASURE': ('flops', 'latency'),
         'SUPERNET.PROBE_SOURCE': ('rank', 'rank0'),
         'DATASET.EVAL_INTERPOLATION': ('bicubic', 'bilinear'),
     }
@@ -128,7 +131,27 @@ def check_values(cfg: CN) -> None:
     if cfg.SUPERNET.FLOPS_MINIMUM > cfg.SUPERNET.FLOPS_MAXIMUM:
         raise ConfigError(f'SUPERNET.FLOPS_MINIMUM {cfg.SUPERNET.FLOPS_MINIMUM} is above SUPERNET.FLOPS_MAXIMUM '
                           f'{cfg.SUPERNET.FLOPS_MAXIMUM}; the budget is MINIMUM..MAXIMUM MFLOPs')
+    check_latency_budget(cfg.SUPERNET)
     _check_timm_names(cfg)
     if cfg.AUTO_RESUME and cfg.OVERWRITE:
         raise ConfigError('AUTO_RESUME and OVERWRITE are both True: AUTO_RESUME continues the run in OUTPUT/MODEL, '
                           'OVERWRITE deletes it and starts afresh; set one of them to False')
+
+
+def check_latency_budget(sn: CN) -> None:
+    """The keys of a latency budget and of the layers it may give the space (SUPERNET.BUDGET_MEASURE latency)."""
+    layers = list(sn.SEARCH_LAYERS)
+    if sn.BUDGET_MEASURE != 'latency':
+        if layers:
+            raise ConfigError('SUPERNET.SEARCH_LAYERS gives the layers of a latency budget\'s space; with '
+                              'SUPERNET.BUDGET_MEASURE flops the FLOPs budget sizes the space: leave it out')
+        return
+    if not sn.LATENCY_TABLE:
+        raise ConfigError('SUPERNET.BUDGET_MEASURE latency needs SUPERNET.LATENCY_TABLE: a table measured with '
+                          'python tools/latency_table.py measure --cfg <this config> --out <table.json>')
+    if sn.LATENCY_MAXIMUM <= 0 or sn.LATENCY_MINIMUM > sn.LATENCY_MAXIMUM:
+        raise ConfigError(f'the latency budget SUPERNET.LATENCY_MINIMUM..LATENCY_MAXIMUM is {sn.LATENCY_MINIMUM:g}..'
+                          f'{sn.LATENCY_MAXIMUM:g} ms; give a positive LATENCY_MAXIMUM not below LATENCY_MINIMUM')
+    if layers and (len(layers) != 5 or not all(isinstance(n, int) and n >= 1 for n in layers)):
+        raise ConfigError(f'SUPERNET.SEARCH_LAYERS is {layers}; it must give 5 positive layer counts, one per '
+                          'searchable stage, e.g. [1, 2, 2, 2, 1]')

@@ -1,6 +1,6 @@
-"""Draw a run folder as one PNG: for a search, the board (FLOPs in the budget's measure against val prec@1,
-the chosen path marked, the earlier epochs' boards faded) beside the training curves of summary.csv; for a
-retraining run, the curves alone.
+"""Draw a run folder as one PNG: for a search, the board (FLOPs in the budget's measure, or the predicted latency
+under a latency budget, against val prec@1, the chosen path marked, the earlier epochs' boards faded) beside the
+training curves of summary.csv; for a retraining run, the curves alone.
 
     python tools/plot_run.py output/demo_search                      # writes output/demo_search/plot.png
     python tools/plot_run.py output/demo_retrain --out retrain.png
@@ -56,6 +56,18 @@ def flops_of(row: dict) -> float:
     return row['budget_flops_M'] if row.get('budget_flops_M') is not None else row['flops_M']
 
 
+def budget_measure(board: dict, run_dir: str):
+    """(value of a board row, budget bounds or None, axis label) of the budget's measure: the predicted latency
+    under a latency budget (SUPERNET.BUDGET_MEASURE latency), else FLOPs."""
+    if board.get('budget_measure') == 'latency':
+        low, high = board['latency_budget_ms']
+        return (lambda row: row['predicted_ms']), (low, high, 'ms'), \
+            f'predicted latency (ms)\n{board.get("latency_measured_with", "the latency table")}'
+    measure = 'budget_flops_M' if any(r.get('budget_flops_M') is not None for r in board['entries']) else 'flops_M'
+    budget = budget_of(run_dir)
+    return flops_of, None if budget is None else (*budget, 'MFLOPs'), f'MFLOPs, the budget\'s measure ({measure})'
+
+
 def chosen_arch(run_dir: str) -> Optional[list]:
     path = os.path.join(run_dir, BEST_ARCH_FILE)
     if not os.path.isfile(path):
@@ -86,9 +98,10 @@ def draw_board(ax, run_dir: str) -> None:
 
 def _draw_board(ax, run_dir: str, board: dict) -> None:
     rows = board['entries']
+    measure_of, budget, xlabel = budget_measure(board, run_dir)
     earlier = []  # (epoch, points) of the epochs before the current one that had validated entries
     for record in read_board_history(os.path.join(run_dir, BOARD_HISTORY_FILE)):
-        points = [(flops_of(r), r['val_prec1']) for r in record['entries'] if r.get('val_prec1') is not None]
+        points = [(measure_of(r), r['val_prec1']) for r in record['entries'] if r.get('val_prec1') is not None]
         if record['epoch'] < board['epoch'] and points:
             earlier.append((record['epoch'], points))
     for i, (epoch, points) in enumerate(earlier):
@@ -97,25 +110,24 @@ def _draw_board(ax, run_dir: str, board: dict) -> None:
                    linewidths=0, label=f'earlier boards (epochs {earlier[0][0]}-{epoch})' if last else None)
     validated = [r for r in rows if r.get('val_prec1') is not None]
     if validated:
-        ax.scatter([flops_of(r) for r in validated], [r['val_prec1'] for r in validated], s=36, color='tab:blue',
+        ax.scatter([measure_of(r) for r in validated], [r['val_prec1'] for r in validated], s=36, color='tab:blue',
                    label=f'board after epoch {board["epoch"]}', zorder=3)
     unvalidated = [r for r in rows if r.get('val_prec1') is None]
     if unvalidated:
-        ax.scatter([flops_of(r) for r in unvalidated], [r['prec1'] for r in unvalidated], s=36, facecolors='none',
+        ax.scatter([measure_of(r) for r in unvalidated], [r['prec1'] for r in unvalidated], s=36, facecolors='none',
                    edgecolors='tab:blue', label='not validated (train prec@1)', zorder=3)
     arch = chosen_arch(run_dir)
     chosen = [r for r in rows if arch is not None and r['arch'] == arch]
     for r in chosen[:1]:
         y = r['val_prec1'] if r.get('val_prec1') is not None else r['prec1']
-        ax.scatter([flops_of(r)], [y], s=220, marker='*', color='tab:red', label='chosen (best_arch.yaml)', zorder=4)
-    budget = budget_of(run_dir)
+        ax.scatter([measure_of(r)], [y], s=220, marker='*', color='tab:red', label='chosen (best_arch.yaml)', zorder=4)
     if budget is not None:
-        for limit in budget:
+        for limit in budget[:2]:
             if limit > 0:
                 ax.axvline(limit, color='tab:red', linestyle='--', linewidth=1)
-        ax.plot([], [], color='tab:red', linestyle='--', linewidth=1, label=f'budget {budget[0]:g}-{budget[1]:g} MFLOPs')
-    measure = 'budget_flops_M' if any(r.get('budget_flops_M') is not None for r in rows) else 'flops_M'
-    ax.set_xlabel(f'MFLOPs, the budget\'s measure ({measure})')
+        ax.plot([], [], color='tab:red', linestyle='--', linewidth=1,
+                label=f'budget {budget[0]:g}-{budget[1]:g} {budget[2]}')
+    ax.set_xlabel(xlabel)
     ax.set_ylabel('val prec@1 (%)')
     ax.set_title(f'prioritized board, {board["resolution"]} px')
     ax.grid(alpha=0.3)

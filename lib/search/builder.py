@@ -1,17 +1,20 @@
 """The search session of a run, built from the config in an order that fails early.
 
-Order: search space from the FLOPs budget (an infeasible budget fails here, before any work), FLOPs
-table, data at the search resolution, the step's parts (``lib.search.parts``: supernet + SyncBN, device,
-memory format; meta-matching network, board, loss, optimizer, linear LR schedule, AMP scaler), path sampler,
-checkpoint saver, resume.
+Order: search space from the FLOPs budget (an infeasible budget fails here, before any work), the latency
+budget when there is one (its table and its feasibility, also before any work), FLOPs table, data at the
+search resolution, the step's parts (``lib.search.parts``: supernet + SyncBN, device, memory format;
+meta-matching network, board, loss, optimizer, linear LR schedule, AMP scaler), path sampler, checkpoint
+saver, resume.
 """
 from dataclasses import dataclass, fields
+from typing import Optional
 
 from lib.checkpoint.format import search_space_record
 from lib.checkpoint.restore import load_search_state
 from lib.engine.runtime import seed_everything
 from lib.models import ops
 from lib.search.flops import SearchSpace, build_search_space
+from lib.search.latency_budget import LatencyBudget, latency_budget
 from lib.search.macs_table import FlopsTable, build_flops_table
 from lib.search.parts import SearchParts, build_search_parts, check_search_config
 from lib.search.sampler import PathSampler
@@ -25,12 +28,20 @@ class SearchSession(TrainingSession, SearchParts):
 
 
 # ---- the session --------------------------------------------------------------------------------
-def log_search_space(logger, space: SearchSpace, table: FlopsTable, cfg) -> None:
+def log_search_space(logger, space: SearchSpace, table: FlopsTable, cfg,
+                     latency: Optional[LatencyBudget] = None) -> None:
     low, high = table.flops_range()
-    logger.info('search space for FLOPs budget %g..%g MFLOPs: layers per searchable stage %s, resolution '
+    logger.info('search space for FLOPs budget %g..%g MFLOPs%s: layers per searchable stage %s, resolution '
                 '%d px, %d ops per layer (%s)', cfg.SUPERNET.FLOPS_MINIMUM, cfg.SUPERNET.FLOPS_MAXIMUM,
+                ' (layers as SUPERNET.SEARCH_LAYERS gives them)' if cfg.SUPERNET.SEARCH_LAYERS else '',
                 list(space.layers_per_stage), space.resolution, table.num_ops,
                 ', '.join(ops.op_name(i) for i in range(table.num_ops)))
+    if latency is not None:
+        fastest, slowest = latency.table.range_ms()
+        logger.info('latency budget %s (it decides the board, the sampler and the final pick; FLOPs are reported '
+                    'beside it): paths of this space are predicted at %.4g..%.4g ms, about %.1f%% of them '
+                    'within the budget; %s', latency.text(), fastest, slowest, 100 * latency.within_fraction(),
+                    latency.describe())
     budget_low, budget_high = space.budget_flops_range()
     logger.info('paths of this space cost %.2f..%.2f MFLOPs in the budget\'s measure (%s, budget scale %.4g), '
                 '%.2f..%.2f M real MACs at %d px and %.2f..%.2f M params', budget_low, budget_high,
@@ -45,17 +56,19 @@ def log_search_space(logger, space: SearchSpace, table: FlopsTable, cfg) -> None
 def build_session(run) -> SearchSession:
     cfg, dist_ctx, logger = run.cfg, run.dist, run.logger
     space = build_search_space(cfg)  # an infeasible budget raises FlopsBudgetError here
+    latency = latency_budget(cfg, space)  # a table of another space or an infeasible latency budget: an error here
     check_search_config(cfg)
     table = build_flops_table(cfg, space)
     if dist_ctx.is_main:
-        log_search_space(logger, space, table, cfg)
+        log_search_space(logger, space, table, cfg, latency)
     train_loader, val_loader, steps_per_epoch = build_loaders(cfg, space.resolution, dist_ctx)
     parts = build_search_parts(cfg, total_steps=cfg.EPOCHS * steps_per_epoch, dist_ctx=dist_ctx, space=space,
-                               flops_table=table)
+                               flops_table=table, latency=latency)
     seed_everything(cfg.SEED + dist_ctx.rank)  # the same weights everywhere, each rank its own augmentation
     path_sampler = PathSampler(space.layers_per_stage, parts.supernet.num_ops, how_to_prob=cfg.SUPERNET.HOW_TO_PROB,
                                pre_prob=cfg.SUPERNET.PRE_PROB, seed=cfg.SEED, board_paths=parts.board.paths,
-                               count_fixed_stages=cfg.SUPERNET.TEACHER_PROB_COUNTS_FIXED)
+                               count_fixed_stages=cfg.SUPERNET.TEACHER_PROB_COUNTS_FIXED,
+                               accept=None if latency is None else latency.within)
     saver = build_saver(run)
 
     def restore_search_state(checkpoint, source):

@@ -143,7 +143,7 @@ class SearchClient(TrainingClient):
     def write_outputs(self, epoch: int, evaluation: Evaluation) -> None:
         s, sn = self.session, self.session.cfg.SUPERNET
         write_board_json(s.board, os.path.join(s.run_dir, BOARD_FILE), s.space, epoch=epoch,
-                         budget=(sn.FLOPS_MINIMUM, sn.FLOPS_MAXIMUM))
+                         budget=(sn.FLOPS_MINIMUM, sn.FLOPS_MAXIMUM), latency=s.latency)
 
     def checkpoint(self, position: Position, metric: Optional[float], rank_states) -> Dict[str, Any]:
         s = self.session
@@ -166,7 +166,8 @@ class SearchClient(TrainingClient):
     def finish(self, last_epoch: int, global_step: int, trained: bool) -> Dict[str, Any]:
         s = self.session
         chosen = write_final_arch(s, max(last_epoch, 0))
-        return {'board': board_rows(s.board, s.space), 'best_arch': None if chosen is None else [list(x) for x in chosen.path],
+        return {'board': board_rows(s.board, s.space, s.latency),
+                'best_arch': None if chosen is None else [list(x) for x in chosen.path],
                 'resolution': s.space.resolution, 'global_step': global_step}
 
 

@@ -213,13 +213,15 @@ def search_space_for_budget(flops_minimum: float, flops_maximum: float,
 # ---- config ---------------------------------------------------------------------------------------
 def build_search_space(cfg) -> SearchSpace:
     """The search space of ``cfg``'s FLOPs budget (SUPERNET.FLOPS_MINIMUM/MAXIMUM, SUPERNET.FLOPS_TABLE); a
-    non-zero SUPERNET.RESOLUTION replaces the resolution the rule picked (the layers and the budget's measure
-    stay the rule's)."""
+    non-zero SUPERNET.RESOLUTION replaces the resolution the rule picked, and under a latency budget a given
+    SUPERNET.SEARCH_LAYERS the layers per stage (the budget's measure and its scale stay the rule's)."""
     check_supported_options(dil_conv=cfg.SUPERNET.DIL_CONV, resunit=cfg.SUPERNET.RESUNIT)
     space = search_space_for_budget(cfg.SUPERNET.FLOPS_MINIMUM, cfg.SUPERNET.FLOPS_MAXIMUM,
                                     op_costs_for(cfg.SUPERNET.FLOPS_TABLE))
     if cfg.SUPERNET.RESOLUTION:
         space = dataclasses.replace(space, resolution=int(cfg.SUPERNET.RESOLUTION))
+    if cfg.SUPERNET.SEARCH_LAYERS:
+        space = dataclasses.replace(space, layers_per_stage=tuple(int(n) for n in cfg.SUPERNET.SEARCH_LAYERS))
     return with_board_measure(space, cfg.SUPERNET.BOARD_FLOPS)
 
 

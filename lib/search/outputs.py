@@ -14,6 +14,7 @@ from lib.fileio import write_text_atomic
 from lib.models.supernet import path_to_arch
 from lib.search.board import BoardEntry, PrioritizedBoard
 from lib.search.flops import SearchSpace
+from lib.search.latency_budget import LatencyBudget
 
 logger = logging.getLogger('cream.search')
 
@@ -22,33 +23,45 @@ BOARD_HISTORY_FILE = 'board_history.jsonl'  # one line per epoch: {"epoch", "res
 BEST_ARCH_FILE = 'best_arch.yaml'
 
 
-def measures(space: SearchSpace) -> str:
-    """What the FLOPs columns of board.json count."""
-    return (f'board_flops_M: MFLOPs in the board\'s measure (SUPERNET.BOARD_FLOPS: {space.board_measure}), which '
-            'decides admission and ties; budget_flops_M: MFLOPs in the FLOPs budget\'s measure (the searchable '
-            'layers priced by the SUPERNET.FLOPS_TABLE per-op table at 224 px, divided by the budget rule\'s '
-            'resolution scale), which decides what lies within the budget; macs_M: real multiply-accumulates (M) '
-            'of the child network at the search resolution')
+LATENCY_MEASURE = ('predicted_ms: the latency the SUPERNET.LATENCY_TABLE predicts on its device and runtime, which '
+                   'decides admission, ties and what lies within the latency budget (SUPERNET.BUDGET_MEASURE latency); '
+                   'for reference: ')
 
 
-def board_rows(board: PrioritizedBoard, space: SearchSpace) -> list:
+def measures(space: SearchSpace, latency: Optional[LatencyBudget] = None) -> str:
+    """What the measure columns of board.json count."""
+    decides = latency is None  # under a latency budget the FLOPs columns decide nothing
+    text = (f'board_flops_M: MFLOPs in the board\'s measure (SUPERNET.BOARD_FLOPS: {space.board_measure})'
+            f'{", which decides admission and ties" if decides else ""}; budget_flops_M: MFLOPs in the FLOPs budget\'s '
+            'measure (the searchable layers priced by the SUPERNET.FLOPS_TABLE per-op table at 224 px, divided by the '
+            f'budget rule\'s resolution scale){", which decides what lies within the budget" if decides else ""}; '
+            'macs_M: real multiply-accumulates (M) of the child network at the search resolution')
+    return text if decides else LATENCY_MEASURE + text
+
+
+def board_rows(board: PrioritizedBoard, space: SearchSpace, latency: Optional[LatencyBudget] = None) -> list:
     """One row per entry, best first: path (searchable stages), arch (all 7 stages), train prec1,
-    val prec1 (None until validated), MFLOPs in the board's and in the budget's measure, real MMACs, M params."""
+    val prec1 (None until validated), MFLOPs in the board's and in the budget's measure, real MMACs, M params;
+    under a latency budget first the predicted ms (the board's measure then)."""
     rows = []
     for rank, row in enumerate(board.to_rows()):
+        measure = {'board_flops_M': row['flops']}
+        if latency is not None:
+            measure = {'predicted_ms': row['flops'], 'board_flops_M': space.board_flops(row['path'])}
         rows.append({'rank': rank, 'path': row['path'], 'arch': path_to_arch(row['path']),
-                     'prec1': row['prec1'], 'val_prec1': row['val_prec1'], 'board_flops_M': row['flops'],
+                     'prec1': row['prec1'], 'val_prec1': row['val_prec1'], **measure,
                      'budget_flops_M': space.budget_flops(row['path']), 'macs_M': row['macs'],
                      'params_M': row['params']})
     return rows
 
 
 def write_board_json(board: PrioritizedBoard, path: str, space: SearchSpace, *, epoch: int,
-                     budget: Sequence[float] = ()) -> None:
+                     budget: Sequence[float] = (), latency: Optional[LatencyBudget] = None) -> None:
     """board.json: the run's position and one entry per line (best first), so that a diff shows moves."""
     head = {'epoch': int(epoch), 'resolution': int(space.resolution), 'pool_size': board.pool_size,
-            'flops_budget_M': [float(b) for b in budget], 'measures': measures(space)}
-    rows = board_rows(board, space)
+            'flops_budget_M': [float(b) for b in budget], **(latency.record() if latency is not None else {}),
+            'measures': measures(space, latency)}
+    rows = board_rows(board, space, latency)
     lines = [json.dumps(row) for row in rows]
     entries = '[]' if not lines else '[\n  ' + ',\n  '.join(lines) + '\n ]'
     write_text_atomic(json.dumps(head)[:-1] + ',\n "entries": ' + entries + '}\n', path)
@@ -100,17 +113,27 @@ def _inline_list(values: Sequence) -> str:
     return '[' + ', '.join(_inline_list(v) if isinstance(v, (list, tuple)) else str(v) for v in values) + ']'
 
 
-def best_arch_yaml(entry: BoardEntry, space: SearchSpace, *, epoch: int, run_dir: str) -> str:
+def best_arch_yaml(entry: BoardEntry, space: SearchSpace, *, epoch: int, run_dir: str,
+                   latency: Optional[LatencyBudget] = None) -> str:
     """The config fragment of ``entry`` (see the module docstring)."""
     resolution = space.resolution
     val = 'not validated' if entry.val_prec1 is None else f'{entry.val_prec1:.3f}'
     params = 'n/a' if entry.params is None else f'{entry.params:.3f}M'
     macs = 'n/a' if entry.macs is None else f'{entry.macs:.2f}M'
+    if latency is None:
+        measures_text = (f'#   budget FLOPs {space.budget_flops(entry.path):.2f}M (the FLOPs budget\'s measure, which '
+                         f'chose it)  board FLOPs {entry.flops:.2f}M ({space.board_measure})\n')
+    else:
+        measures_text = (f'#   predicted latency {entry.flops:.4g} ms (latency budget {latency.text()}, which '
+                         f'chose it; {latency.describe()})\n'
+                         f'#   measure it: python tools/model_info.py --arch {os.path.join(run_dir, BEST_ARCH_FILE)} '
+                         f'--latency {latency.table.source}\n'
+                         f'#   budget FLOPs {space.budget_flops(entry.path):.2f}M  board FLOPs '
+                         f'{space.board_flops(entry.path):.2f}M ({space.board_measure})\n')
     return (
         f'# Best board path of the search in {run_dir} (after epoch {epoch}):\n'
         f'#   path {[list(stage) for stage in entry.path]}\n'
-        f'#   budget FLOPs {space.budget_flops(entry.path):.2f}M (the FLOPs budget\'s measure, which chose it)  '
-        f'board FLOPs {entry.flops:.2f}M ({space.board_measure})\n'
+        + measures_text +
         f'#   real MACs {macs} at {int(resolution)} px\n'
         f'#   params {params}  val prec1 {val}  train prec1 {entry.prec1:.3f}\n'
         f'# Retrain it:  python retrain.py --cfg configs/retrain.yaml --cfg {os.path.join(run_dir, BEST_ARCH_FILE)}\n'
@@ -125,8 +148,9 @@ def best_arch_yaml(entry: BoardEntry, space: SearchSpace, *, epoch: int, run_dir
     )
 
 
-def write_best_arch(entry: BoardEntry, path: str, space: SearchSpace, *, epoch: int, run_dir: str) -> None:
-    write_text_atomic(best_arch_yaml(entry, space, epoch=epoch, run_dir=run_dir), path)
+def write_best_arch(entry: BoardEntry, path: str, space: SearchSpace, *, epoch: int, run_dir: str,
+                    latency: Optional[LatencyBudget] = None) -> None:
+    write_text_atomic(best_arch_yaml(entry, space, epoch=epoch, run_dir=run_dir, latency=latency), path)
 
 
 # ---- at the end of an epoch and of the search (the session of lib.search.builder) ---------------------
@@ -136,13 +160,27 @@ def log_board(session, epoch: int) -> None:
                     f' (it fills from epoch {session.cfg.SUPERNET.META_STA_EPOCH + 1} on)'
                     if epoch <= session.cfg.SUPERNET.META_STA_EPOCH else '')
         return
-    space = session.space
-    logger.info('board after epoch %d (%d paths; board FLOPs: %s):', epoch, len(session.board), space.board_measure)
+    space, latency = session.space, session.latency
+    if latency is None:
+        logger.info('board after epoch %d (%d paths; board FLOPs: %s):', epoch, len(session.board), space.board_measure)
+    else:
+        logger.info('board after epoch %d (%d paths; the board\'s measure: predicted latency, %s):', epoch,
+                    len(session.board), latency.describe())
     for index, entry in enumerate(session.board):
         val = 'n/a' if entry.val_prec1 is None else f'{entry.val_prec1:.3f}'
-        logger.info('  #%d %s  prec1 %.3f  val prec1 %s  board FLOPs %.2fM  budget FLOPs %.2fM  MACs %.2fM  '
-                    '%.3f M params', index, [list(s) for s in entry.path], entry.prec1, val, entry.flops,
-                    space.budget_flops(entry.path), entry.macs or 0.0, entry.params or 0.0)
+        predicted = '' if latency is None else f'predicted {entry.flops:.4g} ms  '
+        logger.info('  #%d %s  prec1 %.3f  val prec1 %s  %sboard FLOPs %.2fM  budget FLOPs %.2fM  MACs %.2fM  '
+                    '%.3f M params', index, [list(s) for s in entry.path], entry.prec1, val, predicted,
+                    space.board_flops(entry.path), space.budget_flops(entry.path), entry.macs or 0.0,
+                    entry.params or 0.0)
+
+
+def final_budget(session):
+    """(measure of a path, minimum, maximum, which budget in words) of the budget that decides the final pick."""
+    sn, latency = session.cfg.SUPERNET, session.latency
+    if latency is not None:
+        return latency.predict_ms, latency.minimum_ms, latency.maximum_ms, 'latency budget'
+    return session.space.budget_flops, sn.FLOPS_MINIMUM, sn.FLOPS_MAXIMUM, 'budget in the budget\'s measure'
 
 
 def write_final_arch(session, epoch: int) -> Optional[BoardEntry]:
@@ -153,21 +191,28 @@ def write_final_arch(session, epoch: int) -> Optional[BoardEntry]:
                        '= %d; EPOCHS is %d): no %s written. Run more epochs than META_STA_EPOCH.',
                        cfg.SUPERNET.META_STA_EPOCH, cfg.EPOCHS, BEST_ARCH_FILE)
         return None
-    lo, hi = cfg.SUPERNET.FLOPS_MINIMUM, cfg.SUPERNET.FLOPS_MAXIMUM
-    space = session.space
-    entry = choose_final_entry(board, space.budget_flops, lo, hi)
+    measure, lo, hi, name = final_budget(session)
+    space, latency = session.space, session.latency
+    entry = choose_final_entry(board, measure, lo, hi)
     if entry is None:
-        entry = choose_final_entry(board, space.budget_flops, float('-inf'), float('inf'))
-        costs = [space.budget_flops(e.path) for e in board]
-        logger.warning('no board path lies within the FLOPs budget %g..%g MFLOPs (board paths cost %.2f..%.2f in '
-                       'the budget\'s measure): %s takes the best board path regardless of FLOPs', lo, hi,
-                       min(costs), max(costs), BEST_ARCH_FILE)
+        entry = choose_final_entry(board, measure, float('-inf'), float('inf'))
+        costs = [measure(e.path) for e in board]
+        if latency is None:
+            logger.warning('no board path lies within the FLOPs budget %g..%g MFLOPs (board paths cost %.2f..%.2f in '
+                           'the budget\'s measure): %s takes the best board path regardless of FLOPs', lo, hi,
+                           min(costs), max(costs), BEST_ARCH_FILE)
+        else:
+            logger.warning('no board path lies within the latency budget %s (board paths are predicted at '
+                           '%.4g..%.4g ms): %s takes the best board path regardless of latency', latency.text(),
+                           min(costs), max(costs), BEST_ARCH_FILE)
     path = os.path.join(session.run_dir, BEST_ARCH_FILE)
     if session.dist.is_main:
-        write_best_arch(entry, path, space, epoch=epoch, run_dir=session.run_dir)
+        write_best_arch(entry, path, space, epoch=epoch, run_dir=session.run_dir, latency=latency)
     val = 'n/a' if entry.val_prec1 is None else f'{entry.val_prec1:.3f}'
-    logger.info('best architecture %s (best val prec1 within the budget in the budget\'s measure): budget FLOPs '
-                '%.2fM, board FLOPs %.2fM, MACs %.2fM at %d px, %.3f M params, val prec1 %s (train prec1 %.3f) -> %s',
-                [list(s) for s in entry.path], space.budget_flops(entry.path), entry.flops, entry.macs or 0.0,
-                space.resolution, entry.params or 0.0, val, entry.prec1, path)
+    predicted = '' if latency is None else f'predicted latency {entry.flops:.4g} ms (budget {latency.text()}), '
+    logger.info('best architecture %s (best val prec1 within the %s): %sbudget FLOPs %.2fM, board FLOPs %.2fM, '
+                'MACs %.2fM at %d px, %.3f M params, val prec1 %s (train prec1 %.3f) -> %s',
+                [list(s) for s in entry.path], name, predicted, space.budget_flops(entry.path),
+                space.board_flops(entry.path), entry.macs or 0.0, space.resolution, entry.params or 0.0, val,
+                entry.prec1, path)
     return entry

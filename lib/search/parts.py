@@ -31,6 +31,7 @@ from lib.models import ops
 from lib.models.supernet import SuperNet
 from lib.search.board import BoardEntry, PrioritizedBoard
 from lib.search.flops import SearchSpace, build_search_space
+from lib.search.latency_budget import LatencyBudget, latency_budget
 from lib.search.macs_table import FlopsTable, build_flops_table
 from lib.search.meta_matching import MetaMatchingNetwork
 
@@ -59,20 +60,24 @@ class SearchParts:
     scaler: torch.amp.GradScaler
     loss_fn: Any
     local_bn_group: Any = None  # a one-rank process group when SyncBN is on (see unsynced_bn)
+    latency: Optional[LatencyBudget] = None  # SUPERNET.BUDGET_MEASURE latency: the board's and budget's measure
 
 
 def build_search_parts(cfg, *, total_steps: int, dist_ctx: Optional[DistContext] = None,
                        space: Optional[SearchSpace] = None, flops_table: Optional[FlopsTable] = None,
-                       board_entries: Sequence[BoardEntry] = (), dtype: Optional[torch.dtype] = None) -> SearchParts:
+                       board_entries: Sequence[BoardEntry] = (), dtype: Optional[torch.dtype] = None,
+                       latency: Optional[LatencyBudget] = None) -> SearchParts:
     """The parts of a search with config ``cfg`` whose LR falls to 0 over ``total_steps`` optimizer steps.
 
     ``dist_ctx``: the process group and device (default: one process on the CPU). ``space``: the searchable layers
     and resolution (default: those of cfg's FLOPs budget); ``flops_table`` prices paths in it (default: counted at
     its resolution). ``board_entries``: the board holds exactly these (moved to the device). ``dtype``: e.g.
-    torch.float64 for the supernet, the MMN and the probe tensors. Weights depend on SEED only."""
+    torch.float64 for the supernet, the MMN and the probe tensors. ``latency``: the latency budget (default: the
+    one cfg's SUPERNET.BUDGET_MEASURE latency names; None under a FLOPs budget). Weights depend on SEED only."""
     dist_ctx = dist_ctx or DistContext()
     device = dist_ctx.device
     space = space or build_search_space(cfg)  # an infeasible budget raises FlopsBudgetError here
+    latency = latency or latency_budget(cfg, space)  # a wrong table or an infeasible latency budget raises here
     check_search_config(cfg)
     loss_fn = build_loss(cfg)
     flops_table = flops_table or build_flops_table(cfg, space)
@@ -111,7 +116,7 @@ def build_search_parts(cfg, *, total_steps: int, dist_ctx: Optional[DistContext]
     return SearchParts(cfg=cfg, dist=dist_ctx, space=space, flops_table=flops_table, supernet=supernet, mmn=mmn,
                        board=board, optimizer=optimizer, scheduler=build_linear_schedule(optimizer, total_steps),
                        scaler=grad_scaler(device, cfg.AMP, cfg.AMP_DTYPE), loss_fn=loss_fn,
-                       local_bn_group=local_bn_group)
+                       local_bn_group=local_bn_group, latency=latency)
 
 
 def check_search_config(cfg) -> None:

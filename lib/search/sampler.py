@@ -1,7 +1,9 @@
 """Student-path sampling (SUPERNET.HOW_TO_PROB): one op per searchable layer.
 
 The sampler owns a ``torch.Generator`` seeded with the same seed on every rank, so all ranks draw the
-same path without communicating and the global RNGs stay untouched.
+same path without communicating and the global RNGs stay untouched. Under a latency budget (``accept``) a path
+outside the budget is drawn again from the same generator (the original, under its FLOPs budget, takes every
+draw: ``accept`` is None there).
 """
 import math
 from typing import Callable, Iterable, Optional, Sequence, Tuple
@@ -13,6 +15,7 @@ from lib.errors import CreamError
 Path = Tuple[Tuple[int, ...], ...]
 Paths = Iterable[Sequence[Sequence[int]]]
 HOW_TO_PROB_CHOICES = ('even', 'pre_prob', 'teacher')
+MAX_DRAWS = 100000  # draws per path under ``accept`` before giving up
 
 
 class SamplerError(CreamError, ValueError):
@@ -46,6 +49,7 @@ class PathSampler:
         seed: int = 0,
         board_paths: Optional[Callable[[], Paths]] = None,
         count_fixed_stages: bool = False,
+        accept: Optional[Callable[[Path], bool]] = None,
     ):
         if how_to_prob not in HOW_TO_PROB_CHOICES:
             raise SamplerError(f'SUPERNET.HOW_TO_PROB is {how_to_prob!r}; '
@@ -56,6 +60,7 @@ class PathSampler:
         self.pre_prob = _check_pre_prob(pre_prob, self.num_ops) if how_to_prob == 'pre_prob' else None
         self.board_paths = board_paths
         self.count_fixed_stages = bool(count_fixed_stages)
+        self.accept = accept
         self.seed = int(seed)
         self.generator = torch.Generator(device='cpu')
         self.generator.manual_seed(self.seed)
@@ -84,8 +89,18 @@ class PathSampler:
         return None if total == 0 else torch.tensor(counts, dtype=torch.float64) / total
 
     def sample(self, board_paths: Optional[Paths] = None) -> Path:
-        """The next path: a tuple with one tuple of op indices per stage."""
+        """The next path: a tuple with one tuple of op indices per stage (one ``accept`` takes)."""
         probs = self.op_probabilities(board_paths)
+        if self.accept is None:
+            return self._draw(probs)
+        for _ in range(MAX_DRAWS):
+            path = self._draw(probs)
+            if self.accept(path):
+                return path
+        raise SamplerError(f'none of {MAX_DRAWS} paths drawn by SUPERNET.HOW_TO_PROB {self.how_to_prob!r} lies within '
+                           'the latency budget; widen SUPERNET.LATENCY_MINIMUM..LATENCY_MAXIMUM or sample evenly')
+
+    def _draw(self, probs: Optional[torch.Tensor]) -> Path:
         if probs is None:
             flat = torch.randint(self.num_ops, (self._num_layers,), generator=self.generator)
         else:

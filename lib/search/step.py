@@ -129,7 +129,8 @@ def _offer_to_board(session: SearchParts, path, images, out: StepOutput, hits1: 
     cfg, board, table, space = session.cfg, session.board, session.flops_table, session.space
     prec1 = all_reduce_mean(hits1 * (100.0 / batch))
     prec1 = prec1.item()  # the step's one host sync for the board (identical on every rank)
-    flops = space.board_flops(path)  # the board's measure (SUPERNET.BOARD_FLOPS)
+    # The board's measure: SUPERNET.BOARD_FLOPS, or under a latency budget the predicted ms.
+    flops = space.board_flops(path) if session.latency is None else session.latency.predict_ms(path)
     if not board.would_admit(prec1, flops):
         return False
     slice_size = cfg.SUPERNET.SLICE

@@ -60,11 +60,12 @@ def recalibrated_bn(session: SearchSession, path, epoch: int, batches: int):
         supernet.train(was_training)
 
 
-def validation_path(cfg, layers_per_stage, num_ops: int, epoch: int):
+def validation_path(cfg, layers_per_stage, num_ops: int, epoch: int, accept=None):
     """The epoch's random path (uniform, as the original validates): the same on every rank and in a
-    resumed run, and drawn without touching the training sampler's stream."""
+    resumed run, and drawn without touching the training sampler's stream; under a latency budget
+    (``accept``) a path within it, as the supernet trains only those."""
     sampler = PathSampler(layers_per_stage, num_ops, how_to_prob='even',
-                          seed=cfg.SEED + _VAL_PATH_SEED_STRIDE * (epoch + 1))
+                          seed=cfg.SEED + _VAL_PATH_SEED_STRIDE * (epoch + 1), accept=accept)
     return sampler.sample()
 
 
@@ -75,11 +76,14 @@ def validate(session: SearchSession, epoch: int) -> Dict[str, Any]:
     if session.dist.distributed:
         average_bn_buffers_(supernet)
     kwargs = dict(amp=cfg.AMP, amp_dtype=cfg.AMP_DTYPE, channels_last=cfg.CHANNELS_LAST, tta=cfg.TTA)
-    path = validation_path(cfg, session.space.layers_per_stage, supernet.num_ops, epoch)
+    latency = session.latency
+    path = validation_path(cfg, session.space.layers_per_stage, supernet.num_ops, epoch,
+                           accept=None if latency is None else latency.within)
     random_result = evaluate(supernet, session.val_loader, device, forward=lambda x: supernet(x, path),
                              prefix=f'Test: {epoch} random path', **kwargs)
-    logger.info('Test: %d  random path %s (budget FLOPs %.2fM, MACs %.2fM): loss %.4f  prec@1 %.3f  prec@5 %.3f',
-                epoch, [list(s) for s in path], session.space.budget_flops(path),
+    predicted = '' if latency is None else f'predicted {latency.predict_ms(path):.4g} ms, '
+    logger.info('Test: %d  random path %s (%sbudget FLOPs %.2fM, MACs %.2fM): loss %.4f  prec@1 %.3f  prec@5 %.3f',
+                epoch, [list(s) for s in path], predicted, session.space.budget_flops(path),
                 session.flops_table.path_flops(path), random_result['loss'],
                 random_result['prec1'], random_result['prec5'])
     board_results = []
