@@ -1,4 +1,3 @@
-import importlib.util
 import json
 import os
 
@@ -7,11 +6,9 @@ import pytest
 from PIL import Image
 
 from lib.experiments.digits import INFO_FILE, load_digits_arrays, split_indices, write_digits_imagefolder
-from conftest import REPO
+from scripts_as_modules import load_script
 
-_spec = importlib.util.spec_from_file_location('make_digits_data_tool', REPO / 'tools' / 'make_digits_data.py')
-make_digits_data = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(make_digits_data)
+make_digits_data = load_script('tools/make_digits_data.py')
 
 
 def test_split_is_stratified_fixed_and_disjoint():

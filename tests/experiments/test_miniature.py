@@ -1,8 +1,6 @@
 """tools/miniature.py end to end on a tiny slice of the real digits: searches, the stand-alone ground truth (via
 tools/ground_truth.py's library), the ranking report and picture; a rerun trains nothing again."""
-import importlib.util
 import json
-import os
 
 import numpy as np
 import pytest
@@ -10,13 +8,11 @@ import pytest
 from conftest import REPO
 from lib.experiments import ground_truth as gt
 from lib.experiments.digits import load_digits_arrays, write_digits_imagefolder
+from scripts_as_modules import load_script
 
 
 def _tool(name):
-    spec = importlib.util.spec_from_file_location(f'{name}_tool', REPO / 'tools' / f'{name}.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(f'tools/{name}.py')
 
 
 @pytest.fixture(scope='module')

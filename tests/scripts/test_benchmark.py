@@ -1,11 +1,11 @@
 """tools/benchmark.py in-process on a tiny setting: one JSON line per phase with positive img/s, the
 search phases running the training loop's own step, the table and --table-from."""
-import importlib.util
 import json
 
 import pytest
 
 from lib.search import step as search_steps
+from scripts_as_modules import load_script
 
 TINY = ['--device', 'cpu', '--batch-size', '8', '--image-size', '32', '--steps', '2', '--warmup', '1',
         '--path', '[[1],[1],[1],[1],[1]]', '--num-classes', '10', '--pool-size', '2', '--slice', '2',
@@ -15,10 +15,7 @@ ALL_PHASES = 'search-plain,search-kd,search-meta,static,retrain,eval'
 
 @pytest.fixture(scope='module')
 def bench_tool(repo_root):
-    spec = importlib.util.spec_from_file_location('cream_benchmark_tool', repo_root / 'tools' / 'benchmark.py')
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script('tools/benchmark.py')
 
 
 def json_lines(text):

@@ -1,6 +1,5 @@
 """tools/export_onnx.py: a searched path with its checkpoint to ONNX (dynamic batch) and torch.export; both
 reproduce PyTorch on the same input."""
-import importlib.util
 import json
 import subprocess
 import sys
@@ -15,11 +14,10 @@ from lib.checkpoint.files import save_checkpoint_atomic
 from lib.engine.guard import exit_on_error
 from lib.models import create_model
 from lib.models.childnet import build_childnet
+from scripts_as_modules import load_script
 
 REPO = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location('export_onnx_tool', REPO / 'tools' / 'export_onnx.py')
-export_tool = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(export_tool)
+export_tool = load_script('tools/export_onnx.py')
 
 ARCH = [[0], [1], [2], [3], [1], [3], [0]]  # a searched path: one layer per stage
 

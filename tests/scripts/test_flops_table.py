@@ -1,11 +1,11 @@
 """tools/flops_table.py: the search space and FLOPs table of a config, as one JSON object."""
-import importlib.util
 import json
 import os
 import subprocess
 import sys
 
 import pytest
+from scripts_as_modules import load_script
 
 
 def test_prints_search_space_and_table(tmp_path, repo_root):
@@ -30,10 +30,7 @@ def test_prints_search_space_and_table(tmp_path, repo_root):
 
 
 def _import_tool(repo_root):
-    spec = importlib.util.spec_from_file_location('flops_table_tool', repo_root / 'tools' / 'flops_table.py')
-    flops_table = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(flops_table)
-    return flops_table
+    return load_script('tools/flops_table.py')
 
 
 def test_budgets_print_one_line_each_and_the_exit_status_flags_infeasible_ones(repo_root, capsys):

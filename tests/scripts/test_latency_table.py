@@ -1,6 +1,5 @@
 """tools/latency_table.py: measuring a (tiny) space's table on PyTorch eager, checking it against whole networks,
 storing the calibration; onnxruntime runs the part it is given. Times are produced but never asserted."""
-import importlib.util
 import json
 import os
 import subprocess
@@ -14,11 +13,10 @@ from handmade_latency import handmade_table
 from lib.latency.runtimes import LatencySettingsError, RuntimeSettings, prepare
 from lib.latency.table import load_table
 from lib.models import ops
+from scripts_as_modules import load_script
 
 REPO = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location('latency_table_tool', REPO / 'tools' / 'latency_table.py')
-tool = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(tool)
+tool = load_script('tools/latency_table.py')
 
 
 def test_measure_then_check_then_calibrate(tmp_path, capsys):

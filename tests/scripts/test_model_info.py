@@ -1,5 +1,4 @@
 """tools/model_info.py: one JSON line per network, runnable from the repository root."""
-import importlib.util
 import json
 import os
 import subprocess
@@ -7,11 +6,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from scripts_as_modules import load_script
 
 REPO = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location('model_info_tool', REPO / 'tools' / 'model_info.py')
-model_info_tool = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(model_info_tool)
+model_info_tool = load_script('tools/model_info.py')
 
 
 def test_runs_as_a_script_from_the_repo_root():

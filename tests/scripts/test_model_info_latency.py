@@ -1,6 +1,5 @@
 """tools/model_info.py --latency: a network measured on the table's runtime beside the table's prediction (the
 measured figure is produced, never asserted)."""
-import importlib.util
 import json
 from pathlib import Path
 
@@ -8,11 +7,10 @@ import pytest
 
 from handmade_latency import handmade_table
 from lib.errors import CreamError
+from scripts_as_modules import load_script
 
 REPO = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location('model_info_tool', REPO / 'tools' / 'model_info.py')
-tool = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(tool)
+tool = load_script('tools/model_info.py')
 
 
 def test_predicted_beside_measured_for_a_best_arch_file(tmp_path, capsys):

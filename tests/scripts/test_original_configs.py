@@ -1,6 +1,5 @@
 """The original's yaml files (Cream and the NNI port, copied into tests/original_configs) load and run as they
 are: SAVE_PATH is the parent of the run folder; selections the original rejects too get a clear error."""
-import importlib.util
 import json
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from lib.engine.runtime import run_dir_of
 from lib.models.childnet import ArchError
 from lib.models.from_config import resolve_child
 from lib.retrain.optim import build_scheduler
+from scripts_as_modules import load_script
 
 CONFIGS = Path(__file__).resolve().parents[1] / 'original_configs'
 ALL = sorted(str(p.relative_to(CONFIGS)) for p in CONFIGS.rglob('*.yaml'))
@@ -94,9 +94,7 @@ def test_an_original_recipe_retrains_and_tests_into_its_save_path(tmp_path, monk
         {p.name for p in run_dir.iterdir()}
     assert not (tmp_path / 'output').exists()
 
-    spec = importlib.util.spec_from_file_location('cream_test_script', Path(retrain.__file__).with_name('test.py'))
-    test_script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(test_script)
+    test_script = load_script('test.py')
     # test.yaml selects 42, which no released network is: the one key given anew besides the tiny data.
     tested = test_script.main(['--cfg', str(CONFIGS / 'cream/test/test.yaml'), 'MODEL_SELECTION', '43',
                                'RESUME_PATH', str(run_dir / 'last.pth.tar'), *tiny])

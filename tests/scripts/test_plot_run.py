@@ -1,5 +1,4 @@
 """tools/plot_run.py: a PNG from a real (tiny) search run folder and from a retraining run folder."""
-import importlib.util
 import json
 import shutil
 import subprocess
@@ -13,11 +12,10 @@ import retrain
 import train
 from lib.data.demo import make_demo_dataset
 from lib.engine.guard import exit_on_error
+from scripts_as_modules import load_script
 
 REPO = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location('plot_run_tool', REPO / 'tools' / 'plot_run.py')
-plot_tool = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(plot_tool)
+plot_tool = load_script('tools/plot_run.py')
 
 # The demo search, shortened as in test_train.py: epoch 0 plain, epochs 1-2 fill and validate the board.
 SEARCH = {'FLOPS_MAXIMUM': 6, 'WORKERS': 0, 'EPOCHS': 3, 'DATASET.BATCH_SIZE': 4, 'DATASET.NUM_CLASSES': 3,

@@ -1,6 +1,5 @@
 """tools/profile_step.py in-process on a tiny setting: the distillation step's parts with their times, then
 the operators; the functions it marks are put back afterwards."""
-import importlib.util
 import sys
 
 import pytest
@@ -8,16 +7,14 @@ import torch
 
 import lib.search.meta_matching
 import lib.search.step
+from scripts_as_modules import load_script
 
 
 @pytest.fixture(scope='module')
 def profile_tool(repo_root):
     sys.path.insert(0, str(repo_root / 'tools'))  # it imports tools/benchmark.py, as when run as a script
     try:
-        spec = importlib.util.spec_from_file_location('cream_profile_tool', repo_root / 'tools' / 'profile_step.py')
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        yield module
+        yield load_script('tools/profile_step.py')
     finally:
         sys.path.remove(str(repo_root / 'tools'))
 

@@ -16,6 +16,7 @@ from lib.data.demo import make_demo_dataset
 from lib.engine.guard import exit_on_error
 from lib.errors import CreamError
 from lib.models import create_model
+from scripts_as_modules import load_script
 
 NATIVE = {14: 64, 43: 96, 114: 160, 287: 224, 481: 224, 604: 224}
 SEARCHED = [[0], [5], [2, 0], [4], [1], [3], [0]]  # stages 1, 3, 4, 5 hold a single layer
@@ -255,9 +256,7 @@ def test_two_processes_with_gloo(repo_root, four_step_data, tmp_path):
 
 
 def test_test_py_reproduces_the_ema_accuracy_retrain_logged(repo_root, four_step_data, tmp_path):
-    spec = importlib.util.spec_from_file_location('cream_test_script', repo_root / 'test.py')
-    test_script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(test_script)
+    test_script = load_script('test.py')
     arch = json.dumps(SMALL)
     results = retrain.main(['--cfg', str(repo_root / 'configs/retrain.yaml'), 'MODEL', 'trained', 'MODEL_SELECTION',
                             '-1', 'INPUT_ARCH', arch, 'DATASET.IMAGE_SIZE', '32', 'NET.EMA.DECAY', '0.5',

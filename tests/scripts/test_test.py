@@ -4,7 +4,6 @@ import os
 import subprocess
 import sys
 
-import importlib.util
 from pathlib import Path
 
 import pytest
@@ -12,12 +11,11 @@ import torch
 
 from lib.engine.evaluate import evaluate
 from lib.errors import CreamError
+from scripts_as_modules import load_script
 
 # Loaded by path: ``import test`` could find the standard library's test package.
 REPO = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location('cream_test_script', REPO / 'test.py')
-test_script = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(test_script)
+test_script = load_script('test.py')
 
 
 def run_test(tmp_path, data, checkpoint, *overrides, name='t'):

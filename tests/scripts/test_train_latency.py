@@ -1,7 +1,6 @@
 """train.py under a latency budget (SUPERNET.BUDGET_MEASURE latency) on tiny generated data, with a hand-made
 table: every board path and the chosen one within the budget in predicted ms, board.json, best_arch.yaml, the log
 and the plot in ms; a table of another space and an infeasible budget stop the run before any work."""
-import importlib.util
 import json
 from pathlib import Path
 
@@ -12,11 +11,10 @@ import train
 from handmade_latency import handmade_table
 from lib.data.demo import make_demo_dataset
 from lib.errors import CreamError
+from scripts_as_modules import load_script
 
 REPO = Path(__file__).resolve().parents[2]
-_spec = importlib.util.spec_from_file_location('plot_run_tool', REPO / 'tools' / 'plot_run.py')
-plot_tool = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(plot_tool)
+plot_tool = load_script('tools/plot_run.py')
 
 # As tests/scripts/test_train.py: one layer per stage at 64 px (FLOPS_MAXIMUM 6), 3 classes, epoch 0 plain,
 # epoch 1 board + distillation + meta updates.
