@@ -1,5 +1,6 @@
 """Shared fixtures: the repository root, the vendored reference facts, released-format checkpoints written
 here, tiny generated datasets."""
+import signal
 import socket
 from pathlib import Path
 
@@ -14,6 +15,12 @@ REPO = Path(__file__).resolve().parents[1]  # on sys.path through pyproject.toml
 # One intra-op thread: the tensors here are tiny, and under pytest two OpenMP threads made some float64
 # convolutions ~30x slower (measured: the real-supernet finite-difference test, 130 s vs 4 s).
 torch.set_num_threads(1)
+
+# The Ctrl-C tests need SIGINT deliverable. A shell without job control starts a background command (`pytest ... &`
+# in a script) with SIGINT ignored, as POSIX asks, and Python then leaves it ignored, here and in every process
+# the tests start; Python's own handler is what an interactive run has, and children get it back at exec.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture(scope='session')
