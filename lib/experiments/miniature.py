@@ -129,8 +129,26 @@ def _fmt(stat: dict, digits: int = 2) -> str:
     return f'{stat["mean"]:.{digits}f} ± {stat["std"]:.{digits}f}'
 
 
+SEPARATES_RATIO = 2.0  # the paths' spread over the seeds' at which a ranking measures real differences
+
+
+def separation_line(noise: dict) -> str:
+    """Whether the ground truth separates its paths: the spread of the path means against the seed noise."""
+    ratio = noise.get('ratio')
+    if ratio is None or not np.isfinite(ratio):
+        return ('Ground truth: no path was trained with two seeds, so its seed noise is unknown (give --gt-seeds '
+                'two seeds).')
+    figures = (f'standard deviation of the path means {noise["std_of_path_means"]:.2f}, mean standard deviation '
+               f'between seeds {noise["mean_seed_std"]:.2f}: ratio {ratio:.2f}')
+    if ratio >= SEPARATES_RATIO:
+        return f'Ground truth: the paths differ by more than the seeds move them ({figures}).'
+    return (f'Ground truth: the paths do NOT differ by clearly more than the seeds move them ({figures}, below '
+            f'{SEPARATES_RATIO:g}), so a ranking against it is mostly noise; train the paths for fewer epochs '
+            '(--recipe-opts EPOCHS N) or use harder data.')
+
+
 def table_markdown(summary: dict) -> str:
-    """The README table: one row per config, then the floors."""
+    """The README table: one row per config, then the floors; then whether the ground truth separates paths."""
     rp = summary['random_paths']
     lines = ['| search config | tau, supernet val prec@1 (shared BN) | tau, BN re-estimated | picked path '
              '(best_arch.yaml): stand-alone prec@1 | top-scored path: stand-alone prec@1 | supernet train prec@1, '
@@ -145,6 +163,7 @@ def table_markdown(summary: dict) -> str:
     lines.append(f'| floor: FLOPs | {_fmt(first["tau_flops"])} | | | | |')
     lines.append(f'| {rp["count"]} random paths | | | median {rp["median"]:.1f}, 90th percentile {rp["p90"]:.1f} '
                  f'(range {rp["min"]:.1f}-{rp["max"]:.1f}) | | |')
+    lines += ['', separation_line(summary['seed_noise'])]
     return '\n'.join(lines) + '\n'
 
 

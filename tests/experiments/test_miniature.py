@@ -73,3 +73,18 @@ def test_the_three_configs_differ_only_where_the_ablation_says():
                         if reference.SUPERNET[k] != reference_corrected.SUPERNET[k]}
     assert switched >= {'SUPERNET.STEP_ONLY_PATH', 'SUPERNET.DETACH_KD_WEIGHT'}
     assert corrected.LR == defaults.LR and corrected.SUPERNET.RESOLUTION == defaults.SUPERNET.RESOLUTION == 32
+
+
+@pytest.mark.parametrize('spread, noise, verdict', [(16.8, 3.2, 'differ by more than'), (2.5, 2.4, 'do NOT differ'),
+                                                    (3.0, float('nan'), 'seed noise is unknown')])
+def test_the_table_says_whether_the_ground_truth_separates_its_paths(spread, noise, verdict):
+    from lib.experiments.miniature import table_markdown
+    stat = {'mean': 0.2, 'std': 0.1, 'n': 3}
+    pick = {'standalone_prec1': {'mean': 60.0, 'std': 1.0, 'n': 3}}
+    summary = {'random_paths': {'count': 16, 'median': 63.9, 'p90': 75.8, 'min': 19.2, 'max': 79.9},
+               'seed_noise': {'mean_seed_std': noise, 'std_of_path_means': spread, 'ratio': spread / noise},
+               'configs': {'defaults': {'runs': 3, 'tau_prec1_shared': stat, 'tau_prec1_recalibrated': stat,
+                                        'tau_params': stat, 'tau_flops': stat, 'best_arch': pick, 'top_scored': pick,
+                                        'supernet_train_prec1_last_epoch': stat}}}
+    table = table_markdown(summary)
+    assert verdict in table.splitlines()[-1] and '| floor: FLOPs |' in table
