@@ -178,6 +178,8 @@ _C.SUPERNET.PROBE_SOURCE = 'rank'  # board probes with several processes: 'rank'
 _C.SUPERNET.BOARD_FLOPS = 'flops_est'  # board admission, ties, board.json and log: 'flops_est' (original: FlopsEst, ptflops counts of the whole path at 224 px) or 'budget' (the budget rule's measure)
 _C.SUPERNET.BN_RECALIBRATION_BATCHES = 0  # re-estimate BN stats of board paths on N train batches before validating them
 _C.SUPERNET.EVAL_BOARD = True  # validate every board path each epoch
+_C.SUPERNET.FINAL_PICK_SAMPLES = 0  # final pick: 0 = the best validated board path (ours; the original has none); N = also N random paths within the budget, all BN re-estimated (lib/search/final_pick.py)
+_C.SUPERNET.FINAL_PICK_BN_BATCHES = 4  # FINAL_PICK_SAMPLES > 0: training batches re-estimating each candidate's BN statistics
 
 # Keys a resumed run may set differently from the checkpoint's config (AUTO_RESUME): the length of the
 # run, where files are, logging, worker processes, keys no script reads, and LR and CLIP_GRAD (to continue a
@@ -186,7 +188,7 @@ _C.SUPERNET.EVAL_BOARD = True  # validate every board path each epoch
 RESUME_MAY_CHANGE = (
     'AUTO_RESUME', 'OVERWRITE', 'RESUME_PATH', 'OUTPUT', 'MODEL', 'DATA_DIR', 'SAVE_PATH', 'EPOCHS',
     'LOG_INTERVAL', 'VERBOSE', 'RECOVERY_INTERVAL', 'SIGTERM_GRACE', 'CHECKPOINT_HIST', 'WORKERS', 'NUM_GPU',
-    'LOCAL_RANK', 'LR', 'CLIP_GRAD',
+    'LOCAL_RANK', 'LR', 'CLIP_GRAD', 'SUPERNET.FINAL_PICK_SAMPLES', 'SUPERNET.FINAL_PICK_BN_BATCHES',
     'DEVICE', 'DIST_BACKEND', 'BENCHMARK_MODE', 'DETERMINISTIC', 'COMPILE', 'SAVE_IMAGES', 'START_EPOCH',
     'OPTIMIZER', 'DATASET.PIN_MEM', 'DATASET.GENERATE_DEMO', 'DATASET.VAL_BATCH_MUL', 'BATCHNORM.BN_TF',
 )

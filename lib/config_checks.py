@@ -62,6 +62,8 @@ _RANGES = (
     ('SUPERNET.RESOLUTION', lambda v: v == 0 or v >= 32, "0 (the budget rule's) or at least 32 px"),
     ('SUPERNET.META_STA_EPOCH', lambda v: v >= 0, '0 or more'),
     ('SUPERNET.BN_RECALIBRATION_BATCHES', lambda v: v >= 0, '0 (off) or more batches'),
+    ('SUPERNET.FINAL_PICK_SAMPLES', lambda v: v >= 0, '0 (the board alone) or more sampled paths'),
+    ('SUPERNET.FINAL_PICK_BN_BATCHES', lambda v: v >= 1, 'at least 1 batch'),
 )
 
 

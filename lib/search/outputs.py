@@ -13,6 +13,7 @@ from typing import Callable, Optional, Sequence
 from lib.fileio import write_text_atomic
 from lib.models.supernet import path_to_arch
 from lib.search.board import BoardEntry, PrioritizedBoard
+from lib.search.final_pick import pick_with_samples
 from lib.search.flops import SearchSpace
 from lib.search.latency_budget import LatencyBudget
 
@@ -109,6 +110,11 @@ def choose_final_entry(board: PrioritizedBoard, budget_flops: Callable, flops_mi
     return min(within, key=key)
 
 
+def train_prec1_text(entry) -> str:
+    """A board path's train prec1; a sampled one (lib.search.final_pick) was never trained as a board path."""
+    return 'n/a (sampled at the end)' if entry.prec1 is None else f'{entry.prec1:.3f}'
+
+
 def _inline_list(values: Sequence) -> str:
     return '[' + ', '.join(_inline_list(v) if isinstance(v, (list, tuple)) else str(v) for v in values) + ']'
 
@@ -131,11 +137,11 @@ def best_arch_yaml(entry: BoardEntry, space: SearchSpace, *, epoch: int, run_dir
                          f'#   budget FLOPs {space.budget_flops(entry.path):.2f}M  board FLOPs '
                          f'{space.board_flops(entry.path):.2f}M ({space.board_measure})\n')
     return (
-        f'# Best board path of the search in {run_dir} (after epoch {epoch}):\n'
+        f'# Best {getattr(entry, "source", "board")} path of the search in {run_dir} (after epoch {epoch}):\n'
         f'#   path {[list(stage) for stage in entry.path]}\n'
         + measures_text +
         f'#   real MACs {macs} at {int(resolution)} px\n'
-        f'#   params {params}  val prec1 {val}  train prec1 {entry.prec1:.3f}\n'
+        f'#   params {params}  val prec1 {val}  train prec1 {train_prec1_text(entry)}\n'
         f'# Retrain it:  python retrain.py --cfg configs/retrain.yaml --cfg {os.path.join(run_dir, BEST_ARCH_FILE)}\n'
         '#   (the demo: --cfg configs/demo/retrain.yaml); test.py takes this file the same way\n'
         'MODEL_SELECTION: -1\n'
@@ -183,17 +189,27 @@ def final_budget(session):
     return session.space.budget_flops, sn.FLOPS_MINIMUM, sn.FLOPS_MAXIMUM, 'budget in the budget\'s measure'
 
 
-def write_final_arch(session, epoch: int) -> Optional[BoardEntry]:
-    """best_arch.yaml from the board (main rank); None (and a warning) when the board is empty."""
+def write_final_arch(session, epoch: int):
+    """best_arch.yaml (main rank) from the board, or with SUPERNET.FINAL_PICK_SAMPLES from the board and sampled
+    paths (``lib.search.final_pick``); returns the chosen entry, or None (and a warning) when there is none."""
     cfg, board = session.cfg, session.board
-    if len(board) == 0:
-        logger.warning('the board is empty after the last epoch (the board fills only after SUPERNET.META_STA_EPOCH '
-                       '= %d; EPOCHS is %d): no %s written. Run more epochs than META_STA_EPOCH.',
-                       cfg.SUPERNET.META_STA_EPOCH, cfg.EPOCHS, BEST_ARCH_FILE)
-        return None
     measure, lo, hi, name = final_budget(session)
     space, latency = session.space, session.latency
-    entry = choose_final_entry(board, measure, lo, hi)
+    if cfg.SUPERNET.FINAL_PICK_SAMPLES > 0:
+        entry = pick_with_samples(session, epoch, measure, lo, hi)
+        name += f', among the board and {cfg.SUPERNET.FINAL_PICK_SAMPLES} sampled paths, BN re-estimated'
+        if entry is None:
+            logger.warning('neither a board path nor a sampled path lies within the %s: no %s written', name,
+                           BEST_ARCH_FILE)
+            return None
+    elif len(board) == 0:
+        logger.warning('the board is empty after the last epoch (the board fills only after SUPERNET.META_STA_EPOCH '
+                       '= %d; EPOCHS is %d): no %s written. Run more epochs than META_STA_EPOCH, or let the final '
+                       'pick score sampled paths (SUPERNET.FINAL_PICK_SAMPLES).',
+                       cfg.SUPERNET.META_STA_EPOCH, cfg.EPOCHS, BEST_ARCH_FILE)
+        return None
+    else:
+        entry = choose_final_entry(board, measure, lo, hi)
     if entry is None:
         entry = choose_final_entry(board, measure, float('-inf'), float('inf'))
         costs = [measure(e.path) for e in board]
@@ -211,8 +227,8 @@ def write_final_arch(session, epoch: int) -> Optional[BoardEntry]:
     val = 'n/a' if entry.val_prec1 is None else f'{entry.val_prec1:.3f}'
     predicted = '' if latency is None else f'predicted latency {entry.flops:.4g} ms (budget {latency.text()}), '
     logger.info('best architecture %s (best val prec1 within the %s): %sbudget FLOPs %.2fM, board FLOPs %.2fM, '
-                'MACs %.2fM at %d px, %.3f M params, val prec1 %s (train prec1 %.3f) -> %s',
+                'MACs %.2fM at %d px, %.3f M params, val prec1 %s (train prec1 %s) -> %s',
                 [list(s) for s in entry.path], name, predicted, space.budget_flops(entry.path),
                 space.board_flops(entry.path), entry.macs or 0.0, space.resolution, entry.params or 0.0, val,
-                entry.prec1, path)
+                train_prec1_text(entry), path)
     return entry

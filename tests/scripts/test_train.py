@@ -232,3 +232,42 @@ def test_a_search_resumed_for_more_epochs_drops_the_old_best_arch_until_its_end(
                on_step_end=lambda epoch, step, global_step: seen.append((run_dir / 'best_arch.yaml').exists()))
     assert seen == [False] * 3  # no best_arch.yaml beside the growing board
     assert 'after epoch 2' in (run_dir / 'best_arch.yaml').read_text()
+
+
+def final_pick_scores(log: str) -> dict:
+    """{path: val prec1} from the 'final pick:' lines of a train.log."""
+    scores = {}
+    for line in log.splitlines():
+        if 'final pick: ' in line:
+            text = line.split('final pick: ', 1)[1]
+            source, rest = text.split(' path ', 1)
+            path, val = rest.split('  val prec1 ', 1)
+            scores[path] = (source, float(val.split()[0]))
+    return scores
+
+
+def test_the_final_pick_can_score_sampled_paths_beside_the_board(repo_root, data, uninterrupted, tmp_path):
+    whole_dir, whole = uninterrupted
+    run_dir = tmp_path / 'demo_search'
+    shutil.copytree(whole_dir, run_dir)
+    # The finished run, resumed with the switch: no training, only the final pick (FINAL_PICK_* may change).
+    result = train.main(argv(repo_root, tmp_path, data, AUTO_RESUME=True, **{'SUPERNET.FINAL_PICK_SAMPLES': 3,
+                                                                             'SUPERNET.FINAL_PICK_BN_BATCHES': 1}))
+    scores = final_pick_scores((run_dir / 'train.log').read_text())
+    sources = [source for source, _ in scores.values()]
+    assert sources.count('sampled') == 3 and sources.count('board') == len(whole['board'])
+    best = max(val for _, val in scores.values())
+    assert scores[str(result['best_arch'])][1] == best
+    text = (run_dir / 'best_arch.yaml').read_text()
+    assert f'INPUT_ARCH: [[0], {str(result["best_arch"])[1:-1]}, [0]]'.replace(' ', '') in text.replace(' ', '')
+    assert 'among the board and 3 sampled paths' in (run_dir / 'train.log').read_text()
+
+
+def test_a_search_without_a_board_gets_a_sampled_pick(repo_root, data, tmp_path):
+    result = train.main(argv(repo_root, tmp_path, data, EPOCHS=1, **{'SUPERNET.FINAL_PICK_SAMPLES': 2,
+                                                                     'SUPERNET.FINAL_PICK_BN_BATCHES': 1}))
+    text = (tmp_path / 'demo_search' / 'best_arch.yaml').read_text()
+    assert result['board'] == [] and result['best_arch'] is not None
+    assert text.startswith('# Best sampled path') and 'train prec1 n/a (sampled at the end)' in text
+    cfg = load_config([str(tmp_path / 'demo_search' / 'best_arch.yaml')])
+    assert build_child_from_cfg(cfg) is not None  # retrain.py's builder takes it

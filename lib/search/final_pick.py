@@ -1,0 +1,90 @@
+"""The final pick among sampled paths as well as the board's (SUPERNET.FINAL_PICK_SAMPLES N > 0).
+
+The original has no final pick; ours takes, by default, the best validated board path within the budget
+(``lib.search.outputs.choose_final_entry``). The board, though, holds the paths the supernet trained most: with
+``PRE_PROB`` sampling, the few ops it favours. In the miniature (README, "Does the search work here?") its pick
+lay below the median of random paths while the supernet's own best-scored random path lay near the top. With
+N > 0 the pick also considers N random paths within the budget (uniform, from a generator seeded by SEED alone,
+so every rank and every rerun draws the same ones): each of them and each board path within the budget is
+validated with its BN statistics re-estimated on SUPERNET.FINAL_PICK_BN_BATCHES training batches (a path's
+shared statistics belong to every path that updated them), and the best val prec@1 wins (ties: fewer in the
+board's measure). A search without a board (META_STA_EPOCH >= EPOCHS) then still gets a pick.
+"""
+import logging
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Sequence
+
+from lib.engine.evaluate import evaluate
+from lib.search.sampler import PathSampler, SamplerError
+from lib.search.validate import recalibrated_bn
+
+logger = logging.getLogger('cream.search')
+
+_SAMPLE_SEED_STRIDE = 7_919  # the sampled candidates' generator: seed SEED * stride + 1 (not a training stream's)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A path the final pick considered, with what best_arch.yaml reports of it (the fields of a board entry)."""
+    path: tuple
+    flops: float  # the board's measure (or the predicted ms under a latency budget)
+    macs: float
+    params: float
+    val_prec1: float
+    prec1: Optional[float]  # train prec1 on the board; None for a sampled path
+    source: str  # 'board' or 'sampled'
+
+
+def sampled_paths(layers_per_stage: Sequence[int], num_ops: int, seed: int, count: int,
+                  within: Callable) -> List[tuple]:
+    """``count`` uniform random paths within the budget (``within(path)``), distinct, in drawing order."""
+    sampler = PathSampler(layers_per_stage, num_ops, how_to_prob='even', seed=(seed * _SAMPLE_SEED_STRIDE + 1) % 2 ** 63,
+                          accept=within)
+    paths = []
+    for _ in range(20 * count):  # a space smaller than ``count`` paths runs out of new ones
+        if len(paths) == count:
+            break
+        try:
+            path = sampler.sample()
+        except SamplerError:  # none within the budget: the board's paths are the candidates
+            break
+        if path not in paths:
+            paths.append(path)
+    return paths
+
+
+def best_candidate(candidates: Sequence[Candidate]) -> Optional[Candidate]:
+    """The best val prec1; ties go to fewer in the board's measure, then to a board path."""
+    if not candidates:
+        return None
+    return min(candidates, key=lambda c: (-c.val_prec1, c.flops, c.source != 'board'))
+
+
+def pick_with_samples(session, epoch: int, measure: Callable, low: float, high: float) -> Optional[Candidate]:
+    """Validate the board paths within [low, high] of ``measure`` and SUPERNET.FINAL_PICK_SAMPLES random paths
+    within it, each with re-estimated BN statistics; the best of them (see the module docstring)."""
+    cfg, space, supernet = session.cfg, session.space, session.supernet
+    latency, table = session.latency, session.flops_table
+
+    def within(path) -> bool:
+        return low <= measure(path) <= high
+
+    board_paths = {entry.path: entry for entry in session.board if within(entry.path)}
+    sampled = [p for p in sampled_paths(space.layers_per_stage, supernet.num_ops, cfg.SEED,
+                                        cfg.SUPERNET.FINAL_PICK_SAMPLES, within) if p not in board_paths]
+    kwargs = dict(amp=cfg.AMP, amp_dtype=cfg.AMP_DTYPE, channels_last=cfg.CHANNELS_LAST, tta=cfg.TTA)
+    candidates = []
+    for source, paths in (('board', list(board_paths)), ('sampled', sampled)):
+        for path in paths:
+            with recalibrated_bn(session, path, epoch, cfg.SUPERNET.FINAL_PICK_BN_BATCHES):
+                result = evaluate(supernet, session.val_loader, session.dist.device,
+                                  forward=lambda x, p=path: supernet(x, p), prefix=f'Final pick: {source} path',
+                                  **kwargs)
+            entry = board_paths.get(path)
+            flops = space.board_flops(path) if latency is None else latency.predict_ms(path)
+            candidates.append(Candidate(path=path, flops=flops, macs=table.path_flops(path),
+                                        params=table.path_params(path), val_prec1=float(result['prec1']),
+                                        prec1=None if entry is None else entry.prec1, source=source))
+            logger.info('final pick: %s path %s  val prec1 %.3f (BN re-estimated on %d batches)', source,
+                        [list(s) for s in path], result['prec1'], cfg.SUPERNET.FINAL_PICK_BN_BATCHES)
+    return best_candidate(candidates)
