@@ -8,12 +8,12 @@
 import json
 import logging
 import os
-from typing import Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence, Union
 
 from lib.fileio import write_text_atomic
 from lib.models.supernet import path_to_arch
 from lib.search.board import BoardEntry, PrioritizedBoard
-from lib.search.final_pick import pick_with_samples
+from lib.search.final_pick import Candidate, pick_with_samples
 from lib.search.flops import SearchSpace
 from lib.search.latency_budget import LatencyBudget
 
@@ -119,9 +119,9 @@ def _inline_list(values: Sequence) -> str:
     return '[' + ', '.join(_inline_list(v) if isinstance(v, (list, tuple)) else str(v) for v in values) + ']'
 
 
-def best_arch_yaml(entry: BoardEntry, space: SearchSpace, *, epoch: int, run_dir: str,
+def best_arch_yaml(entry: Union[BoardEntry, Candidate], space: SearchSpace, *, epoch: int, run_dir: str,
                    latency: Optional[LatencyBudget] = None) -> str:
-    """The config fragment of ``entry`` (see the module docstring)."""
+    """The config fragment of ``entry``, a board entry or a sampled candidate (see the module docstring)."""
     resolution = space.resolution
     val = 'not validated' if entry.val_prec1 is None else f'{entry.val_prec1:.3f}'
     params = 'n/a' if entry.params is None else f'{entry.params:.3f}M'
@@ -154,7 +154,7 @@ def best_arch_yaml(entry: BoardEntry, space: SearchSpace, *, epoch: int, run_dir
     )
 
 
-def write_best_arch(entry: BoardEntry, path: str, space: SearchSpace, *, epoch: int, run_dir: str,
+def write_best_arch(entry: Union[BoardEntry, Candidate], path: str, space: SearchSpace, *, epoch: int, run_dir: str,
                     latency: Optional[LatencyBudget] = None) -> None:
     write_text_atomic(best_arch_yaml(entry, space, epoch=epoch, run_dir=run_dir, latency=latency), path)
 
@@ -189,7 +189,7 @@ def final_budget(session):
     return session.space.budget_flops, sn.FLOPS_MINIMUM, sn.FLOPS_MAXIMUM, 'budget in the budget\'s measure'
 
 
-def write_final_arch(session, epoch: int):
+def write_final_arch(session, epoch: int) -> Optional[Union[BoardEntry, Candidate]]:
     """best_arch.yaml (main rank) from the board, or with SUPERNET.FINAL_PICK_SAMPLES from the board and sampled
     paths (``lib.search.final_pick``); returns the chosen entry, or None (and a warning) when there is none."""
     cfg, board = session.cfg, session.board
