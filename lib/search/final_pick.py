@@ -14,9 +14,8 @@ import logging
 from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence
 
-from lib.engine.evaluate import evaluate
 from lib.search.sampler import PathSampler, SamplerError
-from lib.search.validate import recalibrated_bn
+from lib.search.validate import evaluate_path
 
 logger = logging.getLogger('cream.search')
 
@@ -38,8 +37,8 @@ class Candidate:
 def sampled_paths(layers_per_stage: Sequence[int], num_ops: int, seed: int, count: int,
                   within: Callable) -> List[tuple]:
     """``count`` uniform random paths within the budget (``within(path)``), distinct, in drawing order."""
-    sampler = PathSampler(layers_per_stage, num_ops, how_to_prob='even', seed=(seed * _SAMPLE_SEED_STRIDE + 1) % 2 ** 63,
-                          accept=within)
+    sampler = PathSampler(layers_per_stage, num_ops, how_to_prob='even',
+                          seed=(seed * _SAMPLE_SEED_STRIDE + 1) % 2 ** 63, accept=within)
     paths = []
     for _ in range(20 * count):  # a space smaller than ``count`` paths runs out of new ones
         if len(paths) == count:
@@ -63,8 +62,7 @@ def best_candidate(candidates: Sequence[Candidate]) -> Optional[Candidate]:
 def pick_with_samples(session, epoch: int, measure: Callable, low: float, high: float) -> Optional[Candidate]:
     """Validate the board paths within [low, high] of ``measure`` and SUPERNET.FINAL_PICK_SAMPLES random paths
     within it, each with re-estimated BN statistics; the best of them (see the module docstring)."""
-    cfg, space, supernet = session.cfg, session.space, session.supernet
-    latency, table = session.latency, session.flops_table
+    cfg, space, supernet, table = session.cfg, session.space, session.supernet, session.flops_table
 
     def within(path) -> bool:
         return low <= measure(path) <= high
@@ -72,17 +70,13 @@ def pick_with_samples(session, epoch: int, measure: Callable, low: float, high: 
     board_paths = {entry.path: entry for entry in session.board if within(entry.path)}
     sampled = [p for p in sampled_paths(space.layers_per_stage, supernet.num_ops, cfg.SEED,
                                         cfg.SUPERNET.FINAL_PICK_SAMPLES, within) if p not in board_paths]
-    kwargs = dict(amp=cfg.AMP, amp_dtype=cfg.AMP_DTYPE, channels_last=cfg.CHANNELS_LAST, tta=cfg.TTA)
     candidates = []
     for source, paths in (('board', list(board_paths)), ('sampled', sampled)):
         for path in paths:
-            with recalibrated_bn(session, path, epoch, cfg.SUPERNET.FINAL_PICK_BN_BATCHES):
-                result = evaluate(supernet, session.val_loader, session.dist.device,
-                                  forward=lambda x, p=path: supernet(x, p), prefix=f'Final pick: {source} path',
-                                  **kwargs)
+            result = evaluate_path(session, path, epoch=epoch, bn_batches=cfg.SUPERNET.FINAL_PICK_BN_BATCHES,
+                                   prefix=f'Final pick: {source} path')
             entry = board_paths.get(path)
-            flops = space.board_flops(path) if latency is None else latency.predict_ms(path)
-            candidates.append(Candidate(path=path, flops=flops, macs=table.path_flops(path),
+            candidates.append(Candidate(path=path, flops=session.board_cost(path), macs=table.path_flops(path),
                                         params=table.path_params(path), val_prec1=float(result['prec1']),
                                         prec1=None if entry is None else entry.prec1, source=source))
             logger.info('final pick: %s path %s  val prec1 %.3f (BN re-estimated on %d batches)', source,

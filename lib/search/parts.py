@@ -62,6 +62,10 @@ class SearchParts:
     local_bn_group: Any = None  # a one-rank process group when SyncBN is on (see unsynced_bn)
     latency: Optional[LatencyBudget] = None  # SUPERNET.BUDGET_MEASURE latency: the board's and budget's measure
 
+    def board_cost(self, path) -> float:
+        """``path`` in the board's measure: SUPERNET.BOARD_FLOPS, or under a latency budget the predicted ms."""
+        return self.space.board_flops(path) if self.latency is None else self.latency.predict_ms(path)
+
 
 def build_search_parts(cfg, *, total_steps: int, dist_ctx: Optional[DistContext] = None,
                        space: Optional[SearchSpace] = None, flops_table: Optional[FlopsTable] = None,

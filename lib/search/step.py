@@ -126,11 +126,10 @@ def _forward_backward(session: SearchParts, path, images, target, distill: bool)
 
 def _offer_to_board(session: SearchParts, path, images, out: StepOutput, hits1: torch.Tensor, batch: int) -> bool:
     """Offer the student (its prec1 averaged over ranks) to the board; every rank ends with the same paths."""
-    cfg, board, table, space = session.cfg, session.board, session.flops_table, session.space
+    cfg, board, table = session.cfg, session.board, session.flops_table
     prec1 = all_reduce_mean(hits1 * (100.0 / batch))
     prec1 = prec1.item()  # the step's one host sync for the board (identical on every rank)
-    # The board's measure: SUPERNET.BOARD_FLOPS, or under a latency budget the predicted ms.
-    flops = space.board_flops(path) if session.latency is None else session.latency.predict_ms(path)
+    flops = session.board_cost(path)  # SUPERNET.BOARD_FLOPS, or under a latency budget the predicted ms
     if not board.would_admit(prec1, flops):
         return False
     slice_size = cfg.SUPERNET.SLICE

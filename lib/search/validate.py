@@ -69,18 +69,26 @@ def validation_path(cfg, layers_per_stage, num_ops: int, epoch: int, accept=None
     return sampler.sample()
 
 
+def evaluate_path(session: SearchSession, path, *, epoch: int, bn_batches: int, prefix: str) -> Dict[str, Any]:
+    """Val results of ``path`` with the search's evaluation settings, its BN statistics first re-estimated on
+    ``bn_batches`` training batches (0: the supernet's shared statistics)."""
+    cfg, supernet = session.cfg, session.supernet
+    with recalibrated_bn(session, path, epoch, bn_batches):
+        return evaluate(supernet, session.val_loader, session.dist.device, forward=lambda x: supernet(x, path),
+                        prefix=prefix, amp=cfg.AMP, amp_dtype=cfg.AMP_DTYPE, channels_last=cfg.CHANNELS_LAST,
+                        tta=cfg.TTA)
+
+
 def validate(session: SearchSession, epoch: int) -> Dict[str, Any]:
     """Val results of the epoch's random path and (SUPERNET.EVAL_BOARD) of every board path, whose val
     prec1 is recorded in the board."""
-    cfg, supernet, board, device = session.cfg, session.supernet, session.board, session.dist.device
+    cfg, supernet, board = session.cfg, session.supernet, session.board
     if session.dist.distributed:
         average_bn_buffers_(supernet)
-    kwargs = dict(amp=cfg.AMP, amp_dtype=cfg.AMP_DTYPE, channels_last=cfg.CHANNELS_LAST, tta=cfg.TTA)
     latency = session.latency
     path = validation_path(cfg, session.space.layers_per_stage, supernet.num_ops, epoch,
                            accept=None if latency is None else latency.within)
-    random_result = evaluate(supernet, session.val_loader, device, forward=lambda x: supernet(x, path),
-                             prefix=f'Test: {epoch} random path', **kwargs)
+    random_result = evaluate_path(session, path, epoch=epoch, bn_batches=0, prefix=f'Test: {epoch} random path')
     predicted = '' if latency is None else f'predicted {latency.predict_ms(path):.4g} ms, '
     logger.info('Test: %d  random path %s (%sbudget FLOPs %.2fM, MACs %.2fM): loss %.4f  prec@1 %.3f  prec@5 %.3f',
                 epoch, [list(s) for s in path], predicted, session.space.budget_flops(path),
@@ -89,11 +97,8 @@ def validate(session: SearchSession, epoch: int) -> Dict[str, Any]:
     board_results = []
     if cfg.SUPERNET.EVAL_BOARD:
         for index in range(len(board)):
-            entry = board[index]
-            with recalibrated_bn(session, entry.path, epoch, cfg.SUPERNET.BN_RECALIBRATION_BATCHES):
-                result = evaluate(supernet, session.val_loader, device,
-                                  forward=lambda x, p=entry.path: supernet(x, p),
-                                  prefix=f'Test: {epoch} board #{index}', **kwargs)
+            result = evaluate_path(session, board[index].path, epoch=epoch, prefix=f'Test: {epoch} board #{index}',
+                                   bn_batches=cfg.SUPERNET.BN_RECALIBRATION_BATCHES)
             board.record_val_prec1(index, result['prec1'])
             board_results.append(result)
     return {'random_path': [list(s) for s in path], 'random': random_result, 'board': board_results}
