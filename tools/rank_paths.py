@@ -47,9 +47,10 @@ def main(argv=None) -> dict:
         raise ConfigError(f'{args.ground_truth} holds {len(sampled)} sampled paths; rank at least 3 (--sample K)')
     reports = []
     for label, run_dir in args.run:
-        board = board_scores(load_search_run(run_dir), board_paths(run_dir), args.bn_batches)
+        run = load_search_run(run_dir)  # once: its board and the ground truth's paths are scored with it
+        board = board_scores(run, board_paths(run_dir), args.bn_batches)
         reports.append(rank_run(run_dir, label, truth, sampled, bn_batches=args.bn_batches, k=args.top_k,
-                                resamples=args.resamples, board_info=board))
+                                resamples=args.resamples, board_info=board, run=run))
     result = {'ground_truth': args.ground_truth, 'seed_noise': gt.seed_noise({gt.path_key(p): truth[gt.path_key(p)]
                                                                              for p in sampled}), 'runs': reports}
     write_json_atomic(result, args.out)

@@ -44,14 +44,15 @@ def board_scores(run, board: Sequence, bn_batches: int) -> Optional[dict]:
 
 
 def rank_run(run_dir: str, label: str, truth: Dict[str, dict], sampled: Sequence, bn_batches: int = 4,
-             k: int = 5, resamples: int = 1000, device: str = 'cpu', board_info: Optional[dict] = None) -> dict:
+             k: int = 5, resamples: int = 1000, device: str = 'cpu', board_info: Optional[dict] = None,
+             run=None) -> dict:
     """Score the ground truth's random paths (``sampled``, all trained: ``truth`` holds them) with the run's
     supernet and compare each scorer's order with the stand-alone means; ``board_info``: ``board_scores`` of the
-    run's board, placed too."""
+    run's board, placed too. ``run``: the run already loaded (``load_search_run``), else it is loaded here."""
     missing = [path_key(p) for p in sampled if path_key(p) not in truth]
     if missing:
         raise ValueError(f'the ground truth lacks {len(missing)} sampled paths (e.g. {missing[0]}): train them first')
-    run = load_search_run(run_dir, device)
+    run = run or load_search_run(run_dir, device)
     rows = score_paths(run, sampled, bn_batches)
     for row, path in zip(rows, sampled):
         row['standalone_prec1'] = truth[path_key(path)]['mean']
