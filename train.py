@@ -14,15 +14,15 @@ from typing import Any, Callable, Dict, List, Optional
 from lib.data.loaders import check_data_folders
 from lib.engine.guard import exit_on_error, logged_run
 from lib.engine.runtime import setup_run
-from lib.search.builder import build_session
+from lib.search.builder import build_session, checked_budget
 from lib.search.epoch import run_search
-from lib.search.flops import build_search_space
 from lib.train.loop import train_run
 
 
 def preflight(cfg) -> None:
-    """What the set-up would refuse, checked before the run folder exists: the FLOPs budget, the data folders."""
-    build_search_space(cfg)
+    """What the set-up would refuse, checked before the run folder exists: the FLOPs or latency budget and the
+    search settings, the data folders."""
+    checked_budget(cfg)
     check_data_folders(cfg)
 
 

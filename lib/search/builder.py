@@ -7,7 +7,7 @@ meta-matching network, board, loss, optimizer, linear LR schedule, AMP scaler), 
 saver, resume.
 """
 from dataclasses import dataclass, fields
-from typing import Optional
+from typing import Optional, Tuple
 
 from lib.checkpoint.format import search_space_record
 from lib.checkpoint.restore import load_search_state
@@ -53,11 +53,19 @@ def log_search_space(logger, space: SearchSpace, table: FlopsTable, cfg,
                        '(%d px)', cfg.DATASET.IMAGE_SIZE, space.resolution)
 
 
+def checked_budget(cfg) -> Tuple[SearchSpace, Optional[LatencyBudget]]:
+    """The search space and latency budget of ``cfg``, or the one error that refuses them: an infeasible FLOPs
+    budget, a latency table of another space, an infeasible latency budget, a bad search setting. train.py runs it
+    before the run folder exists, and the session is built from it."""
+    space = build_search_space(cfg)
+    latency = latency_budget(cfg, space)
+    check_search_config(cfg)
+    return space, latency
+
+
 def build_session(run) -> SearchSession:
     cfg, dist_ctx, logger = run.cfg, run.dist, run.logger
-    space = build_search_space(cfg)  # an infeasible budget raises FlopsBudgetError here
-    latency = latency_budget(cfg, space)  # a table of another space or an infeasible latency budget: an error here
-    check_search_config(cfg)
+    space, latency = checked_budget(cfg)
     table = build_flops_table(cfg, space)
     if dist_ctx.is_main:
         log_search_space(logger, space, table, cfg, latency)

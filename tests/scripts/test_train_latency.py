@@ -70,6 +70,4 @@ def test_a_wrong_table_or_an_infeasible_budget_fails_before_any_work(data, tmp_p
     with pytest.raises(CreamError) as error:
         run(tmp_path, data, table, **extra)
     assert message in str(error.value)
-    run_dir = tmp_path / 'demo_search'
-    assert not any((run_dir / name).exists() for name in ('summary.csv', 'last.pth.tar', 'board.json'))
-    assert 'supernet:' not in (run_dir / 'train.log').read_text()  # failed before building anything
+    assert not (tmp_path / 'demo_search').exists()  # refused before the run folder was made (train.py's preflight)
