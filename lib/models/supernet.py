@@ -70,7 +70,6 @@ class SuperNet(nn.Module):
         self.layers_per_stage = layers_per_stage
         self.num_ops = ops.NUM_OPS
         self.num_classes = num_classes
-        self.drop_rate = drop_rate
 
         # Same layout and layer types as timm's MobileNetV3 (what childnet builds).
         self.conv_stem = create_conv2d(3, ops.STEM_CHANNELS, 3, stride=2)
@@ -101,6 +100,11 @@ class SuperNet(nn.Module):
 
         # A new student path every step: keep only the recent ones (board paths recur).
         self._path_params: 'OrderedDict[Path, OrderedDict[str, nn.Parameter]]' = OrderedDict()
+
+    @property
+    def drop_rate(self) -> float:
+        """The head's dropout rate (timm's attribute name); head_drop is what applies it."""
+        return self.head_drop.p if isinstance(self.head_drop, nn.Dropout) else 0.0
 
     # ---- paths ----------------------------------------------------------------------------------
     def check_path(self, path: Sequence[Sequence[int]]) -> Path:

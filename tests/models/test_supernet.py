@@ -114,7 +114,7 @@ def test_forward_with_teacher_equals_student_then_teacher(supernet, teacher, sha
     count the batch twice). Float64, dropout on."""
     fused, separate = copy.deepcopy(supernet).double().train(), copy.deepcopy(supernet).double().train()
     for net in (fused, separate):
-        net.drop_rate = 0.3
+        net.head_drop = torch.nn.Dropout(0.3)
         for m in net.modules():
             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
                 m.momentum = momentum
