@@ -28,6 +28,7 @@ from lib.search.board import BoardEntry
 from lib.search.meta_matching import distillation_loss, select_teacher
 from lib.search.meta_update import meta_update, select_teacher_for_update
 from lib.search.parts import SearchParts, unsynced_bn
+from lib.search.probes import probabilities
 
 logger = logging.getLogger('cream.search')
 
@@ -140,9 +141,7 @@ def _offer_to_board(session: SearchParts, path, images, out: StepOutput, hits1: 
         source = out.teacher_logits
     # Copies (the broadcast writes into them on the other ranks), in the default layout collectives take.
     probe_images = images[:slice_size].detach().clone(memory_format=torch.contiguous_format)
-    # At least float32 (bf16 logits under autocast); a float64 network keeps its precision.
-    probe_probs = torch.softmax(source[:slice_size], dim=-1, dtype=torch.promote_types(source.dtype, torch.float32))
-    probe_probs = probe_probs.contiguous()
+    probe_probs = probabilities(source[:slice_size]).contiguous()  # a float64 network keeps its precision
     # SUPERNET.PROBE_SOURCE 'rank' (the original): each rank keeps its own batch's probe, so each picks its teacher
     # from its own probes (the networks stay equal: gradients are averaged); 'rank0': every rank holds rank 0's.
     if cfg.SUPERNET.PROBE_SOURCE == 'rank0':
