@@ -83,12 +83,11 @@ def _non_finite(node: CN, prefix: str = ''):
 def _check_timm_names(cfg: CN) -> None:
     """OPT, NET.GP and AUGMENTATION.AA as timm reads them: each is built once, on a dummy where needed."""
     from timm.layers import SelectAdaptivePool2d
-    from timm.optim import create_optimizer_v2
 
     from lib.data.transforms import check_auto_augment
+    from lib.retrain.optim import build_optimizer
     try:
-        create_optimizer_v2(torch.nn.Linear(1, 1), opt=cfg.OPT, lr=cfg.LR, weight_decay=cfg.WEIGHT_DECAY,
-                            momentum=cfg.MOMENTUM, eps=cfg.OPT_EPS)
+        build_optimizer(cfg, torch.nn.Linear(1, 1), cfg.LR)  # the retraining's own factory call
     except (ValueError, AssertionError, ImportError, KeyError, TypeError) as err:
         raise ConfigError(f'OPT is {cfg.OPT!r}, which timm cannot build ({type(err).__name__}: {err}); use sgd, '
                           'momentum, rmsproptf, adamw, ... (timm.optim.list_optimizers())') from None
