@@ -65,12 +65,14 @@ def read_arch(text: str):
                         "e.g. '[[0], [3], ..., [0]]' or a best_arch.yaml") from None
 
 
-def with_latency(info: dict, args) -> dict:
-    """``info`` plus the network's predicted and measured latency on the table's runtime and settings."""
-    table = load_table(args.latency)
+def check_resolution(args, table) -> None:
     if args.resolution is not None and args.resolution != table.resolution:
         raise LatencyTableError(f'--resolution {args.resolution} differs from the resolution latency table '
                                 f'{args.latency} was measured at ({table.resolution} px); leave --resolution out')
+
+
+def with_latency(info: dict, args, table) -> dict:
+    """``info`` plus the network's predicted and measured latency on ``table``'s runtime and settings."""
     path = searched_path(info['arch'], info['selection'] != CUSTOM_SELECTION or args.keep_single_layer_default)
     timing = table.meta.get('timing', {})
     latency = predicted_and_measured(table, path, warmup=timing.get('warmup', 10),
@@ -100,12 +102,14 @@ def main(argv=None) -> dict:
     try:
         arch = None if args.arch is None else read_arch(args.arch)
         table = None if args.latency is None else load_table(args.latency)
+        if table is not None:
+            check_resolution(args, table)  # before counting MACs at a resolution the table cannot price
         info = model_info(args.selection, arch, args.resolution or (table and table.resolution),
                           args.keep_single_layer_default, num_classes=table.num_classes if table else 1000)
     except ArchError as err:
         parser.error(str(err))
     if table is not None:
-        info = with_latency(info, args)
+        info = with_latency(info, args, table)
     print(json.dumps(info))
     return info
 
