@@ -156,9 +156,7 @@ def check_table(table: LatencyTable, *, networks: int, calibrate: int, seed: int
 def searched_path(arch: Sequence[Sequence[int]], keep_single_layer_default: bool = False) -> Path:
     """The searchable-stage ops the child network of ``arch`` really has (the released networks' single-layer
     stages keep their default op: ``childnet.arch_to_block_strings``)."""
-    stages = childnet.validate_arch(arch)[1:-1]
-    return tuple((ops.STAGE_DEFAULT_OPS[s],) if keep_single_layer_default and len(stage) == 1 else tuple(stage)
-                 for s, stage in enumerate(stages))
+    return tuple(tuple(stage) for stage in childnet.built_searchable_ops(arch, keep_single_layer_default))
 
 
 def predicted_and_measured(table: LatencyTable, path: Path, *, warmup: int, repeats: int, block: int,

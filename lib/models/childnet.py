@@ -98,14 +98,16 @@ def arch_to_block_strings(arch: Sequence[Sequence[int]], keep_single_layer_defau
     single layer its default op whatever the arch said. The released 14/43/114 checkpoints are shaped
     by that rule; a newly searched arch must not be (the retrained net would not be the searched one).
     """
-    stages = validate_arch(arch)
-    strings = [[ops.STAGE0_BLOCK_STRING]]
-    for stage, layer_ops in enumerate(stages[1:-1]):
-        if keep_single_layer_default and len(layer_ops) == 1:
-            layer_ops = [ops.STAGE_DEFAULT_OPS[stage]]
-        strings.append(ops.stage_block_strings(stage, layer_ops))
-    strings.append([ops.FINAL_BLOCK_STRING])
-    return strings
+    searchable = [ops.stage_block_strings(stage, layer_ops)
+                  for stage, layer_ops in enumerate(built_searchable_ops(arch, keep_single_layer_default))]
+    return [[ops.STAGE0_BLOCK_STRING], *searchable, [ops.FINAL_BLOCK_STRING]]
+
+
+def built_searchable_ops(arch: Sequence[Sequence[int]], keep_single_layer_default: bool = False) -> List[List[int]]:
+    """The op of every layer of every searchable stage the network of ``arch`` is built with (validated; under
+    ``keep_single_layer_default`` a single-layer stage has its default op, see ``arch_to_block_strings``)."""
+    return [[ops.STAGE_DEFAULT_OPS[stage]] if keep_single_layer_default and len(layer_ops) == 1 else list(layer_ops)
+            for stage, layer_ops in enumerate(validate_arch(arch)[1:-1])]
 
 
 def childnet_kwargs(
