@@ -77,9 +77,7 @@ def check(args) -> dict:
     if args.report:
         write_json_atomic(report, args.report)
     if args.write and report['calibration'] is not None:
-        fitted = dict(report['calibration'])
-        calibration = Calibration(fitted.pop('scale'), fitted.pop('offset_ms'), fitted)
-        table.with_calibration(calibration).save(args.table)
+        table.with_calibration(Calibration.from_dict(report['calibration'])).save(args.table)
         log(f'calibration written into {args.table}')
     print(json.dumps({key: value for key, value in report.items() if key != 'rows'}))
     return report

@@ -46,6 +46,12 @@ class Calibration:
     def to_dict(self) -> dict:
         return {'scale': self.scale, 'offset_ms': self.offset_ms, **self.details}
 
+    @classmethod
+    def from_dict(cls, data: dict) -> 'Calibration':
+        """The inverse of ``to_dict`` (KeyError without scale or offset_ms, ValueError on a non-number)."""
+        details = dict(data)
+        return cls(float(details.pop('scale')), float(details.pop('offset_ms')), details)
+
 
 @dataclass(frozen=True)
 class LatencyTable:
@@ -163,12 +169,11 @@ def table_from_dict(data: dict, source: str = '') -> LatencyTable:
             raise ValueError(f'every layer of ops must hold {ops.NUM_OPS} entries, one per op')
         calibration = None
         if data.get('calibration') is not None:
-            cal = dict(data['calibration'])
-            scale, offset = float(cal.pop('scale')), float(cal.pop('offset_ms'))
+            calibration = Calibration.from_dict(data['calibration'])
+            scale, offset = calibration.scale, calibration.offset_ms
             if not (math.isfinite(scale) and math.isfinite(offset) and scale > 0):
                 raise ValueError(f'calibration needs a finite positive scale and a finite offset; '
                                  f'got {scale}, {offset}')
-            calibration = Calibration(scale, offset, cal)
         meta = {key: data[key] for key in META_KEYS}
         table = LatencyTable(layers, int(space['resolution']), int(space['num_classes']), str(space['global_pool']),
                              fixed, table_ops, meta, calibration, source)
