@@ -7,7 +7,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from lib.latency.parts import FIXED_PARTS, fixed_part_modules, fixed_part_shapes, layer_slots
+from lib.latency.parts import FIXED_PARTS, fixed_part_shapes, layer_slots
+from lib.models.childnet import fixed_parts
 from lib.latency.runtimes import RuntimeSettings, configure_threads, environment, prepare, sync_for
 from lib.latency.table import LatencyTable
 from lib.latency.timing import Timing, time_interleaved
@@ -52,7 +53,7 @@ def part_runs(layers_per_stage: Sequence[int], resolution: int, settings: Runtim
     """Every fixed part and every op of every searchable layer, ready to run on the input shape it sees."""
     torch.manual_seed(seed)  # weights do not change a float latency, but keep the modules the same each run
     slots = layer_slots(layers_per_stage, resolution)
-    shapes, fixed_modules = fixed_part_shapes(resolution), fixed_part_modules(num_classes, global_pool)
+    shapes, fixed_modules = fixed_part_shapes(resolution), fixed_parts(num_classes, global_pool)
     parts = PartRuns(tuple(len(stage) for stage in slots), [], [])
     for name in FIXED_PARTS:
         parts.keys.append(name)

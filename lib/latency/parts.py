@@ -10,7 +10,7 @@ from typing import Dict, List, Sequence, Tuple
 
 import torch.nn as nn
 
-from lib.models import childnet, ops
+from lib.models import ops
 
 FIXED_PARTS = ('stem', 'stage0', 'final', 'head')  # in the order the network runs them
 Shape = Tuple[int, int, int]  # (channels, height, width) of one image
@@ -69,11 +69,3 @@ def fixed_part_shapes(resolution: int) -> Dict[str, Shape]:
     return {'stem': (3, int(resolution), int(resolution)), 'stage0': (ops.STEM_CHANNELS, after_stem, after_stem),
             'final': (ops.STAGE_OUT_CHANNELS[-1], last, last), 'head': (ops.FINAL_CHANNELS, last, last)}
 
-
-def fixed_part_modules(num_classes: int, global_pool: str = 'avg') -> Dict[str, nn.Module]:
-    """The fixed parts, cut from the smallest child network (so their modules are a child network's own)."""
-    net = childnet.build_childnet([[0]] * (ops.NUM_SEARCH_STAGES + 2), num_classes=num_classes,
-                                  global_pool=global_pool)
-    head = nn.Sequential(net.global_pool, net.conv_head, net.norm_head, net.act2, net.flatten, net.classifier)
-    return {'stem': nn.Sequential(net.conv_stem, net.bn1), 'stage0': net.blocks[0], 'final': net.blocks[-1],
-            'head': head}

@@ -8,8 +8,9 @@ Stage 0 (depthwise-separable, 16 ch) and stage 6 (1x1 conv to 320 ch) are fixed 
 stages 1-5 are the searchable ones, any number of layers each, op indices into ``ops.OP_CHOICES``.
 """
 from dataclasses import dataclass
-from typing import List, Sequence, Tuple, Union
+from typing import Dict, List, Sequence, Tuple, Union
 
+import torch.nn as nn
 from timm.models._efficientnet_builder import decode_arch_def
 from timm.models.mobilenetv3 import MobileNetV3
 
@@ -154,3 +155,12 @@ def build_released(selection: Union[int, str], num_classes: int = 1000, **kwargs
     """One of the six released networks, shaped exactly as its checkpoint."""
     model = RELEASED_MODELS[resolve_selection(selection)]
     return build_childnet(model.arch, num_classes=num_classes, keep_single_layer_default=True, **kwargs)
+
+
+def fixed_parts(num_classes: int, global_pool: str = 'avg') -> Dict[str, nn.Module]:
+    """The parts every child network has whatever its path, in order: 'stem', 'stage0', 'final', 'head'; cut
+    from the smallest child network, so they are a child network's own modules (for counting and timing them)."""
+    net = build_childnet([[0]] * (ops.NUM_SEARCH_STAGES + 2), num_classes=num_classes, global_pool=global_pool)
+    head = nn.Sequential(net.global_pool, net.conv_head, net.norm_head, net.act2, net.flatten, net.classifier)
+    return {'stem': nn.Sequential(net.conv_stem, net.bn1), 'stage0': net.blocks[0], 'final': net.blocks[-1],
+            'head': head}

@@ -94,15 +94,10 @@ def _build_table(layers_per_stage: Tuple[int, ...], resolution: int, num_classes
     if len(layers_per_stage) != ops.NUM_SEARCH_STAGES or min(layers_per_stage) < 1:
         raise ValueError(f'layers_per_stage must give {ops.NUM_SEARCH_STAGES} positive layer counts; '
                          f'got {layers_per_stage}')
-    # The fixed parts are taken from a real child network, so they are the very module types it has.
-    smallest = childnet.build_childnet([[0]] * (ops.NUM_SEARCH_STAGES + 2), num_classes=num_classes,
-                                       global_pool=global_pool)
-    stem = nn.Sequential(smallest.conv_stem, smallest.bn1)
-    head = nn.Sequential(smallest.global_pool, smallest.conv_head, smallest.norm_head, smallest.act2,
-                         smallest.flatten, smallest.classifier)
+    fixed = childnet.fixed_parts(num_classes, global_pool)  # a real child network's modules
     fixed_flops = fixed_params = 0.0
     x = torch.zeros(1, 3, resolution, resolution)
-    for module in (stem, smallest.blocks[0]):
+    for module in (fixed['stem'], fixed['stage0']):
         flops, params, x = _count(module, x)
         fixed_flops, fixed_params = fixed_flops + flops, fixed_params + params
 
@@ -126,7 +121,7 @@ def _build_table(layers_per_stage: Tuple[int, ...], resolution: int, num_classes
         op_flops.append(tuple(stage_flops))
         op_params.append(tuple(stage_params))
 
-    for module in (smallest.blocks[-1], head):
+    for module in (fixed['final'], fixed['head']):
         flops, params, x = _count(module, x)
         fixed_flops, fixed_params = fixed_flops + flops, fixed_params + params
     return FlopsTable(layers_per_stage, resolution, num_classes, fixed_flops, fixed_params,

@@ -1,7 +1,8 @@
 """lib/latency/parts.py: the shape every part sees is the shape it sees in a real child network."""
 import torch
 
-from lib.latency.parts import FIXED_PARTS, fixed_part_modules, fixed_part_shapes, layer_slots
+from lib.latency.parts import FIXED_PARTS, fixed_part_shapes, layer_slots
+from lib.models.childnet import fixed_parts
 from lib.models import childnet
 from lib.models.supernet import path_to_arch
 
@@ -34,7 +35,7 @@ def test_parts_see_the_shapes_of_a_real_child_network():
 
 def test_fixed_parts_run_in_sequence_like_the_network():
     torch.manual_seed(0)
-    parts = fixed_part_modules(num_classes=4)
+    parts = fixed_parts(num_classes=4)
     assert tuple(parts) == FIXED_PARTS
     shapes = fixed_part_shapes(64)
     with torch.no_grad():
