@@ -12,7 +12,7 @@ from lib.checkpoint.format import Position, run_checkpoint
 from lib.engine.evaluate import evaluate
 from lib.engine.finite import DIVERGENCE_FIX, DivergedError
 from lib.fileio import write_json_atomic
-from lib.retrain.step import retrain_one_epoch
+from lib.retrain.step import IMAGES_SUM, retrain_one_epoch
 from lib.retrain.wrappers import sync_buffers_from_rank0
 from lib.train.loop import EpochStart, Evaluation, TrainingClient, run_epochs, save_recovery
 
@@ -68,7 +68,7 @@ def _summary_row(train: Dict[str, float], val: Dict[str, float], ema_val: Option
 class RetrainClient(TrainingClient):
     job = 'the run'
     logger = logger
-    count_index = 3  # the images in the epoch's sums (lib.retrain.step.NUM_SUMS)
+    count_index = IMAGES_SUM
 
     def __init__(self, session):
         self.session = session

@@ -15,6 +15,7 @@ logger = logging.getLogger('cream.retrain')
 
 # Per-rank running sums of an epoch: loss * images, top-1 hits, top-5 hits, images.
 NUM_SUMS = 4
+IMAGES_SUM = 3  # where the image count is
 
 
 def retrain_step(images: torch.Tensor, target: torch.Tensor, *, model: torch.nn.Module,
@@ -75,9 +76,10 @@ def retrain_one_epoch(*, epoch: int, model: torch.nn.Module, loader, optimizer: 
                             mixup_fn=mixup_fn, amp=amp, amp_dtype=amp_dtype, clip_grad=clip_grad)
 
     def report(last, sums, n, step_no, updates, timer):
-        meters = {'loss': meter(last[0] / n, sums[0], sums[3]),
-                  'prec@1': meter(100 * last[1] / n, 100 * sums[1], sums[3]),
-                  'prec@5': meter(100 * last[2] / n, 100 * sums[2], sums[3])}
+        images = sums[IMAGES_SUM]
+        meters = {'loss': meter(last[0] / n, sums[0], images),
+                  'prec@1': meter(100 * last[1] / n, 100 * sums[1], images),
+                  'prec@5': meter(100 * last[2] / n, 100 * sums[2], images)}
         lr = current_lr(optimizer)
         logger.info(progress_line(f'Train: {epoch}', step_no, steps_per_epoch, meters, lr, timer, batch_global))
         if tensorboard is not None:

@@ -42,10 +42,11 @@ def search_one_epoch(session: SearchSession, *, epoch: int, start_step: int = 0,
         return search_steps.search_step(session, path, images, target, epoch=epoch, meta_updates=meta_updates)
 
     def report(last, sums, n, step_no, updates, timer):
-        meters = {'loss': meter(last[0] / n, sums[0], sums[5]),
+        images = sums[search_steps.IMAGES_SUM]
+        meters = {'loss': meter(last[0] / n, sums[0], images),
                   'kd': meter(last[1] / max(last[2], 1), sums[1], sums[2]),
-                  'prec@1': meter(100 * last[3] / n, 100 * sums[3], sums[5]),
-                  'prec@5': meter(100 * last[4] / n, 100 * sums[4], sums[5])}
+                  'prec@1': meter(100 * last[3] / n, 100 * sums[3], images),
+                  'prec@5': meter(100 * last[4] / n, 100 * sums[4], images)}
         lr = search_steps.supernet_lr(session.optimizer)
         logger.info(progress_line(f'Train: {epoch}', step_no, steps_per_epoch, meters, lr, timer, batch_global)
                     + f'  board {len(board)}')
@@ -101,7 +102,7 @@ def _write_rank_digest(session: SearchSession, epoch: int) -> None:
 class SearchClient(TrainingClient):
     job = 'the search'
     logger = logger
-    count_index = 5  # the images in the epoch's sums (see search_one_epoch)
+    count_index = search_steps.IMAGES_SUM
 
     def __init__(self, session: SearchSession, on_epoch_end=None, on_step_end=None):
         self.session, self.on_epoch_end, self.on_step_end = session, on_epoch_end, on_step_end

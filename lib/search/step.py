@@ -35,6 +35,7 @@ logger = logging.getLogger('cream.search')
 # Per-rank running sums of an epoch: loss * n, KD loss * n, images of distillation steps, top-1 hits,
 # top-5 hits, images, meta-matching updates.
 NUM_SUMS = 7
+IMAGES_SUM = 5  # where the image count is
 
 
 def supernet_lr(optimizer: torch.optim.Optimizer) -> float:

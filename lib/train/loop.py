@@ -48,10 +48,10 @@ class Evaluation:
 
 class TrainingClient:
     """What the loop asks of a job; ``job`` names it in messages ('the search'), ``logger`` is the job's,
-    ``count_index`` is where the image count is in its running sums (entry 0: loss * images)."""
+    ``count_index`` (each client sets it) is where the image count is in its running sums (entry 0: loss * images)."""
     job = 'the run'
     logger = logging.getLogger('cream')
-    count_index = -1
+    count_index: int
 
     def before_training(self) -> None:
         """Once, when there are epochs to train (before the RNG states are restored)."""
