@@ -19,7 +19,7 @@ are the child network's real MACs at the search resolution, for reports only.
 Entries hold plain numbers, tuples and detached tensors only, so the board never keeps an autograd
 graph alive, and its ``state_dict`` loads with ``torch.load(weights_only=True)``.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Iterator, List, Optional, Sequence, Tuple
 
 import torch
@@ -96,9 +96,7 @@ class BoardEntry:
         images = self.probe_images.to(device=device, dtype=dtype)
         if channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        return BoardEntry(path=self.path, prec1=self.prec1, flops=self.flops, params=self.params, macs=self.macs,
-                          val_prec1=self.val_prec1, probe_images=images,
-                          probe_probs=self.probe_probs.to(device=device, dtype=dtype))
+        return replace(self, probe_images=images, probe_probs=self.probe_probs.to(device=device, dtype=dtype))
 
     @classmethod
     def from_state(cls, state: dict, device=None) -> 'BoardEntry':
