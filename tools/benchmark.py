@@ -50,7 +50,7 @@ from lib.search.board import BoardEntry
 from lib.search.flops import FlopsTable, SearchSpace, op_costs_for
 from lib.search.meta_matching import MetaMatchingNetwork
 from lib.search.parts import SearchParts, build_linear_schedule, build_loss, build_search_optimizer, build_search_parts
-from lib.search.sampler import PathSampler
+from lib.search.sampler import PathSampler, sampler_from_config
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RETRAIN_RECIPE = os.path.join(REPO, 'configs', 'retrain.yaml')
@@ -252,8 +252,7 @@ def build_step_parts(args, cfg, device: torch.device, path, image_size: int, boa
 
 
 def path_sampler(args, cfg, layers, board_paths=lambda: []) -> PathSampler:
-    return PathSampler(layers, ops.NUM_OPS, how_to_prob=cfg.SUPERNET.HOW_TO_PROB, pre_prob=cfg.SUPERNET.PRE_PROB,
-                       seed=args.seed, board_paths=board_paths, count_fixed_stages=cfg.SUPERNET.TEACHER_PROB_COUNTS_FIXED)
+    return sampler_from_config(cfg, layers, ops.NUM_OPS, seed=args.seed, board_paths=board_paths)
 
 
 def board_entries(args, cfg, space: SearchSpace) -> List[BoardEntry]:

@@ -17,7 +17,7 @@ from lib.search.flops import SearchSpace, build_search_space
 from lib.search.latency_budget import LatencyBudget, latency_budget
 from lib.search.macs_table import FlopsTable, build_flops_table
 from lib.search.parts import SearchParts, build_search_parts, check_search_config
-from lib.search.sampler import PathSampler
+from lib.search.sampler import PathSampler, sampler_from_config
 from lib.train.session import TrainingSession, build_loaders, build_records, build_saver, resume_session
 
 
@@ -73,10 +73,9 @@ def build_session(run) -> SearchSession:
     parts = build_search_parts(cfg, total_steps=cfg.EPOCHS * steps_per_epoch, dist_ctx=dist_ctx, space=space,
                                flops_table=table, latency=latency)
     seed_everything(cfg.SEED + dist_ctx.rank)  # the same weights everywhere, each rank its own augmentation
-    path_sampler = PathSampler(space.layers_per_stage, parts.supernet.num_ops, how_to_prob=cfg.SUPERNET.HOW_TO_PROB,
-                               pre_prob=cfg.SUPERNET.PRE_PROB, seed=cfg.SEED, board_paths=parts.board.paths,
-                               count_fixed_stages=cfg.SUPERNET.TEACHER_PROB_COUNTS_FIXED,
-                               accept=None if latency is None else latency.within)
+    path_sampler = sampler_from_config(cfg, space.layers_per_stage, parts.supernet.num_ops, seed=cfg.SEED,
+                                       board_paths=parts.board.paths,
+                                       accept=None if latency is None else latency.within)
     saver = build_saver(run)
 
     def restore_search_state(checkpoint, source):

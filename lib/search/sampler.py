@@ -120,3 +120,13 @@ class PathSampler:
         if not isinstance(generator_state, torch.Tensor):
             raise SamplerError('sampler state_dict must hold the generator state as a tensor under "generator"')
         self.generator.set_state(generator_state.cpu())
+
+
+def sampler_from_config(cfg, layers_per_stage: Sequence[int], num_ops: int, *, seed: int,
+                        board_paths: Optional[Callable[[], Paths]] = None,
+                        accept: Optional[Callable[[Path], bool]] = None) -> PathSampler:
+    """The search's student-path sampler as ``cfg.SUPERNET`` sets it up (HOW_TO_PROB, PRE_PROB,
+    TEACHER_PROB_COUNTS_FIXED)."""
+    sn = cfg.SUPERNET
+    return PathSampler(layers_per_stage, num_ops, how_to_prob=sn.HOW_TO_PROB, pre_prob=sn.PRE_PROB, seed=seed,
+                       board_paths=board_paths, count_fixed_stages=sn.TEACHER_PROB_COUNTS_FIXED, accept=accept)
