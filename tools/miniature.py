@@ -86,7 +86,7 @@ def main(argv=None) -> dict:
     recipe_opts = ['DATA_DIR', data, *args.recipe_opts]
     gt.train_missing(REPO, truth_dir, [RECIPE], args.gt_seeds[:1], jobs=args.jobs, opts=recipe_opts,
                      paths=gt.load_paths(truth_dir) if not args.no_picks else sampled)
-    noisy = sampled if not args.noise_paths else mini.evenly(sampled, args.noise_paths)
+    noisy = sampled if not args.noise_paths else gt.evenly(sampled, args.noise_paths)
     gt.train_missing(REPO, truth_dir, [RECIPE], args.gt_seeds[1:], jobs=args.jobs, opts=recipe_opts, paths=noisy)
     clock = mini.log_cpu(out, 'ground truth', clock)
     truth = gt.summarize(truth_dir, args.gt_seeds)

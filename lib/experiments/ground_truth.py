@@ -39,8 +39,13 @@ def sample_paths_over_flops(layers_per_stage: Sequence[int], num_ops: int, cost,
     draws = sorted({sampler.sample() for _ in range(pool)}, key=lambda p: (cost(p), p))
     if len(draws) < k:
         raise ValueError(f'the space gave only {len(draws)} distinct paths in {pool} draws; ask for fewer than {k}')
-    ranks = np.linspace(0, len(draws) - 1, k).round().astype(int)
-    return [draws[r] for r in ranks]
+    return evenly(draws, k)
+
+
+def evenly(items: Sequence, count: int) -> list:
+    """``count`` items at evenly spaced positions of ``items`` (first and last included)."""
+    positions = np.linspace(0, len(items) - 1, min(count, len(items))).round().astype(int)
+    return [items[i] for i in dict.fromkeys(positions.tolist())]
 
 
 def _read_list(out: str) -> dict:

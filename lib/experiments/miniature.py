@@ -53,12 +53,6 @@ def log_cpu(out: str, phase: str, since: float) -> float:
     return now
 
 
-def evenly(items: Sequence, count: int) -> list:
-    """``count`` items at evenly spaced positions of ``items`` (first and last included)."""
-    positions = np.linspace(0, len(items) - 1, min(count, len(items))).round().astype(int)
-    return [items[i] for i in dict.fromkeys(positions.tolist())]
-
-
 def search_dir(out: str, label: str, seed: int) -> str:
     return os.path.join(out, 'searches', f'{label}_seed{seed}')
 
