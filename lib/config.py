@@ -43,7 +43,7 @@ _C.RECOVERY_INTERVAL = 0  # steps between recovery checkpoints (0: only at epoch
 # SIGTERM (SLURM preemption, Kubernetes, torchrun) stops training at the next step boundary with a recovery
 # checkpoint; the process exits within this many seconds of the signal in any case. Keep it below the time the
 # scheduler waits before SIGKILL (30 s for SLURM's KillWait, Kubernetes' grace period and torchrun).
-_C.SIGTERM_GRACE = 25.0  # seconds; > 0
+_C.SIGTERM_GRACE = 25.0  # seconds from SIGTERM to the exit at the latest (the stop's recovery checkpoint within them)
 _C.WORKERS = 4  # data loader worker processes per training process
 _C.NUM_GPU = 1  # original key, not read: the world size comes from the launcher
 _C.SAVE_IMAGES = False  # original key, not read (nor by the original)
