@@ -179,6 +179,15 @@ def test_infeasible_budget_fails_before_any_work(repo_root, data, tmp_path):
     assert not (tmp_path / 'demo_search').exists()  # failed before the run folder was made
 
 
+def test_a_budget_no_path_meets_fails_before_any_work_naming_budgets_that_would(repo_root, data, tmp_path):
+    """20..20 MFLOPs passes the rule (a space of one layer per stage at 96 px) but its paths cost 9.77..18.14."""
+    with pytest.raises(CreamError) as error:
+        train.main(argv(repo_root, tmp_path, data, FLOPS_MINIMUM=20, FLOPS_MAXIMUM=20))
+    assert 'holds no path of its search space' in str(error.value)
+    assert 'budgets that would work: FLOPS_MINIMUM 0 FLOPS_MAXIMUM 20' in str(error.value)
+    assert not (tmp_path / 'demo_search').exists()
+
+
 def test_an_empty_board_at_the_end_writes_no_best_arch(repo_root, data, tmp_path):
     result = train.main(argv(repo_root, tmp_path, data, EPOCHS=1))  # epoch 0 <= META_STA_EPOCH: no offers
     run_dir = tmp_path / 'demo_search'
