@@ -134,7 +134,8 @@ def prose(text: str) -> str:
 
 
 def inline_code(text: str) -> List[str]:
-    return re.findall(r'`([^`\n]+)`', prose(text))
+    """The page's inline code spans (a span may wrap onto the next line)."""
+    return [' '.join(span.split()) for span in re.findall(r'`([^`]+)`', prose(text))]
 
 
 def shell_commands(text: str) -> Iterator[List[str]]:
