@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Tuple
 
 import pytest
-import yaml
 
 from lib.config import get_defaults, load_config
 from lib.config_compat import ALIASES

@@ -101,8 +101,8 @@ def render() -> str:
         if head != section:
             section = head
             lines += ['', f'## {section}', '', '| key | default | allowed | resume | help |', '|---|---|---|---|---|']
-        lines.append(f'| `{key}` | `{_cell(repr(default))}` | {_cell(allowed)} | {"may change" if resumable else "fixed"} '
-                     f'| {_cell(text)} |')
+        resume = 'may change' if resumable else 'fixed'
+        lines.append(f'| `{key}` | `{_cell(repr(default))}` | {_cell(allowed)} | {resume} | {_cell(text)} |')
     return '\n'.join(lines).replace('\n\n\n', '\n\n') + '\n'
 
 

@@ -1,7 +1,5 @@
 """A FLOPs budget that no path of its space meets stops before any work, naming budgets that would work; the
 grid test agrees with every path's exact cost, counted one by one, in the spaces small enough to list."""
-import itertools
-
 import numpy as np
 import pytest
 
