@@ -150,7 +150,7 @@ _C.SUPERNET.DIL_CONV = False  # add dilated 3x3/5x5 ops to every searchable laye
 _C.SUPERNET.UPDATE_2ND = True  # second-order meta update (False: skip meta updates)
 _C.SUPERNET.FLOPS_MAXIMUM = 600  # FLOPs budget, MFLOPs
 _C.SUPERNET.FLOPS_MINIMUM = 0  # lower end of the FLOPs budget, MFLOPs
-# A latency budget on the user's own device instead (README "Search for a latency budget"): the board, its ties,
+# A latency budget on the user's own device instead (docs/latency.md): the board, its ties,
 # the final pick, the sampler (paths outside the budget are redrawn), best_arch.yaml, board.json and the log
 # use the latency a table measured with tools/latency_table.py predicts. The space's layers come from SEARCH_LAYERS
 # when given, else from the FLOPs budget above as always; its resolution from RESOLUTION or that budget.
@@ -165,7 +165,7 @@ _C.SUPERNET.META_STA_EPOCH = 20  # plain training up to this epoch; distillation
 _C.SUPERNET.HOW_TO_PROB = 'pre_prob'  # path sampling: 'even', 'pre_prob' or 'teacher'
 _C.SUPERNET.PRE_PROB = (0.05, 0.2, 0.05, 0.5, 0.05, 0.15)  # op probabilities for 'pre_prob'
 # Fidelity switches: each default is the original code's behaviour; the alternative is our correction
-# (README, "What differs from the original"; configs/train_corrected.yaml turns them all).
+# (docs/differences.md; configs/train_corrected.yaml turns them all).
 _C.SUPERNET.FLOPS_TABLE = 'original'  # per-op costs sizing the space and measuring the budget: 'original' (the original's table) or 'counted' (thop counts of our blocks)
 _C.SUPERNET.STEP_ONLY_PATH = False  # False (original, PyTorch 1.2 zero_grad): every parameter ever sampled keeps weight decay and momentum each step; True: only the sampled path moves
 _C.SUPERNET.DETACH_KD_WEIGHT = False  # False (original): the KD weight m keeps its graph, so the MMN (and the student via its probe) learn from every distillation step; True: only in meta updates

@@ -162,7 +162,7 @@ def test_two_processes_hold_the_same_board_and_weights(repo_root, data, tmp_path
 
 
 def test_corrected_config_runs_the_search_with_every_switch_on_our_side(repo_root, data, tmp_path):
-    """configs/demo/train_corrected.yaml: the same demo search with our corrections (README table)."""
+    """configs/demo/train_corrected.yaml: the same demo search with our corrections (docs/differences.md)."""
     opts = dict(SEARCH, OUTPUT=tmp_path, DATA_DIR=data)
     result = train.main(['--cfg', str(repo_root / 'configs/demo/train_corrected.yaml')]
                         + [str(x) for kv in opts.items() for x in kv])
