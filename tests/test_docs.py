@@ -28,10 +28,12 @@ NOT_CONFIG = {'ENOSPC', 'EDQUOT', 'EFBIG', 'IMAGES_SUM', 'NUM_SUMS', 'RESUME_MAY
               'MIN_SIZE_FACTOR', 'GRID_MFLOPS'}
 NOT_CONFIG_PREFIXES = ('SLURM_', 'MASTER_', 'CUDA_', 'OMP_', 'NCCL_', 'TORCH_', 'WORLD_SIZE', 'RANK', 'LOCAL_WORLD',
                        'PYTHON', 'SBATCH')
-# Flags of programs that are not ours (launchers, pytest, pip).
-OTHER_PROGRAMS_FLAGS = {'--nproc_per_node', '--nnodes', '--node_rank', '--rdzv_backend', '--rdzv_endpoint',
-                        '--rdzv-backend', '--rdzv-endpoint', '--nproc-per-node', '--master_addr', '--master_port',
-                        '--standalone', '--model', '-q', '-x', '-k', '-e'}
+# Flags of programs that are not ours: torchrun's (from its own parser, below), SLURM's, pytest's, pip's and those
+# timm's train.py takes.
+OTHER_PROGRAMS_FLAGS = {'--nodes', '--ntasks', '--ntasks-per-node', '--gres', '--gpus', '--gpus-per-node',
+                        '--cpus-per-task', '--time', '--signal', '--partition', '--job-name', '--output', '--error',
+                        '--requeue', '--mem', '--exclusive', '--open-mode', '--kill-on-bad-exit', '--model', '-q', '-x',
+                        '-k', '-e', '-m', '-c'}
 
 
 class Parsed(Exception):
@@ -137,14 +139,21 @@ def inline_code(text: str) -> List[str]:
     return [' '.join(span.split()) for span in re.findall(r'`([^`]+)`', prose(text))]
 
 
+def shell_words(line: str) -> List[str]:
+    """A shell line as words, with ';', '&&', '|' and '||' words of their own and comments dropped."""
+    lexer = shlex.shlex(line, posix=True, punctuation_chars=';&|')
+    lexer.whitespace_split = True
+    return list(lexer)
+
+
 def shell_commands(text: str) -> Iterator[List[str]]:
-    """Each command of the page's bash blocks as words: continuation lines joined, comments dropped, split at &&."""
+    """Each command of the page's bash blocks as words: continuation lines joined, comments dropped, split at
+    ';', '&&', '|' and '||'."""
     for block in blocks(text, ('bash', 'sh', 'shell')):
         for line in block.replace('\\\n', ' ').splitlines():
-            words = shlex.split(line, comments=True)
             command: List[str] = []
-            for word in words + ['&&']:
-                if word in ('&&', ';', '||'):
+            for word in shell_words(line) + [';']:
+                if word in ('&&', ';', '||', '|', '&'):
                     if command:
                         yield command
                     command = []
@@ -244,9 +253,15 @@ def config_key_problems(text: str) -> List[str]:
     return sorted(unknown)
 
 
+@lru_cache(maxsize=1)
+def torchrun_flags() -> frozenset:
+    from torch.distributed.run import get_args_parser
+    return frozenset(option for action in get_args_parser()._actions for option in action.option_strings)
+
+
 def flag_problems(text: str) -> List[str]:
     named = {flag for code in inline_code(text) for flag in re.findall(r'(?<![\w-])(--[a-z][\w-]*)', code)}
-    return sorted(named - all_flags() - OTHER_PROGRAMS_FLAGS)
+    return sorted(named - all_flags() - torchrun_flags() - OTHER_PROGRAMS_FLAGS)
 
 
 def path_problems(text: str, page: str) -> List[str]:
