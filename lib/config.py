@@ -83,7 +83,7 @@ _C.NET.SELECTION = 14  # released network 14/43/114(112)/287/481/604 MFLOPs, or 
 _C.NET.INPUT_ARCH = [[0], [3], [3, 3], [3, 1, 3], [3, 3, 3, 3], [3, 3, 3], [0]]  # path for SELECTION -1
 # Original child builder quirk for INPUT_ARCH: a single-layer stage keeps its default op. The released
 # networks always use it; a searched path should not (the retrained net would not be the searched one).
-_C.NET.SINGLE_LAYER_DEFAULT_OP = False  # True: reproduce that quirk for INPUT_ARCH (e.g. original -1 checkpoints)
+_C.NET.SINGLE_LAYER_DEFAULT_OP = False  # True: a single-layer stage of INPUT_ARCH keeps its default op, the original builder's quirk (its -1 checkpoints)
 _C.NET.GP = 'avg'  # global pool type (timm: avg, max, avgmax, catavgmax)
 _C.NET.DROPOUT_RATE = 0.0  # dropout before the classifier
 _C.NET.DROP_PATH_RATE = 0.0  # stochastic depth (retrain option)
@@ -99,9 +99,9 @@ _C.OPT_EPS = 1e-2  # optimizer epsilon (rmsproptf)
 _C.MOMENTUM = 0.9  # optimizer momentum
 _C.WEIGHT_DECAY = 1e-4  # weight decay (supernet and child weights; not the meta network)
 _C.OPTIMIZER = CN()  # original keys, read by no script (its test.yaml set them)
-_C.OPTIMIZER.NAME = 'sgd'  # not read
-_C.OPTIMIZER.MOMENTUM = 0.9  # not read
-_C.OPTIMIZER.WEIGHT_DECAY = 1e-3  # not read
+_C.OPTIMIZER.NAME = 'sgd'  # original key, not read: OPT names the optimizer
+_C.OPTIMIZER.MOMENTUM = 0.9  # original key, not read: MOMENTUM is the one read
+_C.OPTIMIZER.WEIGHT_DECAY = 1e-3  # original key, not read: WEIGHT_DECAY is the one read
 
 _C.SCHED = 'step'  # retrain: timm scheduler name (step, cosine, ...); search: always linear to 0
 _C.LR = 1e-2  # base LR (retrain: for LR_REFERENCE_BATCH images per step, scaled linearly)
