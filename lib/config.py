@@ -43,7 +43,7 @@ _C.RECOVERY_INTERVAL = 0  # steps between recovery checkpoints (0: only at epoch
 # SIGTERM (SLURM preemption, Kubernetes, torchrun) stops training at the next step boundary with a recovery
 # checkpoint; the process exits within this many seconds of the signal in any case. Keep it below the time the
 # scheduler waits before SIGKILL (30 s for SLURM's KillWait, Kubernetes' grace period and torchrun).
-_C.SIGTERM_GRACE = 25.0  # seconds; > 0
+_C.SIGTERM_GRACE = 25.0  # seconds from SIGTERM to the exit at the latest (the stop's recovery checkpoint within them)
 _C.WORKERS = 4  # data loader worker processes per training process
 _C.NUM_GPU = 1  # original key, not read: the world size comes from the launcher
 _C.SAVE_IMAGES = False  # original key, not read (nor by the original)
@@ -83,7 +83,7 @@ _C.NET.SELECTION = 14  # released network 14/43/114(112)/287/481/604 MFLOPs, or 
 _C.NET.INPUT_ARCH = [[0], [3], [3, 3], [3, 1, 3], [3, 3, 3, 3], [3, 3, 3], [0]]  # path for SELECTION -1
 # Original child builder quirk for INPUT_ARCH: a single-layer stage keeps its default op. The released
 # networks always use it; a searched path should not (the retrained net would not be the searched one).
-_C.NET.SINGLE_LAYER_DEFAULT_OP = False  # True: reproduce that quirk for INPUT_ARCH (e.g. original -1 checkpoints)
+_C.NET.SINGLE_LAYER_DEFAULT_OP = False  # True: a single-layer stage of INPUT_ARCH keeps its default op, the original builder's quirk (its -1 checkpoints)
 _C.NET.GP = 'avg'  # global pool type (timm: avg, max, avgmax, catavgmax)
 _C.NET.DROPOUT_RATE = 0.0  # dropout before the classifier
 _C.NET.DROP_PATH_RATE = 0.0  # stochastic depth (retrain option)
@@ -99,9 +99,9 @@ _C.OPT_EPS = 1e-2  # optimizer epsilon (rmsproptf)
 _C.MOMENTUM = 0.9  # optimizer momentum
 _C.WEIGHT_DECAY = 1e-4  # weight decay (supernet and child weights; not the meta network)
 _C.OPTIMIZER = CN()  # original keys, read by no script (its test.yaml set them)
-_C.OPTIMIZER.NAME = 'sgd'  # not read
-_C.OPTIMIZER.MOMENTUM = 0.9  # not read
-_C.OPTIMIZER.WEIGHT_DECAY = 1e-3  # not read
+_C.OPTIMIZER.NAME = 'sgd'  # original key, not read: OPT names the optimizer
+_C.OPTIMIZER.MOMENTUM = 0.9  # original key, not read: MOMENTUM is the one read
+_C.OPTIMIZER.WEIGHT_DECAY = 1e-3  # original key, not read: WEIGHT_DECAY is the one read
 
 _C.SCHED = 'step'  # retrain: timm scheduler name (step, cosine, ...); search: always linear to 0
 _C.LR = 1e-2  # base LR (retrain: for LR_REFERENCE_BATCH images per step, scaled linearly)
@@ -150,7 +150,7 @@ _C.SUPERNET.DIL_CONV = False  # add dilated 3x3/5x5 ops to every searchable laye
 _C.SUPERNET.UPDATE_2ND = True  # second-order meta update (False: skip meta updates)
 _C.SUPERNET.FLOPS_MAXIMUM = 600  # FLOPs budget, MFLOPs
 _C.SUPERNET.FLOPS_MINIMUM = 0  # lower end of the FLOPs budget, MFLOPs
-# A latency budget on the user's own device instead (README "Search for a latency budget"): the board, its ties,
+# A latency budget on the user's own device instead (docs/latency.md): the board, its ties,
 # the final pick, the sampler (paths outside the budget are redrawn), best_arch.yaml, board.json and the log
 # use the latency a table measured with tools/latency_table.py predicts. The space's layers come from SEARCH_LAYERS
 # when given, else from the FLOPs budget above as always; its resolution from RESOLUTION or that budget.
@@ -165,7 +165,7 @@ _C.SUPERNET.META_STA_EPOCH = 20  # plain training up to this epoch; distillation
 _C.SUPERNET.HOW_TO_PROB = 'pre_prob'  # path sampling: 'even', 'pre_prob' or 'teacher'
 _C.SUPERNET.PRE_PROB = (0.05, 0.2, 0.05, 0.5, 0.05, 0.15)  # op probabilities for 'pre_prob'
 # Fidelity switches: each default is the original code's behaviour; the alternative is our correction
-# (README, "What differs from the original"; configs/train_corrected.yaml turns them all).
+# (docs/differences.md; configs/train_corrected.yaml turns them all).
 _C.SUPERNET.FLOPS_TABLE = 'original'  # per-op costs sizing the space and measuring the budget: 'original' (the original's table) or 'counted' (thop counts of our blocks)
 _C.SUPERNET.STEP_ONLY_PATH = False  # False (original, PyTorch 1.2 zero_grad): every parameter ever sampled keeps weight decay and momentum each step; True: only the sampled path moves
 _C.SUPERNET.DETACH_KD_WEIGHT = False  # False (original): the KD weight m keeps its graph, so the MMN (and the student via its probe) learn from every distillation step; True: only in meta updates

@@ -9,6 +9,25 @@ from yacs.config import CfgNode as CN
 from lib.config_compat import value_at
 from lib.errors import ConfigError
 
+# key -> the values it may take, checked before any work.
+CHOICES = {
+    'AMP_DTYPE': ('bfloat16', 'float16'),
+    'DEVICE': ('auto', 'cpu', 'cuda'),
+    'DIST_BACKEND': ('auto', 'nccl', 'gloo'),
+    'EVAL_METRICS': ('prec1', 'loss'),
+    'SUPERNET.PICK_METHOD': ('meta', 'top1'),
+    'SUPERNET.HOW_TO_PROB': ('even', 'pre_prob', 'teacher'),
+    'SUPERNET.FLOPS_TABLE': ('original', 'counted'),
+    'SUPERNET.META_INNER_GRAD': ('full', 'detached'),
+    'SUPERNET.META_INNER_LR': ('meta', 'supernet'),
+    'SUPERNET.PROBE_PROBS': ('teacher', 'student'),
+    'SUPERNET.PROBE_FORWARD': ('per_entry', 'batched'),
+    'SUPERNET.BOARD_FLOPS': ('flops_est', 'budget'),
+    'SUPERNET.BUDGET_MEASURE': ('flops', 'latency'),
+    'SUPERNET.PROBE_SOURCE': ('rank', 'rank0'),
+    'DATASET.EVAL_INTERPOLATION': ('bicubic', 'bilinear'),
+}
+
 # (key, test, what the value must be): the numbers a script reads, checked before any work
 # (DATASET.IMAGE_SIZE and the network keys: lib.models.from_config, also before any work).
 _RANGES = (
@@ -67,6 +86,46 @@ _RANGES = (
 )
 
 
+# key -> what the value must be, for keys whose check is code of its own (here, lib.models.from_config,
+# lib.retrain.optim, lib.search): the statement the configuration reference (docs/config.md) shows.
+RULES = {
+    'OPT': 'a name timm builds an optimizer for: sgd, momentum, rmsproptf, adamw, ... (timm.optim.list_optimizers())',
+    'NET.GP': 'avg, max, avgmax or catavgmax (timm pooling)',
+    'AUGMENTATION.AA': "a timm auto-augment spec (e.g. rand-m9-mstd0.5), or '' / None: off",
+    'SCHED': 'a timm LR schedule (retrain): step, cosine, multistep, plateau, poly, tanh, constant or none',
+    'NET.SELECTION': '14, 43, 114 (or 112), 287, 481, 604: a released network; -1: NET.INPUT_ARCH',
+    'NET.INPUT_ARCH': 'a path: one list of op indices (0-5) per stage, as best_arch.yaml writes it',
+    'DATASET.IMAGE_SIZE': '0 (native / the budget\'s) or a size in pixels',
+    'SUPERNET.SEARCH_LAYERS': '[] or 5 positive layer counts; only with BUDGET_MEASURE latency',
+    'SUPERNET.LATENCY_TABLE': 'a table file of tools/latency_table.py; needed with BUDGET_MEASURE latency',
+    'SUPERNET.SLICE': 'at least 1; the search needs 2 x SLICE <= DATASET.BATCH_SIZE',
+    'SUPERNET.RESUNIT': 'False (the op is refused: no child network could be built from it)',
+    'SUPERNET.DIL_CONV': 'False (the ops are refused: no child network could be built from them)',
+    'AUTO_RESUME': 'True or False; not True together with OVERWRITE',
+    'OVERWRITE': 'True or False; not True together with AUTO_RESUME',
+    'SUPERNET.FLOPS_MAXIMUM': 'positive MFLOPs, not below FLOPS_MINIMUM; some path of its space within the budget',
+}
+
+
+def allowed_values(key: str, default) -> str:
+    """What ``key`` may be set to, in words: its rule, choices or range (first found), else its type."""
+    ranges = {name: must for name, _, must in _RANGES}
+    if key in RULES:
+        return RULES[key]
+    if key in CHOICES:
+        return ', '.join(CHOICES[key])
+    if key in ranges:
+        return ranges[key]
+    if isinstance(default, bool):
+        return 'True or False'
+    if default is None:
+        return 'None or a value'
+    return _TYPE_WORDS.get(type(default).__name__, type(default).__name__)
+
+
+_TYPE_WORDS = {'int': 'an integer', 'float': 'a number', 'str': 'a string', 'list': 'a list', 'tuple': 'a tuple'}
+
+
 def _non_finite(node: CN, prefix: str = ''):
     """(key, value) of the first NaN or infinite number in the config (e.g. LR 1e999, which parses as inf)."""
     for key, value in node.items():
@@ -104,24 +163,7 @@ def check_values(cfg: CN) -> None:
     found = _non_finite(cfg)
     if found:
         raise ConfigError(f'{found[0]} is {found[1]!r}; it must be a finite number')
-    choices = {
-        'AMP_DTYPE': ('bfloat16', 'float16'),
-        'DEVICE': ('auto', 'cpu', 'cuda'),
-        'DIST_BACKEND': ('auto', 'nccl', 'gloo'),
-        'EVAL_METRICS': ('prec1', 'loss'),
-        'SUPERNET.PICK_METHOD': ('meta', 'top1'),
-        'SUPERNET.HOW_TO_PROB': ('even', 'pre_prob', 'teacher'),
-        'SUPERNET.FLOPS_TABLE': ('original', 'counted'),
-        'SUPERNET.META_INNER_GRAD': ('full', 'detached'),
-        'SUPERNET.META_INNER_LR': ('meta', 'supernet'),
-        'SUPERNET.PROBE_PROBS': ('teacher', 'student'),
-        'SUPERNET.PROBE_FORWARD': ('per_entry', 'batched'),
-        'SUPERNET.BOARD_FLOPS': ('flops_est', 'budget'),
-        'SUPERNET.BUDGET_MEASURE': ('flops', 'latency'),
-        'SUPERNET.PROBE_SOURCE': ('rank', 'rank0'),
-        'DATASET.EVAL_INTERPOLATION': ('bicubic', 'bilinear'),
-    }
-    for key, allowed in choices.items():
+    for key, allowed in CHOICES.items():
         value = value_at(cfg, key)
         if value not in allowed:
             raise ConfigError(f'{key} is {value!r}; allowed: {", ".join(allowed)}')

@@ -6,8 +6,9 @@
 ``--budgets MIN-MAX ...`` prints, per budget, the layers per searchable stage and the resolution the original's
 rule gives (SUPERNET.FLOPS_TABLE of ``--cfg``, default: the original's table), and the cheapest and dearest
 path in the budget's measure with their cost in the board's measure (SUPERNET.BOARD_FLOPS) and their real
-MACs at that resolution; a budget no space fits gets its line
-with the error, and the exit status is 1 when any budget was infeasible. No training.
+MACs at that resolution; a budget no space fits gets its line with the error, and a budget that no path of
+its space meets (which the search refuses too) its space with the error; the exit status is 1 when any budget
+was refused. No training.
 """
 import argparse
 import functools
@@ -16,6 +17,7 @@ import sys
 
 from lib.config import load_config
 from lib.errors import CreamError
+from lib.search.budget_paths import check_budget_has_paths
 from lib.search.flops import (FlopsBudgetError, build_search_space, op_costs_for, search_space_for_budget,
                               with_board_measure)
 from lib.search.macs_table import FlopsTable, build_flops_table
@@ -37,6 +39,10 @@ def budget_line(cfg, low: float, high: float, tables) -> dict:
     except FlopsBudgetError as err:
         return {**line, 'error': str(err)}
     table = tables(space.layers_per_stage, space.resolution)
+    try:
+        check_budget_has_paths(space, low, high)
+    except FlopsBudgetError as err:
+        line['error'] = str(err)
 
     def described(path) -> dict:
         return {'path': [list(stage) for stage in path], 'budget_flops_M': round(space.budget_flops(path), 4),

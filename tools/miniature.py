@@ -6,7 +6,7 @@ several seeds each; train random paths of the space and every picked path stand-
   pip install -e '.[experiments]'
   python tools/miniature.py --out output/miniature --jobs 2
 
-Writes OUT/table.md (the README table), OUT/summary.json, OUT/report.json and OUT/ranking.png. Rerun the same
+Writes OUT/table.md (the table of docs/miniature.md), OUT/summary.json, OUT/report.json and OUT/ranking.png. Rerun the same
 command after an interruption: finished searches and stand-alone runs are kept, interrupted ones continue.
 """
 import argparse

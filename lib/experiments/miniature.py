@@ -142,7 +142,7 @@ def separation_line(noise: dict) -> str:
 
 
 def table_markdown(summary: dict) -> str:
-    """The README table: one row per config, then the floors; then whether the ground truth separates paths."""
+    """The table of docs/miniature.md: one row per config, then the floors; then whether the ground truth separates paths."""
     rp = summary['random_paths']
     lines = ['| search config | tau, supernet val prec@1 (shared BN) | tau, BN re-estimated | picked path '
              '(best_arch.yaml): stand-alone prec@1 | top-scored path: stand-alone prec@1 | supernet train prec@1, '

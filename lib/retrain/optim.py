@@ -34,9 +34,11 @@ def build_scheduler(cfg, optimizer: torch.optim.Optimizer,
     except ValueError as err:
         if 'Unknown scheduler' not in str(err):
             raise
-        # The original's retrain.yaml writes SCHED 'sgd', which is an optimizer, not a schedule.
+        # The original's retrain.yaml writes SCHED 'sgd', which is an optimizer, not a schedule; the timm it pinned
+        # ran any name it did not know without a schedule, as SCHED none does.
         raise ConfigError(f'SCHED {cfg.SCHED!r} is not a timm LR schedule; use step, cosine, multistep, '
-                          f'plateau, poly, tanh, constant or none') from None
+                          f'plateau, poly, tanh, constant or none (none: LR as is throughout, which is what the '
+                          f'original\'s timm did with a name it did not know)') from None
 
 
 def check_schedule(cfg) -> None:

@@ -1,8 +1,8 @@
 """The search session of a run, built from the config in an order that fails early.
 
-Order: search space from the FLOPs budget (an infeasible budget fails here, before any work), the latency
-budget when there is one (its table and its feasibility, also before any work), FLOPs table, data at the
-search resolution, the step's parts (``lib.search.parts``: supernet + SyncBN, device, memory format;
+Order: search space from the FLOPs budget (an infeasible budget, or one no path of its space meets, fails here,
+before any work), the latency budget when there is one (its table and its feasibility, also before any work),
+FLOPs table, data at the search resolution, the step's parts (``lib.search.parts``: supernet + SyncBN, device, memory format;
 meta-matching network, board, loss, optimizer, linear LR schedule, AMP scaler), path sampler, checkpoint
 saver, resume.
 """
@@ -13,6 +13,7 @@ from lib.checkpoint.format import search_space_record
 from lib.checkpoint.restore import load_search_state
 from lib.engine.runtime import seed_everything
 from lib.models import ops
+from lib.search.budget_paths import check_budget_has_paths
 from lib.search.flops import SearchSpace, build_search_space
 from lib.search.latency_budget import LatencyBudget, latency_budget
 from lib.search.macs_table import FlopsTable, build_flops_table
@@ -55,9 +56,11 @@ def log_search_space(logger, space: SearchSpace, table: FlopsTable, cfg,
 
 def checked_budget(cfg) -> Tuple[SearchSpace, Optional[LatencyBudget]]:
     """The search space and latency budget of ``cfg``, or the one error that refuses them: an infeasible FLOPs
-    budget, a latency table of another space, an infeasible latency budget, a bad search setting. train.py runs it
-    before the run folder exists, and the session is built from it."""
+    budget or one that no path of its space meets, a latency table of another space, an infeasible latency budget,
+    a bad search setting. train.py runs it before the run folder exists, and the session is built from it."""
     space = build_search_space(cfg)
+    if cfg.SUPERNET.BUDGET_MEASURE == 'flops':
+        check_budget_has_paths(space, cfg.SUPERNET.FLOPS_MINIMUM, cfg.SUPERNET.FLOPS_MAXIMUM)
     latency = latency_budget(cfg, space)
     check_search_config(cfg)
     return space, latency

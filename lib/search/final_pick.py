@@ -2,7 +2,7 @@
 
 The original has no final pick; ours takes, by default, the best validated board path within the budget
 (``lib.search.outputs.choose_final_entry``). The board, though, holds the paths the supernet trained most: with
-``PRE_PROB`` sampling, the few ops it favours. In the miniature (README, "Does the search work here?") its pick
+``PRE_PROB`` sampling, the few ops it favours. In the miniature (docs/miniature.md) its pick
 lay below the median of random paths while the supernet's own best-scored random path lay near the top. With
 N > 0 the pick also considers N random paths within the budget (uniform, from a generator seeded by SEED alone,
 so every rank and every rerun draws the same ones): each of them and each board path within the budget is

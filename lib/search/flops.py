@@ -73,9 +73,10 @@ class SearchSpace:
 
     The budget's measure (``budget_flops``) is the one the original's rule sizes the space with: the
     searchable layers priced by ``op_costs`` at 224 px, divided by ``budget_scale``, the factor by which
-    the rule multiplied the budget when it lowered the resolution (1 at 224 px). In that measure no path
-    of the space costs more than FLOPS_MAXIMUM unless even the space's first layers alone do. It decides
-    the space and which board paths the final pick counts as within the budget.
+    the rule multiplied the budget when it lowered the resolution (1 at 224 px). In that measure the
+    cheapest path of the space is within a budget whose FLOPS_MINIMUM is 0; a narrow budget can miss every
+    path (``lib.search.budget_paths`` refuses it before any work). It decides the space and which paths
+    the final pick counts as within the budget.
 
     The board's measure (``board_flops``, SUPERNET.BOARD_FLOPS) decides board admission and ties, and is
     what board.json and the log report: by default the original's ``FlopsEst`` count of the whole path

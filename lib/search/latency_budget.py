@@ -3,8 +3,8 @@ for a path, and the budget's bounds in ms.
 
 With it, one measure decides everything the FLOPs measures decide otherwise: the board's admission and ties,
 the final pick's budget check, and the sampler, which redraws a path outside the budget (so that the supernet
-trains, and the board holds, paths the budget allows; a FLOPs budget's space is sized so that its paths fit,
-but a latency budget may exclude many paths of a space). board.json, the log and best_arch.yaml report the
+trains, and the board holds, paths the budget allows; under a FLOPs budget the sampler draws from the whole
+space, as the original's did, while a latency budget may exclude many paths of a space). board.json, the log and best_arch.yaml report the
 predicted ms beside the FLOPs. The table must have been measured for the search's space (layers per stage,
 resolution, classes), and the budget must admit a path of it: both are one error before any work.
 """

@@ -1,5 +1,5 @@
 """tools/benchmark_stop_check.py: two gloo ranks run the three kinds of step and report each one's step and check
-times (its numbers are the README's; here only that it runs them all)."""
+times (its numbers are docs/benchmarks.md's; here only that it runs them all)."""
 import json
 import subprocess
 import sys

@@ -50,6 +50,10 @@ def test_budgets_print_one_line_each_and_the_exit_status_flags_infeasible_ones(r
     assert flops_table.main(['--budgets', '0-600', '0-1', '700-800']) == 1
     lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert 'error' not in lines[0] and 'infeasible' in lines[1]['error'] and 'infeasible' in lines[2]['error']
+    # 20-20 gets a space (one layer per stage at 96 px) that none of its paths fits: the search refuses it.
+    assert flops_table.main(['--budgets', '20-20']) == 1
+    line = json.loads(capsys.readouterr().out)
+    assert line['layers_per_stage'] == [1, 1, 1, 1, 1] and 'holds no path of its search space' in line['error']
 
 
 def test_infeasible_budget_and_unsupported_options_fail_clearly(tmp_path, repo_root, capsys):

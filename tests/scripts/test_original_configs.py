@@ -1,5 +1,6 @@
-"""The original's yaml files (Cream and the NNI port, copied into tests/original_configs) load and run as they
-are: SAVE_PATH is the parent of the run folder; selections the original rejects too get a clear error."""
+"""The original's yaml files (Cream and the NNI port, copied into tests/original_configs) load: SAVE_PATH is the
+parent of the run folder; selections the original rejects too get a clear error, and so does the one file whose
+SCHED names no schedule (cream/retrain/retrain.yaml: 'sgd'), with the fix that runs it as the original did."""
 import json
 from pathlib import Path
 
@@ -47,8 +48,12 @@ def test_each_original_file_loads_and_names_its_run_folder_under_save_path(name)
 def test_the_original_retrain_yaml_sched_sgd_is_a_clear_error():
     cfg = load_config([str(CONFIGS / 'cream/retrain/retrain.yaml')])
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
-    with pytest.raises(ConfigError, match="SCHED 'sgd' is not a timm LR schedule"):
+    with pytest.raises(ConfigError, match="SCHED 'sgd' is not a timm LR schedule.*none: LR as is throughout"):
         build_scheduler(cfg, optimizer, steps_per_epoch=1)
+    # The fix the error names runs the file as the original did: no schedule, the LR as given.
+    fixed = load_config([str(CONFIGS / 'cream/retrain/retrain.yaml')], ['SCHED', 'none'])
+    scheduler, epochs = build_scheduler(fixed, optimizer, steps_per_epoch=1)
+    assert scheduler is None and epochs == fixed.EPOCHS
 
 
 @pytest.mark.parametrize('lines, parent', [

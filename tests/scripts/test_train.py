@@ -162,7 +162,7 @@ def test_two_processes_hold_the_same_board_and_weights(repo_root, data, tmp_path
 
 
 def test_corrected_config_runs_the_search_with_every_switch_on_our_side(repo_root, data, tmp_path):
-    """configs/demo/train_corrected.yaml: the same demo search with our corrections (README table)."""
+    """configs/demo/train_corrected.yaml: the same demo search with our corrections (docs/differences.md)."""
     opts = dict(SEARCH, OUTPUT=tmp_path, DATA_DIR=data)
     result = train.main(['--cfg', str(repo_root / 'configs/demo/train_corrected.yaml')]
                         + [str(x) for kv in opts.items() for x in kv])
@@ -177,6 +177,15 @@ def test_infeasible_budget_fails_before_any_work(repo_root, data, tmp_path):
         train.main(argv(repo_root, tmp_path, data, FLOPS_MAXIMUM=1))
     assert 'infeasible' in str(error.value) and 'FLOPS_MAXIMUM' in str(error.value)
     assert not (tmp_path / 'demo_search').exists()  # failed before the run folder was made
+
+
+def test_a_budget_no_path_meets_fails_before_any_work_naming_budgets_that_would(repo_root, data, tmp_path):
+    """20..20 MFLOPs passes the rule (a space of one layer per stage at 96 px) but its paths cost 9.77..18.14."""
+    with pytest.raises(CreamError) as error:
+        train.main(argv(repo_root, tmp_path, data, FLOPS_MINIMUM=20, FLOPS_MAXIMUM=20))
+    assert 'holds no path of its search space' in str(error.value)
+    assert 'budgets that would work: FLOPS_MINIMUM 0 FLOPS_MAXIMUM 20' in str(error.value)
+    assert not (tmp_path / 'demo_search').exists()
 
 
 def test_an_empty_board_at_the_end_writes_no_best_arch(repo_root, data, tmp_path):

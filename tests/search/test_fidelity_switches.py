@@ -1,4 +1,4 @@
-"""Each fidelity switch (README, "What differs from the original"): the default does what the original code
+"""Each fidelity switch (docs/differences.md): the default does what the original code
 does, the alternative what our correction does. Small real supernet on the CPU."""
 import copy
 

@@ -114,8 +114,9 @@ def test_counted_table_gives_other_spaces_for_some_budgets():
 @pytest.mark.parametrize('low, high', [(0, 14), (0, 43), (0, 114), (0, 287), (0, 481), (0, 600), (0, 7),
                                        (100, 300), (250, 400)])
 def test_no_path_costs_more_than_the_budget_in_its_measure(low, high):
-    """The rule sizes the space so that its dearest path fits FLOPS_MAXIMUM in the budget's measure, unless
-    even one-layer stages do not (then the cheapest still does): every feasible budget has paths in it."""
+    """For these budgets the rule sizes the space so that its dearest path fits FLOPS_MAXIMUM in the budget's
+    measure, unless even one-layer stages do not (then the cheapest still does). Not every feasible budget has
+    paths in it: tests/search/test_budget_paths.py has the narrow ones the search refuses."""
     space = search_space_for_budget(low, high)
     cheapest, dearest = space.budget_flops_range()
     assert cheapest <= high

@@ -21,7 +21,7 @@ def entries(count, slice_size, image, num_classes):
 
 
 def test_one_step_of_any_budget_in_a_few_lines(repo_root):
-    """The README's example: the 0-14 MFLOPs search of configs/train.yaml at its resolution, a board of two given
+    """docs/development.md's example: the 0-14 MFLOPs search of configs/train.yaml at its resolution, a board of two given
     paths: a plain step, a meta-matching update, a distillation step."""
     cfg = load_config([str(repo_root / 'configs' / 'train.yaml')],
                       ['SUPERNET.FLOPS_MAXIMUM', '14', 'DATASET.NUM_CLASSES', '4', 'DATASET.BATCH_SIZE', '4',
