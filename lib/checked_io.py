@@ -57,7 +57,7 @@ def read_json(path: str, expect: Union[Type, Tuple[Type, ...]] = dict, what: str
     try:
         data = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as err:
-        raise file_error(path, f'is not valid JSON, truncated or damaged ({err.msg} at line {err.lineno} column '
+        raise file_error(path, f'is not valid JSON, truncated or damaged ({err.msg}: line {err.lineno} column '
                                f'{err.colno})', fix, what) from None
     except ValueError as err:
         raise file_error(path, f'is not strict JSON: {err}', fix, what) from None

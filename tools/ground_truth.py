@@ -54,6 +54,8 @@ def check_inputs(args) -> tuple:
     overrides, retrain.py's preflight)."""
     if args.sample and not args.search_cfg:
         raise ConfigError('--sample needs --search-cfg: the search config whose space to draw from')
+    if len(args.opts) % 2:
+        raise ConfigError(f'the trailing overrides come in KEY VALUE pairs; got an odd list: {args.opts}')
     if args.only_given and not args.paths:
         raise ConfigError('--only-given trains the --paths given: give --paths too')
     given = parse_paths(args.paths) if args.paths else []
