@@ -109,7 +109,7 @@ def check_output_file(path: str, option: str = '--out') -> None:
     if not path:
         raise OutputError(f'{option} is empty; give the file to write')
     if os.path.isdir(path):
-        raise OutputError(f'{option} {path} is a folder; give a file name in it, e.g. {os.path.join(path, "out.json")}')
+        raise OutputError(f'{option} {path} is a folder; give the name of a file to write (in it, or elsewhere)')
     error = _writable_folder_error(os.path.dirname(os.path.abspath(path)), option, path)
     if error is not None:
         raise error
