@@ -14,6 +14,7 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
+from lib.checked_io import file_error, read_json
 from lib.experiments import ground_truth as gt
 from lib.experiments.jobs import python_command, run_commands
 from lib.fileio import write_json_atomic, write_text_atomic
@@ -55,6 +56,15 @@ def log_cpu(out: str, phase: str, since: float) -> float:
 
 def search_dir(out: str, label: str, seed: int) -> str:
     return os.path.join(out, 'searches', f'{label}_seed{seed}')
+
+
+def check_searches(configs: Dict[str, tuple], data_dir: str) -> None:
+    """Before any search starts: each config (with the overrides run_searches adds) loads and passes train.py's
+    preflight (budget, search settings, data folders)."""
+    from lib.config import load_config
+    from lib.search.builder import preflight
+    for files, pairs in configs.values():
+        preflight(load_config(list(files), [*pairs, 'DATA_DIR', data_dir]))
 
 
 def run_searches(repo: str, out: str, configs: Dict[str, tuple], seeds: Sequence[int], data_dir: str,
@@ -170,16 +180,22 @@ def write_outputs(out: str, reports: Sequence[dict], summary: dict) -> None:
 def last_train_prec1(run_dir: str):
     """train_prec1 of the last row of the run's summary.csv."""
     import csv
-    with open(os.path.join(run_dir, 'summary.csv')) as f:
+    name = os.path.join(run_dir, 'summary.csv')
+    with open(name) as f:
         rows = list(csv.DictReader(f))
-    return float(rows[-1]['train_prec1']) if rows else None
+    try:
+        return float(rows[-1]['train_prec1']) if rows else None
+    except (KeyError, TypeError, ValueError):
+        raise file_error(name, 'has no train_prec1 in its last row', 'delete the search run to search again') from None
 
 
 # ---- scoring the runs, a few processes at a time, each result cached in OUT/scores/ ---------------------------
 def _cached(name: str, compute):
     if os.path.isfile(name):
-        with open(name) as f:
-            return json.load(f)['value']
+        cached = read_json(name, dict, 'cached score', 'delete it to compute it again')
+        if 'value' not in cached:
+            raise file_error(name, 'has no "value"', 'delete it to compute it again', 'cached score')
+        return cached['value']
     value = compute()
     os.makedirs(os.path.dirname(name), exist_ok=True)
     write_json_atomic({'value': value}, name)
