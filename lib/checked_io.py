@@ -11,8 +11,8 @@ A tool (``tools/*.py``) keeps the entry scripts' promise with three things from 
   value.
 * ``check_output_file(path, option)`` / ``check_output_folder(path, option)``: before the work, that the
   output can be written there (the path is not a folder or a file in the way, its nearest existing folder
-  takes files); nothing is created. ``make_parent(path)`` creates the missing folders when the result is
-  written.
+  takes files); nothing is created. ``check_not_an_input(path, option, inputs)``: the output would not replace
+  a file the tool reads. ``make_parent(path)`` creates the missing folders when the result is written.
 * ``int_at_least(n)`` / ``fraction_between(low, high)``: argparse ``type=`` callables, so that an
   out-of-range number is argparse's usage error (exit status 2) before anything runs.
 
@@ -115,6 +115,15 @@ def check_output_file(path: str, option: str = '--out') -> None:
         raise error
 
 
+def check_not_an_input(path: str, option: str, inputs) -> None:
+    """Before any work: the output ``path`` is none of the files the tool reads (``inputs``): writing it would
+    replace what the results were computed from."""
+    target = os.path.realpath(path)
+    for name in inputs:
+        if name and os.path.realpath(name) == target:
+            raise OutputError(f'{option} {path} is {name}, which this run reads; write the output elsewhere')
+
+
 def check_output_folder(path: str, option: str = '--out', empty: bool = False) -> None:
     """Before any work: ``path`` is a folder (or can be made one) that takes files; ``empty``: one that does not
     exist or holds nothing (a tool that writes a new tree refuses to mix it into another)."""
@@ -164,4 +173,5 @@ def fraction_between(low: float, high: float):
 
 
 __all__ = ['CreamError', 'InputFileError', 'OutputError', 'read_json', 'file_error', 'finite_number',
-           'check_output_file', 'check_output_folder', 'make_parent', 'int_at_least', 'fraction_between']
+           'check_output_file', 'check_not_an_input', 'check_output_folder', 'make_parent', 'int_at_least',
+           'fraction_between']

@@ -40,6 +40,9 @@ def parse_paths(text: str, num_stages: int = ops.NUM_SEARCH_STAGES):
     checked = []
     for i, path in enumerate(paths):
         if isinstance(path, list) and len(path) == num_stages + 2:
+            if path[0] != [0] or path[-1] != [0]:
+                raise ConfigError(f'--paths entry {i} has {num_stages + 2} stages (an INPUT_ARCH), but its fixed first '
+                                  f'and last stages are not [0]: {path!r}')
             path = path[1:-1]
         try:
             checked.append(gt.checked_path(path, f'--paths entry {i}'))

@@ -21,7 +21,7 @@ import argparse
 import json
 import sys
 
-from lib.checked_io import check_output_file, int_at_least, make_parent
+from lib.checked_io import check_not_an_input, check_output_file, int_at_least, make_parent
 from lib.config import load_config
 from lib.engine.guard import exit_on_error
 from lib.errors import ConfigError
@@ -84,6 +84,7 @@ def check(args) -> dict:
     table = load_table(args.table)
     if args.report:
         check_output_file(args.report, '--report')
+        check_not_an_input(args.report, '--report', [args.table])
     if args.write:
         check_output_file(args.table, '--table (--write)')
     drawn, total = args.networks + args.calibrate, ops.NUM_OPS ** sum(table.layers_per_stage)

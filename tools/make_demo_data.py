@@ -17,7 +17,7 @@ def main(argv=None) -> None:
     parser.add_argument('--train-per-class', type=int_at_least(1), default=60)
     parser.add_argument('--val-per-class', type=int_at_least(1), default=20)
     parser.add_argument('--image-size', type=int_at_least(8), default=72, help='side of the square images (px)')
-    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--seed', type=int_at_least(0), default=0)
     args = parser.parse_args(argv)
     check_output_folder(args.out, '--out', empty=True)
     logging.basicConfig(level=logging.INFO, format='%(message)s')

@@ -15,7 +15,7 @@ def main(argv=None) -> dict:
     parser.add_argument('--out', required=True, help='output folder; must not exist or be empty')
     parser.add_argument('--image-size', type=int_at_least(8), default=32, help='side of the stored RGB images (px)')
     parser.add_argument('--val-fraction', type=fraction_between(0, 1), default=0.2, help='share of each class held out for val/')
-    parser.add_argument('--seed', type=int, default=0, help='seed of the split')
+    parser.add_argument('--seed', type=int_at_least(0), default=0, help='seed of the split')
     args = parser.parse_args(argv)
     check_output_folder(args.out, '--out', empty=True)
     info = write_digits_imagefolder(args.out, image_size=args.image_size, val_fraction=args.val_fraction,

@@ -20,6 +20,7 @@ from lib.errors import ConfigError
 from lib.experiments import ground_truth as gt
 from lib.experiments import miniature as mini
 from lib.experiments.digits import write_digits_imagefolder
+from lib.experiments.jobs import refuse_set_keys
 from lib.experiments.plot import plot_rankings
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -49,6 +50,7 @@ def check_inputs(args, out: str, data: str) -> dict:
         pairs = getattr(args, name[2:].replace('-', '_'))
         if len(pairs) % 2:
             raise ConfigError(f'{name} takes KEY VALUE pairs; got an odd list: {pairs}')
+    refuse_set_keys(args.recipe_opts, ('DATA_DIR',), '--recipe-opts')  # --data is every run's data
     check_output_folder(out, '--out')
     configs = search_configs(args.configs, args.search_opts)
     if not os.path.isdir(os.path.join(data, 'train')):

@@ -80,7 +80,10 @@ def budget_of(run_dir: str):
     path = os.path.join(run_dir, 'config.yaml')
     if not os.path.isfile(path):
         return None
-    supernet = (_read(path, yaml.safe_load) or {}).get('SUPERNET', {})
+    config = _read(path, yaml.safe_load)
+    supernet = config.get('SUPERNET') if isinstance(config, dict) else None
+    if not isinstance(supernet, dict):
+        raise RunFolderError(f'{path} is not a config.yaml of train.py (no SUPERNET section); copy it again')
     if 'FLOPS_MAXIMUM' not in supernet:
         return None
     return supernet.get('FLOPS_MINIMUM', 0), supernet['FLOPS_MAXIMUM']

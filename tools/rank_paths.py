@@ -11,7 +11,7 @@ import argparse
 import json
 import os
 
-from lib.checked_io import check_output_file, int_at_least, make_parent
+from lib.checked_io import check_not_an_input, check_output_file, int_at_least, make_parent
 from lib.engine.guard import exit_on_error
 from lib.errors import ConfigError
 from lib.experiments import ground_truth as gt
@@ -19,6 +19,9 @@ from lib.experiments.plot import plot_rankings
 from lib.experiments.report import board_scores, rank_run
 from lib.experiments.supernet_scores import board_paths, check_search_run, load_search_run
 from lib.fileio import write_json_atomic
+
+
+RUN_FILES = ('config.yaml', 'last.pth.tar', 'board.json', 'best_arch.yaml', 'summary.csv')  # what is read of a run
 
 
 def parse_run(text: str):
@@ -49,9 +52,14 @@ def check_inputs(args) -> tuple:
         raise ConfigError(f'--run labels must differ; got {labels}')
     for _, run_dir in args.run:
         check_search_run(run_dir, sampled)
-    check_output_file(args.out, '--out')
-    if args.plot:
-        check_output_file(args.plot, '--plot')
+    inputs = [os.path.join(args.ground_truth, name) for name in (gt.SUMMARY_FILE, gt.PATHS_FILE)]
+    inputs += [os.path.join(run_dir, name) for _, run_dir in args.run for name in RUN_FILES]
+    for option, path in (('--out', args.out), ('--plot', args.plot)):
+        if path:
+            check_output_file(path, option)
+            check_not_an_input(path, option, inputs)
+    if args.plot and os.path.realpath(args.plot) == os.path.realpath(args.out):
+        raise ConfigError('--plot and --out name the same file; give each its own')
     return truth, sampled
 
 

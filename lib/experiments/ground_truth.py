@@ -18,7 +18,7 @@ import numpy as np
 
 from lib.checked_io import file_error, finite_number, read_json
 from lib.errors import ConfigError
-from lib.experiments.jobs import python_command, run_commands
+from lib.experiments.jobs import python_command, refuse_set_keys, run_commands
 from lib.experiments.truth_files import (PATHS_FILE, SUMMARY_FILE, check_results, checked_path, key_path,  # noqa: F401
                                          path_key, read_list, read_result, read_summary, result_file)
 from lib.fileio import write_json_atomic, write_text_atomic
@@ -101,6 +101,10 @@ def record_result(out: str, path, seed: int) -> dict:
     return record
 
 
+RETRAIN_KEYS = ('NET.SELECTION', 'NET.INPUT_ARCH', 'NET.SINGLE_LAYER_DEFAULT_OP', 'SEED', 'SAVE_PATH', 'MODEL',
+                'AUTO_RESUME')  # what retrain_overrides sets for every run
+
+
 def retrain_overrides(out: str, path, seed: int, opts: Sequence[str] = ()) -> List[str]:
     """The KEY VALUE pairs of the (path, seed) run: this path and seed, its run folder under out/runs, resumable."""
     return ['MODEL_SELECTION', '-1', 'INPUT_ARCH', json.dumps(path_to_arch(path)).replace(' ', ''),
@@ -113,6 +117,7 @@ def check_recipe(out: str, recipe: Sequence[str], opts: Sequence[str], path, see
     LR schedule, data folders) passes; a mistake is one error here, not N failed children."""
     from lib.config import load_config
     from lib.retrain.setup import preflight
+    refuse_set_keys(list(opts), RETRAIN_KEYS, 'the KEY VALUE pairs')
     for name in recipe:
         if not os.path.isfile(name):
             raise ConfigError(f'recipe {name} not found: give retrain.py config files to --recipe')

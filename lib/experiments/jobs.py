@@ -11,7 +11,7 @@ import sys
 import time
 from typing import Callable, List, Optional, Sequence
 
-from lib.errors import CreamError
+from lib.errors import ConfigError, CreamError
 
 
 class JobFailedError(CreamError, RuntimeError):
@@ -89,6 +89,18 @@ def failure_message(commands: Sequence[Sequence[str]], failed: Sequence[tuple], 
         shown.append(f'{command} ({why}' + (f'; log {logs[index]})' if logs else ')'))
     more = f'; and {len(failed) - SHOWN_FAILURES} more' if len(failed) > SHOWN_FAILURES else ''
     return f'{len(failed)} of {len(commands)} commands failed: ' + '; '.join(shown) + more
+
+
+def refuse_set_keys(opts: Sequence[str], set_here: Sequence[str], option: str) -> None:
+    """ConfigError when the KEY VALUE pairs ``opts`` (for a child's config) set a key the tool sets itself for each
+    child (``set_here``, full names; the original's aliases count as their keys): the child would not write where
+    the tool reads its result."""
+    from lib.config_compat import ALIASES
+    keys = [ALIASES.get(str(key), str(key)) for key in opts[0::2]]
+    taken = [key for key in keys if key in set_here]
+    if taken:
+        raise ConfigError(f'{option} sets {taken[0]}, which this tool sets for every run it starts '
+                          f'({", ".join(set_here)}); leave it out (use the tool\'s own options)')
 
 
 def python_command(script: str, *args) -> List[str]:

@@ -16,7 +16,7 @@ import numpy as np
 
 from lib.checked_io import file_error, read_json
 from lib.experiments import ground_truth as gt
-from lib.experiments.jobs import python_command, run_commands
+from lib.experiments.jobs import python_command, refuse_set_keys, run_commands
 from lib.fileio import write_json_atomic, write_text_atomic
 from lib.experiments.supernet_scores import chosen_path
 
@@ -58,12 +58,16 @@ def search_dir(out: str, label: str, seed: int) -> str:
     return os.path.join(out, 'searches', f'{label}_seed{seed}')
 
 
+SEARCH_KEYS = ('SEED', 'DATA_DIR', 'SAVE_PATH', 'MODEL', 'AUTO_RESUME')  # what run_searches sets for every search
+
+
 def check_searches(configs: Dict[str, tuple], data_dir: str) -> None:
     """Before any search starts: each config (with the overrides run_searches adds) loads and passes train.py's
     preflight (budget, search settings, data folders)."""
     from lib.config import load_config
     from lib.search.builder import preflight
     for files, pairs in configs.values():
+        refuse_set_keys(pairs, SEARCH_KEYS, '--search-opts')
         preflight(load_config(list(files), [*pairs, 'DATA_DIR', data_dir]))
 
 

@@ -12,6 +12,7 @@ import yaml
 from lib.checked_io import file_error, read_json
 from lib.checkpoint.files import load_checkpoint_file
 from lib.config import load_config
+from lib.data.loaders import check_data_folders
 from lib.engine.distributed import DistContext
 from lib.engine.evaluate import evaluate
 from lib.errors import ConfigError
@@ -82,7 +83,9 @@ def check_search_run(run_dir: str, paths: Sequence = ()) -> None:
     for name in (config_file, checkpoint_file):
         if not os.path.isfile(name):
             raise ConfigError(f'{name} not found: {run_dir} is not a finished search run folder')
-    layers = build_search_space(load_config([config_file])).layers_per_stage
+    cfg = load_config([config_file])
+    layers = build_search_space(cfg).layers_per_stage
+    check_data_folders(cfg)  # the scoring reads its data: a moved data set stops here, not after earlier runs
     chosen = chosen_path(run_dir)
     for path in [*paths, *board_paths(run_dir), *([chosen] if chosen else [])]:
         if tuple(len(stage) for stage in path) != tuple(layers):
