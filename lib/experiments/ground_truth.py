@@ -117,7 +117,7 @@ def check_recipe(out: str, recipe: Sequence[str], opts: Sequence[str], path, see
     LR schedule, data folders) passes; a mistake is one error here, not N failed children."""
     from lib.config import load_config
     from lib.retrain.setup import preflight
-    refuse_set_keys(list(opts), RETRAIN_KEYS, 'the KEY VALUE pairs')
+    refuse_set_keys(list(opts), RETRAIN_KEYS, 'the trailing KEY VALUE pairs')
     for name in recipe:
         if not os.path.isfile(name):
             raise ConfigError(f'recipe {name} not found: give retrain.py config files to --recipe')

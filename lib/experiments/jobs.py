@@ -99,8 +99,8 @@ def refuse_set_keys(opts: Sequence[str], set_here: Sequence[str], option: str) -
     keys = [ALIASES.get(str(key), str(key)) for key in opts[0::2]]
     taken = [key for key in keys if key in set_here]
     if taken:
-        raise ConfigError(f'{option} sets {taken[0]}, which this tool sets for every run it starts '
-                          f'({", ".join(set_here)}); leave it out (use the tool\'s own options)')
+        raise ConfigError(f'{option}: {taken[0]} is set by this tool for every run it starts ({", ".join(set_here)}); '
+                          'leave it out (use the tool\'s own options)')
 
 
 def python_command(script: str, *args) -> List[str]:

@@ -100,6 +100,10 @@ def read_result(name: str) -> dict:
 def check_results(out: str) -> int:
     """Read every result file of ``out`` (before training: a damaged one is named, not taken as done or as
     missing); returns how many there are."""
+    for folder in ('results', 'runs', 'logs'):
+        if os.path.exists(os.path.join(out, folder)) and not os.path.isdir(os.path.join(out, folder)):
+            raise file_error(os.path.join(out, folder), 'is a file where the ground truth keeps a folder',
+                             'move it away')
     names = sorted(glob.glob(os.path.join(out, 'results', '*.json')))
     for name in names:
         read_result(name)

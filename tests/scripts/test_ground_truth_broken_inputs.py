@@ -57,6 +57,12 @@ NEW_FOLDER_CASES = [  # (id, extra arguments, trailing overrides, expected in th
     ('recipe-unknown-key', ['--paths', ONE_PATH], ['NO.SUCH', '1'], 'unknown config key'),
     ('recipe-odd-overrides', ['--paths', ONE_PATH], ['EPOCHS'], 'KEY VALUE pairs'),
     ('recipe-bad-value', ['--paths', ONE_PATH], ['EPOCHS', '-3'], 'EPOCHS is -3'),
+    # the second round
+    ('override-of-save-path', ['--paths', ONE_PATH], ['SAVE_PATH', '/tmp/elsewhere'], 'SAVE_PATH is set by this tool'),
+    ('override-by-alias', ['--paths', ONE_PATH], ['OUTPUT', '/tmp/elsewhere'], 'SAVE_PATH is set by this tool'),
+    ('override-of-the-arch', ['--paths', ONE_PATH], ['MODEL_SELECTION', '14'], 'NET.SELECTION is set by this tool'),
+    ('input-arch-fixed-stages', ['--paths', '[[[1],[0],[1],[2],[3],[4],[2]]]'], [], 'fixed first and last stages'),
+    ('seed-not-an-integer', ['--paths', ONE_PATH, '--seeds', '1e3'], [], "'1e3' is not an integer"),
 ]
 
 
@@ -99,6 +105,7 @@ DAMAGED_CASES = [  # (id, file of the folder, its new text, expected in the erro
     ('result-seed-text', RESULT, '{"path": [[0],[1],[2],[3],[4]], "seed": "0", "val_prec1": 50}', 'not an integer'),
     ('result-of-another-path', RESULT, '{"path": [[1],[1],[2],[3],[4]], "seed": 0, "val_prec1": 50}', 'belongs in'),
     ('result-of-another-space', RESULT, '{"path": [[0],[1]], "seed": 0, "val_prec1": 50}', 'not a result of this space'),
+    ('runs-a-file', 'runs', 'x', 'is a file where the ground truth keeps a folder'),
 ]
 
 
@@ -107,6 +114,18 @@ def test_a_damaged_file_of_the_folder_is_named_before_any_work(truth, tiny_image
     _damage(truth, name, text)
     line = assert_refused(tool.main, _argv(truth, tiny_imagefolder), capsys, expected, [truth])
     assert str(truth / name) in line
+
+
+def test_a_folder_where_a_file_belongs_is_named(truth, tiny_imagefolder, capsys):
+    (truth / RESULT).unlink()
+    (truth / RESULT).mkdir()
+    assert_refused(tool.main, _argv(truth, tiny_imagefolder), capsys, 'is a folder, not a JSON file', [truth])
+    shutil.rmtree(truth / 'results')
+    (truth / 'results').write_text('x')
+    assert_refused(tool.main, _argv(truth, tiny_imagefolder), capsys, 'results is a file where', [truth])
+    (truth / 'paths.json').unlink()
+    (truth / 'paths.json').mkdir()
+    assert_refused(tool.main, _argv(truth, tiny_imagefolder), capsys, 'paths.json is a folder', [truth])
 
 
 def test_a_run_whose_accuracy_is_nan_is_not_recorded(truth):

@@ -115,6 +115,8 @@ def test_measure_and_check_refuse_an_unwritable_output_before_measuring(tmp_path
     assert_refused(latency_table.main, ['check', '--table', good_table, '--networks', '100000'], capsys,
                    'the space of', [tmp_path])
     assert_refused(latency_table.main, ['check', '--table', tmp_path / 'none.json'], capsys, 'not found', [tmp_path])
+    assert_refused(latency_table.main, ['check', '--table', good_table, '--report', good_table], capsys,
+                   'which this run reads', [tmp_path])
 
 
 def test_model_info_refuses_a_damaged_arch_file(tmp_path, capsys, model_info, good_table):

@@ -73,6 +73,9 @@ RUN_CASES = [  # (id, change to the run folder, expected)
     ('no-config', lambda run: (run / 'config.yaml').unlink(), 'is not a finished search run folder'),
     ('no-checkpoint', lambda run: (run / 'last.pth.tar').unlink(), 'is not a finished search run folder'),
     ('config-not-yaml', lambda run: (run / 'config.yaml').write_text('SUPERNET: [\n'), 'not valid yaml'),
+    ('data-moved', lambda run: (run / 'config.yaml').write_text(
+        '\n'.join('DATA_DIR: /no/such/data' if line.startswith('DATA_DIR:') else line
+                  for line in (run / 'config.yaml').read_text().splitlines())), 'DATA_DIR/train not found'),
     ('another-space', lambda run: (run / 'config.yaml').write_text(
         (run / 'config.yaml').read_text().replace('FLOPS_MAXIMUM: 20', 'FLOPS_MAXIMUM: 600')), 'does not fit search run'),
 ]
@@ -89,12 +92,15 @@ ARGUMENT_CASES = [
     ('top-k-zero', ['--top-k', '0'], '--top-k: must be at least 1'),
     ('resamples-zero', ['--resamples', '0'], '--resamples: must be at least 1'),
     ('plot-a-folder', ['--plot', '.'], '--plot . is a folder'),
+    ('plot-over-the-report', ['--plot', '{place}/out/r.json'], '--plot and --out name the same file'),
+    ('plot-over-the-ground-truth', ['--plot', '{place}/gt/ground_truth.json'], 'which this run reads'),
+    ('plot-over-the-run-config', ['--plot', '{place}/run/config.yaml'], 'which this run reads'),
 ]
 
 
 @pytest.mark.parametrize('extra, expected', [c[1:] for c in ARGUMENT_CASES], ids=[c[0] for c in ARGUMENT_CASES])
 def test_a_bad_argument_is_refused(place, capsys, extra, expected):
-    assert_refused(tool.main, _argv(place, *extra), capsys, expected, [place])
+    assert_refused(tool.main, _argv(place, *[a.format(place=place) for a in extra]), capsys, expected, [place])
 
 
 def test_bad_places_are_refused_before_scoring(place, capsys):

@@ -49,6 +49,9 @@ def test_plot_run(tmp_path, a_file, capsys, tools_module):
     _run_cases(main, [([run], 'board.json is not strict JSON: it holds NaN')], capsys, [tmp_path])
     (run / 'board.json').write_text('{"entries": 3, "epoch": 1}')
     _run_cases(main, [([run], 'is not a board.json of train.py')], capsys, [tmp_path])
+    (run / 'board.json').write_text('{"entries": [], "epoch": 0, "resolution": 32}')
+    (run / 'config.yaml').write_text('- 1\n')
+    _run_cases(main, [([run], 'config.yaml is not a config.yaml of train.py')], capsys, [tmp_path])
 
 
 def test_the_data_writers(tmp_path, a_file, capsys, tools_module):
@@ -59,6 +62,7 @@ def test_the_data_writers(tmp_path, a_file, capsys, tools_module):
         (['--out', a_file], 'is a file, not a folder'),
         (['--out', a_file / 'data'], 'a_file is a file, not a folder'),
         (['--out', tmp_path / 'new', '--image-size', '4'], '--image-size: must be at least 8'),
+        (['--out', tmp_path / 'new', '--seed', '-1'], '--seed: must be at least 0'),
     ]
     _run_cases(tools_module('make_demo_data').main, cases + [
         (['--out', tmp_path / 'new', '--classes', '0'], '--classes: must be at least 1'),
@@ -95,6 +99,8 @@ def test_miniature(tmp_path, a_file, capsys, tiny_imagefolder, tools_module):
         (['--out', a_file, *data], 'is a file, not a folder'),
         ([*out, '--data', a_file], 'is a file, not a folder'),
         ([*out, '--data', tmp_path], 'exists and is not empty'),
+        ([*out, *data, '--recipe-opts', 'DATA_DIR', tmp_path], 'DATA_DIR is set by this tool'),
+        ([*out, *data, '--search-opts', 'SEED', '3'], 'SEED is set by this tool'),
     ], capsys, [tmp_path])
 
 
