@@ -146,6 +146,8 @@ def train_missing(repo: str, out: str, recipe: Sequence[str], seeds: Sequence[in
     """Train every (path, seed) of ``out``'s list without a result file; returns how many it trained. Runs that
     another live invocation on the same folder has claimed are left to it (and waited for)."""
     paths = load_paths(out) if paths is None else paths
+    if os.path.isdir(out):
+        check_results(out)  # a damaged result file is named here, not taken as a finished run
     missing = [(p, s) for p in paths for s in seeds if not os.path.exists(result_file(out, p, s))]
     todo = [(p, s) for p, s in missing if not _claimed_elsewhere(out, p, s)]
     os.makedirs(os.path.join(out, 'results'), exist_ok=True)

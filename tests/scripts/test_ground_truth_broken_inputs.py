@@ -149,3 +149,14 @@ def test_the_tool_as_a_process_prints_one_line_and_keeps_the_folder(truth, tiny_
     assert done.stderr.strip().splitlines()[-1].startswith(f'error: the ground truth\'s path list {truth}/paths.json')
     assert snapshot(truth) == before
     shutil.rmtree(truth)
+
+
+def test_a_failed_retraining_shows_its_first_error_line_and_log(tmp_path, tiny_imagefolder, capsys):
+    """A mistake only the child's set-up finds (a batch larger than the data: retrain.py's loaders refuse it after
+    the preflight) reaches the user as that child's error line with its log, and nothing is recorded for it."""
+    out = tmp_path / 'gt'
+    line = assert_refused(tool.main, _argv(out, tiny_imagefolder, '--seeds', '0', '--paths', ONE_PATH), capsys,
+                          '1 of 1 commands failed: ')
+    log = out / 'logs' / f'{gt.path_key(PATH)}_seed0.log'
+    assert 'retrain.py (exit 2: ' in line and 'fewer than one batch' in line and line.endswith(f'log {log})')
+    assert not (out / 'results' / f'{gt.path_key(PATH)}_seed0.json').exists()
