@@ -37,9 +37,22 @@ def _read(path: str, parse):
                              'short); copy it again, or let the run write it anew (AUTO_RESUME True)') from None
 
 
+def _header_and_rows(f):
+    reader = csv.DictReader(f)
+    rows = list(reader)
+    return reader.fieldnames or [], rows
+
+
 def read_summary(run_dir: str) -> Dict[str, List[float]]:
     """summary.csv as columns of floats (an empty cell, e.g. no distillation loss yet, is NaN)."""
-    rows = _read(os.path.join(run_dir, SUMMARY_FILE), lambda f: list(csv.DictReader(f)))
+    path = os.path.join(run_dir, SUMMARY_FILE)
+    names, rows = _read(path, _header_and_rows)
+    damaged = 'copy it again, or let the run write it anew (AUTO_RESUME True)'
+    if 'epoch' not in names:
+        raise RunFolderError(f'{path} has no epoch column: it is not a summary.csv of train.py or retrain.py; {damaged}')
+    for number, row in enumerate(rows, start=2):
+        if None in row:
+            raise RunFolderError(f'{path} line {number} has more cells than the header: it is damaged; {damaged}')
     columns: Dict[str, List[float]] = {}
     for row in rows:
         for key, text in row.items():

@@ -45,6 +45,11 @@ def test_plot_run(tmp_path, a_file, capsys, tools_module):
         ([run, '--out', tmp_path], 'is a folder'),
         ([run, '--out', tmp_path / 'p.xyz'], 'cannot write .xyz files'),
     ], capsys, [tmp_path])
+    (run / 'summary.csv').write_text('train_loss\n1.5\n')
+    _run_cases(main, [([run], 'has no epoch column')], capsys, [tmp_path])
+    (run / 'summary.csv').write_text('epoch,train_loss\n0,1.5,7\n')
+    _run_cases(main, [([run], 'line 2 has more cells than the header')], capsys, [tmp_path])
+    (run / 'summary.csv').write_text('epoch,train_loss\n0,1.5\n')
     (run / 'board.json').write_text('{"entries": [], "epoch": NaN}')
     _run_cases(main, [([run], 'board.json is not strict JSON: it holds NaN')], capsys, [tmp_path])
     (run / 'board.json').write_text('{"entries": 3, "epoch": 1}')
