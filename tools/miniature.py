@@ -62,6 +62,11 @@ def check_children(args, configs: dict, out: str, data: str) -> None:
     """Before any search or stand-alone run starts: each search's and the recipe's preflight, so that a mistake
     in them is one error here, not a failed child."""
     mini.check_searches(configs, data)
+    mini.check_finished_searches(out, list(configs), args.seeds)
+    truth_dir = os.path.join(out, 'ground_truth')
+    if os.path.isdir(truth_dir):
+        gt.load_paths(truth_dir)
+        gt.check_results(truth_dir)
     gt.check_recipe(os.path.join(out, 'ground_truth'), [RECIPE], ['DATA_DIR', data, *args.recipe_opts],
                     ((0,),) * 5, args.gt_seeds[0])
 

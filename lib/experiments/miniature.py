@@ -71,6 +71,17 @@ def check_searches(configs: Dict[str, tuple], data_dir: str) -> None:
         preflight(load_config(list(files), [*pairs, 'DATA_DIR', data_dir]))
 
 
+def check_finished_searches(out: str, labels: Sequence[str], seeds: Sequence[int]) -> None:
+    """A search marked done (its ``.done`` file) still has what scoring reads: its config.yaml and checkpoint."""
+    for label in labels:
+        for seed in seeds:
+            run_dir = search_dir(out, label, seed)
+            missing = [name for name in ('config.yaml', 'last.pth.tar') if not os.path.isfile(os.path.join(run_dir, name))]
+            if os.path.exists(run_dir + '.done') and missing:
+                raise file_error(run_dir + '.done', f'marks a finished search, but {run_dir} lacks {missing[0]}',
+                                 'delete the marker (and what is left of the folder) to search again')
+
+
 def run_searches(repo: str, out: str, configs: Dict[str, tuple], seeds: Sequence[int], data_dir: str,
                  jobs: int) -> None:
     """train.py for every (config, seed) without a ``.done`` marker; AUTO_RESUME continues killed ones.

@@ -107,6 +107,15 @@ def test_miniature(tmp_path, a_file, capsys, tiny_imagefolder, tools_module):
         ([*out, *data, '--recipe-opts', 'DATA_DIR', tmp_path], 'DATA_DIR is set by this tool'),
         ([*out, *data, '--search-opts', 'SEED', '3'], 'SEED is set by this tool'),
     ], capsys, [tmp_path])
+    searches = tmp_path / 'mini' / 'searches'
+    searches.mkdir(parents=True)
+    (searches / 'defaults_seed0.done').write_text('done\n')  # its run folder was deleted afterwards
+    _run_cases(main, [([*out, *data, '--configs', 'defaults', '--seeds', '0'], 'marks a finished search, but')],
+               capsys, [tmp_path])
+    (searches / 'defaults_seed0.done').unlink()
+    (tmp_path / 'mini' / 'ground_truth').mkdir()
+    (tmp_path / 'mini' / 'ground_truth' / 'paths.json').write_text('{"paths": [')
+    _run_cases(main, [([*out, *data], 'paths.json is not valid JSON')], capsys, [tmp_path])
 
 
 def test_export_onnx(tmp_path, a_file, capsys, tools_module):
