@@ -29,7 +29,8 @@ def parse_budget(text: str):
     except ValueError:
         raise argparse.ArgumentTypeError(f'a budget is MIN-MAX in MFLOPs, e.g. 0-600; got {text!r}') from None
     if not (math.isfinite(low) and math.isfinite(high) and 0 <= low <= high):
-        raise argparse.ArgumentTypeError(f'a budget is MIN-MAX in MFLOPs with 0 <= MIN <= MAX, e.g. 0-600; got {text!r}')
+        raise argparse.ArgumentTypeError(f'a budget is MIN-MAX in MFLOPs with 0 <= MIN <= MAX, e.g. 0-600; '
+                                         f'got {text!r}')
     return low, high
 
 

@@ -81,8 +81,10 @@ def main(argv=None) -> dict:
                         'many random paths (evenly over the FLOPs range; 0: every path); the seed-noise check uses them')
     parser.add_argument('--no-picks', action='store_true', help='do not train the searches\' picks stand-alone '
                         '(their place among the random paths is then not known)')
-    parser.add_argument('--paths', type=int_at_least(3), default=16, help='random paths of the space in the ground truth')
-    parser.add_argument('--bn-batches', type=int_at_least(0), default=4, help='training batches re-estimating BN per path')
+    parser.add_argument('--paths', type=int_at_least(3), default=16,
+                        help='random paths of the space in the ground truth')
+    parser.add_argument('--bn-batches', type=int_at_least(0), default=4,
+                        help='training batches re-estimating BN per path')
     parser.add_argument('--jobs', type=int_at_least(1), default=2, help='processes at once (one thread each)')
     parser.add_argument('--configs', nargs='+', default=list(CONFIG_LABELS), choices=CONFIG_LABELS)
     parser.add_argument('--search-opts', nargs='*', default=[], help='KEY VALUE pairs for every search (e.g. EPOCHS)')

@@ -49,7 +49,8 @@ def read_summary(run_dir: str) -> Dict[str, List[float]]:
     names, rows = _read(path, _header_and_rows)
     damaged = 'copy it again, or let the run write it anew (AUTO_RESUME True)'
     if 'epoch' not in names:
-        raise RunFolderError(f'{path} has no epoch column: it is not a summary.csv of train.py or retrain.py; {damaged}')
+        raise RunFolderError(f'{path} has no epoch column: it is not a summary.csv of train.py or retrain.py; '
+                             f'{damaged}')
     for number, row in enumerate(rows, start=2):
         if None in row:
             raise RunFolderError(f'{path} line {number} has more cells than the header: it is damaged; {damaged}')

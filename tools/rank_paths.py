@@ -35,7 +35,8 @@ def check_inputs(args) -> tuple:
     """(ground truth, its sampled paths), after checking, before any scoring: the ground truth's files, that it
     holds every sampled path, each run folder and its space, and that --out and --plot can be written."""
     if not os.path.isdir(args.ground_truth):
-        raise ConfigError(f'--ground-truth {args.ground_truth} is not a folder: give the --out of tools/ground_truth.py')
+        raise ConfigError(f'--ground-truth {args.ground_truth} is not a folder: give the --out of '
+                          'tools/ground_truth.py')
     if not os.path.isfile(os.path.join(args.ground_truth, gt.SUMMARY_FILE)):
         raise ConfigError(f'{os.path.join(args.ground_truth, gt.SUMMARY_FILE)} not found: run tools/ground_truth.py '
                           'first')

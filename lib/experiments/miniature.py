@@ -76,7 +76,8 @@ def check_finished_searches(out: str, labels: Sequence[str], seeds: Sequence[int
     for label in labels:
         for seed in seeds:
             run_dir = search_dir(out, label, seed)
-            missing = [name for name in ('config.yaml', 'last.pth.tar') if not os.path.isfile(os.path.join(run_dir, name))]
+            missing = [name for name in ('config.yaml', 'last.pth.tar')
+                       if not os.path.isfile(os.path.join(run_dir, name))]
             if os.path.exists(run_dir + '.done') and missing:
                 raise file_error(run_dir + '.done', f'marks a finished search, but {run_dir} lacks {missing[0]}',
                                  'delete the marker (and what is left of the folder) to search again')

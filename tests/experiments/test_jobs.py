@@ -6,7 +6,8 @@ import pytest
 from lib.errors import CreamError
 from lib.experiments.jobs import JobFailedError, first_error_line, run_commands
 
-REFUSED = "import sys; print('starting'); print('error: EPOCHS is 0; it must be at least 1', file=sys.stderr); sys.exit(2)"
+REFUSED = ("import sys; print('starting'); print('error: EPOCHS is 0; it must be at least 1', file=sys.stderr); "
+           "sys.exit(2)")
 CRASHED = "print('step 1'); raise RuntimeError('the loss is NaN')"
 
 
