@@ -9,22 +9,11 @@ last.pth.tar, best.pth.tar, checkpoint-<epoch>.pth.tar (top CHECKPOINT_HIST), re
 """
 from typing import Any, Dict, List, Optional
 
-from lib.data.loaders import check_data_folders
 from lib.engine.guard import exit_on_error, logged_run
 from lib.engine.runtime import setup_run
 from lib.retrain.epoch import fit
-from lib.retrain.optim import check_schedule
-from lib.models.from_config import resolve_child
-from lib.retrain.setup import build_session
+from lib.retrain.setup import build_session, preflight
 from lib.train.loop import train_run
-
-
-def preflight(cfg) -> None:
-    """What the set-up would refuse, checked before the run folder exists: the network, the LR schedule, the data
-    folders."""
-    resolve_child(cfg)
-    check_schedule(cfg)
-    check_data_folders(cfg)
 
 
 def _final_summary(logger, results: Dict[str, Any], run_dir: str) -> None:

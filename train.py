@@ -11,19 +11,11 @@ AUTO_RESUME True continues from RESUME_PATH or the run folder's newest checkpoin
 """
 from typing import Any, Callable, Dict, List, Optional
 
-from lib.data.loaders import check_data_folders
 from lib.engine.guard import exit_on_error, logged_run
 from lib.engine.runtime import setup_run
-from lib.search.builder import build_session, checked_budget
+from lib.search.builder import build_session, preflight
 from lib.search.epoch import run_search
 from lib.train.loop import train_run
-
-
-def preflight(cfg) -> None:
-    """What the set-up would refuse, checked before the run folder exists: the FLOPs or latency budget and the
-    search settings, the data folders."""
-    checked_budget(cfg)
-    check_data_folders(cfg)
 
 
 def main(argv: Optional[List[str]] = None, *, on_epoch_end: Optional[Callable[[int], None]] = None,

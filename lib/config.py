@@ -237,11 +237,14 @@ def _merge_dict(cfg: CN, tree: dict, source: str) -> None:
 def _load_yaml(path: str) -> dict:
     if not os.path.isfile(path):
         raise ConfigError(f'config file {path!r} not found; pass an existing yaml file with --cfg')
-    with open(path) as f:
-        try:
+    try:
+        with open(path, encoding='utf-8') as f:
             tree = yaml.safe_load(f) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f'{path}: not valid yaml: {err}') from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f'{path}: not valid yaml: {" ".join(str(err).split())}') from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f'config file {path!r} cannot be read ({type(err).__name__}: '
+                          f'{getattr(err, "strerror", None) or err}); pass a yaml file with --cfg') from None
     if not isinstance(tree, dict):
         raise ConfigError(f'{path}: a config file must be a mapping of KEY: value')
     # ``_BASE_`` names a yaml file (relative to this one) whose values this one overrides.

@@ -141,20 +141,18 @@ def _non_finite(node: CN, prefix: str = ''):
 
 def _check_timm_names(cfg: CN) -> None:
     """OPT, NET.GP and AUGMENTATION.AA as timm reads them: each is built once, on a dummy where needed."""
-    from timm.layers import SelectAdaptivePool2d
-
     from lib.data.transforms import check_auto_augment
+    from lib.models.ops import global_pool_problem
     from lib.retrain.optim import build_optimizer
     try:
         build_optimizer(cfg, torch.nn.Linear(1, 1), cfg.LR)  # the retraining's own factory call
     except (ValueError, AssertionError, ImportError, KeyError, TypeError) as err:
         raise ConfigError(f'OPT is {cfg.OPT!r}, which timm cannot build ({type(err).__name__}: {err}); use sgd, '
                           'momentum, rmsproptf, adamw, ... (timm.optim.list_optimizers())') from None
-    try:
-        SelectAdaptivePool2d(pool_type=cfg.NET.GP)
-    except (AssertionError, ValueError) as err:
-        raise ConfigError(f'NET.GP is {cfg.NET.GP!r}, which is no timm pooling ({err}); use avg, max, avgmax or '
-                          'catavgmax') from None
+    pool_problem = global_pool_problem(cfg.NET.GP)
+    if pool_problem is not None:
+        raise ConfigError(f'NET.GP is {cfg.NET.GP!r}, which is no timm pooling ({pool_problem}); use avg, max, avgmax '
+                          'or catavgmax')
     check_auto_augment(cfg.AUGMENTATION.AA)
 
 

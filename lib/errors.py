@@ -16,3 +16,12 @@ class ConfigError(CreamError, ValueError):
 
 class DataError(CreamError, FileNotFoundError):
     """The dataset folder is missing or unusable; the message names the path and the fix."""
+
+
+class InputFileError(CreamError, ValueError):
+    """A file a tool reads (given, or in a results folder) that is missing, damaged or of the wrong kind; the
+    message names the file and what is wrong (``lib.checked_io.read_json``, ``file_error``)."""
+
+
+class OutputError(CreamError):
+    """An output place that cannot be written (``lib.checked_io.check_output_file``); found before any work."""

@@ -27,7 +27,6 @@ import gc
 import json
 import os
 import statistics
-import sys
 import time
 import warnings
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -35,10 +34,13 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 
 import lib.search.step
+from lib.checked_io import check_output_file, file_error, int_at_least, make_parent
 from lib.config import load_config
 from lib.engine.distributed import DistContext
 from lib.engine.evaluate import evaluate
+from lib.engine.guard import exit_on_error
 from lib.engine.precision import autocast, grad_scaler
+from lib.errors import CreamError
 from lib.models import ops
 from lib.models.childnet import RELEASED_MODELS, build_childnet, resolve_selection
 from lib.models.from_config import build_child_from_cfg
@@ -64,7 +66,7 @@ BOARD_PREC1 = 90.0  # board entries score far above a student on random data: th
 GIB = float(2 ** 30)
 
 
-class BenchmarkError(ValueError):
+class BenchmarkError(CreamError, ValueError):
     """A benchmark option that cannot be run; the message says what to change."""
 
 
@@ -440,11 +442,32 @@ def record(phase: str, args, device: torch.device, seconds: float, image_size: i
     return result
 
 
+RESULT_KEYS = ('phase', 'img_per_sec', 'ms_per_step', 'peak_gib', 'image_size', 'device', 'batch_size', 'amp',
+               'channels_last', 'compile')  # what ``table`` reads of a result line
+
+
 def read_jsonl(paths: Sequence[str]) -> List[Dict]:
+    """--table-from: the result lines of --jsonl files; a missing file or a damaged line is one error naming it."""
     results = []
+    fix = 'give files written by --jsonl'
     for path in paths:
-        with open(path) as f:
-            results += [json.loads(line) for line in f if line.strip()]
+        try:
+            with open(path) as f:
+                lines = f.read().splitlines()
+        except (OSError, UnicodeDecodeError) as err:
+            raise file_error(path, f'cannot be read ({type(err).__name__}: {getattr(err, "strerror", None) or err})',
+                             fix) from None
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                result = json.loads(line)
+            except ValueError:
+                raise file_error(path, f'line {number} is not JSON (truncated or damaged)', fix) from None
+            if not isinstance(result, dict) or any(key not in result for key in RESULT_KEYS):
+                raise file_error(path, f'line {number} is not a benchmark result (it needs {", ".join(RESULT_KEYS)})',
+                                 fix)
+            results.append(result)
     return results
 
 
@@ -515,11 +538,11 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--paths-file', default=None, metavar='JSON',
                         help='search-plain-resample replays these paths in turn instead of sampling (see read_paths)')
     parser.add_argument('--selection', default='287', help='released network of the retrain/eval phases')
-    parser.add_argument('--num-classes', type=int, default=1000)
-    parser.add_argument('--pool-size', type=int, default=10, help='board entries of search-kd/search-meta')
-    parser.add_argument('--slice', type=int, default=4, help='SUPERNET.SLICE: probe images per board entry')
+    parser.add_argument('--num-classes', type=int_at_least(1), default=1000)
+    parser.add_argument('--pool-size', type=int_at_least(1), default=10, help='board entries of search-kd/search-meta')
+    parser.add_argument('--slice', type=int_at_least(1), default=4, help='SUPERNET.SLICE: probe images per board entry')
     parser.add_argument('--no-ema', action='store_true', help='retrain without the EMA update')
-    parser.add_argument('--threads', type=int, default=0, help='torch CPU threads (0: torch default)')
+    parser.add_argument('--threads', type=int_at_least(0), default=0, help='torch CPU threads (0: torch default)')
     parser.add_argument('--phases', default=DEFAULT_PHASES, help=f'comma-separated, from {", ".join(PHASES)}')
     parser.add_argument('--interleave', action='store_true',
                         help='time the search and static phases in rounds, one step of each per round (steadier '
@@ -550,8 +573,13 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                      f'= {2 * args.slice}')
     try:
         resolve_selection(args.selection)
+        args.student_path = parse_path(args.path)
     except ValueError as err:
         parser.error(str(err))
+    if args.clock == 'cpu' and (not args.interleave or args.device != 'cpu'):
+        parser.error('--clock cpu needs --interleave and --device cpu')
+    if args.compare_cfg and not args.interleave:
+        parser.error('--compare-cfg needs --interleave (the two configs are timed in the same rounds)')
     return args
 
 
@@ -565,12 +593,11 @@ def main(argv: Optional[List[str]] = None) -> List[Dict]:
     if args.device == 'cuda' and not torch.cuda.is_available():
         raise BenchmarkError('--device cuda but no CUDA GPU is visible; use --device cpu')
     device = torch.device(args.device, torch.cuda.current_device()) if args.device == 'cuda' else torch.device('cpu')
+    if args.jsonl:
+        check_output_file(args.jsonl, '--jsonl')
     if args.threads:
         torch.set_num_threads(args.threads)
-    try:
-        path = parse_path(args.path)
-    except BenchmarkError as err:
-        raise SystemExit(f'error: {err}') from None
+    path = args.student_path
     search_size = args.image_size or DEFAULT_SEARCH_IMAGE_SIZE
 
     def prepare(name: str) -> Phase:
@@ -585,15 +612,11 @@ def main(argv: Optional[List[str]] = None) -> List[Dict]:
         line = json.dumps(result)
         print(line, flush=True)
         if args.jsonl:
-            with open(args.jsonl, 'a') as f:
+            with open(make_parent(args.jsonl), 'a') as f:
                 f.write(line + '\n')
         results.append(result)
 
     step_phases = [name for name in args.phases if name.startswith('search') or name == 'static']
-    if args.clock == 'cpu' and (not args.interleave or args.device != 'cpu'):
-        raise SystemExit('error: --clock cpu needs --interleave and --device cpu')
-    if args.compare_cfg and not args.interleave:
-        raise SystemExit('error: --compare-cfg needs --interleave (the two configs are timed in the same rounds)')
     if args.interleave:
         reset_memory(device)
         prepared = [prepare(name) for name in step_phases]
@@ -618,4 +641,4 @@ def main(argv: Optional[List[str]] = None) -> List[Dict]:
 
 
 if __name__ == '__main__':
-    main(sys.argv[1:])
+    exit_on_error(main)  # a user's mistake: one error: line, exit status 2

@@ -8,7 +8,10 @@ import time
 
 import torch
 
+from lib.checked_io import int_at_least
 from lib.data.loaders import build_train_loader
+from lib.data.transforms import check_auto_augment
+from lib.engine.guard import exit_on_error
 
 
 def _batches(loader, count: int):
@@ -27,23 +30,28 @@ def _batches(loader, count: int):
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--data', required=True, help='DATA_DIR holding train/')
-    parser.add_argument('--workers', type=int, default=1)
-    parser.add_argument('--batch-size', type=int, default=64)
-    parser.add_argument('--image-size', type=int, default=224)
+    parser.add_argument('--workers', type=int_at_least(0), default=1)
+    parser.add_argument('--batch-size', type=int_at_least(1), default=64)
+    parser.add_argument('--image-size', type=int_at_least(8), default=224)
     parser.add_argument('--batches', type=int, default=50, help='timed batches')
     parser.add_argument('--warmup', type=int, default=3, help='untimed batches (worker start-up)')
     parser.add_argument('--aa', default='rand-m9-mstd0.5', help="RandAugment policy, '' for none")
     parser.add_argument('--color-jitter', type=float, default=0.4)
     parser.add_argument('--re-prob', type=float, default=0.2)
-    parser.add_argument('--re-mode', default='pixel')
+    parser.add_argument('--re-mode', choices=('const', 'rand', 'pixel'), default='pixel')
     parser.add_argument('--interpolation', default='random')
-    parser.add_argument('--device', default='cpu')
+    parser.add_argument('--device', choices=('cpu', 'cuda'), default='cpu')
     parser.add_argument('--prefetcher', action='store_true',
                         help='normalize/erase on the device instead of in the workers')
     args = parser.parse_args(argv)
     if args.batches < 1 or args.warmup < 0:
         parser.error('--batches must be >= 1 and --warmup >= 0')
+    if not (0 <= args.re_prob <= 1 and args.color_jitter >= 0):
+        parser.error('--re-prob must be a probability in [0, 1] and --color-jitter at least 0')
+    check_auto_augment(args.aa)
 
+    if args.device == 'cuda' and not torch.cuda.is_available():
+        parser.error('--device cuda but no CUDA GPU is visible; use --device cpu')
     device = torch.device(args.device)
     loader = build_train_loader(
         data_dir=args.data, image_size=args.image_size, batch_size=args.batch_size,
@@ -70,4 +78,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == '__main__':
-    main()
+    exit_on_error(main)  # a user's mistake (e.g. no DATA folder): one error: line, exit status 2

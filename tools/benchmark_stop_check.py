@@ -25,6 +25,8 @@ import torch.distributed as dist  # noqa: E402
 import torch.multiprocessing as mp  # noqa: E402
 
 from lib import comm  # noqa: E402
+from lib.checked_io import int_at_least  # noqa: E402
+from lib.engine.guard import exit_on_error  # noqa: E402
 from lib.engine.stop import StopOnSigterm  # noqa: E402
 from lib.models.childnet import build_childnet  # noqa: E402
 
@@ -69,13 +71,15 @@ def _rank(rank: int, world: int, port: int, args, results) -> None:
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument('--ranks', type=int, default=2)
-    parser.add_argument('--rounds', type=int, default=20, help='timed rounds (each: --steps steps of every kind)')
-    parser.add_argument('--warmup', type=int, default=2, help='untimed rounds')
-    parser.add_argument('--steps', type=int, default=10)
-    parser.add_argument('--batch-size', type=int, default=8)
-    parser.add_argument('--image-size', type=int, default=64)
+    parser.add_argument('--ranks', type=int_at_least(1), default=2)
+    parser.add_argument('--rounds', type=int_at_least(1), default=20, help='timed rounds (each: --steps steps of every kind)')
+    parser.add_argument('--warmup', type=int_at_least(0), default=2, help='untimed rounds')
+    parser.add_argument('--steps', type=int_at_least(1), default=10)
+    parser.add_argument('--batch-size', type=int_at_least(1), default=8)
+    parser.add_argument('--image-size', type=int_at_least(32), default=64)
     args = parser.parse_args(argv)
+    if args.rounds * args.steps < 2:
+        parser.error('--rounds x --steps must be at least 2 (the spread of the check times needs two)')
     with socket.socket() as sock:
         sock.bind(('127.0.0.1', 0))
         port = sock.getsockname()[1]
@@ -100,4 +104,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == '__main__':
-    main()
+    exit_on_error(main)

@@ -11,23 +11,19 @@ RESUME_PATH: the checkpoint, read with the project's safe loader; empty: random 
 """
 import argparse
 import json
-import os
 
 import numpy as np
 import torch
 
+from lib.checked_io import check_output_file, make_parent
 from lib.checkpoint.weights import load_model_weights
 from lib.config import ConfigError, load_config
 from lib.engine.guard import exit_on_error
-from lib.errors import CreamError
-from lib.fileio import atomic_path, probe_writable
+from lib.errors import CreamError, OutputError
+from lib.fileio import atomic_path
 from lib.models.from_config import build_child_from_cfg
 
 INPUT_NAME, OUTPUT_NAME = 'image', 'logits'
-
-
-class OutputError(CreamError):
-    """An output file that cannot be written where the user asked."""
 
 
 def _unwritable(path: str, err: OSError) -> OutputError:
@@ -35,18 +31,10 @@ def _unwritable(path: str, err: OSError) -> OutputError:
                        'for --out / --torch-export')
 
 
-def check_writable(path: str) -> None:
-    """Before any work: the folder of ``path`` exists (or is made) and takes a new file."""
-    try:
-        probe_writable(os.path.dirname(os.path.abspath(path)))
-    except OSError as err:
-        raise _unwritable(path, err) from None
-
-
 def _replace_atomically(write, path: str) -> None:
     """``write(tmp_path)`` through ``lib.fileio.atomic_path``: never a half-written file at ``path``."""
     try:
-        with atomic_path(path) as tmp:
+        with atomic_path(make_parent(path)) as tmp:
             write(tmp)
     except CreamError:
         raise
@@ -114,8 +102,9 @@ def main(argv=None) -> dict:
     if args.batch < 1:
         raise ConfigError(f'--batch must be at least 1, got {args.batch}')
     cfg = load_config(args.cfg, args.opts)
-    for path in filter(None, (args.out, args.torch_export)):
-        check_writable(path)
+    check_output_file(args.out, '--out')
+    if args.torch_export:
+        check_output_file(args.torch_export, '--torch-export')
     model, info = build_child_from_cfg(cfg)
     weights = 'random init (RESUME_PATH is empty)'
     if cfg.RESUME_PATH:

@@ -8,15 +8,16 @@ rule gives (SUPERNET.FLOPS_TABLE of ``--cfg``, default: the original's table), a
 path in the budget's measure with their cost in the board's measure (SUPERNET.BOARD_FLOPS) and their real
 MACs at that resolution; a budget no space fits gets its line with the error, and a budget that no path of
 its space meets (which the search refuses too) its space with the error; the exit status is 1 when any budget
-was refused. No training.
+was refused (2 for a mistake in the command or the config). No training.
 """
 import argparse
 import functools
 import json
+import math
 import sys
 
 from lib.config import load_config
-from lib.errors import CreamError
+from lib.engine.guard import exit_on_error
 from lib.search.budget_paths import check_budget_has_paths
 from lib.search.flops import (FlopsBudgetError, build_search_space, op_costs_for, search_space_for_budget,
                               with_board_measure)
@@ -28,6 +29,9 @@ def parse_budget(text: str):
         low, high = (float(part) for part in text.split('-'))
     except ValueError:
         raise argparse.ArgumentTypeError(f'a budget is MIN-MAX in MFLOPs, e.g. 0-600; got {text!r}') from None
+    if not (math.isfinite(low) and math.isfinite(high) and 0 <= low <= high):
+        raise argparse.ArgumentTypeError(f'a budget is MIN-MAX in MFLOPs with 0 <= MIN <= MAX, e.g. 0-600; '
+                                         f'got {text!r}')
     return low, high
 
 
@@ -60,14 +64,10 @@ def main(argv=None) -> int:
                         help='FLOPs budgets in MFLOPs; one JSON line each')
     parser.add_argument('opts', nargs=argparse.REMAINDER, help='KEY VALUE overrides')
     args = parser.parse_args(argv)
-    try:
-        cfg = load_config(args.cfg, args.opts)
-        if args.budgets is None:
-            space = build_search_space(cfg)
-            table = build_flops_table(cfg, space)
-    except CreamError as err:
-        sys.exit(f'error: {err}')
+    cfg = load_config(args.cfg, args.opts)
     if args.budgets is None:
+        space = build_search_space(cfg)
+        table = build_flops_table(cfg, space)
         low, high = space.budget_flops_range()
         print(json.dumps({'flops_budget_M': [cfg.SUPERNET.FLOPS_MINIMUM, cfg.SUPERNET.FLOPS_MAXIMUM],
                           'budget_flops_range_M': [low, high], 'budget_scale': space.budget_scale,
@@ -85,4 +85,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == '__main__':
-    sys.exit(main())
+    sys.exit(exit_on_error(main))  # a user's mistake: one error: line, exit status 2

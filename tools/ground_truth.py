@@ -15,50 +15,85 @@ import argparse
 import json
 import os
 
+from lib.checked_io import check_output_folder, int_at_least
 from lib.engine.guard import exit_on_error
 from lib.errors import ConfigError
 from lib.experiments import ground_truth as gt
 from lib.models import ops
+from lib.models.childnet import ArchError
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PATHS_EXAMPLE = '[[[3],[1],[0],[5],[2]]]'
 
 
 def parse_paths(text: str, num_stages: int = ops.NUM_SEARCH_STAGES):
-    """A JSON list of paths; INPUT_ARCH-style entries (with the two fixed stages) lose those."""
+    """A JSON list of paths (or one path); INPUT_ARCH-style entries (with the two fixed stages) lose those. Every
+    path is checked (stages, ops) here, before anything is saved."""
     try:
         paths = json.loads(text)
-        if paths and isinstance(paths[0], list) and paths[0] and isinstance(paths[0][0], int):
-            paths = [paths]  # one path
-        return [tuple(tuple(int(op) for op in stage) for stage in (p[1:-1] if len(p) == num_stages + 2 else p))
-                for p in paths]
-    except (ValueError, TypeError, IndexError):
-        raise ConfigError(f'--paths must be a JSON list of paths such as [[[3],[1],[0],[5],[2]]]; got {text!r}') from None
+    except ValueError:
+        raise ConfigError(f'--paths is not JSON: give a list of paths such as {PATHS_EXAMPLE}; got {text!r}') from None
+    if not isinstance(paths, list) or not paths:
+        raise ConfigError(f'--paths must be a non-empty JSON list of paths such as {PATHS_EXAMPLE}; got {text!r}')
+    if isinstance(paths[0], list) and paths[0] and isinstance(paths[0][0], int):
+        paths = [paths]  # one path
+    checked = []
+    for i, path in enumerate(paths):
+        if isinstance(path, list) and len(path) == num_stages + 2:
+            if path[0] != [0] or path[-1] != [0]:
+                raise ConfigError(f'--paths entry {i} has {num_stages + 2} stages (an INPUT_ARCH), but its fixed first '
+                                  f'and last stages are not [0]: {path!r}')
+            path = path[1:-1]
+        try:
+            checked.append(gt.checked_path(path, f'--paths entry {i}'))
+        except ArchError as err:
+            raise ConfigError(f'{err}; give paths such as {PATHS_EXAMPLE}') from None
+    return checked
+
+
+def check_inputs(args) -> tuple:
+    """(sampled paths, given paths): everything the run needs, checked (and --sample drawn) before anything is
+    written or trained: the paths given, --out, the folder's list and result files, the recipe (loaded with the
+    overrides, retrain.py's preflight)."""
+    if args.sample and not args.search_cfg:
+        raise ConfigError('--sample needs --search-cfg: the search config whose space to draw from')
+    if len(args.opts) % 2:
+        raise ConfigError(f'the trailing overrides come in KEY VALUE pairs; got an odd list: {args.opts}')
+    if args.only_given and not args.paths:
+        raise ConfigError('--only-given trains the --paths given: give --paths too')
+    given = parse_paths(args.paths) if args.paths else []
+    check_output_folder(args.out, '--out')
+    listed = gt.load_paths(args.out) if os.path.isdir(args.out) else []
+    if not (args.sample or given or listed):
+        raise ConfigError(f'{args.out} has no {gt.PATHS_FILE}: give --sample K --search-cfg CFG or --paths')
+    if os.path.isdir(args.out):
+        gt.check_results(args.out)
+    sampled = gt.sample_paths_of_config([args.search_cfg], args.sample, args.sample_seed) if args.sample else []
+    gt.check_recipe(args.out, args.recipe, args.opts, (given or listed or sampled)[0], args.seeds[0])
+    return sampled, given
 
 
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--out', required=True, help='folder of the ground truth (paths.json, runs/, results/)')
     parser.add_argument('--recipe', action='append', required=True, help='retrain.py config file(s), in order')
-    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1])
-    parser.add_argument('--sample', type=int, default=0, help='add K paths spread over the FLOPs range')
+    parser.add_argument('--seeds', type=int_at_least(0), nargs='+', default=[0, 1])
+    parser.add_argument('--sample', type=int_at_least(0), default=0, help='add K paths spread over the FLOPs range')
     parser.add_argument('--search-cfg', help='the search config whose space --sample draws from')
     parser.add_argument('--sample-seed', type=int, default=0)
     parser.add_argument('--paths', help='add these paths (JSON)')
     parser.add_argument('--only-given', action='store_true', help='train only the --paths given, not the whole list')
-    parser.add_argument('--jobs', type=int, default=1, help='runs at once (one thread each)')
+    parser.add_argument('--jobs', type=int_at_least(1), default=1, help='runs at once (one thread each)')
     parser.add_argument('opts', nargs=argparse.REMAINDER, help='KEY VALUE pairs for every retrain.py run')
     args = parser.parse_args(argv)
-    if args.sample:
-        if not args.search_cfg:
-            raise ConfigError('--sample needs --search-cfg: the search config whose space to draw from')
-        gt.save_paths(args.out, gt.sample_paths_of_config([args.search_cfg], args.sample, args.sample_seed),
-                      note=f'{args.sample} paths of {args.search_cfg} over its FLOPs range', sampled=True)
-    if args.paths:
-        gt.save_paths(args.out, parse_paths(args.paths))
-    if not os.path.exists(os.path.join(args.out, gt.PATHS_FILE)):
-        raise ConfigError(f'{args.out} has no {gt.PATHS_FILE}: give --sample K --search-cfg CFG or --paths')
-    given = parse_paths(args.paths) if args.only_given and args.paths else None
-    trained = gt.train_missing(REPO, args.out, args.recipe, args.seeds, jobs=args.jobs, opts=args.opts, paths=given)
+    sampled, given = check_inputs(args)
+    if sampled:
+        gt.save_paths(args.out, sampled, note=f'{args.sample} paths of {args.search_cfg} over its FLOPs range',
+                      sampled=True)
+    if given:
+        gt.save_paths(args.out, given)
+    trained = gt.train_missing(REPO, args.out, args.recipe, args.seeds, jobs=args.jobs, opts=args.opts,
+                               paths=given if args.only_given else None)
     summary = gt.summarize(args.out, args.seeds)
     noise = gt.seed_noise(summary)
     print(json.dumps({'trained_now': trained, 'paths': len(summary), 'seed_noise': noise}))

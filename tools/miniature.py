@@ -13,11 +13,14 @@ import argparse
 import json
 import os
 
+from lib.checked_io import check_output_folder, int_at_least
 from lib.config import load_config
 from lib.engine.guard import exit_on_error
+from lib.errors import ConfigError
 from lib.experiments import ground_truth as gt
 from lib.experiments import miniature as mini
 from lib.experiments.digits import write_digits_imagefolder
+from lib.experiments.jobs import refuse_set_keys
 from lib.experiments.plot import plot_rankings
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -40,27 +43,58 @@ def search_configs(labels, opts=()):
 RECIPE = os.path.join(EXPERIMENTS, 'digits_retrain.yaml')
 
 
+def check_inputs(args, out: str, data: str) -> dict:
+    """The searches' configs, after checking the overrides, --out and --data (a digits folder, or a place to write
+    one)."""
+    for name in ('--search-opts', '--recipe-opts'):
+        pairs = getattr(args, name[2:].replace('-', '_'))
+        if len(pairs) % 2:
+            raise ConfigError(f'{name} takes KEY VALUE pairs; got an odd list: {pairs}')
+    refuse_set_keys(args.recipe_opts, ('DATA_DIR',), '--recipe-opts')  # --data is every run's data
+    check_output_folder(out, '--out')
+    configs = search_configs(args.configs, args.search_opts)
+    if not os.path.isdir(os.path.join(data, 'train')):
+        check_output_folder(data, '--data', empty=True)
+    return configs
+
+
+def check_children(args, configs: dict, out: str, data: str) -> None:
+    """Before any search or stand-alone run starts: each search's and the recipe's preflight, so that a mistake
+    in them is one error here, not a failed child."""
+    mini.check_searches(configs, data)
+    mini.check_finished_searches(out, list(configs), args.seeds)
+    truth_dir = os.path.join(out, 'ground_truth')
+    if os.path.isdir(truth_dir):
+        gt.load_paths(truth_dir)
+        gt.check_results(truth_dir)
+    gt.check_recipe(os.path.join(out, 'ground_truth'), [RECIPE], ['DATA_DIR', data, *args.recipe_opts],
+                    ((0,),) * 5, args.gt_seeds[0])
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--out', default='output/miniature')
     parser.add_argument('--data', default='data/digits', help='the digits ImageFolder (written when missing)')
-    parser.add_argument('--seeds', type=int, nargs='+', default=[0, 1, 2], help='search seeds per config')
-    parser.add_argument('--gt-seeds', type=int, nargs='+', default=[0, 1], help='stand-alone seeds per path')
-    parser.add_argument('--noise-paths', type=int, default=0, help='train the seeds after the first only for this '
+    parser.add_argument('--seeds', type=int_at_least(0), nargs='+', default=[0, 1, 2], help='search seeds per config')
+    parser.add_argument('--gt-seeds', type=int_at_least(0), nargs='+', default=[0, 1], help='stand-alone seeds per path')
+    parser.add_argument('--noise-paths', type=int_at_least(0), default=0, help='train the seeds after the first only for this '
                         'many random paths (evenly over the FLOPs range; 0: every path); the seed-noise check uses them')
     parser.add_argument('--no-picks', action='store_true', help='do not train the searches\' picks stand-alone '
                         '(their place among the random paths is then not known)')
-    parser.add_argument('--paths', type=int, default=16, help='random paths of the space in the ground truth')
-    parser.add_argument('--bn-batches', type=int, default=4, help='training batches re-estimating BN per path')
-    parser.add_argument('--jobs', type=int, default=2, help='processes at once (one thread each)')
+    parser.add_argument('--paths', type=int_at_least(3), default=16,
+                        help='random paths of the space in the ground truth')
+    parser.add_argument('--bn-batches', type=int_at_least(0), default=4,
+                        help='training batches re-estimating BN per path')
+    parser.add_argument('--jobs', type=int_at_least(1), default=2, help='processes at once (one thread each)')
     parser.add_argument('--configs', nargs='+', default=list(CONFIG_LABELS), choices=CONFIG_LABELS)
     parser.add_argument('--search-opts', nargs='*', default=[], help='KEY VALUE pairs for every search (e.g. EPOCHS)')
     parser.add_argument('--recipe-opts', nargs='*', default=[], help='KEY VALUE pairs for every stand-alone run')
     args = parser.parse_args(argv)
     out, data = os.path.abspath(args.out), os.path.abspath(args.data)
+    configs = check_inputs(args, out, data)
     if not os.path.isdir(os.path.join(data, 'train')):
         write_digits_imagefolder(data, image_size=32)
-    configs = search_configs(args.configs, args.search_opts)
+    check_children(args, configs, out, data)
 
     os.makedirs(out, exist_ok=True)
     clock = mini.cpu_seconds()

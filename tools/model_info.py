@@ -16,6 +16,7 @@ import os
 
 import yaml
 
+from lib.checked_io import int_at_least
 from lib.engine.guard import exit_on_error
 from lib.latency.accuracy import predicted_and_measured, searched_path
 from lib.latency.table import LatencyTableError, load_table
@@ -53,8 +54,14 @@ def model_info(selection=None, arch=None, resolution=None, keep_single_layer_def
 def read_arch(text: str):
     """--arch: a list of lists of op indices, or a config file (e.g. best_arch.yaml) with INPUT_ARCH."""
     if os.path.isfile(text):
-        with open(text) as f:
-            arch = (yaml.safe_load(f) or {}).get('INPUT_ARCH')
+        try:
+            with open(text) as f:
+                config = yaml.safe_load(f)
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+            raise ArchError(f'--arch {text} cannot be read as yaml ({type(err).__name__}: '
+                            f'{str(err).splitlines()[0] if str(err) else err}); give a best_arch.yaml or the list '
+                            'itself') from None
+        arch = config.get('INPUT_ARCH') if isinstance(config, dict) else None
         if arch is None:
             raise ArchError(f'--arch {text} is a file without INPUT_ARCH; give a best_arch.yaml or the list itself')
         return arch
@@ -94,7 +101,7 @@ def main(argv=None) -> dict:
     parser.add_argument('--latency', metavar='TABLE', default=None,
                         help='a latency table (tools/latency_table.py): measure the network on its runtime and '
                              'settings and print the measured latency beside the predicted one')
-    parser.add_argument('--repeats', type=int, default=None, help="--latency: timed calls (default: the table's)")
+    parser.add_argument('--repeats', type=int_at_least(1), default=None, help="--latency: timed calls (default: the table's)")
     parser.add_argument('--clock', choices=tuple(CLOCKS), default=None, help="--latency: default the table's")
     args = parser.parse_args(argv)
     if args.resolution is not None and args.resolution < 32:

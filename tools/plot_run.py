@@ -7,13 +7,13 @@ training curves of summary.csv; for a retraining run, the curves alone.
 """
 import argparse
 import csv
-import json
 import math
 import os
 from typing import Dict, List, Optional
 
 import yaml
 
+from lib.checked_io import check_output_file, make_parent, read_json
 from lib.engine.guard import exit_on_error
 from lib.errors import CreamError
 from lib.fileio import atomic_path
@@ -37,9 +37,23 @@ def _read(path: str, parse):
                              'short); copy it again, or let the run write it anew (AUTO_RESUME True)') from None
 
 
+def _header_and_rows(f):
+    reader = csv.DictReader(f)
+    rows = list(reader)
+    return reader.fieldnames or [], rows
+
+
 def read_summary(run_dir: str) -> Dict[str, List[float]]:
     """summary.csv as columns of floats (an empty cell, e.g. no distillation loss yet, is NaN)."""
-    rows = _read(os.path.join(run_dir, SUMMARY_FILE), lambda f: list(csv.DictReader(f)))
+    path = os.path.join(run_dir, SUMMARY_FILE)
+    names, rows = _read(path, _header_and_rows)
+    damaged = 'copy it again, or let the run write it anew (AUTO_RESUME True)'
+    if 'epoch' not in names:
+        raise RunFolderError(f'{path} has no epoch column: it is not a summary.csv of train.py or retrain.py; '
+                             f'{damaged}')
+    for number, row in enumerate(rows, start=2):
+        if None in row:
+            raise RunFolderError(f'{path} line {number} has more cells than the header: it is damaged; {damaged}')
     columns: Dict[str, List[float]] = {}
     for row in rows:
         for key, text in row.items():
@@ -80,7 +94,10 @@ def budget_of(run_dir: str):
     path = os.path.join(run_dir, 'config.yaml')
     if not os.path.isfile(path):
         return None
-    supernet = (_read(path, yaml.safe_load) or {}).get('SUPERNET', {})
+    config = _read(path, yaml.safe_load)
+    supernet = config.get('SUPERNET') if isinstance(config, dict) else None
+    if not isinstance(supernet, dict):
+        raise RunFolderError(f'{path} is not a config.yaml of train.py (no SUPERNET section); copy it again')
     if 'FLOPS_MAXIMUM' not in supernet:
         return None
     return supernet.get('FLOPS_MINIMUM', 0), supernet['FLOPS_MAXIMUM']
@@ -88,7 +105,7 @@ def budget_of(run_dir: str):
 
 def draw_board(ax, run_dir: str) -> None:
     path = os.path.join(run_dir, BOARD_FILE)
-    board = _read(path, json.load)
+    board = read_json(path, dict, 'board', 'copy it again, or let the run write it anew (AUTO_RESUME True)')
     try:
         _draw_board(ax, run_dir, board)
     except (KeyError, TypeError, IndexError, AttributeError) as err:
@@ -158,17 +175,22 @@ def plot_run(run_dir: str, out: Optional[str] = None) -> str:
     if not has_summary:
         raise RunFolderError(f'{run_dir!r} has no {SUMMARY_FILE}: give the folder of a train.py or retrain.py run '
                              '(SAVE_PATH/MODEL) after at least one epoch')
+    out = out or os.path.join(run_dir, 'plot.png')
+    check_output_file(out, '--out')
+    image_format = os.path.splitext(out)[1][1:].lower() or 'png'
     panels = 3 if has_board else 2
     fig = Figure(figsize=(5 * panels, 4), dpi=90, layout='constrained')
+    if image_format not in fig.canvas.get_supported_filetypes():
+        raise RunFolderError(f'--out {out}: matplotlib cannot write .{image_format} files; give a .png (or .pdf, '
+                             '.svg) file')
     axes = fig.subplots(1, panels)
     if has_board:
         draw_board(axes[0], run_dir)
     draw_curves(axes[-2], axes[-1], read_summary(run_dir))
     fig.suptitle(f'{"search" if has_board else "training"} run {os.path.basename(os.path.abspath(run_dir))}')
-    out = out or os.path.join(run_dir, 'plot.png')
     try:
-        with atomic_path(out) as tmp:
-            fig.savefig(tmp)
+        with atomic_path(make_parent(out)) as tmp:
+            fig.savefig(tmp, format=image_format)
     except CreamError:
         raise
     except OSError as err:

@@ -16,7 +16,6 @@ import argparse
 import collections
 import contextlib
 import functools
-import sys
 import time
 from typing import Dict, List, Optional
 
@@ -24,6 +23,9 @@ import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
 import benchmark
+from lib.checked_io import check_output_file, int_at_least, make_parent
+from lib.engine.guard import exit_on_error
+from lib.fileio import atomic_path
 import lib.search.meta_matching
 import lib.search.step
 from lib.models.supernet import SuperNet
@@ -105,24 +107,30 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument('--amp', choices=tuple(benchmark.AMP_DTYPES), default='none')
     parser.add_argument('--channels-last', action='store_true')
     parser.add_argument('--path', default=benchmark.DEFAULT_PATH, help='JSON student path')
-    parser.add_argument('--num-classes', type=int, default=1000)
-    parser.add_argument('--pool-size', type=int, default=10, help='board entries of search-kd/search-meta')
+    parser.add_argument('--num-classes', type=int_at_least(1), default=1000)
+    parser.add_argument('--pool-size', type=int_at_least(1), default=10, help='board entries of search-kd/search-meta')
     parser.add_argument('--steps', type=int, default=3, help='steps timed, then as many profiled')
     parser.add_argument('--warmup', type=int, default=2)
-    parser.add_argument('--threads', type=int, default=0, help='torch CPU threads (0: torch default)')
+    parser.add_argument('--threads', type=int_at_least(0), default=0, help='torch CPU threads (0: torch default)')
     parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--ops', type=int, default=12, help='operators listed by self time')
+    parser.add_argument('--ops', type=int_at_least(1), default=12, help='operators listed by self time')
     parser.add_argument('--trace', default=None, help='also write a Chrome trace to this file')
     args = parser.parse_args(argv)
     if args.steps < 1 or args.warmup < 0:
         parser.error('--steps must be >= 1 and --warmup >= 0')
+    try:
+        benchmark.parse_path(args.path)
+    except benchmark.BenchmarkError as err:
+        parser.error(str(err))
     return args
 
 
 def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
     if args.device == 'cuda' and not torch.cuda.is_available():
-        raise SystemExit('error: --device cuda but no CUDA GPU is visible; use --device cpu')
+        raise benchmark.BenchmarkError('--device cuda but no CUDA GPU is visible; use --device cpu')
+    if args.trace:
+        check_output_file(args.trace, '--trace')
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
@@ -160,8 +168,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     sort_by = 'self_device_time_total' if device.type == 'cuda' else 'self_cpu_time_total'
     print(events.table(sort_by=sort_by, row_limit=args.ops, max_name_column_width=48))
     if args.trace:
-        prof.export_chrome_trace(args.trace)
+        with atomic_path(make_parent(args.trace)) as tmp:
+            prof.export_chrome_trace(tmp)
 
 
 if __name__ == '__main__':
-    main(sys.argv[1:])
+    exit_on_error(main)  # a user's mistake: one error: line, exit status 2

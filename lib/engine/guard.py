@@ -5,10 +5,12 @@ crash with its traceback, Ctrl-C or SIGTERM with how to resume), always tears th
 then lets the run folder's lock go; the exception itself goes on to the caller unchanged, so a test calling
 ``main()`` sees the real error. Only the command line turns it into an exit status: ``exit_on_error``
 prints a ``CreamError`` as one ``error:`` line (status 2), Ctrl-C is status 130 and a stop on SIGTERM
-(``lib.engine.stop``) 143; anything else keeps its traceback. The tools use ``exit_on_error`` too.
+(``lib.engine.stop``) 143; anything else keeps its traceback. The tools use ``exit_on_error`` too (with the
+checks of ``lib.checked_io``: a damaged input file, an unwritable output, a number out of range).
 """
 import contextlib
 import os
+import re
 import sys
 from typing import Any, Callable, List, Optional
 
@@ -65,7 +67,7 @@ def exit_on_error(main: Callable[[List[str]], Any], argv: Optional[List[str]] = 
     try:
         return main(sys.argv[1:] if argv is None else argv)
     except CreamError as err:
-        line = f'error: {err}'
+        line = 'error: ' + re.sub(r'\s*\n\s*', ' ', str(err)).strip()  # one line, whatever the message held
         print(line, file=sys.stderr, flush=True)
         raise UserErrorExit(line) from None
     except KeyboardInterrupt:

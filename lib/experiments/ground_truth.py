@@ -4,6 +4,9 @@ run continues with what is not done (and ``retrain.py``'s AUTO_RESUME continues 
 
 Layout of ``out``: ``paths.json`` (the list), ``runs/<key>_seed<s>/`` (retrain run folders),
 ``results/<key>_seed<s>.json``, ``ground_truth.json`` (per path: accuracies by seed, mean, spread).
+
+Every file of the folder is read and checked by ``lib.experiments.truth_files``: a damaged one is one error
+naming it, never read as missing or null; a path is checked before it is added to the list.
 """
 import glob
 import json
@@ -13,23 +16,14 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
-from lib.experiments.jobs import python_command, run_commands
+from lib.checked_io import file_error, finite_number, read_json
+from lib.errors import ConfigError
+from lib.experiments.jobs import python_command, refuse_set_keys, run_commands
+from lib.experiments.truth_files import (PATHS_FILE, SUMMARY_FILE, check_results, checked_path, key_path,  # noqa: F401
+                                         path_key, read_list, read_result, read_summary, result_file)
 from lib.fileio import write_json_atomic, write_text_atomic
 from lib.models.supernet import path_to_arch
 from lib.search.sampler import PathSampler
-
-PATHS_FILE = 'paths.json'
-SUMMARY_FILE = 'ground_truth.json'
-
-
-def path_key(path: Sequence[Sequence[int]]) -> str:
-    """A file-name key: stages joined by '-', layers of a stage by '.', e.g. ``3-1.5-0-2-4``."""
-    return '-'.join('.'.join(str(int(op)) for op in stage) for stage in path)
-
-
-def key_path(key: str):
-    return tuple(tuple(int(op) for op in stage.split('.')) for stage in key.split('-'))
-
 
 def sample_paths_over_flops(layers_per_stage: Sequence[int], num_ops: int, cost, k: int, seed: int = 0,
                             pool: int = 2000) -> List[tuple]:
@@ -38,7 +32,7 @@ def sample_paths_over_flops(layers_per_stage: Sequence[int], num_ops: int, cost,
     sampler = PathSampler(layers_per_stage, num_ops, how_to_prob='even', seed=seed)
     draws = sorted({sampler.sample() for _ in range(pool)}, key=lambda p: (cost(p), p))
     if len(draws) < k:
-        raise ValueError(f'the space gave only {len(draws)} distinct paths in {pool} draws; ask for fewer than {k}')
+        raise ConfigError(f'the space gave only {len(draws)} distinct paths in {pool} draws; ask for fewer than {k}')
     return evenly(draws, k)
 
 
@@ -46,14 +40,6 @@ def evenly(items: Sequence, count: int) -> list:
     """``count`` items at evenly spaced positions of ``items`` (first and last included)."""
     positions = np.linspace(0, len(items) - 1, min(count, len(items))).round().astype(int)
     return [items[i] for i in dict.fromkeys(positions.tolist())]
-
-
-def _read_list(out: str) -> dict:
-    name = os.path.join(out, PATHS_FILE)
-    if not os.path.exists(name):
-        return {'paths': [], 'sampled': [], 'notes': []}
-    with open(name) as f:
-        return json.load(f)
 
 
 def sample_paths_of_config(cfg_files: Sequence[str], k: int, seed: int = 0) -> List[tuple]:
@@ -70,14 +56,14 @@ def sample_paths_of_config(cfg_files: Sequence[str], k: int, seed: int = 0) -> L
 
 def load_paths(out: str, sampled_only: bool = False) -> List[tuple]:
     """The paths of ``out``'s list (``sampled_only``: those --sample drew, the random sample of the space)."""
-    return [key_path(key) for key in _read_list(out)['sampled' if sampled_only else 'paths']]
+    return [key_path(key) for key in read_list(out)['sampled' if sampled_only else 'paths']]
 
 
 def save_paths(out: str, paths: Sequence[Sequence[Sequence[int]]], note: str = '', sampled: bool = False) -> None:
     """Add ``paths`` to ``out``'s list (keeping its order, skipping known ones); ``sampled``: they are the
     random sample of the space (the population that picks are placed in)."""
-    listed = _read_list(out)
-    new = [k for k in dict.fromkeys(path_key(p) for p in paths)]
+    listed = read_list(out)
+    new = [k for k in dict.fromkeys(path_key(checked_path([list(s) for s in p])) for p in paths)]
     listed['paths'] += [k for k in new if k not in listed['paths']]
     if sampled:
         listed['sampled'] += [k for k in new if k not in listed['sampled']]
@@ -87,29 +73,55 @@ def save_paths(out: str, paths: Sequence[Sequence[Sequence[int]]], note: str = '
     write_json_atomic(listed, os.path.join(out, PATHS_FILE))
 
 
-def result_file(out: str, path, seed: int) -> str:
-    return os.path.join(out, 'results', f'{path_key(path)}_seed{seed}.json')
-
-
 def retrain_command(repo: str, out: str, recipe: Sequence[str], path, seed: int, opts: Sequence[str] = ()) -> List[str]:
     """``retrain.py`` with the recipe files, this path and seed, its run folder under out/runs, resumable."""
     args = []
     for cfg in recipe:
         args += ['--cfg', cfg]
-    args += ['MODEL_SELECTION', '-1', 'INPUT_ARCH', json.dumps(path_to_arch(path)).replace(' ', ''),
-             'NET.SINGLE_LAYER_DEFAULT_OP', 'False', 'SEED', seed, 'SAVE_PATH', os.path.join(out, 'runs'),
-             'MODEL', f'{path_key(path)}_seed{seed}', 'AUTO_RESUME', 'True', *opts]
-    return python_command(os.path.join(repo, 'retrain.py'), *args)
+    return python_command(os.path.join(repo, 'retrain.py'), *args, *retrain_overrides(out, path, seed, opts))
+
+
+def run_dir(out: str, path, seed: int) -> str:
+    return os.path.join(out, 'runs', f'{path_key(path)}_seed{seed}')
 
 
 def record_result(out: str, path, seed: int) -> dict:
-    """The finished run's final validation result as the (path, seed) result file."""
-    with open(os.path.join(out, 'runs', f'{path_key(path)}_seed{seed}', 'results.json')) as f:
-        results = json.load(f)
-    record = {'path': [list(s) for s in path], 'seed': seed, 'val_prec1': results['val']['prec1'],
-              'val_loss': results['val']['loss'], 'epochs': results['epochs'], 'epoch': results['epoch']}
+    """The finished run's final validation result as the (path, seed) result file; a results.json without a
+    finite val prec@1 (a diverged or damaged run) is an error naming it, and no result file is written."""
+    name = os.path.join(run_dir(out, path, seed), 'results.json')
+    fix = f'delete {run_dir(out, path, seed)} to train that run again (with another recipe if it diverged)'
+    results = read_json(name, dict, 'retrain.py result', fix)
+    val = results.get('val')
+    prec1, loss = (val.get('prec1'), val.get('loss')) if isinstance(val, dict) else (None, None)
+    if not finite_number(prec1) or not 0 <= prec1 <= 100:
+        raise file_error(name, f'has no finite val prec@1 in 0..100 (val: {val!r})', fix)
+    record = {'path': [list(s) for s in path], 'seed': seed, 'val_prec1': prec1,
+              'val_loss': loss, 'epochs': results.get('epochs'), 'epoch': results.get('epoch')}
     write_json_atomic(record, result_file(out, path, seed))
     return record
+
+
+RETRAIN_KEYS = ('NET.SELECTION', 'NET.INPUT_ARCH', 'NET.SINGLE_LAYER_DEFAULT_OP', 'SEED', 'SAVE_PATH', 'MODEL',
+                'AUTO_RESUME')  # what retrain_overrides sets for every run
+
+
+def retrain_overrides(out: str, path, seed: int, opts: Sequence[str] = ()) -> List[str]:
+    """The KEY VALUE pairs of the (path, seed) run: this path and seed, its run folder under out/runs, resumable."""
+    return ['MODEL_SELECTION', '-1', 'INPUT_ARCH', json.dumps(path_to_arch(path)).replace(' ', ''),
+            'NET.SINGLE_LAYER_DEFAULT_OP', 'False', 'SEED', str(seed), 'SAVE_PATH', os.path.join(out, 'runs'),
+            'MODEL', f'{path_key(path)}_seed{seed}', 'AUTO_RESUME', 'True', *[str(o) for o in opts]]
+
+
+def check_recipe(out: str, recipe: Sequence[str], opts: Sequence[str], path, seed: int) -> None:
+    """Before any run starts: the recipe with the tool's overrides loads, and retrain.py's preflight (network,
+    LR schedule, data folders) passes; a mistake is one error here, not N failed children."""
+    from lib.config import load_config
+    from lib.retrain.setup import preflight
+    refuse_set_keys(list(opts), RETRAIN_KEYS, 'the trailing KEY VALUE pairs')
+    for name in recipe:
+        if not os.path.isfile(name):
+            raise ConfigError(f'recipe {name} not found: give retrain.py config files to --recipe')
+    preflight(load_config(list(recipe), retrain_overrides(out, path, seed, opts)))
 
 
 def _claimed_elsewhere(out: str, path, seed: int) -> bool:
@@ -134,6 +146,8 @@ def train_missing(repo: str, out: str, recipe: Sequence[str], seeds: Sequence[in
     """Train every (path, seed) of ``out``'s list without a result file; returns how many it trained. Runs that
     another live invocation on the same folder has claimed are left to it (and waited for)."""
     paths = load_paths(out) if paths is None else paths
+    if os.path.isdir(out):
+        check_results(out)  # a damaged result file is named here, not taken as a finished run
     missing = [(p, s) for p in paths for s in seeds if not os.path.exists(result_file(out, p, s))]
     todo = [(p, s) for p, s in missing if not _claimed_elsewhere(out, p, s)]
     os.makedirs(os.path.join(out, 'results'), exist_ok=True)
@@ -153,8 +167,7 @@ def summarize(out: str, seeds: Optional[Sequence[int]] = None) -> Dict[str, dict
     to ground_truth.json. Only paths of the list; only ``seeds`` when given."""
     by_path: Dict[str, Dict[int, float]] = {}
     for name in sorted(glob.glob(os.path.join(out, 'results', '*.json'))):
-        with open(name) as f:
-            record = json.load(f)
+        record = read_result(name)
         if seeds is None or record['seed'] in seeds:
             by_path.setdefault(path_key(record['path']), {})[record['seed']] = record['val_prec1']
     listed = {path_key(p) for p in load_paths(out)}

@@ -14,8 +14,9 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
+from lib.checked_io import file_error, read_json
 from lib.experiments import ground_truth as gt
-from lib.experiments.jobs import python_command, run_commands
+from lib.experiments.jobs import python_command, refuse_set_keys, run_commands
 from lib.fileio import write_json_atomic, write_text_atomic
 from lib.experiments.supernet_scores import chosen_path
 
@@ -55,6 +56,31 @@ def log_cpu(out: str, phase: str, since: float) -> float:
 
 def search_dir(out: str, label: str, seed: int) -> str:
     return os.path.join(out, 'searches', f'{label}_seed{seed}')
+
+
+SEARCH_KEYS = ('SEED', 'DATA_DIR', 'SAVE_PATH', 'MODEL', 'AUTO_RESUME')  # what run_searches sets for every search
+
+
+def check_searches(configs: Dict[str, tuple], data_dir: str) -> None:
+    """Before any search starts: each config (with the overrides run_searches adds) loads and passes train.py's
+    preflight (budget, search settings, data folders)."""
+    from lib.config import load_config
+    from lib.search.builder import preflight
+    for files, pairs in configs.values():
+        refuse_set_keys(pairs, SEARCH_KEYS, '--search-opts')
+        preflight(load_config(list(files), [*pairs, 'DATA_DIR', data_dir]))
+
+
+def check_finished_searches(out: str, labels: Sequence[str], seeds: Sequence[int]) -> None:
+    """A search marked done (its ``.done`` file) still has what scoring reads: its config.yaml and checkpoint."""
+    for label in labels:
+        for seed in seeds:
+            run_dir = search_dir(out, label, seed)
+            missing = [name for name in ('config.yaml', 'last.pth.tar')
+                       if not os.path.isfile(os.path.join(run_dir, name))]
+            if os.path.exists(run_dir + '.done') and missing:
+                raise file_error(run_dir + '.done', f'marks a finished search, but {run_dir} lacks {missing[0]}',
+                                 'delete the marker (and what is left of the folder) to search again')
 
 
 def run_searches(repo: str, out: str, configs: Dict[str, tuple], seeds: Sequence[int], data_dir: str,
@@ -170,16 +196,22 @@ def write_outputs(out: str, reports: Sequence[dict], summary: dict) -> None:
 def last_train_prec1(run_dir: str):
     """train_prec1 of the last row of the run's summary.csv."""
     import csv
-    with open(os.path.join(run_dir, 'summary.csv')) as f:
+    name = os.path.join(run_dir, 'summary.csv')
+    with open(name) as f:
         rows = list(csv.DictReader(f))
-    return float(rows[-1]['train_prec1']) if rows else None
+    try:
+        return float(rows[-1]['train_prec1']) if rows else None
+    except (KeyError, TypeError, ValueError):
+        raise file_error(name, 'has no train_prec1 in its last row', 'delete the search run to search again') from None
 
 
 # ---- scoring the runs, a few processes at a time, each result cached in OUT/scores/ ---------------------------
 def _cached(name: str, compute):
     if os.path.isfile(name):
-        with open(name) as f:
-            return json.load(f)['value']
+        cached = read_json(name, dict, 'cached score', 'delete it to compute it again')
+        if 'value' not in cached:
+            raise file_error(name, 'has no "value"', 'delete it to compute it again', 'cached score')
+        return cached['value']
     value = compute()
     os.makedirs(os.path.dirname(name), exist_ok=True)
     write_json_atomic({'value': value}, name)

@@ -15,7 +15,7 @@ import numpy as np
 
 from lib.experiments.ranking import spearman_rho
 from lib.latency.measure import machine_load, part_runs
-from lib.latency.runtimes import RuntimeSettings, configure_threads, prepare, sync_for
+from lib.latency.runtimes import LatencySettingsError, RuntimeSettings, configure_threads, prepare, sync_for
 from lib.latency.table import Calibration, LatencyTable, LatencyTableError
 from lib.latency.timing import Timing, time_rounds
 from lib.models import childnet, ops
@@ -27,7 +27,11 @@ Path = tuple
 
 def table_settings(table: LatencyTable) -> RuntimeSettings:
     """The runtime settings the table was measured with (whole networks are measured the same way)."""
-    return RuntimeSettings(**table.meta['runtime']).check()
+    try:
+        return RuntimeSettings(**table.meta['runtime']).check()
+    except LatencySettingsError as err:
+        raise LatencySettingsError(f'latency table {table.source} was measured with {table.describe()}, which cannot '
+                                   f'be measured here ({err}); measure on the machine the table was made on') from None
 
 
 def random_paths(layers_per_stage: Sequence[int], count: int, seed: int, exclude=()) -> List[Path]:

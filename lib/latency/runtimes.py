@@ -33,6 +33,16 @@ class RuntimeSettings:
     channels_last: bool = False
 
     def check(self) -> 'RuntimeSettings':
+        """Settings a latency can be measured with on this machine (``check_values``, and a visible GPU for cuda)."""
+        self.check_values()
+        if self.device == 'cuda' and not torch.cuda.is_available():
+            raise LatencySettingsError('--device cuda but no CUDA GPU is visible; use --device cpu')
+        return self
+
+    def check_values(self) -> 'RuntimeSettings':
+        """Settings that make sense anywhere (a table's record is checked with this when it is loaded)."""
+        def count(value) -> bool:
+            return isinstance(value, int) and not isinstance(value, bool) and value >= 1
         if self.runtime not in RUNTIMES:
             raise LatencySettingsError(f'runtime {self.runtime!r} is not one of {", ".join(RUNTIMES)}')
         if self.device not in DEVICES:
@@ -43,11 +53,11 @@ class RuntimeSettings:
         if self.runtime == 'onnxruntime' and self.channels_last:
             raise LatencySettingsError('--channels-last applies to PyTorch eager only: onnxruntime chooses its own '
                                        'layout; leave it out with --runtime onnxruntime')
-        if self.device == 'cuda' and not torch.cuda.is_available():
-            raise LatencySettingsError('--device cuda but no CUDA GPU is visible; use --device cpu')
-        if self.batch_size < 1 or self.threads < 1:
-            raise LatencySettingsError(f'batch size and threads must be at least 1; got {self.batch_size} and '
-                                       f'{self.threads}')
+        if not (count(self.batch_size) and count(self.threads)):
+            raise LatencySettingsError(f'batch size and threads must be integers of at least 1; got '
+                                       f'{self.batch_size!r} and {self.threads!r}')
+        if not isinstance(self.channels_last, bool):
+            raise LatencySettingsError(f'channels_last must be true or false; got {self.channels_last!r}')
         return self
 
     def to_dict(self) -> dict:

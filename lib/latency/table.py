@@ -13,16 +13,16 @@ channels_last), ``versions``, ``timing`` (warm-up, repeats, clock, when, machine
 how it was fitted); an entry is ``{"ms": median, "q1_ms", "q3_ms", "min_ms", "samples"}``.
 """
 import dataclasses
-import json
 import math
-import os
 from dataclasses import dataclass, field
 from typing import Dict, Optional, Sequence, Tuple
 
-from lib.errors import CreamError
+from lib.checked_io import read_json
+from lib.errors import CreamError, InputFileError
 from lib.fileio import write_json_atomic
 from lib.latency.parts import FIXED_PARTS
-from lib.latency.timing import Timing
+from lib.latency.runtimes import LatencySettingsError, RuntimeSettings
+from lib.latency.timing import CLOCKS, Timing
 from lib.models import ops
 
 FORMAT = 'cream-latency-table-1'
@@ -131,6 +131,58 @@ class LatencyTable:
 
 
 META_KEYS = ('device', 'runtime', 'versions', 'timing')
+TIMING_COUNTS = {'warmup': 0, 'repeats': 1, 'block': 1}  # a table's timing record: key -> least value
+
+
+def _checked_meta(data: dict) -> dict:
+    """The device, runtime, versions and timing records, each of the shape the tools and the search read
+    (``describe``, ``accuracy.table_settings``, the defaults of ``check``): ValueError naming the first defect."""
+    meta = {key: data[key] for key in META_KEYS}
+    for key in META_KEYS:
+        if not isinstance(meta[key], dict):
+            raise ValueError(f'{key} must be an object; got {meta[key]!r}')
+    fields = set(RuntimeSettings.__dataclass_fields__)
+    if set(meta['runtime']) != fields:
+        raise ValueError(f'runtime must hold exactly {sorted(fields)}; got {sorted(meta["runtime"])}')
+    try:
+        RuntimeSettings(**meta['runtime']).check_values()
+    except LatencySettingsError as err:
+        raise ValueError(f'runtime: {err}') from None
+    for key, least in TIMING_COUNTS.items():
+        value = meta['timing'].get(key, least)
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f'timing.{key} must be an integer of at least {least}; got {value!r}')
+    if meta['timing'].get('clock', 'wall') not in CLOCKS:
+        raise ValueError(f'timing.clock must be one of {", ".join(CLOCKS)}; got {meta["timing"]["clock"]!r}')
+    if not isinstance(meta['device'].get('name', ''), str):
+        raise ValueError(f'device.name must be a string; got {meta["device"]["name"]!r}')
+    return meta
+
+
+def _checked_space(space: dict) -> tuple:
+    """(layers per stage, resolution, classes, global pool) of a table's space record."""
+    def count(value, least: int) -> int:
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ValueError(f'must be an integer of at least {least}; got {value!r}')
+        return value
+    if not isinstance(space, dict):
+        raise ValueError(f'space must be an object; got {space!r}')
+    try:
+        layers = tuple(count(n, 1) for n in space['layers_per_stage'])
+    except (TypeError, ValueError):
+        raise ValueError(f'space.layers_per_stage must be {ops.NUM_SEARCH_STAGES} positive counts; '
+                         f'got {space["layers_per_stage"]!r}') from None
+    if len(layers) != ops.NUM_SEARCH_STAGES:
+        raise ValueError(f'space.layers_per_stage must be {ops.NUM_SEARCH_STAGES} positive counts; got {list(layers)}')
+    for key, least in (('resolution', 32), ('num_classes', 1)):
+        try:
+            count(space[key], least)
+        except ValueError as err:
+            raise ValueError(f'space.{key} {err}') from None
+    pool_problem = ops.global_pool_problem(space['global_pool'])
+    if pool_problem is not None:
+        raise ValueError(f'space.global_pool {space["global_pool"]!r} is no timm pooling ({pool_problem})')
+    return layers, space['resolution'], space['num_classes'], space['global_pool']
 
 
 ENTRY_TIMES = ('ms', 'q1_ms', 'q3_ms', 'min_ms')
@@ -154,13 +206,14 @@ def table_from_dict(data: dict, source: str = '') -> LatencyTable:
         if not isinstance(data, dict) or data.get('format') != FORMAT:
             found = data.get('format') if isinstance(data, dict) else type(data).__name__
             raise ValueError(f'format is {found!r}, not {FORMAT!r}')
-        space = data['space']
-        layers = tuple(int(n) for n in space['layers_per_stage'])
-        if len(layers) != ops.NUM_SEARCH_STAGES or min(layers) < 1:
-            raise ValueError(f'space.layers_per_stage must be {ops.NUM_SEARCH_STAGES} positive counts; '
-                             f'got {list(layers)}')
+        layers, resolution, num_classes, global_pool = _checked_space(data['space'])
+        if not isinstance(data['fixed'], dict):
+            raise ValueError(f'fixed must be an object of {", ".join(FIXED_PARTS)}')
         fixed = {name: _entry(data['fixed'][name], f'fixed.{name}') for name in FIXED_PARTS}
         op_rows = data['ops']
+        if not isinstance(op_rows, list) or not all(isinstance(stage, list) for stage in op_rows) \
+                or not all(isinstance(layer, list) for stage in op_rows for layer in stage):
+            raise ValueError('ops must be a list (stages) of lists (layers) of lists (one entry per op)')
         if len(op_rows) != len(layers) or any(len(stage) != n for stage, n in zip(op_rows, layers)):
             raise ValueError(f'ops must hold {list(layers)} layers per stage (space.layers_per_stage)')
         table_ops = tuple(tuple(tuple(_entry(entry, f'ops[{s}][{l}][{op}]') for op, entry in enumerate(layer))
@@ -169,14 +222,15 @@ def table_from_dict(data: dict, source: str = '') -> LatencyTable:
             raise ValueError(f'every layer of ops must hold {ops.NUM_OPS} entries, one per op')
         calibration = None
         if data.get('calibration') is not None:
+            if not isinstance(data['calibration'], dict):
+                raise ValueError(f'calibration must be null or an object; got {data["calibration"]!r}')
             calibration = Calibration.from_dict(data['calibration'])
             scale, offset = calibration.scale, calibration.offset_ms
             if not (math.isfinite(scale) and math.isfinite(offset) and scale > 0):
                 raise ValueError(f'calibration needs a finite positive scale and a finite offset; '
                                  f'got {scale}, {offset}')
-        meta = {key: data[key] for key in META_KEYS}
-        table = LatencyTable(layers, int(space['resolution']), int(space['num_classes']), str(space['global_pool']),
-                             fixed, table_ops, meta, calibration, source)
+        table = LatencyTable(layers, resolution, num_classes, global_pool, fixed, table_ops, _checked_meta(data),
+                             calibration, source)
     except (KeyError, TypeError, ValueError) as err:
         missing = f'missing key {err}' if isinstance(err, KeyError) else str(err)
         raise LatencyTableError(f'{where} is not a usable latency table: {missing}; measure one with '
@@ -188,12 +242,10 @@ def table_from_dict(data: dict, source: str = '') -> LatencyTable:
 
 
 def load_table(path: str) -> LatencyTable:
-    if not os.path.isfile(path):
-        raise LatencyTableError(f'latency table {path!r} not found; measure one with {MEASURE_COMMAND} --out {path}')
+    """The table in ``path``, checked: a missing, damaged or non-strict (NaN) file, or one whose content is not a
+    table, is one LatencyTableError naming the file."""
     try:
-        with open(path) as f:
-            data = json.load(f)
-    except (OSError, ValueError) as err:
-        raise LatencyTableError(f'latency table {path!r} is not readable JSON ({err}); measure it again with '
-                                f'{MEASURE_COMMAND}') from None
+        data = read_json(path, dict, 'latency table', f'measure one with {MEASURE_COMMAND} --out {path}')
+    except InputFileError as err:
+        raise LatencyTableError(str(err)) from None
     return table_from_dict(data, path)

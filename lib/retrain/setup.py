@@ -8,9 +8,10 @@ from typing import Any, Optional
 
 import torch
 
+from lib.data.loaders import check_data_folders
 from lib.engine.precision import grad_scaler
-from lib.models.from_config import ChildInfo, build_child_from_cfg, log_model_complexity
-from lib.retrain.optim import build_optimizer, build_scheduler, scaled_lr
+from lib.models.from_config import ChildInfo, build_child_from_cfg, log_model_complexity, resolve_child
+from lib.retrain.optim import build_optimizer, build_scheduler, check_schedule, scaled_lr
 from lib.retrain.wrappers import build_criterion, build_ema, convert_sync_bn, import_apex, wrap_distributed
 from lib.train.session import TrainingSession, build_loaders, build_records, build_saver, resume_session
 
@@ -23,6 +24,14 @@ class RetrainSession(TrainingSession):
     ema: Optional[torch.nn.Module]
     mixup_fn: Any
     lr: float
+
+
+def preflight(cfg) -> None:
+    """What the set-up would refuse, checked before the run folder exists: the network, the LR schedule, the data
+    folders (retrain.py's preflight; tools/ground_truth.py checks its recipe with it before starting any run)."""
+    resolve_child(cfg)
+    check_schedule(cfg)
+    check_data_folders(cfg)
 
 
 def build_session(run) -> RetrainSession:

@@ -11,6 +11,7 @@ from typing import Optional, Tuple
 
 from lib.checkpoint.format import search_space_record
 from lib.checkpoint.restore import load_search_state
+from lib.data.loaders import check_data_folders
 from lib.engine.runtime import seed_everything
 from lib.models import ops
 from lib.search.budget_paths import check_budget_has_paths
@@ -64,6 +65,14 @@ def checked_budget(cfg) -> Tuple[SearchSpace, Optional[LatencyBudget]]:
     latency = latency_budget(cfg, space)
     check_search_config(cfg)
     return space, latency
+
+
+def preflight(cfg) -> None:
+    """What the set-up would refuse, checked before the run folder exists: the FLOPs or latency budget and the
+    search settings, the data folders (train.py's preflight; tools/miniature.py checks its searches with it
+    before starting any)."""
+    checked_budget(cfg)
+    check_data_folders(cfg)
 
 
 def build_session(run) -> SearchSession:

@@ -2,6 +2,7 @@ import json
 import os
 
 import pytest
+from lib.errors import OutputError
 from scripts_as_modules import load_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -26,7 +27,7 @@ def test_make_demo_data_cli(demo_dir):
 
 
 def test_make_demo_data_cli_refuses_existing_output(demo_dir):
-    with pytest.raises(FileExistsError):
+    with pytest.raises(OutputError, match='exists and is not empty'):  # before anything is drawn
         _tool('make_demo_data').main(['--out', str(demo_dir)])
 
 

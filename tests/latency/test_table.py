@@ -83,7 +83,7 @@ def test_missing_key_and_unreadable_file(tmp_path):
     with pytest.raises(LatencyTableError, match=r'not found'):
         load_table(str(tmp_path / 'none.json'))
     (tmp_path / 'bad.json').write_text('{not json')
-    with pytest.raises(LatencyTableError, match=r'not readable JSON'):
+    with pytest.raises(LatencyTableError, match=r'bad.json is not valid JSON'):
         load_table(str(tmp_path / 'bad.json'))
 
 

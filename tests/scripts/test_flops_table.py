@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+from lib.errors import CreamError
 from scripts_as_modules import load_script
 
 
@@ -58,7 +59,7 @@ def test_budgets_print_one_line_each_and_the_exit_status_flags_infeasible_ones(r
 
 def test_infeasible_budget_and_unsupported_options_fail_clearly(tmp_path, repo_root, capsys):
     flops_table = _import_tool(repo_root)
-    with pytest.raises(SystemExit, match=r'600\.\.800 MFLOPs is infeasible'):
+    with pytest.raises(CreamError, match=r'600\.\.800 MFLOPs is infeasible'):
         flops_table.main(['SUPERNET.FLOPS_MINIMUM', '600', 'SUPERNET.FLOPS_MAXIMUM', '800'])
-    with pytest.raises(SystemExit, match=r'SUPERNET.RESUNIT is not supported.*False'):
+    with pytest.raises(CreamError, match=r'SUPERNET.RESUNIT is not supported.*False'):
         flops_table.main(['SUPERNET.RESUNIT', 'True'])

@@ -98,5 +98,5 @@ def test_a_truncated_board_json_is_one_error_line_and_exit_status_2(search_run, 
                                text=True, timeout=300)
     lines = completed.stderr.strip().splitlines()
     assert completed.returncode == 2 and len(lines) == 1, completed.stderr
-    assert lines[0].startswith(f'error: {run_dir / "board.json"} cannot be read (JSONDecodeError')
+    assert lines[0].startswith(f'error: board {run_dir / "board.json"} is not valid JSON')
     assert 'truncated or damaged' in lines[0] and not (run_dir / 'plot.png').exists()
