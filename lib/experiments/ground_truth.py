@@ -16,19 +16,11 @@ import numpy as np
 from lib.experiments.jobs import python_command, run_commands
 from lib.fileio import write_json_atomic, write_text_atomic
 from lib.models.supernet import path_to_arch
+from lib.search.evolution import key_path, path_key  # noqa: F401 (a path's file-name key, e.g. 3-1.5-0-2-4)
 from lib.search.sampler import PathSampler
 
 PATHS_FILE = 'paths.json'
 SUMMARY_FILE = 'ground_truth.json'
-
-
-def path_key(path: Sequence[Sequence[int]]) -> str:
-    """A file-name key: stages joined by '-', layers of a stage by '.', e.g. ``3-1.5-0-2-4``."""
-    return '-'.join('.'.join(str(int(op)) for op in stage) for stage in path)
-
-
-def key_path(key: str):
-    return tuple(tuple(int(op) for op in stage.split('.')) for stage in key.split('-'))
 
 
 def sample_paths_over_flops(layers_per_stage: Sequence[int], num_ops: int, cost, k: int, seed: int = 0,

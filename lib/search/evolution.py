@@ -62,6 +62,7 @@ class EvolutionResult:
 
 
 def path_key(path: Sequence[Sequence[int]]) -> str:
+    """A path as a file-name and JSON key: stages joined by '-', layers of a stage by '.', e.g. ``3-1.5-0-2-4``."""
     return '-'.join('.'.join(str(int(op)) for op in stage) for stage in path)
 
 
@@ -119,14 +120,21 @@ def _ranked(scores: Dict[str, float], cost: Callable) -> List[str]:
     return sorted(scores, key=lambda k: (-scores[k], cost(key_path(k)), k))
 
 
-def _load_state(state_file: Optional[str], settings: EvolutionSettings) -> Optional[dict]:
+def _load_state(state_file: Optional[str], settings: EvolutionSettings, context: dict,
+                restart_other: bool) -> Optional[dict]:
+    """The saved state of the same search (settings and context), else None (``restart_other``) or an error."""
     if not state_file or not os.path.isfile(state_file):
         return None
     with open(state_file) as f:
         state = json.load(f)
-    if state.get('settings') != asdict(settings):
-        raise EvolutionError(f'{state_file} holds an evolutionary search with other settings ({state.get("settings")}, '
-                             f'now {asdict(settings)}); delete it to start afresh, or rerun with its settings')
+    saved = {'settings': state.get('settings'), 'context': state.get('context', {})}
+    if saved != {'settings': asdict(settings), 'context': context}:
+        if restart_other:
+            logger.info('evolution: %s is of another search (%s); starting afresh', state_file, saved)
+            return None
+        raise EvolutionError(f'{state_file} holds an evolutionary search with other settings ({saved}, now '
+                             f'{ {"settings": asdict(settings), "context": context} }); delete it to start afresh, '
+                             'or rerun with its settings')
     return state
 
 
@@ -137,11 +145,15 @@ def _rng_state(rng: random.Random) -> list:
 
 def evolve(layers_per_stage: Sequence[int], num_ops: int, score: Callable[[Path], float], within: Callable[[Path], bool],
            settings: EvolutionSettings, *, start: Sequence[Path] = (), cost: Callable[[Path], float] = lambda p: 0.0,
-           state_file: Optional[str] = None, write_state: bool = True) -> EvolutionResult:
+           state_file: Optional[str] = None, write_state: bool = True, context: Optional[dict] = None,
+           restart_other: bool = False) -> EvolutionResult:
     """The evolutionary search of the module docstring; ``score(path)`` higher is better, ``within(path)`` the
     budget, ``cost(path)`` breaks ties. ``state_file``: resume from and save to it (``write_state`` False: only
-    read, e.g. on ranks other than the writing one)."""
-    state = _load_state(state_file, settings)
+    read, e.g. on ranks other than the writing one). ``context``: what else the scores depend on (e.g. the
+    supernet's epoch), saved with the state; a state of other settings or context is an error, or with
+    ``restart_other`` ignored."""
+    context = dict(context or {})
+    state = _load_state(state_file, settings, context, restart_other)
     rng = random.Random(settings.seed)
     breeder = _Breeder(layers_per_stage, num_ops, rng)
     if state is None:
@@ -183,7 +195,7 @@ def evolve(layers_per_stage: Sequence[int], num_ops: int, score: Callable[[Path]
         logger.info('evolution: generation %d/%d, %d new paths, %d scored, best %.3f %s', generation,
                     settings.generations, len(population), len(scores), scores[best], best)
         if state_file and write_state:
-            write_json_atomic({'settings': asdict(settings), 'generation': generation, 'scores': scores,
+            write_json_atomic({'settings': asdict(settings), 'context': context, 'generation': generation, 'scores': scores,
                                'history': history, 'rng': _rng_state(rng)}, state_file)
     best = _ranked(scores, cost)[0]
     return EvolutionResult(best_path=key_path(best), best_score=scores[best], evaluations=len(scores),
