@@ -37,10 +37,11 @@ def search_images(run_dir: str) -> int:
 
 
 def recipe_images(recipe: Sequence[str], opts: Sequence[str] = ()) -> int:
-    """Training images one stand-alone run of the recipe sees: EPOCHS x steps per epoch x batch size (one process)."""
+    """Training images one run of the config sees: EPOCHS x steps per epoch x batch size (one process); a search
+    config too (its image size may be unset: the step count does not depend on it)."""
     from lib.data.loaders import build_train_loader_from_cfg
     cfg = load_config(list(recipe), [str(o) for o in opts])
-    steps = len(build_train_loader_from_cfg(cfg, cfg.DATASET.IMAGE_SIZE))
+    steps = len(build_train_loader_from_cfg(cfg, cfg.DATASET.IMAGE_SIZE or 32))
     return cfg.EPOCHS * steps * cfg.DATASET.BATCH_SIZE
 
 
