@@ -72,6 +72,12 @@ def test_the_default_final_pick_runs_no_evolution(repo_root, data, tmp_path):
     assert not (run_dir / EVOLUTION_STATE_FILE).exists()
     assert (run_dir / 'best_arch.yaml').read_text().startswith('# Best board path')
     assert result['best_arch'] in [e['path'] for e in result['board']]
+    # The finished run resumed with the switch (FINAL_PICK and EVOLUTION may change on resume): only the final pick
+    resumed = search(repo_root, tmp_path, data, AUTO_RESUME=True, **EVOLUTION)
+    state = json.loads((run_dir / EVOLUTION_STATE_FILE).read_text())
+    assert resumed['board'] == result['board'] and len(state['history']) == 3
+    assert state['scores'][path_key(resumed['best_arch'])] == max(state['scores'].values())
+    assert (run_dir / 'best_arch.yaml').read_text().startswith('# Best evolution path')
 
 
 def test_the_tool_gets_the_same_pick_resumes_and_keeps_the_runs_own(evolved, tmp_path):
