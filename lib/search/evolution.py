@@ -143,8 +143,9 @@ def _rng_state(rng: random.Random) -> list:
     return [version, list(internal), gauss]
 
 
-def evolve(layers_per_stage: Sequence[int], num_ops: int, score: Callable[[Path], float], within: Callable[[Path], bool],
-           settings: EvolutionSettings, *, start: Sequence[Path] = (), cost: Callable[[Path], float] = lambda p: 0.0,
+def evolve(layers_per_stage: Sequence[int], num_ops: int, score: Callable[[Path], float],
+           within: Callable[[Path], bool], settings: EvolutionSettings, *, start: Sequence[Path] = (),
+           cost: Callable[[Path], float] = lambda p: 0.0,
            state_file: Optional[str] = None, write_state: bool = True, context: Optional[dict] = None,
            restart_other: bool = False) -> EvolutionResult:
     """The evolutionary search of the module docstring; ``score(path)`` higher is better, ``within(path)`` the
@@ -195,8 +196,8 @@ def evolve(layers_per_stage: Sequence[int], num_ops: int, score: Callable[[Path]
         logger.info('evolution: generation %d/%d, %d new paths, %d scored, best %.3f %s', generation,
                     settings.generations, len(population), len(scores), scores[best], best)
         if state_file and write_state:
-            write_json_atomic({'settings': asdict(settings), 'context': context, 'generation': generation, 'scores': scores,
-                               'history': history, 'rng': _rng_state(rng)}, state_file)
+            write_json_atomic({'settings': asdict(settings), 'context': context, 'generation': generation,
+                               'scores': scores, 'history': history, 'rng': _rng_state(rng)}, state_file)
     best = _ranked(scores, cost)[0]
     return EvolutionResult(best_path=key_path(best), best_score=scores[best], evaluations=len(scores),
                            history=history, scores=scores)

@@ -110,7 +110,8 @@ PROTOCOL = ['--seeds', '0', '--gt-seeds', '0', '1', '--noise-paths', '2', '--pat
             '--search-opts', 'EPOCHS', '2', 'SUPERNET.META_STA_EPOCH', '0', 'SUPERNET.UPDATE_ITER', '2',
             'DATASET.BATCH_SIZE', '8', 'LOG_INTERVAL', '4', 'SUPERNET.FINAL_PICK_BN_BATCHES', '1',
             '--evolution-opts', 'SUPERNET.EVOLUTION.POPULATION', '3', 'SUPERNET.EVOLUTION.GENERATIONS', '1',
-            'SUPERNET.EVOLUTION.PARENTS', '2', 'SUPERNET.EVOLUTION.MUTATIONS', '1', 'SUPERNET.EVOLUTION.CROSSOVERS', '1',
+            'SUPERNET.EVOLUTION.PARENTS', '2', 'SUPERNET.EVOLUTION.MUTATIONS', '1',
+            'SUPERNET.EVOLUTION.CROSSOVERS', '1',
             '--recipe-opts', 'EPOCHS', '1', 'WARMUP_EPOCHS', '0', 'DATASET.BATCH_SIZE', '8',
             '--random-search-opts', 'EPOCHS', '1']
 
