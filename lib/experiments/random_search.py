@@ -47,7 +47,10 @@ def recipe_images(recipe: Sequence[str], opts: Sequence[str] = ()) -> int:
 
 def search_budget(run_dir: str) -> SimpleNamespace:
     """The search's space, budget (``within``, its measure) and cost table, from its config.yaml."""
-    cfg = load_config([os.path.join(run_dir, 'config.yaml')])
+    name = os.path.join(run_dir, 'config.yaml')
+    if not os.path.isfile(name):
+        raise ConfigError(f'{name} not found: {run_dir} is not a search run folder')
+    cfg = load_config([name])
     space = build_search_space(cfg)
     budget = SimpleNamespace(cfg=cfg, space=space, latency=latency_budget(cfg, space))
     measure, low, high, name = final_budget(budget)
