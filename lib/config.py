@@ -179,7 +179,15 @@ _C.SUPERNET.BOARD_FLOPS = 'flops_est'  # board admission, ties, board.json and l
 _C.SUPERNET.BN_RECALIBRATION_BATCHES = 0  # re-estimate BN stats of board paths on N train batches before validating them
 _C.SUPERNET.EVAL_BOARD = True  # validate every board path each epoch
 _C.SUPERNET.FINAL_PICK_SAMPLES = 0  # final pick: 0 = the best validated board path (ours; the original has none); N = also N random paths within the budget, all BN re-estimated (lib/search/final_pick.py)
-_C.SUPERNET.FINAL_PICK_BN_BATCHES = 4  # FINAL_PICK_SAMPLES > 0: training batches re-estimating each candidate's BN statistics
+_C.SUPERNET.FINAL_PICK_BN_BATCHES = 4  # FINAL_PICK_SAMPLES > 0 or FINAL_PICK evolution: training batches re-estimating each candidate's BN statistics
+_C.SUPERNET.FINAL_PICK = 'board'  # final pick: 'board' (the best validated board path, or with FINAL_PICK_SAMPLES also sampled ones) or 'evolution' (an evolutionary search over the trained supernet from the board's paths, SUPERNET.EVOLUTION; lib/search/evolution.py)
+_C.SUPERNET.EVOLUTION = CN()  # FINAL_PICK evolution (and tools/evolution_search.py): every candidate scored by val prec@1 with BN re-estimated
+_C.SUPERNET.EVOLUTION.POPULATION = 50  # paths of generation 0: the board's paths within the budget, then random ones within it
+_C.SUPERNET.EVOLUTION.GENERATIONS = 20  # generations bred after generation 0
+_C.SUPERNET.EVOLUTION.PARENTS = 10  # the best paths scored so far, which breed each generation
+_C.SUPERNET.EVOLUTION.MUTATIONS = 25  # children by mutation per generation
+_C.SUPERNET.EVOLUTION.CROSSOVERS = 25  # children by crossover per generation
+_C.SUPERNET.EVOLUTION.MUTATION_PROB = 0.1  # chance that a mutation redraws a layer's op
 
 # Keys a resumed run may set differently from the checkpoint's config (AUTO_RESUME): the length of the
 # run, where files are, logging, worker processes, keys no script reads, and LR and CLIP_GRAD (to continue a
@@ -189,6 +197,9 @@ RESUME_MAY_CHANGE = (
     'AUTO_RESUME', 'OVERWRITE', 'RESUME_PATH', 'OUTPUT', 'MODEL', 'DATA_DIR', 'SAVE_PATH', 'EPOCHS',
     'LOG_INTERVAL', 'VERBOSE', 'RECOVERY_INTERVAL', 'SIGTERM_GRACE', 'CHECKPOINT_HIST', 'WORKERS', 'NUM_GPU',
     'LOCAL_RANK', 'LR', 'CLIP_GRAD', 'SUPERNET.FINAL_PICK_SAMPLES', 'SUPERNET.FINAL_PICK_BN_BATCHES',
+    'SUPERNET.FINAL_PICK', 'SUPERNET.EVOLUTION.POPULATION', 'SUPERNET.EVOLUTION.GENERATIONS',
+    'SUPERNET.EVOLUTION.PARENTS', 'SUPERNET.EVOLUTION.MUTATIONS', 'SUPERNET.EVOLUTION.CROSSOVERS',
+    'SUPERNET.EVOLUTION.MUTATION_PROB',
     'DEVICE', 'DIST_BACKEND', 'BENCHMARK_MODE', 'DETERMINISTIC', 'COMPILE', 'SAVE_IMAGES', 'START_EPOCH',
     'OPTIMIZER', 'DATASET.PIN_MEM', 'DATASET.GENERATE_DEMO', 'DATASET.VAL_BATCH_MUL', 'BATCHNORM.BN_TF',
 )

@@ -25,6 +25,7 @@ CHOICES = {
     'SUPERNET.BOARD_FLOPS': ('flops_est', 'budget'),
     'SUPERNET.BUDGET_MEASURE': ('flops', 'latency'),
     'SUPERNET.PROBE_SOURCE': ('rank', 'rank0'),
+    'SUPERNET.FINAL_PICK': ('board', 'evolution'),
     'DATASET.EVAL_INTERPOLATION': ('bicubic', 'bilinear'),
 }
 
@@ -83,6 +84,12 @@ _RANGES = (
     ('SUPERNET.BN_RECALIBRATION_BATCHES', lambda v: v >= 0, '0 (off) or more batches'),
     ('SUPERNET.FINAL_PICK_SAMPLES', lambda v: v >= 0, '0 (the board alone) or more sampled paths'),
     ('SUPERNET.FINAL_PICK_BN_BATCHES', lambda v: v >= 1, 'at least 1 batch'),
+    ('SUPERNET.EVOLUTION.POPULATION', lambda v: v >= 1, 'at least 1 path'),
+    ('SUPERNET.EVOLUTION.GENERATIONS', lambda v: v >= 0, '0 (generation 0 alone) or more'),
+    ('SUPERNET.EVOLUTION.PARENTS', lambda v: v >= 1, 'at least 1 path'),
+    ('SUPERNET.EVOLUTION.MUTATIONS', lambda v: v >= 0, '0 or more children'),
+    ('SUPERNET.EVOLUTION.CROSSOVERS', lambda v: v >= 0, '0 or more children'),
+    ('SUPERNET.EVOLUTION.MUTATION_PROB', lambda v: 0 < v <= 1, 'a probability in (0, 1]'),
 )
 
 
@@ -172,6 +179,10 @@ def check_values(cfg: CN) -> None:
     if cfg.SUPERNET.FLOPS_MINIMUM > cfg.SUPERNET.FLOPS_MAXIMUM:
         raise ConfigError(f'SUPERNET.FLOPS_MINIMUM {cfg.SUPERNET.FLOPS_MINIMUM} is above SUPERNET.FLOPS_MAXIMUM '
                           f'{cfg.SUPERNET.FLOPS_MAXIMUM}; the budget is MINIMUM..MAXIMUM MFLOPs')
+    if cfg.SUPERNET.FINAL_PICK == 'evolution' and cfg.SUPERNET.FINAL_PICK_SAMPLES > 0:
+        raise ConfigError(f'SUPERNET.FINAL_PICK is evolution and SUPERNET.FINAL_PICK_SAMPLES is '
+                          f'{cfg.SUPERNET.FINAL_PICK_SAMPLES}: the evolution draws its own random paths '
+                          '(SUPERNET.EVOLUTION.POPULATION); set FINAL_PICK_SAMPLES 0, or FINAL_PICK board')
     check_latency_budget(cfg.SUPERNET)
     _check_timm_names(cfg)
     if cfg.AUTO_RESUME and cfg.OVERWRITE:

@@ -10,7 +10,7 @@ import json
 import os
 import resource
 import time
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
@@ -18,7 +18,7 @@ from lib.checked_io import file_error, read_json
 from lib.experiments import ground_truth as gt
 from lib.experiments.jobs import python_command, refuse_set_keys, run_commands
 from lib.fileio import write_json_atomic, write_text_atomic
-from lib.experiments.supernet_scores import chosen_path
+from lib.experiments.test_set import test_mean
 
 
 def config_differences(base_file: str, other_file: str, ignore=('MODEL',)) -> List[str]:
@@ -103,10 +103,14 @@ def run_searches(repo: str, out: str, configs: Dict[str, tuple], seeds: Sequence
     run_commands(commands, jobs=jobs, logs=logs, on_done=mark_done)
 
 
-def picked_paths(out: str, labels: Sequence[str], seeds: Sequence[int]) -> list:
-    """Every run's best_arch.yaml path (runs without a board write none)."""
-    paths = [chosen_path(search_dir(out, label, seed)) for label in labels for seed in seeds]
-    return [p for p in paths if p is not None]
+def random_search_report(result: dict, seed: int, truth: Dict[str, dict], sampled: Sequence) -> dict:
+    """A random search (``lib.experiments.random_search``) as a run of the report: no supernet to rank with, its
+    pick placed among the random paths."""
+    from lib.experiments.report import place
+    population = [truth[gt.path_key(p)]['mean'] for p in sampled]
+    return {'label': 'random-search', 'seed': seed, 'run_dir': os.path.dirname(result['best_arch']), 'metrics': {},
+            'best_arch': place(tuple(tuple(s) for s in result['best_path']), truth, population),
+            'random_search': {k: result[k] for k in ('k', 'search_images', 'images_per_path', 'best_val_prec1')}}
 
 
 def _mean_std(values: Sequence[float]) -> dict:
@@ -117,15 +121,26 @@ def _mean_std(values: Sequence[float]) -> dict:
             'n': len(values)}
 
 
-def summarize_reports(reports: Sequence[dict], truth: Dict[str, dict], sampled: Sequence) -> dict:
+def summarize_reports(reports: Sequence[dict], truth: Dict[str, dict], sampled: Sequence,
+                      tests: Optional[Dict[str, dict]] = None) -> dict:
     """Per config label: tau and rho of each scorer (mean and spread over seeds), the stand-alone accuracy of
-    the picks (best_arch.yaml, top-scored path), and the random paths' median and 90th percentile."""
+    the picks (best_arch.yaml, top-scored path), and the random paths' median and 90th percentile; with ``tests``
+    (``lib.experiments.test_set.test_results``) the same on the test set (each pick's 'test_prec1' is added to its
+    report)."""
     population = [truth[gt.path_key(p)]['mean'] for p in sampled]
     summary = {'random_paths': {'count': len(population), 'median': float(np.median(population)),
                                 'p90': float(np.percentile(population, 90)), 'max': float(max(population)),
                                 'min': float(min(population))},
                'seed_noise': gt.seed_noise({gt.path_key(p): truth[gt.path_key(p)] for p in sampled}),
                'configs': {}}
+    if tests:
+        on_test = [tests[gt.path_key(p)]['mean'] for p in sampled if gt.path_key(p) in tests]
+        summary['random_paths'].update(test_median=float(np.median(on_test)),
+                                       test_p90=float(np.percentile(on_test, 90)))
+        for report in reports:
+            for pick in ('best_arch', 'top_scored', 'board_best_recalibrated'):
+                if report.get(pick):
+                    report[pick]['test_prec1'] = test_mean(tests, report[pick]['path'])
     for label in dict.fromkeys(r['label'] for r in reports):
         runs = [r for r in reports if r['label'] == label]
         entry = {'runs': len(runs)}
@@ -135,8 +150,14 @@ def summarize_reports(reports: Sequence[dict], truth: Dict[str, dict], sampled: 
         for pick in ('best_arch', 'top_scored', 'board_best_recalibrated'):
             placed = [r.get(pick) for r in runs]
             entry[pick] = {'standalone_prec1': _mean_std([p['standalone_prec1'] for p in placed if p]),
-                           'percentile': _mean_std([p['percentile'] for p in placed if p])}
+                           'percentile': _mean_std([p['percentile'] for p in placed if p]),
+                           'test_prec1': _mean_std([p.get('test_prec1') for p in placed if p])}
         entry['supernet_train_prec1_last_epoch'] = _mean_std([r.get('last_train_prec1') for r in runs])
+        entry['runs_detail'] = [{'seed': r.get('seed'), 'best_arch': r.get('best_arch'),
+                                 **{f'{m}_{scorer}': r['metrics'][scorer][m] for scorer in ('prec1_recalibrated',)
+                                    if scorer in r['metrics'] for m in ('kendall_tau', 'kendall_tau_ci',
+                                                                        'spearman_rho', 'spearman_rho_ci')}}
+                                for r in runs]
         entry['board_val_prec1'] = {k: _mean_std([r['board'][k] for r in runs if r.get('board')])
                                     for k in ('shared_mean', 'recalibrated_mean')}
         summary['configs'][label] = entry
@@ -147,6 +168,11 @@ def _fmt(stat: dict, digits: int = 2) -> str:
     if not stat or stat.get('mean') is None:
         return 'n/a'
     return f'{stat["mean"]:.{digits}f} ± {stat["std"]:.{digits}f}'
+
+
+def _num(value) -> str:
+    """A statistic that may be undefined (None after a JSON round trip, or NaN): 'n/a'."""
+    return 'n/a' if value is None or not np.isfinite(value) else f'{value:.2f}'
 
 
 SEPARATES_RATIO = 2.0  # the paths' spread over the seeds' at which a ranking measures real differences
@@ -168,21 +194,41 @@ def separation_line(noise: dict) -> str:
 
 
 def table_markdown(summary: dict) -> str:
-    """The table of docs/miniature.md: one row per config, then the floors; then whether the ground truth separates paths."""
+    """The table of docs/miniature.md: one row per config, then the floors and the random paths (the test set's columns when it
+    was evaluated); then each run's tau and rho with their 90% bootstrap intervals; then whether the ground truth
+    separates its paths."""
     rp = summary['random_paths']
-    lines = ['| search config | tau, supernet val prec@1 (shared BN) | tau, BN re-estimated | picked path '
-             '(best_arch.yaml): stand-alone prec@1 | top-scored path: stand-alone prec@1 | supernet train prec@1, '
-             'last epoch |', '|---|---|---|---|---|---|']
+    lines = ['| search config | tau, supernet val prec@1 (shared BN) | tau, BN re-estimated | rho, BN re-estimated | '
+             'picked path (best_arch.yaml): stand-alone prec@1 | its percentile among the random paths | '
+             'picked path: test prec@1 | top-scored path: stand-alone prec@1 | supernet train prec@1, last epoch |',
+             '|---|---|---|---|---|---|---|---|---|']
     for label, e in summary['configs'].items():
-        lines.append(f'| {label} ({e["runs"]} seeds) | {_fmt(e["tau_prec1_shared"])} | '
-                     f'{_fmt(e.get("tau_prec1_recalibrated"))} | {_fmt(e["best_arch"]["standalone_prec1"], 1)} | '
-                     f'{_fmt(e["top_scored"]["standalone_prec1"], 1)} | '
+        lines.append(f'| {label} ({e["runs"]} seeds) | {_fmt(e.get("tau_prec1_shared"))} | '
+                     f'{_fmt(e.get("tau_prec1_recalibrated"))} | {_fmt(e.get("rho_prec1_recalibrated"))} | '
+                     f'{_fmt(e["best_arch"]["standalone_prec1"], 1)} | {_fmt(e["best_arch"].get("percentile"), 0)} | '
+                     f'{_fmt(e["best_arch"].get("test_prec1"), 1)} | {_fmt(e["top_scored"]["standalone_prec1"], 1)} | '
                      f'{_fmt(e["supernet_train_prec1_last_epoch"], 1)} |')
-    first = next(iter(summary['configs'].values()))
-    lines.append(f'| floor: parameter count | {_fmt(first["tau_params"])} | | | | |')
-    lines.append(f'| floor: FLOPs | {_fmt(first["tau_flops"])} | | | | |')
-    lines.append(f'| {rp["count"]} random paths | | | median {rp["median"]:.1f}, 90th percentile {rp["p90"]:.1f} '
-                 f'(range {rp["min"]:.1f}-{rp["max"]:.1f}) | | |')
+    ranked = [e for e in summary['configs'].values() if e.get('tau_params')]
+    if ranked:
+        lines.append(f'| floor: parameter count | {_fmt(ranked[0]["tau_params"])} | | | | | | | |')
+        lines.append(f'| floor: FLOPs | {_fmt(ranked[0]["tau_flops"])} | | | | | | | |')
+    test = (f'test: median {rp["test_median"]:.1f}, 90th percentile {rp["test_p90"]:.1f}' if 'test_median' in rp
+            else 'no test set')
+    lines.append(f'| {rp["count"]} random paths | | | | median {rp["median"]:.1f}, 90th percentile {rp["p90"]:.1f} '
+                 f'(range {rp["min"]:.1f}-{rp["max"]:.1f}) | | {test} | | |')
+    runs = [(label, run) for label, e in summary['configs'].items() for run in e.get('runs_detail', [])
+            if 'kendall_tau_prec1_recalibrated' in run]
+    if runs:
+        lines += ['', '| run | tau, BN re-estimated (90% bootstrap interval) | rho (90% interval) | pick: percentile |',
+                  '|---|---|---|---|']
+        for label, run in runs:
+            tau_ci, rho_ci = run['kendall_tau_ci_prec1_recalibrated'], run['spearman_rho_ci_prec1_recalibrated']
+            pick = run.get('best_arch') or {}
+            percentile = 'n/a' if pick.get('percentile') is None else f'{pick["percentile"]:.0f}'
+            lines.append(f'| {label} seed {run["seed"]} | {_num(run["kendall_tau_prec1_recalibrated"])} '
+                         f'[{_num(tau_ci["low"])}, {_num(tau_ci["high"])}] | '
+                         f'{_num(run["spearman_rho_prec1_recalibrated"])} [{_num(rho_ci["low"])}, '
+                         f'{_num(rho_ci["high"])}] | {percentile} |')
     lines += ['', separation_line(summary['seed_noise'])]
     return '\n'.join(lines) + '\n'
 

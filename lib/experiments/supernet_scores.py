@@ -21,6 +21,7 @@ from lib.models import ops
 from lib.models.childnet import ArchError, validate_arch
 from lib.models.supernet import SuperNet
 from lib.search.flops import build_search_space
+from lib.search.latency_budget import latency_budget
 from lib.search.macs_table import build_flops_table
 from lib.search.outputs import BEST_ARCH_FILE
 from lib.search.validate import recalibrated_bn
@@ -30,8 +31,9 @@ CHECKPOINT_FILE = 'last.pth.tar'
 
 
 def load_search_run(run_dir: str, device: str = 'cpu') -> SimpleNamespace:
-    """The run's config (its config.yaml), search space, cost table, loaders and supernet with the weights
-    of its last checkpoint: what ``score_paths`` and ``recalibrated_bn`` need of a search session."""
+    """The run's config (its config.yaml), search space, latency budget (None under a FLOPs budget), cost table,
+    loaders and supernet with the weights of its last checkpoint: what ``score_paths``, ``recalibrated_bn`` and
+    ``evaluate_path`` need of a search session."""
     config_file, checkpoint_file = os.path.join(run_dir, 'config.yaml'), os.path.join(run_dir, CHECKPOINT_FILE)
     for name in (config_file, checkpoint_file):
         if not os.path.isfile(name):
@@ -53,7 +55,8 @@ def load_search_run(run_dir: str, device: str = 'cpu') -> SimpleNamespace:
     if cfg.CHANNELS_LAST:
         supernet.to(memory_format=torch.channels_last)
     train_loader, val_loader, _ = build_loaders(cfg, space.resolution, dist)
-    return SimpleNamespace(cfg=cfg, space=space, table=build_flops_table(cfg, space), supernet=supernet,
+    return SimpleNamespace(cfg=cfg, space=space, latency=latency_budget(cfg, space),
+                           table=build_flops_table(cfg, space), supernet=supernet,
                            train_loader=train_loader, val_loader=val_loader, dist=dist, run_dir=run_dir)
 
 

@@ -10,19 +10,11 @@ from lib.checked_io import file_error, finite_number, read_json
 from lib.models import ops
 from lib.models.childnet import ArchError, validate_arch
 from lib.models.supernet import path_to_arch
+from lib.search.evolution import key_path, path_key  # noqa: F401 (a path's file-name key, read by ground_truth too)
 
 PATHS_FILE = 'paths.json'
 SUMMARY_FILE = 'ground_truth.json'
 _FIX_LIST = 'repair it, or delete it and give the paths again (--sample / --paths)'
-
-
-def path_key(path: Sequence[Sequence[int]]) -> str:
-    """A file-name key: stages joined by '-', layers of a stage by '.', e.g. ``3-1.5-0-2-4``."""
-    return '-'.join('.'.join(str(int(op)) for op in stage) for stage in path)
-
-
-def key_path(key: str):
-    return tuple(tuple(int(op) for op in stage.split('.')) for stage in key.split('-'))
 
 
 def checked_path(value, where: str = 'a path') -> tuple:

@@ -9,17 +9,26 @@ so every rank and every rerun draws the same ones): each of them and each board 
 validated with its BN statistics re-estimated on SUPERNET.FINAL_PICK_BN_BATCHES training batches (a path's
 shared statistics belong to every path that updated them), and the best val prec@1 wins (ties: fewer in the
 board's measure). A search without a board (META_STA_EPOCH >= EPOCHS) then still gets a pick.
+
+With SUPERNET.FINAL_PICK 'evolution' an evolutionary search (``lib.search.evolution``, settings SUPERNET.EVOLUTION)
+starts from the board's paths within the budget and scores every candidate the same way; its state is saved in the
+run folder after each generation (EVOLUTION_STATE_FILE), so a search killed during its final pick continues there.
+tools/evolution_search.py runs the same on any finished search folder.
 """
 import logging
 from dataclasses import dataclass
-from typing import Callable, List, Optional, Sequence
+import os
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
+from lib.search.evolution import EvolutionResult, EvolutionSettings, evolve
 from lib.search.sampler import PathSampler, SamplerError
 from lib.search.validate import evaluate_path
 
 logger = logging.getLogger('cream.search')
 
 _SAMPLE_SEED_STRIDE = 7_919  # the sampled candidates' generator: seed SEED * stride + 1 (not a training stream's)
+_EVOLUTION_SEED_STRIDE = 104_729  # the evolution's generator: seed SEED * stride + 2 (not a training stream's)
+EVOLUTION_STATE_FILE = 'evolution_state.json'
 
 
 @dataclass(frozen=True)
@@ -82,3 +91,53 @@ def pick_with_samples(session, epoch: int, measure: Callable, low: float, high: 
             logger.info('final pick: %s path %s  val prec1 %.3f (BN re-estimated on %d batches)', source,
                         [list(s) for s in path], result['prec1'], cfg.SUPERNET.FINAL_PICK_BN_BATCHES)
     return best_candidate(candidates)
+
+
+def evolution_settings(cfg, seed: Optional[int] = None) -> EvolutionSettings:
+    """SUPERNET.EVOLUTION's settings, its generator seeded from SEED (or ``seed``)."""
+    ev = cfg.SUPERNET.EVOLUTION
+    seed = cfg.SEED if seed is None else seed
+    return EvolutionSettings(population=ev.POPULATION, generations=ev.GENERATIONS, parents=ev.PARENTS,
+                             mutations=ev.MUTATIONS, crossovers=ev.CROSSOVERS, mutation_prob=ev.MUTATION_PROB,
+                             seed=(seed * _EVOLUTION_SEED_STRIDE + 2) % 2 ** 63)
+
+
+def pick_by_evolution(run, *, table, board_cost: Callable, within: Callable, start: Sequence = (),
+                      board_prec1: Optional[Dict[tuple, float]] = None, epoch: int, bn_batches: int,
+                      settings: EvolutionSettings, state_file: Optional[str], write_state: bool = True,
+                      restart_other: bool = False) -> Tuple[Candidate, EvolutionResult]:
+    """The evolutionary search's best path as a Candidate, and its result (evaluations, history). ``run``: a search
+    session or a loaded run (``lib.experiments.supernet_scores.load_search_run``): what ``evaluate_path`` needs;
+    ``table`` prices MACs and params; ``board_cost`` breaks ties; ``within`` is the budget; ``start`` seeds
+    generation 0 (``board_prec1`` their train prec1 on the board)."""
+    board_prec1 = board_prec1 or {}
+
+    def score(path) -> float:
+        result = evaluate_path(run, path, epoch=epoch, bn_batches=bn_batches, prefix='Evolution: path')
+        return float(result['prec1'])
+    context = {'epoch': int(epoch), 'bn_batches': int(bn_batches)}
+    result = evolve(run.space.layers_per_stage, run.supernet.num_ops, score, within, settings, start=start,
+                    cost=board_cost, state_file=state_file, write_state=write_state, context=context,
+                    restart_other=restart_other)
+    path = result.best_path
+    best = Candidate(path=path, flops=board_cost(path), macs=table.path_flops(path), params=table.path_params(path),
+                     val_prec1=result.best_score, prec1=board_prec1.get(path), source='evolution')
+    logger.info('final pick by evolution: %s  val prec1 %.3f (BN re-estimated on %d batches), %d paths evaluated',
+                [list(s) for s in path], result.best_score, bn_batches, result.evaluations)
+    return best, result
+
+
+def pick_with_evolution(session, epoch: int, measure: Callable, low: float, high: float) -> Candidate:
+    """SUPERNET.FINAL_PICK evolution in the search: from the board's paths within [low, high] of ``measure``."""
+    cfg = session.cfg
+
+    def within(path) -> bool:
+        return low <= measure(path) <= high
+    board = [entry for entry in session.board if within(entry.path)]
+    best, _ = pick_by_evolution(
+        session, table=session.flops_table, board_cost=session.board_cost, within=within,
+        start=[entry.path for entry in board], board_prec1={entry.path: entry.prec1 for entry in board},
+        epoch=epoch, bn_batches=cfg.SUPERNET.FINAL_PICK_BN_BATCHES, settings=evolution_settings(cfg),
+        state_file=os.path.join(session.run_dir, EVOLUTION_STATE_FILE), write_state=session.dist.is_main,
+        restart_other=True)
+    return best

@@ -13,7 +13,7 @@ from typing import Callable, Optional, Sequence, Union
 from lib.fileio import write_text_atomic
 from lib.models.supernet import path_to_arch
 from lib.search.board import BoardEntry, PrioritizedBoard
-from lib.search.final_pick import Candidate, pick_with_samples
+from lib.search.final_pick import Candidate, pick_with_evolution, pick_with_samples
 from lib.search.flops import SearchSpace
 from lib.search.latency_budget import LatencyBudget
 
@@ -190,12 +190,15 @@ def final_budget(session):
 
 
 def write_final_arch(session, epoch: int) -> Optional[Union[BoardEntry, Candidate]]:
-    """best_arch.yaml (main rank) from the board, or with SUPERNET.FINAL_PICK_SAMPLES from the board and sampled
-    paths (``lib.search.final_pick``); returns the chosen entry, or None (and a warning) when there is none."""
+    """best_arch.yaml (main rank) from the board, with SUPERNET.FINAL_PICK_SAMPLES from the board and sampled
+    paths, or with SUPERNET.FINAL_PICK evolution by an evolutionary search (``lib.search.final_pick``); returns the chosen entry, or None (and a warning) when there is none."""
     cfg, board = session.cfg, session.board
     measure, lo, hi, name = final_budget(session)
     space, latency = session.space, session.latency
-    if cfg.SUPERNET.FINAL_PICK_SAMPLES > 0:
+    if cfg.SUPERNET.FINAL_PICK == 'evolution':
+        entry = pick_with_evolution(session, epoch, measure, lo, hi)
+        name += ', by an evolutionary search from the board\'s paths, BN re-estimated'
+    elif cfg.SUPERNET.FINAL_PICK_SAMPLES > 0:
         entry = pick_with_samples(session, epoch, measure, lo, hi)
         name += f', among the board and {cfg.SUPERNET.FINAL_PICK_SAMPLES} sampled paths, BN re-estimated'
         if entry is None:

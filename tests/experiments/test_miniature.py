@@ -88,3 +88,69 @@ def test_the_table_says_whether_the_ground_truth_separates_its_paths(spread, noi
                                         'supernet_train_prec1_last_epoch': stat}}}
     table = table_markdown(summary)
     assert verdict in table.splitlines()[-1] and '| floor: FLOPs |' in table
+
+
+@pytest.fixture(scope='module')
+def tiny_digits_with_test(tmp_path_factory):
+    """8 digits per class in train/val and 4 others per class in test/ (the held-out split)."""
+    images, labels = load_digits_arrays()
+    root = tmp_path_factory.mktemp('digits_test') / 'data'
+    keep = np.concatenate([np.flatnonzero(labels == d)[:8] for d in range(10)])
+    write_digits_imagefolder(str(root), image_size=16, val_fraction=0.25, images=images[keep], labels=labels[keep])
+    held_out = np.concatenate([np.flatnonzero(labels == d)[8:12] for d in range(10)])
+    other = root.parent / 'held_out'
+    write_digits_imagefolder(str(other), image_size=16, val_fraction=0.5, images=images[held_out],
+                             labels=labels[held_out])
+    (other / 'val').rename(root / 'test')
+    return root
+
+
+PROTOCOL = ['--seeds', '0', '--gt-seeds', '0', '1', '--noise-paths', '2', '--paths', '3', '--bn-batches', '1',
+            '--jobs', '2', '--configs', 'defaults', 'spos', 'random-search',
+            '--search-opts', 'EPOCHS', '2', 'SUPERNET.META_STA_EPOCH', '0', 'SUPERNET.UPDATE_ITER', '2',
+            'DATASET.BATCH_SIZE', '8', 'LOG_INTERVAL', '4', 'SUPERNET.FINAL_PICK_BN_BATCHES', '1',
+            '--evolution-opts', 'SUPERNET.EVOLUTION.POPULATION', '3', 'SUPERNET.EVOLUTION.GENERATIONS', '1',
+            'SUPERNET.EVOLUTION.PARENTS', '2', 'SUPERNET.EVOLUTION.MUTATIONS', '1',
+            'SUPERNET.EVOLUTION.CROSSOVERS', '1',
+            '--recipe-opts', 'EPOCHS', '1', 'WARMUP_EPOCHS', '0', 'DATASET.BATCH_SIZE', '8',
+            '--random-search-opts', 'EPOCHS', '1']
+
+
+def test_the_protocol_with_evolution_random_search_and_the_test_set_runs_end_to_end(tmp_path, tiny_digits_with_test):
+    """Item 6's command at smoke size: a search, single-path one-shot with the evolutionary final pick, random search
+    with the search's compute; the ground truth with seed noise; the picks on val and on the test set."""
+    out = tmp_path / 'protocol'
+    argv = ['--out', str(out), '--data', str(tiny_digits_with_test), *PROTOCOL]
+    planned = _tool('miniature').main([*argv, '--plan'])
+    assert not out.exists() and planned['training_images']['random_search'] == planned['training_images'][
+        'searches']['defaults']
+    summary = _tool('miniature').main(argv)
+    assert set(summary['configs']) == {'defaults', 'spos', 'random-search'}
+    spos_state = json.loads((out / 'searches' / 'spos_seed0' / 'evolution_state.json').read_text())
+    assert len(spos_state['history']) == 2  # generation 0 and one bred generation
+    rs = json.loads((out / 'random_search' / 'seed0' / 'random_search.json').read_text())
+    assert rs['images_trained'] <= rs['search_images'] < rs['images_trained'] + rs['images_per_path']
+    report = {r['label']: r for r in json.loads((out / 'report.json').read_text())['runs']}
+    for label in ('defaults', 'spos', 'random-search'):
+        pick = report[label]['best_arch']
+        assert pick['standalone_prec1'] is not None and pick['test_prec1'] is not None
+    assert report['random-search']['metrics'] == {} and report['spos']['metrics']['prec1_recalibrated']
+    assert 'test_median' in summary['random_paths'] and summary['seed_noise']['mean_seed_std'] >= 0
+    table = (out / 'table.md').read_text()
+    assert '| random-search (1 seeds) |' in table and '90% bootstrap interval' in table
+    phases = [json.loads(line)['phase'] for line in (out / 'cpu_time.jsonl').read_text().splitlines()]
+    assert phases == ['searches', 'random search', 'ground truth', 'test set', 'ranking']
+    stamps = {p.name: p.stat().st_mtime_ns for p in (out / 'ground_truth' / 'results').iterdir()}
+    _tool('miniature').main(argv)  # resumes: nothing trained again
+    assert {p.name: p.stat().st_mtime_ns for p in (out / 'ground_truth' / 'results').iterdir()} == stamps
+
+
+def test_the_best_config_turns_on_issue_23s_switches_and_evolution():
+    configs = _tool('miniature').search_configs(['spos', 'defaults'], ['EPOCHS', '5'])
+    from lib.config import load_config
+    spos = load_config(*[configs['spos'][0], [str(v) for v in configs['spos'][1]]])
+    assert spos.SUPERNET.HOW_TO_PROB == 'even' and spos.SUPERNET.META_STA_EPOCH == spos.EPOCHS == 5
+    assert spos.SUPERNET.FINAL_PICK == 'evolution' and spos.SUPERNET.EVOLUTION.POPULATION == 20
+    best = dict(zip(*[iter(_tool('miniature').BEST_SWITCHES)] * 2))
+    assert best == {'SUPERNET.BOARD_ADMISSION': 'val_batch', 'SUPERNET.HOW_TO_PROB': 'fair',
+                    'SUPERNET.SAMPLE_WITHIN_BUDGET': 'True', 'SUPERNET.FINAL_PICK': 'evolution'}
