@@ -18,21 +18,9 @@ import os
 from lib.engine.guard import exit_on_error
 from lib.errors import ConfigError
 from lib.experiments import ground_truth as gt
-from lib.models import ops
+from lib.experiments.ground_truth import parse_paths
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def parse_paths(text: str, num_stages: int = ops.NUM_SEARCH_STAGES):
-    """A JSON list of paths; INPUT_ARCH-style entries (with the two fixed stages) lose those."""
-    try:
-        paths = json.loads(text)
-        if paths and isinstance(paths[0], list) and paths[0] and isinstance(paths[0][0], int):
-            paths = [paths]  # one path
-        return [tuple(tuple(int(op) for op in stage) for stage in (p[1:-1] if len(p) == num_stages + 2 else p))
-                for p in paths]
-    except (ValueError, TypeError, IndexError):
-        raise ConfigError(f'--paths must be a JSON list of paths such as [[[3],[1],[0],[5],[2]]]; got {text!r}') from None
 
 
 def main(argv=None) -> dict:

@@ -13,13 +13,27 @@ from typing import Dict, List, Optional, Sequence
 
 import numpy as np
 
+from lib.errors import ConfigError
 from lib.experiments.jobs import python_command, run_commands
 from lib.fileio import write_json_atomic, write_text_atomic
+from lib.models.ops import NUM_SEARCH_STAGES
 from lib.models.supernet import path_to_arch
 from lib.search.sampler import PathSampler
 
 PATHS_FILE = 'paths.json'
 SUMMARY_FILE = 'ground_truth.json'
+
+
+def parse_paths(text: str, num_stages: int = NUM_SEARCH_STAGES):
+    """A JSON list of paths; INPUT_ARCH-style entries (with the two fixed stages) lose those."""
+    try:
+        paths = json.loads(text)
+        if paths and isinstance(paths[0], list) and paths[0] and isinstance(paths[0][0], int):
+            paths = [paths]  # one path
+        return [tuple(tuple(int(op) for op in stage) for stage in (p[1:-1] if len(p) == num_stages + 2 else p))
+                for p in paths]
+    except (ValueError, TypeError, IndexError):
+        raise ConfigError(f'--paths must be a JSON list of paths such as [[[3],[1],[0],[5],[2]]]; got {text!r}') from None
 
 
 def path_key(path: Sequence[Sequence[int]]) -> str:
