@@ -186,3 +186,29 @@ def test_admission_batch_is_a_fixed_seeded_draw_of_val_images(tiny_imagefolder):
     images, targets = admission_batch(cfg, loader)
     assert torch.equal(images, fixed_batch(loader, 4, seed=3)[0])
     assert admission_batch(load_config(None, ['SUPERNET.SLICE', '2', 'DATASET.BATCH_SIZE', '4']), loader) is None
+
+
+# ---- the configs -----------------------------------------------------------------------------------------------
+SWITCHES = {'HOW_TO_PROB': 'fair', 'SAMPLE_WITHIN_BUDGET': True, 'BOARD_ADMISSION': 'val_batch'}
+
+
+def test_defaults_and_the_original_configs_keep_the_original_behaviour():
+    for files in ([], ['configs/train.yaml'], ['configs/train_corrected.yaml'],
+                  ['configs/experiments/fashion_search.yaml']):
+        sn = load_config(files).SUPERNET
+        assert (sn.HOW_TO_PROB, sn.SAMPLE_WITHIN_BUDGET, sn.BOARD_ADMISSION) == ('pre_prob', False, 'train_batch')
+
+
+def test_recommended_configs_turn_the_switches_on_over_the_corrected_ones():
+    corrected = load_config(['configs/train_corrected.yaml'])
+    for files in (['configs/train_recommended.yaml'], ['configs/demo/train_recommended.yaml'],
+                  ['configs/train_recommended.yaml', 'configs/experiments/fashion_search.yaml']):
+        cfg = load_config(files)
+        assert all(cfg.SUPERNET[key] == value for key, value in SWITCHES.items()), files
+        assert cfg.SUPERNET.STEP_ONLY_PATH and cfg.SUPERNET.FLOPS_TABLE == corrected.SUPERNET.FLOPS_TABLE == 'counted'
+    # Layered before a data config, the recommended switches stay on and the data's recipe and space win.
+    layered = load_config(['configs/train_recommended.yaml', 'configs/experiments/fashion_search.yaml'])
+    fashion = load_config(['configs/experiments/fashion_search.yaml'])
+    assert (layered.DATA_DIR, layered.EPOCHS, layered.LR, layered.SUPERNET.RESOLUTION) == \
+        (fashion.DATA_DIR, fashion.EPOCHS, fashion.LR, fashion.SUPERNET.RESOLUTION)
+    assert checked_budget(layered)[0].layers_per_stage == checked_budget(fashion)[0].layers_per_stage == (1, 1, 3, 3, 2)
