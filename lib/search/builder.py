@@ -74,9 +74,9 @@ def build_session(run) -> SearchSession:
     if dist_ctx.is_main:
         log_search_space(logger, space, table, cfg, latency)
         if sampling is not None and latency is None:
-            logger.info('SUPERNET.SAMPLE_WITHIN_BUDGET: paths outside %s are redrawn; about %.1f%% of the space\'s '
-                        'paths lie within it', sampling.text.split(';')[0],
-                        100 * sampling.within_fraction(cfg, space.layers_per_stage, ops.NUM_OPS))
+            logger.info('SUPERNET.SAMPLE_WITHIN_BUDGET: paths outside %s are redrawn; about %.1f%% of the paths '
+                        'HOW_TO_PROB %s draws lie within it', sampling.name, 100 * sampling.fraction,
+                        cfg.SUPERNET.HOW_TO_PROB)
     train_loader, val_loader, steps_per_epoch = build_loaders(cfg, space.resolution, dist_ctx)
     parts = build_search_parts(cfg, total_steps=cfg.EPOCHS * steps_per_epoch, dist_ctx=dist_ctx, space=space,
                                flops_table=table, latency=latency, admission_batch=admission_batch(cfg, val_loader))

@@ -7,7 +7,7 @@ per-op table sizes the space loosely (for the 0-43 budget most paths of the spac
 budget's measure), so by default the supernet spends most steps on paths the final pick cannot take. The
 measure is the final pick's (``lib.search.outputs.final_budget``): the budget's, FLOPS_MINIMUM..FLOPS_MAXIMUM.
 """
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable, Optional, Sequence
 
 from lib.errors import ConfigError
@@ -25,7 +25,13 @@ class SamplingBudgetError(ConfigError):
 @dataclass(frozen=True)
 class SamplingBudget:
     within: Callable[[Path], bool]
-    text: str  # the budget and how to widen it, for the sampler's error message
+    name: str  # which budget, in words (for the log)
+    fix: str  # how to widen it (for the sampler's error message)
+    fraction: Optional[float] = None  # share of drawn paths within it, once check_sampling_budget has measured it
+
+    @property
+    def text(self) -> str:
+        return f'{self.name}; {self.fix}'
 
     def within_fraction(self, cfg, layers_per_stage: Sequence[int], num_ops: int,
                         draws: int = FRACTION_DRAWS) -> float:
@@ -38,7 +44,7 @@ class SamplingBudget:
 def sampling_budget(cfg, space, latency=None) -> Optional[SamplingBudget]:
     """The budget sampled paths must meet (None: every path of the space, the original under a FLOPs budget)."""
     if latency is not None:
-        return SamplingBudget(latency.within, 'the latency budget; widen SUPERNET.LATENCY_MINIMUM..LATENCY_MAXIMUM')
+        return SamplingBudget(latency.within, 'the latency budget', 'widen SUPERNET.LATENCY_MINIMUM..LATENCY_MAXIMUM')
     sn = cfg.SUPERNET
     if not sn.SAMPLE_WITHIN_BUDGET:
         return None
@@ -47,8 +53,8 @@ def sampling_budget(cfg, space, latency=None) -> Optional[SamplingBudget]:
     def within(path: Path) -> bool:
         return low <= space.budget_flops(path) <= high
 
-    return SamplingBudget(within, f"the FLOPs budget {low:g}..{high:g} MFLOPs (the budget's measure); widen "
-                                  'SUPERNET.FLOPS_MINIMUM..FLOPS_MAXIMUM, set SUPERNET.SAMPLE_WITHIN_BUDGET False')
+    return SamplingBudget(within, f"the FLOPs budget {low:g}..{high:g} MFLOPs (the budget's measure)",
+                          'widen SUPERNET.FLOPS_MINIMUM..FLOPS_MAXIMUM, set SUPERNET.SAMPLE_WITHIN_BUDGET False')
 
 
 def check_sampling_budget(cfg, space, num_ops: int, latency=None) -> Optional[SamplingBudget]:
@@ -58,11 +64,11 @@ def check_sampling_budget(cfg, space, num_ops: int, latency=None) -> Optional[Sa
         return budget
     low, high = space.budget_flops_range()
     sn = cfg.SUPERNET
-    if (high < sn.FLOPS_MINIMUM or low > sn.FLOPS_MAXIMUM
-            or budget.within_fraction(cfg, space.layers_per_stage, num_ops) < MIN_FRACTION):
+    fraction = budget.within_fraction(cfg, space.layers_per_stage, num_ops)
+    if high < sn.FLOPS_MINIMUM or low > sn.FLOPS_MAXIMUM or fraction < MIN_FRACTION:
         raise SamplingBudgetError(
             f'SUPERNET.SAMPLE_WITHIN_BUDGET True, but fewer than {MIN_FRACTION:g} of the paths that SUPERNET.HOW_TO_PROB {sn.HOW_TO_PROB!r} draws '
             f'lies within the FLOPs budget {sn.FLOPS_MINIMUM:g}..{sn.FLOPS_MAXIMUM:g} MFLOPs (the space\'s paths cost '
             f'{low:.2f}..{high:.2f} in the budget\'s measure; measured on {FRACTION_DRAWS} drawn paths); sample '
             "with HOW_TO_PROB 'even' or 'fair', widen the budget or set SUPERNET.SAMPLE_WITHIN_BUDGET False")
-    return budget
+    return replace(budget, fraction=fraction)
