@@ -148,8 +148,8 @@ class PathSampler:
         self.generator.set_state(generator_state.cpu())
         if self.how_to_prob == 'fair':
             if 'fair_position' not in state:
-                raise SamplerError("the checkpoint's sampler state has no fair round (it was saved by a run with another "
-                                   'SUPERNET.HOW_TO_PROB); resume with the HOW_TO_PROB it was saved with')
+                raise SamplerError("the checkpoint's sampler state has no fair round (a run with another "
+                                   'SUPERNET.HOW_TO_PROB saved it); resume with the HOW_TO_PROB it was saved with')
             fair_round = state['fair_round']
             self._fair_round = None if fair_round is None else fair_round.clone().cpu()
             self._fair_position = int(state['fair_position'])

@@ -67,8 +67,9 @@ def check_sampling_budget(cfg, space, num_ops: int, latency=None) -> Optional[Sa
     fraction = budget.within_fraction(cfg, space.layers_per_stage, num_ops)
     if high < sn.FLOPS_MINIMUM or low > sn.FLOPS_MAXIMUM or fraction < MIN_FRACTION:
         raise SamplingBudgetError(
-            f'SUPERNET.SAMPLE_WITHIN_BUDGET True, but fewer than {MIN_FRACTION:g} of the paths that SUPERNET.HOW_TO_PROB {sn.HOW_TO_PROB!r} draws '
-            f'lies within the FLOPs budget {sn.FLOPS_MINIMUM:g}..{sn.FLOPS_MAXIMUM:g} MFLOPs (the space\'s paths cost '
-            f'{low:.2f}..{high:.2f} in the budget\'s measure; measured on {FRACTION_DRAWS} drawn paths); sample '
+            f'SUPERNET.SAMPLE_WITHIN_BUDGET True, but fewer than {MIN_FRACTION:g} of the paths that '
+            f'SUPERNET.HOW_TO_PROB {sn.HOW_TO_PROB!r} draws lie within the FLOPs budget '
+            f'{sn.FLOPS_MINIMUM:g}..{sn.FLOPS_MAXIMUM:g} MFLOPs (the space\'s paths cost {low:.2f}..{high:.2f} in the '
+            f'budget\'s measure; measured on {FRACTION_DRAWS} drawn paths); sample '
             "with HOW_TO_PROB 'even' or 'fair', widen the budget or set SUPERNET.SAMPLE_WITHIN_BUDGET False")
     return replace(budget, fraction=fraction)

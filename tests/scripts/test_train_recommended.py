@@ -10,7 +10,8 @@ from test_train import SEARCH, Stop, board_entries, data, summary_rows  # noqa: 
 
 def argv(repo_root, out, data, **extra):
     opts = dict(SEARCH, OUTPUT=out, DATA_DIR=data, **extra)
-    return ['--cfg', str(repo_root / 'configs/demo/train_recommended.yaml')] + [str(x) for kv in opts.items() for x in kv]
+    config = str(repo_root / 'configs/demo/train_recommended.yaml')
+    return ['--cfg', config] + [str(x) for kv in opts.items() for x in kv]
 
 
 def run_once(args, **hooks):
