@@ -10,7 +10,6 @@ of tools/ground_truth.py gives their stand-alone per-epoch val prec@1. One JSON 
 --paths gives the paths (JSON, as tools/ground_truth.py takes them); without it, every path of the ground truth's list.
 """
 import argparse
-import json
 
 from lib.engine.guard import exit_on_error
 from lib.errors import ConfigError

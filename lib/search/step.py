@@ -24,10 +24,10 @@ import torch
 
 from lib.comm import all_reduce_mean, all_reduce_mean_, broadcast_tensors_
 from lib.engine.precision import autocast
+from lib.search.admission import held_out_prec1
 from lib.search.board import BoardEntry
 from lib.search.meta_matching import distillation_loss, select_teacher
 from lib.search.meta_update import meta_update, select_teacher_for_update
-from lib.search.admission import held_out_prec1
 from lib.search.parts import SearchConfigError, SearchParts, unsynced_bn
 from lib.search.probes import probabilities
 

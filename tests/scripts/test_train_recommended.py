@@ -5,7 +5,14 @@ import torch
 
 import train
 from lib.config import load_config
-from test_train import SEARCH, Stop, board_entries, data, summary_rows  # noqa: F401 (data: the module's fixture)
+from lib.data.demo import make_demo_dataset
+from test_train import SEARCH, Stop, board_entries, summary_rows
+
+
+@pytest.fixture(scope='module')
+def data(tmp_path_factory):
+    return make_demo_dataset(str(tmp_path_factory.mktemp('search') / 'data'), num_classes=3, train_per_class=4,
+                             val_per_class=2, image_size=32)
 
 
 def argv(repo_root, out, data, **extra):
