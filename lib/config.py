@@ -162,7 +162,7 @@ _C.SUPERNET.SEARCH_LAYERS = []  # BUDGET_MEASURE latency: layers per searchable 
 _C.SUPERNET.RESOLUTION = 0  # search resolution in px: 0 = the one the budget rule picks (the original's); N overrides it (e.g. small images); the budget's measure stays the rule's
 _C.SUPERNET.PICK_METHOD = 'meta'  # teacher choice: 'meta' (meta-matching network) or 'top1'
 _C.SUPERNET.META_STA_EPOCH = 20  # plain training up to this epoch; distillation and board after
-_C.SUPERNET.HOW_TO_PROB = 'pre_prob'  # path sampling: 'even', 'pre_prob' or 'teacher'
+_C.SUPERNET.HOW_TO_PROB = 'pre_prob'  # path sampling: 'even', 'pre_prob', 'teacher' or 'fair' (FairNAS: each round of num_ops paths trains every op of every layer once)
 _C.SUPERNET.PRE_PROB = (0.05, 0.2, 0.05, 0.5, 0.05, 0.15)  # op probabilities for 'pre_prob'
 # Fidelity switches: each default is the original code's behaviour; the alternative is our correction
 # (docs/differences.md; configs/train_corrected.yaml turns them all).
@@ -178,6 +178,9 @@ _C.SUPERNET.PROBE_SOURCE = 'rank'  # board probes with several processes: 'rank'
 _C.SUPERNET.BOARD_FLOPS = 'flops_est'  # board admission, ties, board.json and log: 'flops_est' (original: FlopsEst, ptflops counts of the whole path at 224 px) or 'budget' (the budget rule's measure)
 _C.SUPERNET.BN_RECALIBRATION_BATCHES = 0  # re-estimate BN stats of board paths on N train batches before validating them
 _C.SUPERNET.EVAL_BOARD = True  # validate every board path each epoch
+# Switches of issue 23 (README's table of switches; configs/train_recommended.yaml turns them on).
+_C.SUPERNET.BOARD_ADMISSION = 'train_batch'  # score a student must show to join the board: 'train_batch' (original: prec1 on the batch it just stepped on) or 'val_batch' (prec1 on a fixed seeded held-out val batch of BATCH_SIZE images, BN statistics the path's own on it)
+_C.SUPERNET.SAMPLE_WITHIN_BUDGET = False  # False (original): the sampler trains paths outside FLOPS_MINIMUM..MAXIMUM (budget's measure) too; True: such paths are redrawn, as under a latency budget
 _C.SUPERNET.FINAL_PICK_SAMPLES = 0  # final pick: 0 = the best validated board path (ours; the original has none); N = also N random paths within the budget, all BN re-estimated (lib/search/final_pick.py)
 _C.SUPERNET.FINAL_PICK_BN_BATCHES = 4  # FINAL_PICK_SAMPLES > 0 or FINAL_PICK evolution: training batches re-estimating each candidate's BN statistics
 _C.SUPERNET.FINAL_PICK = 'board'  # final pick: 'board' (the best validated board path, or with FINAL_PICK_SAMPLES also sampled ones) or 'evolution' (an evolutionary search over the trained supernet from the board's paths, SUPERNET.EVOLUTION; lib/search/evolution.py)

@@ -19,36 +19,9 @@ from lib.checked_io import check_output_folder, int_at_least
 from lib.engine.guard import exit_on_error
 from lib.errors import ConfigError
 from lib.experiments import ground_truth as gt
-from lib.models import ops
-from lib.models.childnet import ArchError
+from lib.experiments.ground_truth import parse_paths
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-PATHS_EXAMPLE = '[[[3],[1],[0],[5],[2]]]'
-
-
-def parse_paths(text: str, num_stages: int = ops.NUM_SEARCH_STAGES):
-    """A JSON list of paths (or one path); INPUT_ARCH-style entries (with the two fixed stages) lose those. Every
-    path is checked (stages, ops) here, before anything is saved."""
-    try:
-        paths = json.loads(text)
-    except ValueError:
-        raise ConfigError(f'--paths is not JSON: give a list of paths such as {PATHS_EXAMPLE}; got {text!r}') from None
-    if not isinstance(paths, list) or not paths:
-        raise ConfigError(f'--paths must be a non-empty JSON list of paths such as {PATHS_EXAMPLE}; got {text!r}')
-    if isinstance(paths[0], list) and paths[0] and isinstance(paths[0][0], int):
-        paths = [paths]  # one path
-    checked = []
-    for i, path in enumerate(paths):
-        if isinstance(path, list) and len(path) == num_stages + 2:
-            if path[0] != [0] or path[-1] != [0]:
-                raise ConfigError(f'--paths entry {i} has {num_stages + 2} stages (an INPUT_ARCH), but its fixed first '
-                                  f'and last stages are not [0]: {path!r}')
-            path = path[1:-1]
-        try:
-            checked.append(gt.checked_path(path, f'--paths entry {i}'))
-        except ArchError as err:
-            raise ConfigError(f'{err}; give paths such as {PATHS_EXAMPLE}') from None
-    return checked
 
 
 def check_inputs(args) -> tuple:

@@ -11,13 +11,13 @@ import logging
 import os
 import signal
 import threading
-from typing import Optional, Union
+from typing import Optional, Tuple, Union
 
 import numpy as np
 import torch
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD
 from timm.data.loader import PrefetchLoader, fast_collate
-from torch.utils.data import DataLoader, default_collate
+from torch.utils.data import DataLoader, Subset, default_collate
 
 from lib.errors import ConfigError
 
@@ -235,6 +235,20 @@ def build_val_loader(*, data_dir: str, image_size: int, batch_size: int, workers
                           drop_last=False, sigterm_grace=sigterm_grace)
     return DeviceLoader(loader, device=device, use_prefetcher=use_prefetcher,
                         channels_last=channels_last, name=split)
+
+
+def fixed_batch(loader: DeviceLoader, count: int, seed: int) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``count`` images of ``loader``'s dataset (all of them when it holds fewer), drawn without replacement by a
+    generator seeded with ``seed``, as one batch exactly as ``loader`` gives its batches (its transform,
+    normalization, device and memory format): the same images on every rank and in a resumed run."""
+    dataset = loader.dataset
+    indices = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(seed))[:count].tolist()
+    subset = _data_loader(Subset(dataset, indices), sampler=None, batch_size=len(indices), workers=0,
+                          pin_memory=False, device=loader.device, use_prefetcher=loader.use_prefetcher,
+                          drop_last=False)
+    device_loader = DeviceLoader(subset, device=loader.device, use_prefetcher=loader.use_prefetcher,
+                                 channels_last=loader.channels_last, name=loader.name)
+    return next(iter(device_loader))
 
 
 def _prefetcher_wanted(cfg, device: Device) -> bool:

@@ -22,8 +22,38 @@ from lib.experiments.jobs import python_command, refuse_set_keys, run_commands
 from lib.experiments.truth_files import (PATHS_FILE, SUMMARY_FILE, check_results, checked_path, key_path,  # noqa: F401
                                          path_key, read_list, read_result, read_summary, result_file)
 from lib.fileio import write_json_atomic, write_text_atomic
+from lib.models.childnet import ArchError
+from lib.models.ops import NUM_SEARCH_STAGES
 from lib.models.supernet import path_to_arch
 from lib.search.sampler import PathSampler
+
+PATHS_EXAMPLE = '[[[3],[1],[0],[5],[2]]]'
+
+
+def parse_paths(text: str, num_stages: int = NUM_SEARCH_STAGES):
+    """A JSON list of paths (or one path); INPUT_ARCH-style entries (with the two fixed stages) lose those. Every
+    path is checked (stages, ops) here, before anything is saved."""
+    try:
+        paths = json.loads(text)
+    except ValueError:
+        raise ConfigError(f'--paths is not JSON: give a list of paths such as {PATHS_EXAMPLE}; got {text!r}') from None
+    if not isinstance(paths, list) or not paths:
+        raise ConfigError(f'--paths must be a non-empty JSON list of paths such as {PATHS_EXAMPLE}; got {text!r}')
+    if isinstance(paths[0], list) and paths[0] and isinstance(paths[0][0], int):
+        paths = [paths]  # one path
+    checked = []
+    for i, path in enumerate(paths):
+        if isinstance(path, list) and len(path) == num_stages + 2:
+            if path[0] != [0] or path[-1] != [0]:
+                raise ConfigError(f'--paths entry {i} has {num_stages + 2} stages (an INPUT_ARCH), but its fixed first '
+                                  f'and last stages are not [0]: {path!r}')
+            path = path[1:-1]
+        try:
+            checked.append(checked_path(path, f'--paths entry {i}'))
+        except ArchError as err:
+            raise ConfigError(f'{err}; give paths such as {PATHS_EXAMPLE}') from None
+    return checked
+
 
 def sample_paths_over_flops(layers_per_stage: Sequence[int], num_ops: int, cost, k: int, seed: int = 0,
                             pool: int = 2000) -> List[tuple]:

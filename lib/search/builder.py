@@ -14,12 +14,14 @@ from lib.checkpoint.restore import load_search_state
 from lib.data.loaders import check_data_folders
 from lib.engine.runtime import seed_everything
 from lib.models import ops
+from lib.search.admission import admission_batch
 from lib.search.budget_paths import check_budget_has_paths
 from lib.search.flops import SearchSpace, build_search_space
 from lib.search.latency_budget import LatencyBudget, latency_budget
 from lib.search.macs_table import FlopsTable, build_flops_table
 from lib.search.parts import SearchParts, build_search_parts, check_search_config
 from lib.search.sampler import PathSampler, sampler_from_config
+from lib.search.sampling_budget import SamplingBudget, check_sampling_budget
 from lib.train.session import TrainingSession, build_loaders, build_records, build_saver, resume_session
 
 
@@ -55,16 +57,18 @@ def log_search_space(logger, space: SearchSpace, table: FlopsTable, cfg,
                        '(%d px)', cfg.DATASET.IMAGE_SIZE, space.resolution)
 
 
-def checked_budget(cfg) -> Tuple[SearchSpace, Optional[LatencyBudget]]:
-    """The search space and latency budget of ``cfg``, or the one error that refuses them: an infeasible FLOPs
-    budget or one that no path of its space meets, a latency table of another space, an infeasible latency budget,
-    a bad search setting. train.py runs it before the run folder exists, and the session is built from it."""
+def checked_budget(cfg) -> Tuple[SearchSpace, Optional[LatencyBudget], Optional[SamplingBudget]]:
+    """The search space, latency budget and sampling budget of ``cfg``, or the one error that refuses them: an
+    infeasible FLOPs budget or one that no path of its space meets, a latency table of another space, an
+    infeasible latency budget, a FLOPs budget that SUPERNET.SAMPLE_WITHIN_BUDGET cannot sample, a bad search
+    setting. train.py runs it before the run folder exists, and the session is built from it."""
     space = build_search_space(cfg)
     if cfg.SUPERNET.BUDGET_MEASURE == 'flops':
         check_budget_has_paths(space, cfg.SUPERNET.FLOPS_MINIMUM, cfg.SUPERNET.FLOPS_MAXIMUM)
     latency = latency_budget(cfg, space)
+    sampling = check_sampling_budget(cfg, space, ops.NUM_OPS, latency)
     check_search_config(cfg)
-    return space, latency
+    return space, latency, sampling
 
 
 def preflight(cfg) -> None:
@@ -77,17 +81,22 @@ def preflight(cfg) -> None:
 
 def build_session(run) -> SearchSession:
     cfg, dist_ctx, logger = run.cfg, run.dist, run.logger
-    space, latency = checked_budget(cfg)
+    space, latency, sampling = checked_budget(cfg)
     table = build_flops_table(cfg, space)
     if dist_ctx.is_main:
         log_search_space(logger, space, table, cfg, latency)
+        if sampling is not None and latency is None:
+            logger.info('SUPERNET.SAMPLE_WITHIN_BUDGET: paths outside %s are redrawn; about %.1f%% of the paths '
+                        'HOW_TO_PROB %s draws lie within it', sampling.name, 100 * sampling.fraction,
+                        cfg.SUPERNET.HOW_TO_PROB)
     train_loader, val_loader, steps_per_epoch = build_loaders(cfg, space.resolution, dist_ctx)
     parts = build_search_parts(cfg, total_steps=cfg.EPOCHS * steps_per_epoch, dist_ctx=dist_ctx, space=space,
-                               flops_table=table, latency=latency)
+                               flops_table=table, latency=latency, admission_batch=admission_batch(cfg, val_loader))
     seed_everything(cfg.SEED + dist_ctx.rank)  # the same weights everywhere, each rank its own augmentation
     path_sampler = sampler_from_config(cfg, space.layers_per_stage, parts.supernet.num_ops, seed=cfg.SEED,
                                        board_paths=parts.board.paths,
-                                       accept=None if latency is None else latency.within)
+                                       accept=None if sampling is None else sampling.within,
+                                       budget_text=None if sampling is None else sampling.text)
     saver = build_saver(run)
 
     def restore_search_state(checkpoint, source):

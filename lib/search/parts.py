@@ -14,7 +14,7 @@ format), meta-matching network, board, loss, optimizer, linear LR schedule, AMP 
 import contextlib
 import logging
 from dataclasses import dataclass
-from typing import Any, List, Optional, Sequence
+from typing import Any, List, Optional, Sequence, Tuple
 
 import torch
 import torch.distributed as dist
@@ -61,6 +61,7 @@ class SearchParts:
     loss_fn: Any
     local_bn_group: Any = None  # a one-rank process group when SyncBN is on (see unsynced_bn)
     latency: Optional[LatencyBudget] = None  # SUPERNET.BUDGET_MEASURE latency: the board's and budget's measure
+    admission_batch: Optional[Tuple[torch.Tensor, torch.Tensor]] = None  # BOARD_ADMISSION val_batch: held-out batch
 
     def board_cost(self, path) -> float:
         """``path`` in the board's measure: SUPERNET.BOARD_FLOPS, or under a latency budget the predicted ms."""
@@ -70,14 +71,17 @@ class SearchParts:
 def build_search_parts(cfg, *, total_steps: int, dist_ctx: Optional[DistContext] = None,
                        space: Optional[SearchSpace] = None, flops_table: Optional[FlopsTable] = None,
                        board_entries: Sequence[BoardEntry] = (), dtype: Optional[torch.dtype] = None,
-                       latency: Optional[LatencyBudget] = None) -> SearchParts:
+                       latency: Optional[LatencyBudget] = None,
+                       admission_batch: Optional[Tuple[torch.Tensor, torch.Tensor]] = None) -> SearchParts:
     """The parts of a search with config ``cfg`` whose LR falls to 0 over ``total_steps`` optimizer steps.
 
     ``dist_ctx``: the process group and device (default: one process on the CPU). ``space``: the searchable layers
     and resolution (default: those of cfg's FLOPs budget); ``flops_table`` prices paths in it (default: counted at
     its resolution). ``board_entries``: the board holds exactly these (moved to the device). ``dtype``: e.g.
     torch.float64 for the supernet, the MMN and the probe tensors. ``latency``: the latency budget (default: the
-    one cfg's SUPERNET.BUDGET_MEASURE latency names; None under a FLOPs budget). Weights depend on SEED only."""
+    one cfg's SUPERNET.BUDGET_MEASURE latency names; None under a FLOPs budget). ``admission_batch``: the held-out
+    (images, targets) of SUPERNET.BOARD_ADMISSION 'val_batch' (``lib.search.admission``). Weights depend on SEED
+    only."""
     dist_ctx = dist_ctx or DistContext()
     device = dist_ctx.device
     space = space or build_search_space(cfg)  # an infeasible budget raises FlopsBudgetError here
@@ -120,7 +124,7 @@ def build_search_parts(cfg, *, total_steps: int, dist_ctx: Optional[DistContext]
     return SearchParts(cfg=cfg, dist=dist_ctx, space=space, flops_table=flops_table, supernet=supernet, mmn=mmn,
                        board=board, optimizer=optimizer, scheduler=build_linear_schedule(optimizer, total_steps),
                        scaler=grad_scaler(device, cfg.AMP, cfg.AMP_DTYPE), loss_fn=loss_fn,
-                       local_bn_group=local_bn_group, latency=latency)
+                       local_bn_group=local_bn_group, latency=latency, admission_batch=admission_batch)
 
 
 def check_search_config(cfg) -> None:

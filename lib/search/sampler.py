@@ -1,9 +1,14 @@
 """Student-path sampling (SUPERNET.HOW_TO_PROB): one op per searchable layer.
 
 The sampler owns a ``torch.Generator`` seeded with the same seed on every rank, so all ranks draw the
-same path without communicating and the global RNGs stay untouched. Under a latency budget (``accept``) a path
-outside the budget is drawn again from the same generator (the original, under its FLOPs budget, takes every
-draw: ``accept`` is None there).
+same path without communicating and the global RNGs stay untouched. Under a latency budget, or a FLOPs budget with
+SUPERNET.SAMPLE_WITHIN_BUDGET (``accept``), a path outside the budget is drawn again from the same generator (the
+original, under its FLOPs budget, takes every draw: ``accept`` is None there).
+
+'fair' (FairNAS, Chu et al. 2019): a round of ``num_ops`` paths gives every layer a random permutation of the ops,
+so that within a round each op of each layer is trained exactly once. The round's permutations and the position in
+it are part of ``state_dict``: a resumed run continues the round. Under ``accept`` a rejected path still uses up
+its place in the round, so fairness then holds over the paths drawn, not over the paths trained.
 """
 import math
 from typing import Callable, Iterable, Optional, Sequence, Tuple
@@ -14,7 +19,7 @@ from lib.errors import CreamError
 
 Path = Tuple[Tuple[int, ...], ...]
 Paths = Iterable[Sequence[Sequence[int]]]
-HOW_TO_PROB_CHOICES = ('even', 'pre_prob', 'teacher')
+HOW_TO_PROB_CHOICES = ('even', 'pre_prob', 'teacher', 'fair')
 MAX_DRAWS = 100000  # draws per path under ``accept`` before giving up
 
 
@@ -35,8 +40,9 @@ def _check_pre_prob(pre_prob, num_ops: int) -> Tuple[float, ...]:
 
 
 class PathSampler:
-    """Draw student paths: 'even' (uniform), 'pre_prob' (fixed per-op probabilities) or 'teacher'
-    (op frequencies among the board's paths; uniform while the board is empty). ``count_fixed_stages``
+    """Draw student paths: 'even' (uniform), 'pre_prob' (fixed per-op probabilities), 'teacher'
+    (op frequencies among the board's paths; uniform while the board is empty) or 'fair' (see the module's
+    docstring). ``count_fixed_stages``
     (SUPERNET.TEACHER_PROB_COUNTS_FIXED, the original): the original's board paths held the two fixed
     stages as op 0, so its frequencies count two extra op-0 layers per board path."""
 
@@ -50,6 +56,7 @@ class PathSampler:
         board_paths: Optional[Callable[[], Paths]] = None,
         count_fixed_stages: bool = False,
         accept: Optional[Callable[[Path], bool]] = None,
+        budget_text: str = 'the latency budget; widen SUPERNET.LATENCY_MINIMUM..LATENCY_MAXIMUM',
     ):
         if how_to_prob not in HOW_TO_PROB_CHOICES:
             raise SamplerError(f'SUPERNET.HOW_TO_PROB is {how_to_prob!r}; '
@@ -61,16 +68,19 @@ class PathSampler:
         self.board_paths = board_paths
         self.count_fixed_stages = bool(count_fixed_stages)
         self.accept = accept
+        self.budget_text = budget_text  # what ``accept`` tests and how to widen it, for the error message
         self.seed = int(seed)
         self.generator = torch.Generator(device='cpu')
         self.generator.manual_seed(self.seed)
         self._num_layers = sum(self.layers_per_stage)
+        self._fair_round: Optional[torch.Tensor] = None  # 'fair': (layers, num_ops) op permutations of the round
+        self._fair_position = 0  # 'fair': paths of the round already drawn
 
     def op_probabilities(self, board_paths: Optional[Paths] = None) -> Optional[torch.Tensor]:
         """Per-op probabilities of the next draw; None means uniform."""
         if self.how_to_prob == 'pre_prob':
             return torch.tensor(self.pre_prob, dtype=torch.float64)
-        if self.how_to_prob == 'even':
+        if self.how_to_prob in ('even', 'fair'):
             return None
         if board_paths is None:
             if self.board_paths is None:
@@ -98,10 +108,22 @@ class PathSampler:
             if self.accept(path):
                 return path
         raise SamplerError(f'none of {MAX_DRAWS} paths drawn by SUPERNET.HOW_TO_PROB {self.how_to_prob!r} lies within '
-                           'the latency budget; widen SUPERNET.LATENCY_MINIMUM..LATENCY_MAXIMUM or sample evenly')
+                           f'{self.budget_text} or sample evenly')
+
+    def _fair_ops(self) -> torch.Tensor:
+        """The next path of the current fair round (a new round, one permutation per layer, when it is used up)."""
+        if self._fair_round is None or self._fair_position >= self.num_ops:
+            self._fair_round = torch.stack([torch.randperm(self.num_ops, generator=self.generator)
+                                            for _ in range(self._num_layers)])
+            self._fair_position = 0
+        flat = self._fair_round[:, self._fair_position]
+        self._fair_position += 1
+        return flat
 
     def _draw(self, probs: Optional[torch.Tensor]) -> Path:
-        if probs is None:
+        if self.how_to_prob == 'fair':
+            flat = self._fair_ops()
+        elif probs is None:
             flat = torch.randint(self.num_ops, (self._num_layers,), generator=self.generator)
         else:
             flat = torch.multinomial(probs, self._num_layers, replacement=True, generator=self.generator)
@@ -113,20 +135,34 @@ class PathSampler:
         return tuple(path)
 
     def state_dict(self) -> dict:
-        return {'generator': self.generator.get_state(), 'seed': self.seed, 'how_to_prob': self.how_to_prob}
+        state = {'generator': self.generator.get_state(), 'seed': self.seed, 'how_to_prob': self.how_to_prob}
+        if self.how_to_prob == 'fair':
+            state['fair_round'] = None if self._fair_round is None else self._fair_round.clone()
+            state['fair_position'] = self._fair_position
+        return state
 
     def load_state_dict(self, state: dict) -> None:
         generator_state = state['generator']
         if not isinstance(generator_state, torch.Tensor):
             raise SamplerError('sampler state_dict must hold the generator state as a tensor under "generator"')
         self.generator.set_state(generator_state.cpu())
+        if self.how_to_prob == 'fair':
+            if 'fair_position' not in state:
+                raise SamplerError("the checkpoint's sampler state has no fair round (a run with another "
+                                   'SUPERNET.HOW_TO_PROB saved it); resume with the HOW_TO_PROB it was saved with')
+            fair_round = state['fair_round']
+            self._fair_round = None if fair_round is None else fair_round.clone().cpu()
+            self._fair_position = int(state['fair_position'])
 
 
 def sampler_from_config(cfg, layers_per_stage: Sequence[int], num_ops: int, *, seed: int,
                         board_paths: Optional[Callable[[], Paths]] = None,
-                        accept: Optional[Callable[[Path], bool]] = None) -> PathSampler:
+                        accept: Optional[Callable[[Path], bool]] = None, budget_text: Optional[str] = None
+                        ) -> PathSampler:
     """The search's student-path sampler as ``cfg.SUPERNET`` sets it up (HOW_TO_PROB, PRE_PROB,
-    TEACHER_PROB_COUNTS_FIXED)."""
+    TEACHER_PROB_COUNTS_FIXED). ``accept``/``budget_text``: the budget a path must meet (``sampling_budget``)."""
     sn = cfg.SUPERNET
+    extra = {} if budget_text is None else {'budget_text': budget_text}
     return PathSampler(layers_per_stage, num_ops, how_to_prob=sn.HOW_TO_PROB, pre_prob=sn.PRE_PROB, seed=seed,
-                       board_paths=board_paths, count_fixed_stages=sn.TEACHER_PROB_COUNTS_FIXED, accept=accept)
+                       board_paths=board_paths, count_fixed_stages=sn.TEACHER_PROB_COUNTS_FIXED, accept=accept,
+                       **extra)

@@ -9,8 +9,8 @@ distillation -> backward -> average the new gradients over ranks (one coalesced 
 the path's parameters, and the MMN's while the KD weight keeps its graph, get new gradients, and every rank
 runs the same path; other parameters ever sampled hold zero gradients under STEP_ONLY_PATH False, equal on
 every rank) -> optimizer step -> LR step
--> after META_STA_EPOCH, offer the student to the board (its prec1 averaged over ranks; rank 0's probe
-tensors when admitted).
+-> after META_STA_EPOCH, offer the student to the board (its prec1 averaged over ranks, on the batch it stepped on
+or, SUPERNET.BOARD_ADMISSION 'val_batch', on the held-out batch; rank 0's probe tensors when admitted).
 
 Host syncs per step: none before META_STA_EPOCH except on LOG_INTERVAL steps; after it, the board
 decision reads the student's prec1 (one ``.item()``), and teacher selection reads the argmax of the
@@ -24,10 +24,11 @@ import torch
 
 from lib.comm import all_reduce_mean, all_reduce_mean_, broadcast_tensors_
 from lib.engine.precision import autocast
+from lib.search.admission import held_out_prec1
 from lib.search.board import BoardEntry
 from lib.search.meta_matching import distillation_loss, select_teacher
 from lib.search.meta_update import meta_update, select_teacher_for_update
-from lib.search.parts import SearchParts, unsynced_bn
+from lib.search.parts import SearchConfigError, SearchParts, unsynced_bn
 from lib.search.probes import probabilities
 
 logger = logging.getLogger('cream.search')
@@ -129,7 +130,14 @@ def _forward_backward(session: SearchParts, path, images, target, distill: bool)
 def _offer_to_board(session: SearchParts, path, images, out: StepOutput, hits1: torch.Tensor, batch: int) -> bool:
     """Offer the student (its prec1 averaged over ranks) to the board; every rank ends with the same paths."""
     cfg, board, table = session.cfg, session.board, session.flops_table
-    prec1 = all_reduce_mean(hits1 * (100.0 / batch))
+    if cfg.SUPERNET.BOARD_ADMISSION == 'val_batch':  # the same held-out images for every student
+        if session.admission_batch is None:
+            raise SearchConfigError("SUPERNET.BOARD_ADMISSION 'val_batch' needs the held-out batch: build the search "
+                                    'parts with admission_batch (lib.search.admission.admission_batch)')
+        prec1 = all_reduce_mean(held_out_prec1(session.supernet, path, session.admission_batch, amp=cfg.AMP,
+                                               amp_dtype=cfg.AMP_DTYPE))
+    else:  # the original: the batch the student has just stepped on
+        prec1 = all_reduce_mean(hits1 * (100.0 / batch))
     prec1 = prec1.item()  # the step's one host sync for the board (identical on every rank)
     flops = session.board_cost(path)  # SUPERNET.BOARD_FLOPS, or under a latency budget the predicted ms
     if not board.would_admit(prec1, flops):

@@ -11,6 +11,7 @@ from lib.comm import all_reduce_mean_
 from lib.engine.evaluate import evaluate
 from lib.engine.precision import autocast
 from lib.search.builder import SearchSession
+from lib.search.path_bn import path_bn_layers, restored_bn
 from lib.search.sampler import PathSampler
 
 logger = logging.getLogger('cream.search')
@@ -33,36 +34,30 @@ def recalibrated_bn(session: SearchSession, path, epoch: int, batches: int):
         yield
         return
     supernet = session.supernet
-    modules = [entry[-1] for entry in supernet.path_modules(path)]  # (names..., module) per entry
-    layers = list(dict.fromkeys(m for module in modules for m in module.modules()
-                                if isinstance(m, nn.modules.batchnorm._BatchNorm)))
-    saved = [({k: v.clone() for k, v in m.named_buffers(recurse=False)}, m.momentum) for m in layers]
+    layers = path_bn_layers(supernet, path)
     was_training = supernet.training
-    try:
-        for m in layers:
-            m.reset_running_stats()
-            m.momentum = None  # cumulative average over the calibration batches
-        supernet.train()
-        session.train_loader.set_epoch(epoch)  # a fixed set of batches, wherever a resumed epoch began
-        with torch.no_grad(), autocast(session.dist.device, session.cfg.AMP, session.cfg.AMP_DTYPE):
-            for index, (images, _) in enumerate(session.train_loader):
-                if index >= batches:
-                    break
-                supernet(images, path)
-        all_reduce_mean_([buf for m in layers for buf in (m.running_mean, m.running_var)])
-        supernet.train(was_training)
-        yield
-    finally:
-        for m, (buffers, momentum) in zip(layers, saved):
-            for name, value in buffers.items():
-                getattr(m, name).copy_(value)
-            m.momentum = momentum
-        supernet.train(was_training)
+    with restored_bn(layers):
+        try:
+            for m in layers:
+                m.reset_running_stats()
+                m.momentum = None  # cumulative average over the calibration batches
+            supernet.train()
+            session.train_loader.set_epoch(epoch)  # a fixed set of batches, wherever a resumed epoch began
+            with torch.no_grad(), autocast(session.dist.device, session.cfg.AMP, session.cfg.AMP_DTYPE):
+                for index, (images, _) in enumerate(session.train_loader):
+                    if index >= batches:
+                        break
+                    supernet(images, path)
+            all_reduce_mean_([buf for m in layers for buf in (m.running_mean, m.running_var)])
+            supernet.train(was_training)
+            yield
+        finally:
+            supernet.train(was_training)
 
 
 def validation_path(cfg, layers_per_stage, num_ops: int, epoch: int, accept=None):
     """The epoch's random path (uniform, as the original validates): the same on every rank and in a
-    resumed run, and drawn without touching the training sampler's stream; under a latency budget
+    resumed run, and drawn without touching the training sampler's stream; under the sampler's budget
     (``accept``) a path within it, as the supernet trains only those."""
     sampler = PathSampler(layers_per_stage, num_ops, how_to_prob='even',
                           seed=cfg.SEED + _VAL_PATH_SEED_STRIDE * (epoch + 1), accept=accept)
@@ -86,8 +81,9 @@ def validate(session: SearchSession, epoch: int) -> Dict[str, Any]:
     if session.dist.distributed:
         average_bn_buffers_(supernet)
     latency = session.latency
+    # Within the budget the sampler keeps to (a latency budget, SUPERNET.SAMPLE_WITHIN_BUDGET), as it trains only those.
     path = validation_path(cfg, session.space.layers_per_stage, supernet.num_ops, epoch,
-                           accept=None if latency is None else latency.within)
+                           accept=session.path_sampler.accept)
     random_result = evaluate_path(session, path, epoch=epoch, bn_batches=0, prefix=f'Test: {epoch} random path')
     predicted = '' if latency is None else f'predicted {latency.predict_ms(path):.4g} ms, '
     logger.info('Test: %d  random path %s (%sbudget FLOPs %.2fM, MACs %.2fM): loss %.4f  prec@1 %.3f  prec@5 %.3f',
