@@ -12,7 +12,8 @@ redrawn, the evolutionary final pick) and 'random-search' (tools/random_search.p
 
   pip install -e '.[experiments]'
   python tools/miniature.py --out output/miniature --jobs 2                     # the digits (written when missing)
-  python tools/miniature.py --data data/fashion --search-cfg SEARCH.yaml --recipe RECIPE.yaml \
+  python tools/miniature.py --data data/fashion --search-cfg configs/experiments/fashion_search.yaml \
+      --recipe configs/experiments/fashion_retrain.yaml \
       --configs defaults spos best random-search --paths 24 --out output/fashion --jobs 2
 
 Writes OUT/table.md (the table of docs/miniature.md), OUT/summary.json, OUT/report.json and OUT/ranking.png; --plan only prints
