@@ -101,7 +101,7 @@ def setup_run(script: str, description: str, argv: Optional[List[str]] = None, l
     with warnings.catch_warnings(record=True) as config_warnings:  # logged once the log is open
         warnings.simplefilter('always')
         cfg = load_config(args.cfg, args.opts)
-    dist_ctx = init_distributed(cfg.DEVICE, cfg.DIST_BACKEND, args.local_rank)
+    dist_ctx = init_distributed(cfg.DEVICE, cfg.DIST_BACKEND, args.local_rank, cfg.DIST_INIT_TIMEOUT)
     cfg.defrost()
     cfg.LOCAL_RANK = dist_ctx.local_rank
     cfg.freeze()
