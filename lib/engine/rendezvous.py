@@ -17,6 +17,7 @@ import datetime
 import json
 import os
 import secrets
+import socket
 import time
 from typing import List
 
@@ -45,6 +46,23 @@ def _missing_rank_0(where: str, timeout_s: float) -> RendezvousError:
         'DIST_INIT_TIMEOUT')
 
 
+def _listening(host: str, port: int, deadline: float, retry: bool = True) -> bool:
+    """Whether something accepts connections at host:port before ``deadline`` (a plain socket: torch's store client
+    would retry by itself, with a warning on stderr for each try)."""
+    while True:
+        try:
+            socket.create_connection((host, port), timeout=max(0.1, min(1.0, deadline - time.monotonic()))).close()
+            return True
+        except OSError:
+            if not retry or time.monotonic() >= deadline:
+                return False
+            time.sleep(0.2)
+
+
+def _client(host: str, port: int, world_size: int, timeout_s: float) -> dist.TCPStore:
+    return dist.TCPStore(host, port, world_size, is_master=False, timeout=_seconds(timeout_s))
+
+
 def _serve(host: str, port: int, world_size: int, timeout_s: float) -> dist.TCPStore:
     return dist.TCPStore(host, port, world_size, is_master=True, timeout=_seconds(timeout_s),
                          wait_for_workers=False)
@@ -53,10 +71,9 @@ def _serve(host: str, port: int, world_size: int, timeout_s: float) -> dist.TCPS
 def _fresh_store_under_agent(host: str, port: int, rank: int, world_size: int, timeout_s: float) -> dist.Store:
     """This start's own store, announced through (and checked against) the agent's long-lived one."""
     deadline = time.monotonic() + timeout_s
-    try:
-        agent = dist.TCPStore(host, port, world_size, is_master=False, timeout=_seconds(timeout_s))
-    except (RuntimeError, dist.DistError):
-        raise _missing_rank_0(f'{host}:{port} (torchrun\'s agent store)', timeout_s) from None
+    if not _listening(host, port, deadline):
+        raise _missing_rank_0(f'{host}:{port} (torchrun\'s agent store)', timeout_s)
+    agent = _client(host, port, world_size, timeout_s)
     if rank == 0:
         store = _serve(host, 0, world_size, timeout_s)
         token = secrets.token_hex(16)
@@ -68,14 +85,15 @@ def _fresh_store_under_agent(host: str, port: int, rank: int, world_size: int, t
         if left <= 0:
             raise _missing_rank_0(f'the address it announces in {host}:{port}', timeout_s)
         try:
-            agent.set_timeout(_seconds(left))
-            announced_host, announced_port, token = json.loads(agent.get(ANNOUNCEMENT))
-            store = dist.TCPStore(announced_host, announced_port, world_size, is_master=False,
-                                  timeout=_seconds(min(_CONNECT_TRY_S, left)))
-            if store.get(TOKEN).decode() == token:
-                store.set_timeout(_seconds(timeout_s))
-                return store
-        except (RuntimeError, dist.DistError):  # not there (yet): an earlier start's, or rank 0 still starting
+            if agent.check([ANNOUNCEMENT]):
+                announced_host, announced_port, token = json.loads(agent.get(ANNOUNCEMENT))
+                # An earlier start's store is gone with its rank 0 (or the port serves another token).
+                if _listening(announced_host, announced_port, deadline, retry=False):
+                    store = _client(announced_host, announced_port, world_size, min(_CONNECT_TRY_S, left))
+                    if store.get(TOKEN).decode() == token:
+                        store.set_timeout(_seconds(timeout_s))
+                        return store
+        except (RuntimeError, dist.DistError):  # it went away while we asked
             pass
         time.sleep(0.2)
 
@@ -86,10 +104,9 @@ def _store_of_this_start(rank: int, world_size: int, timeout_s: float) -> dist.S
         return _fresh_store_under_agent(host, port, rank, world_size, timeout_s)
     if rank == 0:
         return _serve(host, port, world_size, timeout_s)
-    try:
-        return dist.TCPStore(host, port, world_size, is_master=False, timeout=_seconds(timeout_s))
-    except (RuntimeError, dist.DistError):
-        raise _missing_rank_0(f'MASTER_ADDR:MASTER_PORT {host}:{port}', timeout_s) from None
+    if not _listening(host, port, time.monotonic() + timeout_s):
+        raise _missing_rank_0(f'MASTER_ADDR:MASTER_PORT {host}:{port}', timeout_s)
+    return _client(host, port, world_size, timeout_s)
 
 
 def _ranks(ranks: List[int]) -> str:
@@ -101,16 +118,17 @@ def meet_every_rank(rank: int, world_size: int, timeout_s: float) -> dist.Store:
     store = _store_of_this_start(rank, world_size, timeout_s)
     keys = [f'cream/arrived/{r}' for r in range(world_size)]
     store.set(keys[rank], '1')
+    deadline = time.monotonic() + timeout_s
     try:
-        store.wait(keys, _seconds(timeout_s))
-    except (RuntimeError, dist.DistError):
-        try:
-            missing = [r for r, key in enumerate(keys) if not store.check([key])]
-        except (RuntimeError, dist.DistError):  # rank 0, and its store, are gone
-            raise _missing_rank_0('its address', timeout_s) from None
+        while not store.check(keys) and time.monotonic() < deadline:  # polled: a timed-out wait warns on stderr
+            time.sleep(0.05)
+        missing = [r for r, key in enumerate(keys) if not store.check([key])]
+    except (RuntimeError, dist.DistError):  # rank 0, and its store, are gone
+        raise _missing_rank_0('its address', timeout_s) from None
+    if missing:
         raise RendezvousError(
             f'{_ranks(missing)} of the {world_size} process(es) never joined the job within DIST_INIT_TIMEOUT '
             f'{timeout_s:g} s; nothing was written. Check that every node was started (with the same command and '
             'the same --nnodes / --nproc-per-node) and that the missing one\'s log shows no error; a slow start '
-            'may need a larger DIST_INIT_TIMEOUT') from None
+            'may need a larger DIST_INIT_TIMEOUT')
     return store
