@@ -198,19 +198,19 @@ def test_sigterm_to_one_agent_stops_every_rank_with_a_recovery_checkpoint_and_th
 
 def test_a_node_that_leaves_an_elastic_job_for_good_stops_it_with_one_line(data, tmp_path, free_port):
     """After epoch 0's checkpoint (no recovery checkpoints) a node dies; torchrun restarts the job on the node left,
-    which would continue with half the global batch: it stops, saying how to go on."""
-    args = search_args(tmp_path, data['search'], RECOVERY_INTERVAL=0)
+    which would go on with half the global batch: it stops, saying how to go on."""
+    args = retraining_args(tmp_path, data['retrain'], RECOVERY_INTERVAL=0)
     conf = 'last_call_timeout=10,keep_alive_interval=1,keep_alive_max_attempt=2'
     agents = two_agents(args, free_port, tmp_path, nnodes='1:2', rdzv_conf=conf,
-                        second_env={'CREAM_TEST_KILL': 'node', 'CREAM_TEST_KILL_AT': 11})
+                        second_env={'CREAM_TEST_KILL': 'node', 'CREAM_TEST_KILL_AT': 7})  # epoch 1, step 2 of 5
     assert agents[0].finish() != 0, agents[0].output()
     refusal = [line for line in agents[0].err if line.startswith('error: cannot resume')]
     assert refusal and set(refusal) == {
-        f'error: cannot resume from {tmp_path}/demo_search/last.pth.tar on 1 process(es): it was trained by 2 '
-        'process(es) (a global batch of 4 images per step), and a run continues on the world size it started with. '
-        'Start it again on 2 process(es) (torchrun --nnodes x --nproc-per-node = 2), or start a new run (another '
-        'MODEL) on this one'}, agents[0].output()
-    assert load(tmp_path / 'demo_search' / 'last.pth.tar')['epoch'] == 0  # nothing trained on one process
+        f'error: cannot resume from {tmp_path}/run/last.pth.tar on 1 process(es): it was trained by 2 process(es) '
+        '(a global batch of 4 images per step), and a run continues on the world size it started with. Start it '
+        'again on 2 process(es) (torchrun --nnodes x --nproc-per-node = 2), or start a new run (another MODEL) on '
+        'this one'}, agents[0].output()
+    assert load(tmp_path / 'run' / 'last.pth.tar')['epoch'] == 0  # nothing trained on one process
 
 
 @pytest.mark.parametrize('present', [0, 1])
