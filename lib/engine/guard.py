@@ -40,7 +40,7 @@ def logged_run(run, what: str, log_name: str):
         run.logger.warning('%s', stop)
         raise
     except Exception as err:
-        lost = comm.lost_peer(err) if comm.get_world_size() > 1 else None
+        lost = comm.lost_peer(err)
         if lost is not None:
             line = (f'{what} lost another process of the job ({lost}): that process ended or its node went away. '
                     'torchrun restarts every process when --max-restarts allows, and they continue from the newest '
@@ -59,8 +59,9 @@ def logged_run(run, what: str, log_name: str):
                 run.lock.release()
 
 
-class PeerLost(Exception):
-    """Another rank of the job is gone; ``str()`` is the one line saying so and how the job goes on."""
+class PeerLost(BaseException):
+    """Another rank of the job is gone; ``str()`` is the one line saying so and how the job goes on. A
+    BaseException, as ``RunStopped``: no ``except Exception`` on the way swallows it."""
 
 
 class UserErrorExit(SystemExit):
