@@ -15,7 +15,7 @@ import sys
 from typing import Any, Callable, List, Optional
 
 from lib import comm
-from lib.engine.stop import STOPPED_STATUS, RunStopped
+from lib.engine.stop import STOPPED_STATUS, RunStopped, end_the_torchrun_job
 from lib.errors import CreamError
 
 USER_ERROR_STATUS = 2  # as argparse exits on a bad command line
@@ -89,4 +89,5 @@ def exit_on_error(main: Callable[[List[str]], Any], argv: Optional[List[str]] = 
     except KeyboardInterrupt:
         raise SystemExit(INTERRUPTED_STATUS) from None
     except RunStopped:
+        end_the_torchrun_job()
         raise SystemExit(STOPPED_STATUS) from None

@@ -180,17 +180,17 @@ def test_sigterm_to_one_agent_stops_every_rank_with_a_recovery_checkpoint_and_th
         data, tmp_path, free_port):
     standalone(retraining_args(tmp_path / 'whole', data['retrain']), tmp_path)
     args = retraining_args(tmp_path, data['retrain'], AUTO_RESUME=True)
-    agents = two_agents(args, free_port, tmp_path, restarts=0)
+    agents = two_agents(args, free_port, tmp_path)
     agents[0].wait_for('Train: 0 [2/5]')
     agents[1].signal(signal.SIGTERM)  # as a scheduler preempting one node: torchrun passes it to its worker
-    finish(agents)
+    finish(agents)  # the other node's agent ends too (its worker tells it), rather than restarting to wait
     stopped = [line for a in agents for line in a.out if 'stopped on SIGTERM' in line]
     assert len(stopped) == 2 and len(set(line.split('] ', 1)[1] for line in stopped)) == 1, outputs(agents)
     assert 'with a recovery checkpoint of that point' in stopped[0] or 'whose checkpoint holds' in stopped[0]
     assert not worker_tracebacks(agents), outputs(agents)
     assert not any(' ERROR ' in line for a in agents for line in a.out), outputs(agents)
 
-    again = two_agents(args, free_port, tmp_path, restarts=0)  # the job started again: the same command
+    again = two_agents(args, free_port, tmp_path)  # the job started again: the same command
     assert finish(again) == [0, 0], outputs(again)
     assert 'resuming from' in '\n'.join(again[0].out + again[1].out)
     assert_same_run(tmp_path / 'run', tmp_path / 'whole' / 'run', ('state_dict', 'state_dict_ema'))
