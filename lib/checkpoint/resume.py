@@ -159,10 +159,10 @@ def check_world_size(checkpoint: Dict[str, Any], source: str, cfg, world_size: i
     if saved is None or saved == world_size:
         return
     raise ResumeError(
-        f'cannot resume from {source} on {world_size} process(es): it was trained by {saved} process(es) (a global batch of '
-        f'{saved * cfg.DATASET.BATCH_SIZE} images per step), and a run continues on the world size it started with. '
-        f'Start it again on {saved} process(es) (torchrun --nnodes x --nproc-per-node = {saved}), or start a new '
-        'run (another MODEL) on this one')
+        f'cannot resume from {source} on {world_size} process(es): it was trained by {saved} process(es) (a global '
+        f'batch of {saved * cfg.DATASET.BATCH_SIZE} images per step), and a run continues on the world size it '
+        f'started with. Start it again on {saved} process(es) (torchrun --nnodes x --nproc-per-node = {saved}), or '
+        'start a new run (another MODEL) on this one')
 
 
 def find_resume_checkpoint(cfg, run_dir: str, dist_ctx: DistContext,

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from lib.data.demo import make_demo_dataset
-from processes import REPO, Running, retrain_args, script_env
+from processes import Running, no_process_left_behind, retrain_args, script_env  # noqa: F401 (autouse fixture)
 
 pytestmark = pytest.mark.slow
 
