@@ -2,7 +2,8 @@
 
 Supported: ``python -m torch.distributed.launch`` (passes ``--local-rank``/``--local_rank`` and sets
 env vars), ``torchrun`` (env vars, any number of nodes) and a plain ``python script.py`` (one process,
-no process group). The world size always comes from the launcher, never from the config.
+no process group). The world size always comes from the launcher, never from the config. Every start of a job
+builds its group on a store of its own, once every rank has come (``lib.engine.rendezvous``).
 """
 import datetime
 import os

@@ -46,7 +46,7 @@ def _missing_rank_0(where: str, timeout_s: float) -> RendezvousError:
         'DIST_INIT_TIMEOUT')
 
 
-def _listening(host: str, port: int, deadline: float, retry: bool = True) -> bool:
+def accepts_connections(host: str, port: int, deadline: float, retry: bool = True) -> bool:
     """Whether something accepts connections at host:port before ``deadline`` (a plain socket: torch's store client
     would retry by itself, with a warning on stderr for each try)."""
     while True:
@@ -71,7 +71,7 @@ def _serve(host: str, port: int, world_size: int, timeout_s: float) -> dist.TCPS
 def _fresh_store_under_agent(host: str, port: int, rank: int, world_size: int, timeout_s: float) -> dist.Store:
     """This start's own store, announced through (and checked against) the agent's long-lived one."""
     deadline = time.monotonic() + timeout_s
-    if not _listening(host, port, deadline):
+    if not accepts_connections(host, port, deadline):
         raise _missing_rank_0(f'{host}:{port} (torchrun\'s agent store)', timeout_s)
     agent = _client(host, port, world_size, timeout_s)
     if rank == 0:
@@ -88,7 +88,7 @@ def _fresh_store_under_agent(host: str, port: int, rank: int, world_size: int, t
             if agent.check([ANNOUNCEMENT]):
                 announced_host, announced_port, token = json.loads(agent.get(ANNOUNCEMENT))
                 # An earlier start's store is gone with its rank 0 (or the port serves another token).
-                if _listening(announced_host, announced_port, deadline, retry=False):
+                if accepts_connections(announced_host, announced_port, deadline, retry=False):
                     store = _client(announced_host, announced_port, world_size, min(_CONNECT_TRY_S, left))
                     if store.get(TOKEN).decode() == token:
                         store.set_timeout(_seconds(timeout_s))
@@ -104,7 +104,7 @@ def _store_of_this_start(rank: int, world_size: int, timeout_s: float) -> dist.S
         return _fresh_store_under_agent(host, port, rank, world_size, timeout_s)
     if rank == 0:
         return _serve(host, port, world_size, timeout_s)
-    if not _listening(host, port, time.monotonic() + timeout_s):
+    if not accepts_connections(host, port, time.monotonic() + timeout_s):
         raise _missing_rank_0(f'MASTER_ADDR:MASTER_PORT {host}:{port}', timeout_s)
     return _client(host, port, world_size, timeout_s)
 

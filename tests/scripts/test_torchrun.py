@@ -6,13 +6,13 @@ time with nothing written (4)."""
 import csv
 import os
 import signal
-import socket
 import time
 
 import pytest
 import torch
 
 from lib.data.demo import make_demo_dataset
+from lib.engine.rendezvous import accepts_connections
 from processes import Running, no_process_left_behind, retrain_args, script_env  # noqa: F401 (autouse fixture)
 
 pytestmark = pytest.mark.slow
@@ -92,21 +92,11 @@ def agent(args, port, tmp_path, *, nnodes='2', restarts=1, rdzv_conf='', **env):
     return started
 
 
-def listening(port, timeout=120.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        with socket.socket() as sock:
-            if sock.connect_ex(('127.0.0.1', port)) == 0:
-                return
-        time.sleep(0.1)
-    raise AssertionError(f'nothing listens on port {port}')
-
-
 def two_agents(args, port, tmp_path, second_env=None, **options):
     """Two nodes of one job; the first hosts the rendezvous (it is up before the second starts), so the second
     is the one a test may take away."""
     first = agent(args, port, tmp_path, **options)
-    listening(port)
+    assert accepts_connections('127.0.0.1', port, time.monotonic() + 120), first.output()
     return first, agent(args, port, tmp_path, **options, **(second_env or {}))
 
 
