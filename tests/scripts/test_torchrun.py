@@ -7,13 +7,14 @@ import csv
 import os
 import signal
 import time
+from pathlib import Path
 
 import pytest
 import torch
 
 from lib.data.demo import make_demo_dataset
 from lib.engine.rendezvous import accepts_connections
-from processes import Running, no_process_left_behind, retrain_args, script_env  # noqa: F401 (autouse fixture)
+from processes import Running, retrain_args, script_env
 
 pytestmark = pytest.mark.slow
 
@@ -64,19 +65,33 @@ def retraining_args(out, data, **extra):
     return retrain_args(out, data, **dict(RETRAIN, **extra))
 
 
-_AGENTS = []
+_STARTED = []
+
+
+def _kill_tree(pid):
+    """SIGKILL ``pid`` and its descendants, each with its process group (torchrun starts every worker in a session
+    of its own)."""
+    try:
+        children = Path(f'/proc/{pid}/task/{pid}/children').read_text().split()
+    except OSError:
+        children = []
+    for child in children:
+        _kill_tree(int(child))
+    for kill in (os.killpg, os.kill):
+        try:
+            kill(pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 @pytest.fixture(autouse=True)
-def no_agent_left_behind():
-    """SIGKILL every agent a test started, with its workers (each agent leads a process group of its own)."""
+def nothing_left_behind():
+    """SIGKILL every process a test started (an agent with its workers) that a failed test left running."""
     yield
-    while _AGENTS:
-        agent = _AGENTS.pop()
-        try:
-            os.killpg(agent.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    while _STARTED:
+        agent = _STARTED.pop()
+        if agent.proc.poll() is None:
+            _kill_tree(agent.pid)
         agent.proc.wait(timeout=60)
 
 
@@ -88,7 +103,7 @@ def agent(args, port, tmp_path, *, nnodes='2', restarts=1, rdzv_conf='', **env):
                '--rdzv-endpoint', f'127.0.0.1:{port}', '--rdzv-id', 'cream-test', '--max-restarts', str(restarts),
                *(['--rdzv-conf', rdzv_conf] if rdzv_conf else []), str(driver), *args]
     started = Running(command, env=script_env(**{k: str(v) for k, v in env.items()}), start_new_session=True)
-    _AGENTS.append(started)
+    _STARTED.append(started)
     return started
 
 
@@ -127,7 +142,7 @@ def standalone(args, tmp_path):
     """The same job uninterrupted: one agent, two processes (the same world size)."""
     run = Running(['-m', 'torch.distributed.run', '--standalone', '--nproc-per-node', '2', *args],
                   start_new_session=True)
-    _AGENTS.append(run)
+    _STARTED.append(run)
     assert run.finish() == 0, run.output()
 
 
@@ -210,6 +225,7 @@ def test_a_rank_that_never_arrives_is_one_error_in_bounded_time_and_nothing_is_w
     env = script_env(RANK=str(present), LOCAL_RANK='0', WORLD_SIZE='2', MASTER_ADDR='127.0.0.1',
                      MASTER_PORT=str(free_port))
     alone = Running(retraining_args(tmp_path, data['retrain'], DIST_INIT_TIMEOUT=3), env=env)
+    _STARTED.append(alone)
     assert alone.finish(timeout=120) == 2, alone.output()
     assert len(alone.err) == 1, alone.output()
     if present == 0:
