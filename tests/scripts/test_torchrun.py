@@ -6,14 +6,12 @@ time with nothing written (4)."""
 import csv
 import os
 import signal
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
 from lib.data.demo import make_demo_dataset
-from lib.engine.rendezvous import accepts_connections
 from processes import Running, retrain_args, script_env
 
 pytestmark = pytest.mark.slow
@@ -107,12 +105,12 @@ def agent(args, port, tmp_path, *, nnodes='2', restarts=1, rdzv_conf='', **env):
     return started
 
 
-def two_agents(args, port, tmp_path, second_env=None, **options):
-    """Two nodes of one job; the first hosts the rendezvous (it is up before the second starts), so the second
-    is the one a test may take away."""
-    first = agent(args, port, tmp_path, **options)
-    assert accepts_connections('127.0.0.1', port, time.monotonic() + 120), first.output()
-    return first, agent(args, port, tmp_path, **options, **(second_env or {}))
+def two_agents(args, port, tmp_path, second_env=None, rdzv_conf='', **options):
+    """Two nodes of one job, started together; the first hosts the rendezvous (the second is told it does not), so
+    the second is the one a test may take away."""
+    first = agent(args, port, tmp_path, rdzv_conf=rdzv_conf, **options)
+    second_conf = ','.join(filter(None, [rdzv_conf, 'is_host=0']))
+    return first, agent(args, port, tmp_path, rdzv_conf=second_conf, **options, **(second_env or {}))
 
 
 def finish(agents, timeout=240):
@@ -138,12 +136,13 @@ def summary_rows(run_dir):
         return [{k: v for k, v in row.items() if k != 'img_per_sec'} for row in csv.DictReader(f)]
 
 
-def standalone(args, tmp_path):
-    """The same job uninterrupted: one agent, two processes (the same world size)."""
+def standalone(args):
+    """The same job uninterrupted: one agent, two processes (the same world size); started beside the job under
+    test, to share its waits."""
     run = Running(['-m', 'torch.distributed.run', '--standalone', '--nproc-per-node', '2', *args],
                   start_new_session=True)
     _STARTED.append(run)
-    assert run.finish() == 0, run.output()
+    return run
 
 
 def assert_same_run(run_dir, whole_dir, state_keys):
@@ -158,10 +157,11 @@ def assert_same_run(run_dir, whole_dir, state_keys):
 
 def test_a_worker_killed_mid_epoch_is_restarted_by_torchrun_and_the_search_ends_as_if_uninterrupted(
         data, tmp_path, free_port):
-    standalone(search_args(tmp_path / 'whole', data['search']), tmp_path)
+    whole = standalone(search_args(tmp_path / 'whole', data['search']))
     args = search_args(tmp_path, data['search'])  # no AUTO_RESUME: a restart turns it on
     agents = two_agents(args, free_port, tmp_path, second_env={'CREAM_TEST_KILL': 'worker', 'CREAM_TEST_KILL_AT': 6})
     assert finish(agents) == [0, 0], outputs(agents)
+    assert whole.finish() == 0, whole.output()
     log = '\n'.join(agents[0].out + agents[1].out)
     assert 'KILLED at step 6' in log and 'lost another process of the job' in log
     assert 'torchrun restarted this job (restart 1 of 1): AUTO_RESUME True and OVERWRITE False' in log
@@ -183,7 +183,7 @@ def test_a_worker_killed_mid_epoch_is_restarted_by_torchrun_and_the_search_ends_
 
 def test_sigterm_to_one_agent_stops_every_rank_with_a_recovery_checkpoint_and_the_same_command_continues(
         data, tmp_path, free_port):
-    standalone(retraining_args(tmp_path / 'whole', data['retrain']), tmp_path)
+    whole = standalone(retraining_args(tmp_path / 'whole', data['retrain']))
     args = retraining_args(tmp_path, data['retrain'], AUTO_RESUME=True)
     agents = two_agents(args, free_port, tmp_path)
     agents[0].wait_for('Train: 0 [2/5]')
@@ -198,6 +198,7 @@ def test_sigterm_to_one_agent_stops_every_rank_with_a_recovery_checkpoint_and_th
     again = two_agents(args, free_port, tmp_path)  # the job started again: the same command
     assert finish(again) == [0, 0], outputs(again)
     assert 'resuming from' in '\n'.join(again[0].out + again[1].out)
+    assert whole.finish() == 0, whole.output()
     assert_same_run(tmp_path / 'run', tmp_path / 'whole' / 'run', ('state_dict', 'state_dict_ema'))
 
 
