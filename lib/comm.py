@@ -1,7 +1,7 @@
 """Rank and world queries and the few collectives the code needs: the one place that asks whether
 torch.distributed is up (as detectron2's ``utils/comm.py``). Every function works, as a no-op or with one
 process's answer, when no process group exists."""
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 import torch
 import torch.distributed as dist
@@ -18,6 +18,17 @@ def get_rank() -> int:
 
 def get_world_size() -> int:
     return dist.get_world_size() if is_initialized() else 1
+
+
+def lost_peer(err: BaseException) -> Optional[str]:
+    """What went wrong, shortly, when ``err`` is a collective or store call failing because another rank's process
+    ended or cannot be reached (gloo: a closed or reset connection); else None."""
+    text = str(err).strip()
+    if not (isinstance(err, dist.DistError) or (isinstance(err, RuntimeError) and 'gloo/transport' in text)):
+        return None
+    text = text.split('\n')[0]
+    text = text.split('] ', 1)[1] if text.startswith('[') and '] ' in text else text  # drop gloo's source location
+    return text.split('. ')[0]
 
 
 def barrier() -> None:

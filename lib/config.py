@@ -55,6 +55,7 @@ _C.COMPILE = False  # torch.compile the network (retrain/test; the supernet comp
 _C.DETERMINISTIC = False  # deterministic algorithms, for exact resume checks
 _C.DEVICE = 'auto'  # 'auto' (cuda if available), 'cuda' or 'cpu'
 _C.DIST_BACKEND = 'auto'  # 'auto' (nccl on GPUs, gloo on the CPU), 'nccl' or 'gloo'
+_C.DIST_INIT_TIMEOUT = 1800.0  # seconds every process waits for all ranks to join the job, then one error naming the missing; > 0
 _C.EVAL_METRICS = 'prec1'  # metric ranking checkpoints: 'prec1' or 'loss'
 _C.TTA = 0  # test-time augmentation: 0 off, 1 average with the horizontally flipped image
 _C.LOCAL_RANK = 0  # original key, not read: filled from the launcher into the saved config.yaml
@@ -203,7 +204,8 @@ RESUME_MAY_CHANGE = (
     'SUPERNET.FINAL_PICK', 'SUPERNET.EVOLUTION.POPULATION', 'SUPERNET.EVOLUTION.GENERATIONS',
     'SUPERNET.EVOLUTION.PARENTS', 'SUPERNET.EVOLUTION.MUTATIONS', 'SUPERNET.EVOLUTION.CROSSOVERS',
     'SUPERNET.EVOLUTION.MUTATION_PROB',
-    'DEVICE', 'DIST_BACKEND', 'BENCHMARK_MODE', 'DETERMINISTIC', 'COMPILE', 'SAVE_IMAGES', 'START_EPOCH',
+    'DEVICE', 'DIST_BACKEND', 'DIST_INIT_TIMEOUT', 'BENCHMARK_MODE', 'DETERMINISTIC', 'COMPILE', 'SAVE_IMAGES',
+    'START_EPOCH',
     'OPTIMIZER', 'DATASET.PIN_MEM', 'DATASET.GENERATE_DEMO', 'DATASET.VAL_BATCH_MUL', 'BATCHNORM.BN_TF',
 )
 

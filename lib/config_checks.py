@@ -40,6 +40,7 @@ _RANGES = (
     ('LOG_INTERVAL', lambda v: v >= 1, 'at least 1'),
     ('RECOVERY_INTERVAL', lambda v: v >= 0, '0 (recovery only at epoch ends) or more steps'),
     ('SIGTERM_GRACE', lambda v: v > 0, 'a positive number of seconds'),
+    ('DIST_INIT_TIMEOUT', lambda v: v > 0, 'a positive number of seconds'),
     ('CHECKPOINT_HIST', lambda v: v >= 0, '0 or more'),
     ('TTA', lambda v: v in (0, 1), '0 or 1'),
     ('ACC_GAP', lambda v: v >= 0, '0 or more points'),

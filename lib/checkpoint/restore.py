@@ -159,8 +159,8 @@ def _restore_zero_grads(module, names) -> None:
 def load_search_state(checkpoint: Dict[str, Any], source: str, *, search_space: Dict[str, Any], supernet, mmn,
                        board, path_sampler, device, rank: int = 0) -> None:
     """Check that ``checkpoint`` belongs to this search, then restore MMN, board (with this ``rank``'s own probes
-    when the checkpoint holds every rank's; a run resumed on more ranks gives rank r those of rank r mod the
-    saved world size) and path sampler."""
+    when the checkpoint holds every rank's: it was trained by as many processes, ``check_world_size``) and path
+    sampler."""
     if not isinstance(checkpoint, dict) or checkpoint.get('search_format') != SEARCH_FORMAT:
         raise ResumeError(f'{source} is not a search checkpoint written by train.py; point RESUME_PATH at the '
                           'last.pth.tar or recovery.pth.tar of a search (or empty it to use the run folder\'s)')
@@ -173,8 +173,8 @@ def load_search_state(checkpoint: Dict[str, Any], source: str, *, search_space: 
         mmn.load_state_dict(checkpoint['mmn'])
         board.load_state_dict(checkpoint['board'], device=device)
         rank_probes = [(state.get('extra') or {}).get('board_probes') for state in checkpoint.get('rank_states') or []]
-        if rank_probes and all(probes is not None for probes in rank_probes):
-            board.load_probes(rank_probes[rank % len(rank_probes)], device=device)
+        if rank < len(rank_probes) and all(probes is not None for probes in rank_probes):
+            board.load_probes(rank_probes[rank], device=device)
     except (RuntimeError, ValueError) as err:
         raise ResumeError(f'cannot continue the search in {source}: {err}') from None
     path_sampler.load_state_dict(checkpoint['path_sampler'])

@@ -147,13 +147,32 @@ def check_resume_config(checkpoint: Dict[str, Any], source: str, cfg) -> None:
             f'OVERWRITE True). Keys that may change on resume: {", ".join(RESUME_MAY_CHANGE)}')
 
 
+def check_world_size(checkpoint: Dict[str, Any], source: str, cfg, world_size: int) -> None:
+    """ResumeError when ``checkpoint`` was trained by another number of processes than this run has.
+
+    The global batch is DATASET.BATCH_SIZE per process times the processes, and a resumed run keeps its recipe (as
+    it keeps DATASET.BATCH_SIZE): with another world size the batch, the steps per epoch and with them the LR
+    schedule over steps, each process's share of the data and position in it, the RNG streams and a search's
+    per-process board probes would all change midway. torchrun's elastic restarts (--nnodes MIN:MAX) come here
+    when a node has left."""
+    saved = checkpoint.get('world_size') if is_training_checkpoint(checkpoint) else None
+    if saved is None or saved == world_size:
+        return
+    raise ResumeError(
+        f'cannot resume from {source} on {world_size} process(es): it was trained by {saved} process(es) (a global '
+        f'batch of {saved * cfg.DATASET.BATCH_SIZE} images per step), and a run continues on the world size it '
+        f'started with. Start it again on {saved} process(es) (torchrun --nnodes x --nproc-per-node = {saved}), or '
+        'start a new run (another MODEL) on this one')
+
+
 def find_resume_checkpoint(cfg, run_dir: str, dist_ctx: DistContext,
                            logger: logging.Logger) -> Tuple[Optional[str], Optional[Dict[str, Any]]]:
     """(path, loaded checkpoint) to continue from, or (None, None) for a fresh start. Call on all ranks.
 
     RESUME_PATH when set (missing, unreadable or non-finite: ResumeError); else the run folder's newest
     good checkpoint (see ``_choose_in_run_dir``). The main rank chooses; every rank then reads the chosen
-    file. A checkpoint whose config differs from ``cfg`` beyond RESUME_MAY_CHANGE is a ResumeError.
+    file. A checkpoint whose config differs from ``cfg`` beyond RESUME_MAY_CHANGE, or that was trained by another
+    number of processes, is a ResumeError.
     """
     if not cfg.AUTO_RESUME:
         if cfg.RESUME_PATH:
@@ -175,4 +194,5 @@ def find_resume_checkpoint(cfg, run_dir: str, dist_ctx: DistContext,
             checkpoint = load_checkpoint_file(path)
     if checkpoint is not None:
         check_resume_config(checkpoint, path, cfg)
+        check_world_size(checkpoint, path, cfg, dist_ctx.world_size)
     return path, checkpoint

@@ -2,7 +2,8 @@
 
 Supported: ``python -m torch.distributed.launch`` (passes ``--local-rank``/``--local_rank`` and sets
 env vars), ``torchrun`` (env vars, any number of nodes) and a plain ``python script.py`` (one process,
-no process group). The world size always comes from the launcher, never from the config.
+no process group). The world size always comes from the launcher, never from the config. Every start of a job
+builds its group on a store of its own, once every rank has come (``lib.engine.rendezvous``).
 """
 import datetime
 import os
@@ -12,7 +13,10 @@ from typing import Optional
 import torch
 
 from lib import comm
+from lib.engine.rendezvous import meet_every_rank
 from lib.errors import ConfigError
+
+COLLECTIVE_TIMEOUT = datetime.timedelta(minutes=30)  # torch's default for gloo: a long validation on one rank waits
 
 
 @dataclass
@@ -40,8 +44,10 @@ def _pick_device(requested: str, local_rank: int) -> torch.device:
     return torch.device('cpu')
 
 
-def init_distributed(device: str = 'auto', backend: str = 'auto', local_rank_arg: Optional[int] = None) -> DistContext:
-    """Join the process group the launcher describes (if any) and pick this process's device."""
+def init_distributed(device: str = 'auto', backend: str = 'auto', local_rank_arg: Optional[int] = None,
+                     init_timeout_s: float = 1800.0) -> DistContext:
+    """Join the process group the launcher describes (if any) and pick this process's device; a rank that does not
+    come within ``init_timeout_s`` is a RendezvousError (``lib.engine.rendezvous``)."""
     world_size = int(os.environ.get('WORLD_SIZE', '1'))
     rank = int(os.environ.get('RANK', '0'))
     local_rank = int(os.environ.get('LOCAL_RANK', local_rank_arg if local_rank_arg is not None else 0))
@@ -50,6 +56,9 @@ def init_distributed(device: str = 'auto', backend: str = 'auto', local_rank_arg
         if backend == 'auto':
             backend = 'nccl' if torch_device.type == 'cuda' else 'gloo'
         kwargs = {'device_id': torch_device} if torch_device.type == 'cuda' else {}
-        comm.init_process_group(backend=backend, timeout=datetime.timedelta(minutes=30), **kwargs)
+        store = meet_every_rank(rank, world_size, init_timeout_s)
+        store.set_timeout(COLLECTIVE_TIMEOUT)  # from here on it serves the process groups
+        comm.init_process_group(backend=backend, store=store, rank=rank, world_size=world_size,
+                                timeout=COLLECTIVE_TIMEOUT, **kwargs)
         rank, world_size = comm.get_rank(), comm.get_world_size()
     return DistContext(rank=rank, world_size=world_size, local_rank=local_rank, device=torch_device)

@@ -1,12 +1,14 @@
 """How the entry scripts end.
 
 Inside ``main()``, ``logged_run`` writes how the run ended to its log (a user's mistake as one line, a
-crash with its traceback, Ctrl-C or SIGTERM with how to resume), always tears the process group down and
-then lets the run folder's lock go; the exception itself goes on to the caller unchanged, so a test calling
-``main()`` sees the real error. Only the command line turns it into an exit status: ``exit_on_error``
-prints a ``CreamError`` as one ``error:`` line (status 2), Ctrl-C is status 130 and a stop on SIGTERM
-(``lib.engine.stop``) 143; anything else keeps its traceback. The tools use ``exit_on_error`` too (with the
-checks of ``lib.checked_io``: a damaged input file, an unwritable output, a number out of range).
+crash with its traceback, Ctrl-C or SIGTERM with how to resume, a collective failing because another rank's
+process is gone as one line, ``PeerLost``), always tears the process group down and then lets the run folder's
+lock go; the exception itself goes on to the caller unchanged (but for ``PeerLost``), so a test calling
+``main()`` sees the real error. Only the command line turns it into an exit status: ``exit_on_error`` prints a
+``CreamError`` as one ``error:`` line (status 2), ``PeerLost`` as one (status 1: torchrun restarts on it),
+Ctrl-C is status 130 and a stop on SIGTERM (``lib.engine.stop``) 143; anything else keeps its traceback. The
+tools use ``exit_on_error`` too (with the checks of ``lib.checked_io``: a damaged input file, an unwritable
+output, a number out of range).
 """
 import contextlib
 import os
@@ -15,10 +17,11 @@ import sys
 from typing import Any, Callable, List, Optional
 
 from lib import comm
-from lib.engine.stop import STOPPED_STATUS, RunStopped
+from lib.engine.stop import STOPPED_STATUS, RunStopped, end_the_torchrun_job
 from lib.errors import CreamError
 
 USER_ERROR_STATUS = 2  # as argparse exits on a bad command line
+PEER_LOST_STATUS = 1  # a failure, not the user's: torchrun restarts the job on it (--max-restarts)
 INTERRUPTED_STATUS = 130  # the shell's status for Ctrl-C
 
 
@@ -39,6 +42,13 @@ def logged_run(run, what: str, log_name: str):
         run.logger.warning('%s', stop)
         raise
     except Exception as err:
+        lost = comm.lost_peer(err)
+        if lost is not None:
+            line = (f'{what} lost another process of the job ({lost}): that process ended or its node went away. '
+                    'torchrun restarts every process when --max-restarts allows, and they continue from the newest '
+                    'checkpoint; otherwise run the same command again with AUTO_RESUME True')
+            run.logger.error('%s', line)
+            raise PeerLost(line) from None
         log_path = os.path.join(run.run_dir, log_name)
         run.logger.exception('%s failed', what)
         err.add_note(f'{what} failed; this traceback is also in {log_path}')
@@ -49,6 +59,11 @@ def logged_run(run, what: str, log_name: str):
         finally:
             if run.lock is not None:
                 run.lock.release()
+
+
+class PeerLost(BaseException):
+    """Another rank of the job is gone; ``str()`` is the one line saying so and how the job goes on. A
+    BaseException, as ``RunStopped``: no ``except Exception`` on the way swallows it."""
 
 
 class UserErrorExit(SystemExit):
@@ -70,7 +85,11 @@ def exit_on_error(main: Callable[[List[str]], Any], argv: Optional[List[str]] = 
         line = 'error: ' + re.sub(r'\s*\n\s*', ' ', str(err)).strip()  # one line, whatever the message held
         print(line, file=sys.stderr, flush=True)
         raise UserErrorExit(line) from None
+    except PeerLost as lost:
+        print(f'error: {lost}', file=sys.stderr, flush=True)
+        raise SystemExit(PEER_LOST_STATUS) from None
     except KeyboardInterrupt:
         raise SystemExit(INTERRUPTED_STATUS) from None
     except RunStopped:
+        end_the_torchrun_job()
         raise SystemExit(STOPPED_STATUS) from None

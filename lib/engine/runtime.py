@@ -3,9 +3,11 @@
 Nothing is written, and no run folder created, before the config is valid and the script's preflight (its
 cheap checks of what set-up would find wrong later: the FLOPs budget, the LR schedule, the data folder) has
 passed on every rank; then the main rank locks and checks the run folder (``lib.engine.run_folder``). Every
-rank learns the first problem any rank met and stops with it, so that none starts working alone.
+rank learns the first problem any rank met and stops with it, so that none starts working alone. A restart by
+torchrun continues the run (AUTO_RESUME True).
 config.yaml is written by ``Run.save_config`` once the script's own set-up has passed."""
 import argparse
+import logging
 import os
 import random
 import warnings
@@ -66,6 +68,21 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def _resume_after_torchrun_restart(cfg: CfgNode, script: str) -> Optional[str]:
+    """On a restart by torchrun (``--max-restarts``): AUTO_RESUME True and OVERWRITE False, so that the workers
+    continue the run of the first start instead of refusing its folder (or deleting it); the line to log, or None.
+    Every rank takes part (a collective): torchrun counts restarts per node, and a node whose worker did not fail
+    restarts with a count of 0."""
+    restarts = max(all_gather_object(int(os.environ.get('TORCHELASTIC_RESTART_COUNT') or 0)))
+    if script == 'test' or restarts == 0 or (cfg.AUTO_RESUME and not cfg.OVERWRITE):
+        return None
+    cfg.defrost()
+    cfg.AUTO_RESUME, cfg.OVERWRITE = True, False
+    cfg.freeze()
+    return (f'torchrun restarted this job (restart {restarts} of {os.environ.get("TORCHELASTIC_MAX_RESTARTS", "?")}): '
+            'AUTO_RESUME True and OVERWRITE False, to continue from the newest checkpoint of the run folder')
+
+
 def _open_run_folder(cfg: CfgNode, dist_ctx: DistContext, run_dir: str, script: str,
                      preflight: Optional[Callable[[CfgNode], None]]):
     """(lock or None, notes to log): the preflight on every rank, the run folder on the main one; every rank
@@ -101,14 +118,17 @@ def setup_run(script: str, description: str, argv: Optional[List[str]] = None, l
     with warnings.catch_warnings(record=True) as config_warnings:  # logged once the log is open
         warnings.simplefilter('always')
         cfg = load_config(args.cfg, args.opts)
-    dist_ctx = init_distributed(cfg.DEVICE, cfg.DIST_BACKEND, args.local_rank)
+    dist_ctx = init_distributed(cfg.DEVICE, cfg.DIST_BACKEND, args.local_rank, cfg.DIST_INIT_TIMEOUT)
     cfg.defrost()
     cfg.LOCAL_RANK = dist_ctx.local_rank
     cfg.freeze()
     run_dir = run_dir_of(cfg)
     lock = None
     try:
+        restart_note = _resume_after_torchrun_restart(cfg, script)
         lock, notes = _open_run_folder(cfg, dist_ctx, run_dir, script, preflight)
+        if restart_note is not None:
+            notes.insert(0, (logging.WARNING, restart_note))
         logger = setup_logging(run_dir, dist_ctx.rank, log_name or f'{script}.log', cfg.VERBOSE)
         for level, note in notes:
             logger.log(level, '%s', note)

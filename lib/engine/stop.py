@@ -11,12 +11,15 @@ step, so it costs next to nothing (``tools/benchmark_stop_check.py``); the stop 
 Within SIGTERM_GRACE seconds of the signal the process exits in any case (a watchdog thread): a step or an epoch
 end that takes longer (a long validation, a hung collective) ends the run without a new checkpoint, before the
 scheduler's SIGKILL, with a line saying so. Outside the training epochs (set-up, test.py) SIGTERM ends the process
-at once, as by default: nothing is lost there (every write is atomic).
+at once, as by default: nothing is lost there (every write is atomic). Under torchrun a worker stopped by another
+rank's signal then sends SIGTERM to its agent (``end_the_torchrun_job``): the job ends on every node, as
+preempted, rather than being restarted by agents that did not get the signal.
 """
 import logging
 import os
 import signal
 import threading
+from pathlib import Path
 from typing import Optional
 
 import torch
@@ -25,6 +28,27 @@ import torch.distributed as dist
 from lib import comm
 
 STOPPED_STATUS = 143  # 128 + SIGTERM: what a shell reports for a process ended by SIGTERM
+
+
+_SIGNALLED_HERE = []  # set when this process got SIGTERM during training (not only heard of another rank's)
+
+
+def end_the_torchrun_job() -> bool:
+    """After a stop on another rank's SIGTERM under torchrun: SIGTERM to this worker's agent (its parent), so that
+    the job ends on this node too, as the scheduler meant it to, instead of the agent taking the stop for a failure
+    and restarting its workers (--max-restarts) to wait for nodes that are gone. A worker that got the signal
+    itself leaves its agent alone: the signal came through it, or reached it too. Whether the agent was signalled."""
+    if 'TORCHELASTIC_RUN_ID' not in os.environ or _SIGNALLED_HERE:
+        return False
+    agent = os.getppid()
+    try:
+        command = Path(f'/proc/{agent}/cmdline').read_bytes().replace(b'\0', b' ')
+    except OSError:
+        return False
+    if b'torchrun' not in command and b'torch.distributed.run' not in command:
+        return False  # another launcher in between: leave it alone
+    os.kill(agent, signal.SIGTERM)
+    return True
 
 
 class RunStopped(BaseException):
@@ -55,7 +79,9 @@ class StopOnSigterm:
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         if self._previous_handler is not None:
-            signal.signal(signal.SIGTERM, self._previous_handler)
+            # Once stopped, a further SIGTERM (torchrun passes its own on) must not cut the way out short.
+            stopped = exc_type is not None and issubclass(exc_type, RunStopped)
+            signal.signal(signal.SIGTERM, signal.SIG_IGN if stopped else self._previous_handler)
         if self._watchdog is not None:
             self._watchdog.cancel()
         if exc_type is None and self._pending is not None:
@@ -66,6 +92,7 @@ class StopOnSigterm:
         if self.requested:
             return
         self.requested = True
+        _SIGNALLED_HERE.append(signum)
         self.logger.warning('SIGTERM: stopping at the next step boundary with a recovery checkpoint (within '
                             'SIGTERM_GRACE %g s)', self.grace_s)
         self._watchdog = threading.Timer(self.grace_s, self._give_up)

@@ -92,3 +92,28 @@ def test_a_stop_on_sigterm_is_logged_on_every_rank_exits_143_and_the_lock_is_let
     assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
         ('WARNING', 'stopped on SIGTERM at epoch 0, step 3 of 9; AUTO_RESUME True continues')]
     RunLock.acquire(str(tmp_path), 'retrain').release()  # let go by logged_run
+
+
+GLOO_PEER_CLOSED = ('[/__w/pytorch/pytorch/third_party/gloo/gloo/transport/tcp/pair.cc:561] Connection closed by peer '
+                    '[127.0.0.1]:16008. This is typically caused by a remote worker crashing. Check the logs of the '
+                    'remote worker before reporting an error.')  # what gloo raised when a rank was killed
+
+
+def test_a_collective_failing_on_a_lost_rank_is_one_line_and_status_1(tmp_path, caplog, capsys):
+    run = fake_run(tmp_path)
+    with caplog.at_level(logging.INFO, logger='cream.test_guard'):
+        with pytest.raises(SystemExit) as stop:
+            def main(argv):
+                with logged_run(run, 'the search', 'train.log'):
+                    raise RuntimeError(GLOO_PEER_CLOSED)
+            exit_on_error(main, [])
+    assert stop.value.code == 1  # not a user error (2): torchrun restarts the job on it
+    line = ('the search lost another process of the job (Connection closed by peer [127.0.0.1]:16008): that process '
+            'ended or its node went away. torchrun restarts every process when --max-restarts allows, and they '
+            'continue from the newest checkpoint; otherwise run the same command again with AUTO_RESUME True')
+    assert capsys.readouterr().err == f'error: {line}\n'
+    [record] = caplog.records
+    assert (record.levelname, record.getMessage(), record.exc_info) == ('ERROR', line, None)  # no traceback
+    with pytest.raises(RuntimeError):  # any other RuntimeError is a crash, with its traceback
+        with logged_run(run, 'the search', 'train.log'):
+            raise RuntimeError('shape mismatch in the gloo-free part')

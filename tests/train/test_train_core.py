@@ -12,7 +12,7 @@ import torch
 from lib.checkpoint.format import Position
 from lib.checkpoint.restore import ResumePoint
 from lib.engine.finite import DivergedError
-from lib.engine.stop import RunStopped, StopOnSigterm
+from lib.engine.stop import RunStopped, StopOnSigterm, end_the_torchrun_job
 from lib.train.loop import Evaluation, TrainingClient, run_epochs
 from lib.train.steps import run_steps
 
@@ -168,3 +168,22 @@ def test_a_real_sigterm_stops_at_the_next_step_boundary_with_a_recovery_checkpoi
                       save_recovery=lambda position, totals: saved.append(position))
     assert saved == [Position(0, 2, 2)]
     assert signal.getsignal(signal.SIGTERM) is previous  # put back after training
+
+
+def test_after_a_stop_sigterm_is_ignored_on_the_way_out_and_otherwise_put_back(monkeypatch):
+    """Once stopped, the process only saves and exits: a SIGTERM that torchrun passes on then must not cut that
+    short. The agent is signalled only by a worker under torchrun (a parent that is not torchrun is left alone)."""
+    previous = signal.getsignal(signal.SIGTERM)
+    with StopOnSigterm(30.0, logging.getLogger('cream.test')):
+        pass
+    assert signal.getsignal(signal.SIGTERM) is previous
+    try:
+        with pytest.raises(RunStopped):
+            with StopOnSigterm(30.0, logging.getLogger('cream.test')):
+                raise RunStopped('stopped on SIGTERM at epoch 0, step 2 of 5')
+        assert signal.getsignal(signal.SIGTERM) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert not end_the_torchrun_job()  # not under torchrun
+    monkeypatch.setenv('TORCHELASTIC_RUN_ID', 'job')
+    assert not end_the_torchrun_job()  # under torchrun's variables, but the parent is pytest
