@@ -181,6 +181,7 @@ _C.SUPERNET.BN_RECALIBRATION_BATCHES = 0  # re-estimate BN stats of board paths 
 _C.SUPERNET.EVAL_BOARD = True  # validate every board path each epoch
 # Switches of issue 23 (README's table of switches; configs/train_recommended.yaml turns them on).
 _C.SUPERNET.BOARD_ADMISSION = 'train_batch'  # score a student must show to join the board: 'train_batch' (original: prec1 on the batch it just stepped on) or 'val_batch' (prec1 on a fixed seeded held-out val batch of BATCH_SIZE images, BN statistics the path's own on it)
+_C.SUPERNET.ZERO_INIT_RESIDUAL = False  # False (original): every op's last BN starts at weight 1; True: residual searchable ops start as the identity (last BN weight 0), so untrained ops add nothing (docs/own_data.md)
 _C.SUPERNET.SAMPLE_WITHIN_BUDGET = False  # False (original): the sampler trains paths outside FLOPS_MINIMUM..MAXIMUM (budget's measure) too; True: such paths are redrawn, as under a latency budget
 _C.SUPERNET.FINAL_PICK_SAMPLES = 0  # final pick: 0 = the best validated board path (ours; the original has none); N = also N random paths within the budget, all BN re-estimated (lib/search/final_pick.py)
 _C.SUPERNET.FINAL_PICK_BN_BATCHES = 4  # FINAL_PICK_SAMPLES > 0 or FINAL_PICK evolution: training batches re-estimating each candidate's BN statistics

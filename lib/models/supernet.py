@@ -60,6 +60,7 @@ class SuperNet(nn.Module):
         dil_conv: bool = False,
         resunit: bool = False,
         global_pool: str = 'avg',
+        zero_init_residual: bool = False,
     ):
         super().__init__()
         check_supported_options(dil_conv=dil_conv, resunit=resunit)
@@ -97,9 +98,20 @@ class SuperNet(nn.Module):
         self.head_drop = nn.Dropout(drop_rate) if drop_rate > 0.0 else nn.Identity()
         self.classifier = Linear(ops.NUM_FEATURES, num_classes)
         efficientnet_init_weights(self)
+        if zero_init_residual:
+            self.zero_init_residual_ops()
 
         # A new student path every step: keep only the recent ones (board paths recur).
         self._path_params: 'OrderedDict[Path, OrderedDict[str, nn.Parameter]]' = OrderedDict()
+
+    def zero_init_residual_ops(self) -> None:
+        """Every residual searchable op starts as the identity (its last BN's weight 0): an op not yet trained adds
+        nothing to its input instead of a term as large as it (SUPERNET.ZERO_INIT_RESIDUAL, docs/own_data.md)."""
+        for stage in self.blocks[1:FINAL_STAGE]:
+            for choices in stage:
+                for block in choices:
+                    if block.has_skip:
+                        nn.init.zeros_(block.bn3.weight)
 
     @property
     def drop_rate(self) -> float:

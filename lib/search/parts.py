@@ -94,7 +94,8 @@ def build_search_parts(cfg, *, total_steps: int, dist_ctx: Optional[DistContext]
     seed_everything(cfg.SEED)
     norm_layer = ops.make_norm_layer(cfg.BATCHNORM.BN_MOMENTUM, cfg.BATCHNORM.BN_EPS)
     supernet = SuperNet(space.layers_per_stage, num_classes=cfg.DATASET.NUM_CLASSES,
-                        drop_rate=cfg.NET.DROPOUT_RATE, norm_layer=norm_layer, global_pool=cfg.NET.GP)
+                        drop_rate=cfg.NET.DROPOUT_RATE, norm_layer=norm_layer, global_pool=cfg.NET.GP,
+                        zero_init_residual=cfg.SUPERNET.ZERO_INIT_RESIDUAL)
     mmn = MetaMatchingNetwork(cfg.SUPERNET.SLICE, cfg.DATASET.NUM_CLASSES)
     local_bn_group = None
     if cfg.BATCHNORM.SYNC_BN:
