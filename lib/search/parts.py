@@ -114,6 +114,9 @@ def build_search_parts(cfg, *, total_steps: int, dist_ctx: Optional[DistContext]
     if cfg.COMPILE:
         logger.warning('COMPILE is not applied to the supernet: every sampled path is another graph, so '
                        'torch.compile would recompile for most steps')
+    if cfg.APEX:
+        logger.warning('APEX is not used by the search: it runs native DDP and AMP (AMP True); apex serves '
+                       'retrain.py only')
     if dist_ctx.is_main:
         logger.info('supernet: %.2f M parameters in all; meta-matching network: %d inputs (SLICE %d x %d '
                     'classes)', sum(p.numel() for p in supernet.parameters()) / 1e6,

@@ -70,3 +70,20 @@ def test_dtype_reaches_the_board_and_bad_input_is_refused(repo_root):
         PrioritizedBoard(1, 5.0, entries=entries(2, 2, 32, 3))
     with pytest.raises(SearchConfigError, match='2 x SUPERNET.SLICE'):
         build_search_parts(load_config(None, ['DATASET.BATCH_SIZE', '6', 'SUPERNET.SLICE', '4']), total_steps=10)
+
+
+@pytest.mark.parametrize('key', ['COMPILE', 'APEX'])
+def test_keys_the_search_does_not_apply_are_named_in_a_warning(repo_root, caplog, key):
+    """COMPILE (every path another graph) and APEX (retrain.py's) are not applied by the search: it says so
+    rather than ignoring them silently."""
+    cfg = load_config([str(repo_root / 'configs' / 'train.yaml')],
+                      ['SUPERNET.FLOPS_MAXIMUM', '14', 'DATASET.NUM_CLASSES', '4', key, 'True'])
+    with caplog.at_level('WARNING', logger='cream.search'):
+        build_search_parts(cfg, total_steps=10)
+    assert [r for r in caplog.records if r.getMessage().startswith(f'{key} is not')]
+    caplog.clear()
+    quiet = load_config([str(repo_root / 'configs' / 'train.yaml')],
+                        ['SUPERNET.FLOPS_MAXIMUM', '14', 'DATASET.NUM_CLASSES', '4'])
+    with caplog.at_level('WARNING', logger='cream.search'):
+        build_search_parts(quiet, total_steps=10)
+    assert not [r for r in caplog.records if r.getMessage().startswith(f'{key} is not')]
