@@ -33,9 +33,9 @@ def data(tmp_path_factory):
                              val_per_class=2, image_size=32)
 
 
-def argv(repo_root, out, data, **extra):
+def argv(repo_root, out, data, config='configs/demo/train.yaml', **extra):
     opts = dict(SEARCH, OUTPUT=out, DATA_DIR=data, **extra)
-    return ['--cfg', str(repo_root / 'configs/demo/train.yaml')] + [str(x) for kv in opts.items() for x in kv]
+    return ['--cfg', str(repo_root / config)] + [str(x) for kv in opts.items() for x in kv]
 
 
 def summary_rows(run_dir):

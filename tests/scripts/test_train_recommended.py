@@ -5,20 +5,12 @@ import torch
 
 import train
 from lib.config import load_config
-from lib.data.demo import make_demo_dataset
-from test_train import SEARCH, Stop, board_entries, summary_rows
-
-
-@pytest.fixture(scope='module')
-def data(tmp_path_factory):
-    return make_demo_dataset(str(tmp_path_factory.mktemp('search') / 'data'), num_classes=3, train_per_class=4,
-                             val_per_class=2, image_size=32)
+from test_train import Stop, board_entries, data, summary_rows  # noqa: F401 (data: the module's fixture)
+from test_train import argv as search_argv
 
 
 def argv(repo_root, out, data, **extra):
-    opts = dict(SEARCH, OUTPUT=out, DATA_DIR=data, **extra)
-    config = str(repo_root / 'configs/demo/train_recommended.yaml')
-    return ['--cfg', config] + [str(x) for kv in opts.items() for x in kv]
+    return search_argv(repo_root, out, data, config='configs/demo/train_recommended.yaml', **extra)
 
 
 def run_once(args, **hooks):
