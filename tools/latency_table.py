@@ -26,7 +26,7 @@ from lib.config import load_config
 from lib.engine.guard import exit_on_error
 from lib.errors import ConfigError
 from lib.fileio import write_json_atomic
-from lib.latency.accuracy import check_table
+from lib.experiments.latency_check import check_table
 from lib.latency.measure import measure_table
 from lib.latency.runtimes import DEVICES, RUNTIMES, RuntimeSettings
 from lib.latency.table import Calibration, load_table

@@ -18,7 +18,7 @@ import yaml
 
 from lib.checked_io import int_at_least
 from lib.engine.guard import exit_on_error
-from lib.latency.accuracy import predicted_and_measured, searched_path
+from lib.experiments.latency_check import predicted_and_measured, searched_path
 from lib.latency.table import LatencyTableError, load_table
 from lib.latency.timing import CLOCKS
 from lib.models import CUSTOM_SELECTION, RELEASED_MODELS, ArchError, create_model, resolve_selection

@@ -19,6 +19,7 @@ from lib.experiments.plot import plot_rankings
 from lib.experiments.report import board_scores, rank_run
 from lib.experiments.supernet_scores import board_paths, check_search_run, load_search_run
 from lib.fileio import write_json_atomic
+from lib.models.paths import path_key
 
 
 RUN_FILES = ('config.yaml', 'last.pth.tar', 'board.json', 'best_arch.yaml', 'summary.csv')  # what is read of a run
@@ -44,7 +45,7 @@ def check_inputs(args) -> tuple:
     sampled = gt.load_paths(args.ground_truth, sampled_only=True)
     if len(sampled) < 3:
         raise ConfigError(f'{args.ground_truth} holds {len(sampled)} sampled paths; rank at least 3 (--sample K)')
-    untrained = [gt.path_key(p) for p in sampled if gt.path_key(p) not in truth]
+    untrained = [path_key(p) for p in sampled if path_key(p) not in truth]
     if untrained:
         raise ConfigError(f'{args.ground_truth} has no result for {len(untrained)} of its sampled paths (e.g. '
                           f'{untrained[0]}): run tools/ground_truth.py on it again to train them')
@@ -82,7 +83,7 @@ def main(argv=None) -> dict:
         board = board_scores(run, board_paths(run_dir), args.bn_batches)
         reports.append(rank_run(run_dir, label, truth, sampled, bn_batches=args.bn_batches, k=args.top_k,
                                 resamples=args.resamples, board_info=board, run=run))
-    result = {'ground_truth': args.ground_truth, 'seed_noise': gt.seed_noise({gt.path_key(p): truth[gt.path_key(p)]
+    result = {'ground_truth': args.ground_truth, 'seed_noise': gt.seed_noise({path_key(p): truth[path_key(p)]
                                                                              for p in sampled}), 'runs': reports}
     write_json_atomic(result, make_parent(args.out))
     if args.plot:

@@ -19,13 +19,13 @@ import numpy as np
 from lib.checked_io import file_error, finite_number, read_json
 from lib.errors import ConfigError
 from lib.experiments.jobs import python_command, refuse_set_keys, run_commands
-from lib.experiments.truth_files import (PATHS_FILE, SUMMARY_FILE, check_results, checked_path, key_path,  # noqa: F401
-                                         path_key, read_list, read_result, read_summary, result_file)
+from lib.experiments.truth_files import (PATHS_FILE, SUMMARY_FILE, check_results, checked_path,  # noqa: F401
+                                         read_list, read_result, read_summary, result_file)
 from lib.fileio import write_json_atomic, write_text_atomic
 from lib.models.childnet import ArchError
 from lib.models.ops import NUM_SEARCH_STAGES
+from lib.models.paths import key_path, path_key, random_path, seeded_generator
 from lib.models.supernet import path_to_arch
-from lib.search.sampler import PathSampler
 
 PATHS_EXAMPLE = '[[[3],[1],[0],[5],[2]]]'
 
@@ -59,8 +59,8 @@ def sample_paths_over_flops(layers_per_stage: Sequence[int], num_ops: int, cost,
                             pool: int = 2000) -> List[tuple]:
     """``k`` distinct uniform random paths spread over the space's cost range: ``pool`` draws sorted by
     ``cost(path)`` (e.g. real MACs), then the paths at ``k`` evenly spaced ranks from cheapest to dearest."""
-    sampler = PathSampler(layers_per_stage, num_ops, how_to_prob='even', seed=seed)
-    draws = sorted({sampler.sample() for _ in range(pool)}, key=lambda p: (cost(p), p))
+    generator = seeded_generator(seed)
+    draws = sorted({random_path(layers_per_stage, num_ops, generator) for _ in range(pool)}, key=lambda p: (cost(p), p))
     if len(draws) < k:
         raise ConfigError(f'the space gave only {len(draws)} distinct paths in {pool} draws; ask for fewer than {k}')
     return evenly(draws, k)

@@ -14,8 +14,8 @@ import numpy as np
 from lib.checkpoint.files import load_checkpoint_file
 from lib.checkpoint.saver import EPOCH_FILE_PATTERN
 from lib.errors import ConfigError
-from lib.experiments.ground_truth import path_key
 from lib.experiments.supernet_scores import load_search_run, score_paths
+from lib.models.paths import path_key
 
 
 def epoch_checkpoints(run_dir: str) -> List[tuple]:

@@ -18,6 +18,7 @@ from lib.checked_io import file_error, read_json
 from lib.experiments import ground_truth as gt
 from lib.experiments.jobs import python_command, refuse_set_keys, run_commands
 from lib.fileio import write_json_atomic, write_text_atomic
+from lib.models.paths import path_key
 from lib.experiments.test_set import test_mean
 
 
@@ -107,7 +108,7 @@ def random_search_report(result: dict, seed: int, truth: Dict[str, dict], sample
     """A random search (``lib.experiments.random_search``) as a run of the report: no supernet to rank with, its
     pick placed among the random paths."""
     from lib.experiments.report import place
-    population = [truth[gt.path_key(p)]['mean'] for p in sampled]
+    population = [truth[path_key(p)]['mean'] for p in sampled]
     return {'label': 'random-search', 'seed': seed, 'run_dir': os.path.dirname(result['best_arch']), 'metrics': {},
             'best_arch': place(tuple(tuple(s) for s in result['best_path']), truth, population),
             'random_search': {k: result[k] for k in ('k', 'search_images', 'images_per_path', 'best_val_prec1')}}
@@ -127,14 +128,14 @@ def summarize_reports(reports: Sequence[dict], truth: Dict[str, dict], sampled: 
     the picks (best_arch.yaml, top-scored path), and the random paths' median and 90th percentile; with ``tests``
     (``lib.experiments.test_set.test_results``) the same on the test set (each pick's 'test_prec1' is added to its
     report)."""
-    population = [truth[gt.path_key(p)]['mean'] for p in sampled]
+    population = [truth[path_key(p)]['mean'] for p in sampled]
     summary = {'random_paths': {'count': len(population), 'median': float(np.median(population)),
                                 'p90': float(np.percentile(population, 90)), 'max': float(max(population)),
                                 'min': float(min(population))},
-               'seed_noise': gt.seed_noise({gt.path_key(p): truth[gt.path_key(p)] for p in sampled}),
+               'seed_noise': gt.seed_noise({path_key(p): truth[path_key(p)] for p in sampled}),
                'configs': {}}
     if tests:
-        on_test = [tests[gt.path_key(p)]['mean'] for p in sampled if gt.path_key(p) in tests]
+        on_test = [tests[path_key(p)]['mean'] for p in sampled if path_key(p) in tests]
         summary['random_paths'].update(test_median=float(np.median(on_test)),
                                        test_p90=float(np.percentile(on_test, 90)))
         for report in reports:

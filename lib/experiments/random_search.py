@@ -16,6 +16,7 @@ from lib.errors import ConfigError
 from lib.experiments import ground_truth as gt
 from lib.fileio import write_json_atomic
 from lib.models import ops
+from lib.models.paths import path_key
 from lib.search.final_pick import Candidate, sampled_paths
 from lib.search.flops import build_search_space
 from lib.search.latency_budget import latency_budget
@@ -79,15 +80,15 @@ def random_search(repo: str, out: str, run_dir: str, recipe: Sequence[str], *, o
     paths = gt.load_paths(out, sampled_only=True)
     gt.train_missing(repo, out, recipe, [seed], jobs=jobs, opts=opts, paths=paths)
     results = gt.summarize(out, [seed])
-    best = min(paths, key=lambda p: (-results[gt.path_key(p)]['mean'], budget.board_cost(p), gt.path_key(p)))
+    best = min(paths, key=lambda p: (-results[path_key(p)]['mean'], budget.board_cost(p), path_key(p)))
     pick = Candidate(path=best, flops=budget.board_cost(best), macs=budget.table.path_flops(best),
-                     params=budget.table.path_params(best), val_prec1=results[gt.path_key(best)]['mean'], prec1=None,
+                     params=budget.table.path_params(best), val_prec1=results[path_key(best)]['mean'], prec1=None,
                      source='random-search')
     write_best_arch(pick, os.path.join(out, BEST_ARCH_FILE), budget.space, epoch=budget.cfg.EPOCHS - 1, run_dir=out,
                     latency=budget.latency)
     report = {'search_run': run_dir, 'budget': budget.text, 'search_images': images, 'images_per_path': per_path,
               'k': len(paths), 'images_trained': per_path * len(paths), 'recipe': list(recipe), 'recipe_opts':
-              [str(o) for o in opts], 'seed': seed, 'paths': {gt.path_key(p): results[gt.path_key(p)]['mean']
+              [str(o) for o in opts], 'seed': seed, 'paths': {path_key(p): results[path_key(p)]['mean']
                                                                for p in paths},
               'best_path': [list(s) for s in best], 'best_val_prec1': pick.val_prec1,
               'best_arch': os.path.join(out, BEST_ARCH_FILE)}

@@ -5,9 +5,9 @@ from typing import Dict, Optional, Sequence
 
 import numpy as np
 
-from lib.experiments.ground_truth import path_key
 from lib.experiments.ranking import compare, percentile_of
 from lib.experiments.supernet_scores import chosen_path, load_search_run, score_paths
+from lib.models.paths import path_key
 
 SCORERS = ('prec1_shared', 'prec1_recalibrated', 'neg_loss_shared', 'neg_loss_recalibrated', 'params', 'flops')
 

@@ -16,9 +16,10 @@ from lib.data.loaders import check_data_folders
 from lib.engine.distributed import DistContext
 from lib.engine.evaluate import evaluate
 from lib.errors import ConfigError
-from lib.experiments.truth_files import checked_path, path_key
+from lib.experiments.truth_files import checked_path
 from lib.models import ops
 from lib.models.childnet import ArchError, validate_arch
+from lib.models.paths import path_key
 from lib.models.supernet import SuperNet
 from lib.search.flops import build_search_space
 from lib.search.latency_budget import latency_budget

@@ -12,6 +12,7 @@ from lib.data.loaders import build_val_loader
 from lib.engine.evaluate import evaluate
 from lib.experiments import ground_truth as gt
 from lib.fileio import write_json_atomic
+from lib.models.paths import path_key
 
 TEST_SPLIT = 'test'
 
@@ -40,18 +41,18 @@ def test_results(out: str, truth_dir: str, paths: Sequence, seeds: Sequence[int]
         for seed in seeds:
             if not os.path.exists(gt.result_file(truth_dir, path, seed)):
                 continue
-            name = os.path.join(out, 'test_set', f'{gt.path_key(path)}_seed{seed}.json')
+            name = os.path.join(out, 'test_set', f'{path_key(path)}_seed{seed}.json')
             if not os.path.isfile(name):
-                run_dir = os.path.join(truth_dir, 'runs', f'{gt.path_key(path)}_seed{seed}')
+                run_dir = os.path.join(truth_dir, 'runs', f'{path_key(path)}_seed{seed}')
                 os.makedirs(os.path.dirname(name), exist_ok=True)
                 write_json_atomic(evaluate_run_on_test(run_dir, data_dir), name)
             with open(name) as f:
                 by_seed[str(seed)] = json.load(f)['prec1']
         if by_seed:
-            results[gt.path_key(path)] = {'test_prec1': by_seed, 'mean': float(np.mean(list(by_seed.values())))}
+            results[path_key(path)] = {'test_prec1': by_seed, 'mean': float(np.mean(list(by_seed.values())))}
     return results
 
 
 def test_mean(results: Dict[str, dict], path) -> Optional[float]:
-    entry = None if path is None else results.get(gt.path_key(path))
+    entry = None if path is None else results.get(path_key(path))
     return None if entry is None else entry['mean']

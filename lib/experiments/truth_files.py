@@ -4,13 +4,13 @@ list of paths, by key), ``results/<key>_seed<s>.json`` (one run's final accuracy
 content, so that a damaged file is one error naming it and how to recover, never read as missing or null."""
 import glob
 import os
-from typing import Dict, Sequence
+from typing import Dict
 
 from lib.checked_io import file_error, finite_number, read_json
 from lib.models import ops
 from lib.models.childnet import ArchError, validate_arch
+from lib.models.paths import key_path, path_key
 from lib.models.supernet import path_to_arch
-from lib.search.evolution import key_path, path_key  # noqa: F401 (a path's file-name key, read by ground_truth too)
 
 PATHS_FILE = 'paths.json'
 SUMMARY_FILE = 'ground_truth.json'

@@ -3,7 +3,7 @@
 A table holds the median time of every fixed part (stem, stage 0, final block, head) and of every op at
 every searchable layer, each at the input shape it sees in the space. A path's *sum* is the fixed parts plus
 its op at every layer; its *prediction* is that sum, or ``scale * sum + offset_ms`` once the table holds a
-calibration fitted on whole networks (``lib.latency.accuracy``). A table names the space it was measured
+calibration fitted on whole networks (``lib.experiments.latency_check``). A table names the space it was measured
 for (layers per searchable stage, resolution, classes, global pool), the device, runtime, versions and
 settings; loading checks the format, and ``check_space`` refuses a table of another space.
 
@@ -136,7 +136,7 @@ TIMING_COUNTS = {'warmup': 0, 'repeats': 1, 'block': 1}  # a table's timing reco
 
 def _checked_meta(data: dict) -> dict:
     """The device, runtime, versions and timing records, each of the shape the tools and the search read
-    (``describe``, ``accuracy.table_settings``, the defaults of ``check``): ValueError naming the first defect."""
+    (``describe``, ``latency_check.table_settings``, the defaults of ``check``): ValueError naming the first defect."""
     meta = {key: data[key] for key in META_KEYS}
     for key in META_KEYS:
         if not isinstance(meta[key], dict):

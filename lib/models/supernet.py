@@ -17,8 +17,7 @@ from timm.models._efficientnet_builder import efficientnet_init_weights
 from lib.errors import ConfigError, CreamError
 
 from . import ops
-
-Path = Tuple[Tuple[int, ...], ...]
+from .paths import Path
 
 FIXED_STAGE = 0  # blocks.0: the depthwise-separable stage
 FINAL_STAGE = ops.NUM_SEARCH_STAGES + 1  # blocks.6: the 1x1 conv to 320 channels

@@ -20,26 +20,12 @@ Entries hold plain numbers, tuples and detached tensors only, so the board never
 graph alive, and its ``state_dict`` loads with ``torch.load(weights_only=True)``.
 """
 from dataclasses import dataclass, replace
-from typing import Iterator, List, Optional, Sequence, Tuple
+from typing import Iterator, List, Optional, Sequence
 
 import torch
 
 from lib.errors import ConfigError
-
-Path = Tuple[Tuple[int, ...], ...]
-
-
-def normalize_path(path: Sequence[Sequence[int]]) -> Path:
-    """A path as a tuple (one per searchable stage) of tuples of non-negative op indices."""
-    try:
-        normalized = tuple(tuple(int(op) for op in stage) for stage in path)
-    except TypeError as error:
-        raise ValueError(
-            f'a path must be a sequence of per-stage op-index sequences, e.g. ((0,), (3, 1)); '
-            f'got {path!r}') from error
-    if any(op < 0 for stage in normalized for op in stage):
-        raise ValueError(f'op indices of a path must be >= 0; got {path!r}')
-    return normalized
+from lib.models.paths import Path, normalize_path
 
 
 @dataclass(eq=False, kw_only=True)

@@ -17,14 +17,13 @@ import logging
 import os
 import random
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Callable, Dict, List, Optional, Sequence
 
 from lib.errors import ConfigError
 from lib.fileio import write_json_atomic
+from lib.models.paths import Path, key_path, path_key
 
 logger = logging.getLogger('cream.search')
-
-Path = Tuple[Tuple[int, ...], ...]
 TRIES_PER_CHILD = 50  # redraws of a child outside the budget or already scored before a random path replaces it
 RANDOM_DRAWS = 100_000  # uniform draws for a random path within the budget before the budget counts as empty
 
@@ -59,15 +58,6 @@ class EvolutionResult:
     def report(self) -> dict:
         return {'best_path': [list(s) for s in self.best_path], 'best_score': self.best_score,
                 'evaluations': self.evaluations, 'history': self.history}
-
-
-def path_key(path: Sequence[Sequence[int]]) -> str:
-    """A path as a file-name and JSON key: stages joined by '-', layers of a stage by '.', e.g. ``3-1.5-0-2-4``."""
-    return '-'.join('.'.join(str(int(op)) for op in stage) for stage in path)
-
-
-def key_path(key: str) -> Path:
-    return tuple(tuple(int(op) for op in stage.split('.')) for stage in key.split('-'))
 
 
 class _Breeder:

@@ -21,7 +21,8 @@ import os
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from lib.search.evolution import EvolutionResult, EvolutionSettings, evolve
-from lib.search.sampler import PathSampler, SamplerError
+from lib.models.paths import Path, random_path, seeded_generator
+from lib.search.sampler import MAX_DRAWS
 from lib.search.validate import evaluate_path
 
 logger = logging.getLogger('cream.search')
@@ -44,18 +45,18 @@ class Candidate:
 
 
 def sampled_paths(layers_per_stage: Sequence[int], num_ops: int, seed: int, count: int,
-                  within: Callable) -> List[tuple]:
-    """``count`` uniform random paths within the budget (``within(path)``), distinct, in drawing order."""
-    sampler = PathSampler(layers_per_stage, num_ops, how_to_prob='even',
-                          seed=(seed * _SAMPLE_SEED_STRIDE + 1) % 2 ** 63, accept=within)
-    paths = []
-    for _ in range(20 * count):  # a space smaller than ``count`` paths runs out of new ones
-        if len(paths) == count:
-            break
-        try:
-            path = sampler.sample()
-        except SamplerError:  # none within the budget: the board's paths are the candidates
-            break
+                  within: Callable) -> List[Path]:
+    """``count`` uniform random paths within the budget (``within(path)``), distinct, in drawing order; fewer when
+    20 * ``count`` paths within it repeat (a small space), none when MAX_DRAWS draws in a row miss the budget
+    (the board's paths are then the candidates)."""
+    generator = seeded_generator((seed * _SAMPLE_SEED_STRIDE + 1) % 2 ** 63)
+    paths, within_budget, misses = [], 0, 0
+    while len(paths) < count and within_budget < 20 * count and misses < MAX_DRAWS:
+        path = random_path(layers_per_stage, num_ops, generator)
+        if not within(path):
+            misses += 1
+            continue
+        within_budget, misses = within_budget + 1, 0
         if path not in paths:
             paths.append(path)
     return paths

@@ -8,14 +8,13 @@ space, as the original's did, while a latency budget may exclude many paths of a
 predicted ms beside the FLOPs. The table must have been measured for the search's space (layers per stage,
 resolution, classes), and the budget must admit a path of it: both are one error before any work.
 """
-import random
 from dataclasses import dataclass
-from typing import Optional, Sequence
+from typing import Optional
 
 from lib.errors import ConfigError
 from lib.latency.table import LatencyTable, load_table
+from lib.models.paths import Path, random_path, seeded_generator
 
-Path = Sequence[Sequence[int]]
 FEASIBLE_FRACTION_DRAWS = 20000  # uniform draws that estimate how much of the space lies within the budget
 
 
@@ -51,11 +50,10 @@ class LatencyBudget:
 
     def within_fraction(self, draws: int = FEASIBLE_FRACTION_DRAWS, seed: int = 0) -> float:
         """Share of uniformly drawn paths within the budget (an estimate; for the log)."""
-        rng = random.Random(seed)
-        hits = 0
-        for _ in range(draws):
-            hits += self.within([[rng.randrange(len(layer)) for layer in stage] for stage in self.table.op_times])
-        return hits / draws
+        generator = seeded_generator(seed)
+        num_ops = len(self.table.op_times[0][0])
+        layers = self.table.layers_per_stage
+        return sum(self.within(random_path(layers, num_ops, generator)) for _ in range(draws)) / draws
 
 
 def latency_budget(cfg, space) -> Optional[LatencyBudget]:

@@ -16,8 +16,8 @@ from typing import Callable, Iterable, Optional, Sequence, Tuple
 import torch
 
 from lib.errors import CreamError
+from lib.models.paths import Path, random_path, seeded_generator, split_stages
 
-Path = Tuple[Tuple[int, ...], ...]
 Paths = Iterable[Sequence[Sequence[int]]]
 HOW_TO_PROB_CHOICES = ('even', 'pre_prob', 'teacher', 'fair')
 MAX_DRAWS = 100000  # draws per path under ``accept`` before giving up
@@ -70,8 +70,7 @@ class PathSampler:
         self.accept = accept
         self.budget_text = budget_text  # what ``accept`` tests and how to widen it, for the error message
         self.seed = int(seed)
-        self.generator = torch.Generator(device='cpu')
-        self.generator.manual_seed(self.seed)
+        self.generator = seeded_generator(self.seed)
         self._num_layers = sum(self.layers_per_stage)
         self._fair_round: Optional[torch.Tensor] = None  # 'fair': (layers, num_ops) op permutations of the round
         self._fair_position = 0  # 'fair': paths of the round already drawn
@@ -124,15 +123,10 @@ class PathSampler:
         if self.how_to_prob == 'fair':
             flat = self._fair_ops()
         elif probs is None:
-            flat = torch.randint(self.num_ops, (self._num_layers,), generator=self.generator)
+            return random_path(self.layers_per_stage, self.num_ops, self.generator)
         else:
             flat = torch.multinomial(probs, self._num_layers, replacement=True, generator=self.generator)
-        flat = flat.tolist()
-        path, start = [], 0
-        for n in self.layers_per_stage:
-            path.append(tuple(flat[start:start + n]))
-            start += n
-        return tuple(path)
+        return split_stages(flat.tolist(), self.layers_per_stage)
 
     def state_dict(self) -> dict:
         state = {'generator': self.generator.get_state(), 'seed': self.seed, 'how_to_prob': self.how_to_prob}

@@ -11,9 +11,9 @@ from dataclasses import dataclass, replace
 from typing import Callable, Optional, Sequence
 
 from lib.errors import ConfigError
+from lib.models.paths import Path
 from lib.search.sampler import sampler_from_config
 
-Path = Sequence[Sequence[int]]
 FRACTION_DRAWS = 20000  # sampler draws that estimate how much of the space lies within the budget
 MIN_FRACTION = 1e-3  # below this share of drawn paths within the budget, each step would redraw thousands of times
 

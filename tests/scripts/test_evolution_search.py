@@ -12,7 +12,7 @@ from lib.config import load_config
 from lib.data.demo import make_demo_dataset
 from lib.errors import ConfigError
 from lib.experiments.supernet_scores import chosen_path
-from lib.search.evolution import path_key
+from lib.models.paths import path_key
 from lib.search.final_pick import EVOLUTION_STATE_FILE
 from scripts_as_modules import load_script
 

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from lib.search.evolution import EvolutionError, EvolutionSettings, evolve, path_key
+from lib.models.paths import path_key
+from lib.search.evolution import EvolutionError, EvolutionSettings, evolve
 
 LAYERS, OPS = (2, 2, 2), 6
 TARGET = ((5, 5), (4, 0), (5, 3))  # the unconstrained optimum; it costs 22, above the budget

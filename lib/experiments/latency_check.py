@@ -19,10 +19,8 @@ from lib.latency.runtimes import LatencySettingsError, RuntimeSettings, configur
 from lib.latency.table import Calibration, LatencyTable, LatencyTableError
 from lib.latency.timing import Timing, time_rounds
 from lib.models import childnet, ops
+from lib.models.paths import Path, random_path, seeded_generator
 from lib.models.supernet import path_to_arch
-from lib.search.sampler import PathSampler
-
-Path = tuple
 
 
 def table_settings(table: LatencyTable) -> RuntimeSettings:
@@ -36,13 +34,13 @@ def table_settings(table: LatencyTable) -> RuntimeSettings:
 
 def random_paths(layers_per_stage: Sequence[int], count: int, seed: int, exclude=()) -> List[Path]:
     """``count`` distinct uniformly drawn paths of the space, none of them in ``exclude``."""
-    sampler = PathSampler(layers_per_stage, ops.NUM_OPS, how_to_prob='even', seed=seed)
+    generator = seeded_generator(seed)
     seen, paths = set(exclude), []
     total = ops.NUM_OPS ** sum(layers_per_stage)
     if count > total - len(seen):
         raise ValueError(f'the space has {total} paths; cannot draw {count} new ones')
     while len(paths) < count:
-        path = sampler.sample()
+        path = random_path(layers_per_stage, ops.NUM_OPS, generator)
         if path not in seen:
             seen.add(path)
             paths.append(path)

@@ -1,0 +1,150 @@
+"""The repository's shape: every import of lib/, tools/ and the entry scripts points down the layers of
+lib/layers.py (lazy imports inside functions too), and no module is over 300 lines."""
+import ast
+from pathlib import Path
+from typing import Iterator, List, Optional, Tuple
+
+from lib.layers import LAYERS, layer_of
+
+REPO = Path(__file__).resolve().parent.parent
+ENTRY_SCRIPTS = ('train.py', 'retrain.py', 'test.py')
+MAX_LINES = 300
+# Upward imports other parts of issue 24 remove; the coordinator deletes an entry once that part is merged.
+KNOWN_UPWARD = {
+    # part C moves the checks that build an optimizer, an augmentation or a pooling layer up to their packages
+    ('lib/config_checks.py', 'lib.data.transforms'),
+    ('lib/config_checks.py', 'lib.models.ops'),
+    ('lib/config_checks.py', 'lib.retrain.optim'),
+}
+# Modules over MAX_LINES that other parts of issue 24 shrink; the coordinator deletes an entry once that part is merged.
+KNOWN_LONG = {
+    'lib/config.py',  # part C: the declarative table of config keys
+    'tools/benchmark.py',  # part E: its reusable parts move into the package
+}
+
+
+def checked_files() -> List[Path]:
+    return sorted(REPO.glob('lib/**/*.py')) + sorted(REPO.glob('tools/*.py')) + [REPO / s for s in ENTRY_SCRIPTS]
+
+
+def module_name(path: Path) -> str:
+    """The dotted name of a repository file: lib/search/board.py -> lib.search.board, tools/x.py -> tools.x."""
+    parts = list(path.relative_to(REPO).with_suffix('').parts)
+    if parts[-1] == '__init__':
+        parts.pop()
+    return '.'.join(parts)
+
+
+def is_ours(module: str) -> bool:
+    """Whether ``module`` names a file or package of the repository (not torch, numpy, ...)."""
+    base = REPO.joinpath(*module.split('.'))
+    return base.with_suffix('.py').is_file() or (base / '__init__.py').is_file()
+
+
+def imported_modules(name: str, source: str, is_package: bool = False) -> Iterator[Tuple[int, str, str]]:
+    """(line, module, statement) for every import of the repository's modules in the source of module ``name``
+    (``is_package``: an __init__.py), wherever it stands (top level, functions, ``if`` blocks). A tool's bare
+    ``import sibling`` is tools.sibling."""
+    package = name if is_package else name.rpartition('.')[0]
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ''
+            if node.level:
+                anchor = package.split('.')[:len(package.split('.')) - node.level + 1]
+                base = '.'.join(anchor + ([base] if base else []))
+            targets = [f'{base}.{alias.name}' if is_ours(f'{base}.{alias.name}') else base for alias in node.names]
+        else:
+            continue
+        for target in dict.fromkeys(targets):
+            if name.startswith('tools.') and '.' not in target and is_ours(f'tools.{target}'):
+                target = f'tools.{target}'
+            if is_ours(target):
+                yield node.lineno, target, ast.get_source_segment(source, node) or target
+
+
+def upward_imports(relative_path: str, name: str, source: str, known=KNOWN_UPWARD) -> List[str]:
+    """Every import of ``source`` (the module ``name``) that points up LAYERS and is not in ``known``, as
+    'file:line: statement imports ...'."""
+    own = layer_of(name)
+    problems = []
+    for line, target, statement in imported_modules(name, source, relative_path.endswith('__init__.py')):
+        theirs = layer_of(target)
+        if theirs is not None and own is not None and theirs > own and (relative_path, target) not in known:
+            problems.append(f'{relative_path}:{line}: {statement!r} imports layer {LAYERS[theirs][0]!r} ({target}) '
+                            f'from the lower layer {LAYERS[own][0]!r}')
+    return problems
+
+
+def unplaced(name: str) -> Optional[str]:
+    return None if layer_of(name) is not None else f'{name} is in no layer of lib/layers.py: give it one'
+
+
+def test_every_module_has_a_layer():
+    problems = [unplaced(module_name(path)) for path in checked_files()]
+    assert [p for p in problems if p] == []
+
+
+def all_upward_imports(known) -> List[str]:
+    problems = []
+    for path in checked_files():
+        relative = path.relative_to(REPO).as_posix()
+        problems += upward_imports(relative, module_name(path), path.read_text(), known)
+    return problems
+
+
+def test_imports_point_down_the_layers():
+    problems = all_upward_imports(KNOWN_UPWARD)
+    assert problems == [], 'imports that point up lib/layers.py:\n' + '\n'.join(problems)
+
+
+def test_the_known_upward_imports_still_exist():
+    """An entry of KNOWN_UPWARD whose import is gone is stale: delete it."""
+    found = {(p.split(':')[0], p.split('(')[-1].split(')')[0]) for p in all_upward_imports(known=set())}
+    assert KNOWN_UPWARD - found == set()
+
+
+def test_the_check_catches_an_upward_import():
+    """A models module importing the search, at the top and lazily, and one importing a tool, are caught; its
+    downward and same-layer imports are not."""
+    source = ('import torch\n'
+              'from lib.errors import CreamError\n'
+              'from . import ops\n'
+              'from lib.search.board import BoardEntry\n'
+              'def f():\n'
+              '    from lib.experiments import ranking\n'
+              '    import tools.benchmark\n')
+    problems = upward_imports('lib/models/new.py', 'lib.models.new', source)
+    assert [p.split(':')[1] for p in problems] == ['4', '6', '7']
+    assert "'search' (lib.search.board) from the lower layer 'models'" in problems[0]
+    assert 'lib.experiments.ranking' in problems[1] and 'tools.benchmark' in problems[2]
+
+
+def test_a_known_upward_import_is_only_that_pair():
+    source = 'from lib.retrain.optim import build_optimizer\nfrom lib.search import board\n'
+    assert len(upward_imports('lib/config_checks.py', 'lib.config_checks', source)) == 1
+    assert len(upward_imports('lib/config.py', 'lib.config', source)) == 2
+
+
+def test_the_layers_are_placed_once():
+    members = [member for _, layer_members, _ in LAYERS for member in layer_members]
+    assert len(members) == len(set(members))
+    assert layer_of('lib.config_checks') == layer_of('lib.config') < layer_of('lib.engine.runtime')
+    assert layer_of('lib.latency.table') < layer_of('lib.search.latency_budget')
+    assert layer_of('lib.newpackage.module') is None  # only lib/__init__.py is the root's
+
+
+def long_modules() -> List[str]:
+    return [path.relative_to(REPO).as_posix() for path in checked_files()
+            if len(path.read_text().splitlines()) > MAX_LINES]
+
+
+def test_no_module_is_over_300_lines():
+    long = [f'{p} has {len((REPO / p).read_text().splitlines())} lines' for p in long_modules() if p not in KNOWN_LONG]
+    assert long == [], f'modules over {MAX_LINES} lines (split each into modules of one job):\n' + '\n'.join(long)
+
+
+def test_the_long_modules_allowed_still_exist():
+    """An entry of KNOWN_LONG for a file already shrunk or gone is stale: delete it."""
+    assert KNOWN_LONG - set(long_modules()) == set()
