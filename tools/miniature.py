@@ -31,7 +31,7 @@ from lib.errors import ConfigError
 from lib.experiments import ground_truth as gt
 from lib.experiments import miniature as mini
 from lib.experiments.digits import write_digits_imagefolder
-from lib.experiments.jobs import refuse_set_keys
+from lib.experiments.jobs import in_processes, refuse_set_keys
 from lib.experiments.plot import plot_rankings
 from lib.experiments.random_search import random_search
 from lib.experiments.supernet_scores import chosen_path
@@ -196,7 +196,7 @@ def main(argv=None) -> dict:
         files = configs[runs[0][0]][0]
         gt.save_paths(truth_dir, gt.sample_paths_of_config(files, args.paths, seed=0), sampled=True,
                       note=f'{args.paths} random paths over the FLOPs range of {files}')
-    boards = dict(zip([r[2] for r in runs], mini.in_processes(
+    boards = dict(zip([r[2] for r in runs], in_processes(
         mini.cached_board_scores, [(out, run_dir, args.bn_batches) for _, _, run_dir in runs], args.jobs)))
     picks = [p for p in (chosen_path(pick_dir(out, label, seed)) for label in labels for seed in args.seeds) if p]
     if not args.no_picks:
@@ -212,7 +212,7 @@ def main(argv=None) -> dict:
     truth = gt.summarize(truth_dir, args.gt_seeds)
 
     # 3. rank the searches' supernets; place the random searches' picks; the test set
-    reports = mini.in_processes(mini.cached_rank_run, [(out, run_dir, label, seed, truth, sampled, args.bn_batches,
+    reports = in_processes(mini.cached_rank_run, [(out, run_dir, label, seed, truth, sampled, args.bn_batches,
                                                         boards[run_dir]) for label, seed, run_dir in runs], args.jobs)
     reports += [mini.random_search_report(random_searches[seed], seed, truth, sampled) for seed in random_searches]
     tests = None

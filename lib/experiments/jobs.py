@@ -1,5 +1,6 @@
-"""Run a list of independent commands, a few at a time, one intra-op thread each (on a small CPU machine
-several single-threaded processes beat one multi-threaded one on tiny images).
+"""Run a list of independent commands (``run_commands``) or calls (``in_processes``), a few at a time, one
+intra-op thread each (on a small CPU machine several single-threaded processes beat one multi-threaded one on
+tiny images).
 
 When a command fails, the user sees why without opening its log: ``JobFailedError`` carries, for each failed
 command, the first error line it wrote in this attempt (the ``error:`` line of a ``train.py``/``retrain.py``
@@ -106,3 +107,20 @@ def refuse_set_keys(opts: Sequence[str], set_here: Sequence[str], option: str) -
 def python_command(script: str, *args) -> List[str]:
     """``python script args...`` with this interpreter."""
     return [sys.executable, script, *[str(a) for a in args]]
+
+
+def _call(job):
+    import torch
+    torch.set_num_threads(1)  # a worker per core: one intra-op thread each, as the commands run
+    function, args = job
+    return function(*args)
+
+
+def in_processes(function, arg_tuples: Sequence[tuple], jobs: int) -> list:
+    """``[function(*args) for args in arg_tuples]``, in up to ``jobs`` worker processes (spawned: ``function`` and
+    its arguments must pickle)."""
+    if jobs <= 1 or len(arg_tuples) <= 1:
+        return [function(*args) for args in arg_tuples]
+    import multiprocessing
+    with multiprocessing.get_context('spawn').Pool(min(jobs, len(arg_tuples))) as pool:
+        return pool.map(_call, [(function, args) for args in arg_tuples])

@@ -17,9 +17,9 @@ import numpy as np
 from lib.checked_io import file_error, read_json
 from lib.experiments import ground_truth as gt
 from lib.experiments.jobs import python_command, refuse_set_keys, run_commands
+from lib.experiments.test_set import test_mean
 from lib.fileio import write_json_atomic, write_text_atomic
 from lib.models.paths import path_key
-from lib.experiments.test_set import test_mean
 
 
 def config_differences(base_file: str, other_file: str, ignore=('MODEL',)) -> List[str]:
@@ -252,7 +252,7 @@ def last_train_prec1(run_dir: str):
         raise file_error(name, 'has no train_prec1 in its last row', 'delete the search run to search again') from None
 
 
-# ---- scoring the runs, a few processes at a time, each result cached in OUT/scores/ ---------------------------
+# ---- scoring the runs (``jobs.in_processes``: a few processes at a time), each result cached in OUT/scores/ ------
 def _cached(name: str, compute):
     if os.path.isfile(name):
         cached = read_json(name, dict, 'cached score', 'delete it to compute it again')
@@ -283,20 +283,4 @@ def cached_rank_run(out: str, run_dir: str, label: str, seed: int, truth, sample
         report.update(seed=seed, last_train_prec1=last_train_prec1(run_dir))
         return report
     return _cached(os.path.join(out, 'scores', f'{os.path.basename(run_dir)}.rank.json'), compute)
-
-
-def _call(job):
-    import torch
-    torch.set_num_threads(1)
-    function, args = job
-    return function(*args)
-
-
-def in_processes(function, arg_tuples: Sequence[tuple], jobs: int) -> list:
-    """``[function(*args) for args in arg_tuples]``, in up to ``jobs`` worker processes."""
-    if jobs <= 1 or len(arg_tuples) <= 1:
-        return [function(*args) for args in arg_tuples]
-    import multiprocessing
-    with multiprocessing.get_context('spawn').Pool(min(jobs, len(arg_tuples))) as pool:
-        return pool.map(_call, [(function, args) for args in arg_tuples])
 

@@ -1,10 +1,11 @@
-"""lib/experiments/jobs: a failed child's first error line and its log reach the user."""
+"""lib/experiments/jobs: a failed child's first error line and its log reach the user; calls in worker processes."""
+import operator
 import sys
 
 import pytest
 
 from lib.errors import CreamError
-from lib.experiments.jobs import JobFailedError, first_error_line, run_commands
+from lib.experiments.jobs import JobFailedError, first_error_line, in_processes, run_commands
 
 REFUSED = ("import sys; print('starting'); print('error: EPOCHS is 0; it must be at least 1', file=sys.stderr); "
            "sys.exit(2)")
@@ -41,3 +42,9 @@ def test_first_error_line(tmp_path):
     assert first_error_line(str(log)) == 'the end'
     log.write_text('')
     assert first_error_line(str(log)) == '(it wrote nothing)'
+
+
+def test_in_processes_returns_every_calls_result_in_order():
+    calls = [(2, 3), (4, 5), (6, 7)]
+    assert in_processes(operator.mul, calls, jobs=2) == [6, 20, 42]  # two spawned workers
+    assert in_processes(operator.mul, calls, jobs=1) == [6, 20, 42]  # in this process
