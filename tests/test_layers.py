@@ -64,16 +64,16 @@ def imported_modules(name: str, source: str, is_package: bool = False) -> Iterat
                 yield node.lineno, target, ast.get_source_segment(source, node) or target
 
 
-def upward_imports(relative_path: str, name: str, source: str, known=KNOWN_UPWARD) -> List[str]:
-    """Every import of ``source`` (the module ``name``) that points up LAYERS and is not in ``known``, as
-    'file:line: statement imports ...'."""
+def upward_imports(relative_path: str, name: str, source: str, known=KNOWN_UPWARD) -> List[Tuple[str, str]]:
+    """Every import of ``source`` (the module ``name``) that points up LAYERS and is not in ``known``: (the
+    imported module, 'file:line: statement imports ...')."""
     own = layer_of(name)
     problems = []
     for line, target, statement in imported_modules(name, source, relative_path.endswith('__init__.py')):
         theirs = layer_of(target)
         if theirs is not None and own is not None and theirs > own and (relative_path, target) not in known:
-            problems.append(f'{relative_path}:{line}: {statement!r} imports layer {LAYERS[theirs][0]!r} ({target}) '
-                            f'from the lower layer {LAYERS[own][0]!r}')
+            problems.append((target, f'{relative_path}:{line}: {statement!r} imports layer {LAYERS[theirs][0]!r} '
+                                     f'({target}) from the lower layer {LAYERS[own][0]!r}'))
     return problems
 
 
@@ -86,22 +86,24 @@ def test_every_module_has_a_layer():
     assert [p for p in problems if p] == []
 
 
-def all_upward_imports(known) -> List[str]:
+def all_upward_imports(known) -> List[Tuple[str, str, str]]:
+    """(file, imported module, message) of every upward import of the repository not in ``known``."""
     problems = []
     for path in checked_files():
         relative = path.relative_to(REPO).as_posix()
-        problems += upward_imports(relative, module_name(path), path.read_text(), known)
+        problems += [(relative, target, message)
+                     for target, message in upward_imports(relative, module_name(path), path.read_text(), known)]
     return problems
 
 
 def test_imports_point_down_the_layers():
-    problems = all_upward_imports(KNOWN_UPWARD)
-    assert problems == [], 'imports that point up lib/layers.py:\n' + '\n'.join(problems)
+    messages = [message for _, _, message in all_upward_imports(KNOWN_UPWARD)]
+    assert messages == [], 'imports that point up lib/layers.py:\n' + '\n'.join(messages)
 
 
 def test_the_known_upward_imports_still_exist():
     """An entry of KNOWN_UPWARD whose import is gone is stale: delete it."""
-    found = {(p.split(':')[0], p.split('(')[-1].split(')')[0]) for p in all_upward_imports(known=set())}
+    found = {(relative, target) for relative, target, _ in all_upward_imports(known=set())}
     assert KNOWN_UPWARD - found == set()
 
 
@@ -116,9 +118,19 @@ def test_the_check_catches_an_upward_import():
               '    from lib.experiments import ranking\n'
               '    import tools.benchmark\n')
     problems = upward_imports('lib/models/new.py', 'lib.models.new', source)
-    assert [p.split(':')[1] for p in problems] == ['4', '6', '7']
-    assert "'search' (lib.search.board) from the lower layer 'models'" in problems[0]
-    assert 'lib.experiments.ranking' in problems[1] and 'tools.benchmark' in problems[2]
+    assert [target for target, _ in problems] == ['lib.search.board', 'lib.experiments.ranking', 'tools.benchmark']
+    assert [message.split(':')[1] for _, message in problems] == ['4', '6', '7']
+    assert problems[0][1] == ("lib/models/new.py:4: 'from lib.search.board import BoardEntry' imports layer 'search' "
+                              "(lib.search.board) from the lower layer 'models'")
+
+
+def test_relative_and_sibling_imports_resolve_to_their_modules():
+    assert [t for _, t, _ in imported_modules('lib.models', 'from .childnet import build_childnet', True)] == \
+        ['lib.models.childnet']
+    assert [t for _, t, _ in imported_modules('lib.models.zoo', 'from . import ops')] == ['lib.models.ops']
+    assert [t for _, t, _ in imported_modules('tools.profile_step', 'import benchmark\nimport torch')] == \
+        ['tools.benchmark']
+    assert [t for _, t, _ in imported_modules('lib.search.x', 'from lib import comm')] == ['lib.comm']
 
 
 def test_a_known_upward_import_is_only_that_pair():
@@ -135,9 +147,18 @@ def test_the_layers_are_placed_once():
     assert layer_of('lib.newpackage.module') is None  # only lib/__init__.py is the root's
 
 
-def long_modules() -> List[str]:
-    return [path.relative_to(REPO).as_posix() for path in checked_files()
+def long_modules(paths=None, root: Path = REPO) -> List[str]:
+    """The files of ``paths`` (the checked files) over MAX_LINES lines, relative to ``root``."""
+    return [path.relative_to(root).as_posix() for path in (paths or checked_files())
             if len(path.read_text().splitlines()) > MAX_LINES]
+
+
+def test_the_size_check_catches_a_long_module(tmp_path):
+    lines = ''.join(f'x{i} = {i}\n' for i in range(MAX_LINES))
+    (tmp_path / 'fits.py').write_text(lines)
+    (tmp_path / 'long.py').write_text(lines + 'one_more = 1\n')
+    found = long_modules([tmp_path / 'fits.py', tmp_path / 'long.py'], root=tmp_path)
+    assert found == ['long.py']
 
 
 def test_no_module_is_over_300_lines():
