@@ -20,10 +20,10 @@ LAYERS = (
     ('models', ('lib.models',), "the networks; the zoo loads released weights through lib/checkpoint"),
     ('latency', ('lib.latency',), "the efficiency predictor: tables of the networks' measured op times"),
     ('train', ('lib.train',), 'the training core: loop, steps, checkpoints; knows neither job'),
-    ('retrain', ('lib.retrain',), 'retraining a child network, a client of lib/train'),
+    ('retrain', ('lib.retrain',), 'retraining a child network, a client of lib/train (the search does not use it)'),
     ('search', ('lib.search',), 'the supernet search, a client of lib/train; its budgets read latency tables'),
     ('experiments', ('lib.experiments',),
-     'NAS tooling over searches and retrainings: ground truth, rankings, the accuracy predictor, reports'),
+     'NAS tooling over searches and retrainings: ground truth, rankings, reports, latency tables against networks'),
     ('entry points', ('tools', 'train', 'retrain', 'test'), 'command lines over the package'),
 )
 
