@@ -57,7 +57,7 @@ class SearchParts:
     mmn: MetaMatchingNetwork
     board: PrioritizedBoard
     optimizer: torch.optim.Optimizer
-    scheduler: Any
+    scheduler: LinearToZero
     scaler: torch.amp.GradScaler
     loss_fn: Any
     local_bn_group: Any = None  # a one-rank process group when SyncBN is on (see unsynced_bn)
