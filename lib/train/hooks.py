@@ -6,7 +6,8 @@ The core calls every hook of ``session.hooks`` (a ``Hooks`` list), in order, at:
 ``after_step(session, position)``         after every step, once its recovery checkpoint (if due) is written;
                                           ``position`` counts that step (``step_in_epoch`` steps of the epoch done)
 ``after_epoch(session, epoch, evaluation)`` every rank, after the epoch's checkpoint and outputs are written
-``after_train(session, result)``          once the last epoch is done (not when the run stops or fails)
+``after_train(session, result)``          once the last epoch is done (not when the run stops or fails, nor
+                                          when it had no epoch left to train: then no hook runs)
 
 A hook that raises stops the run there, as a crash or Ctrl-C at that point would: tests use this to interrupt a
 run right after a checkpoint, tools to watch a run. ``train.py`` and ``retrain.py`` take hooks through
