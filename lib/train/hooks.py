@@ -1,6 +1,6 @@
 """Hooks: code that runs at fixed points of the training core, for either job (detectron2's ``HookBase``).
 
-The core calls every hook of ``session.hooks`` (a ``Hooks`` list), in order, at:
+The core (``lib.train.loop.run_epochs``) calls every hook it is given (a ``Hooks`` list), in order, at:
 
 ``before_train(session)``                 once, when there are epochs to train, before the first step
 ``after_step(session, position)``         after every step, once its recovery checkpoint (if due) is written;
