@@ -9,9 +9,10 @@ The core (``lib.train.loop.run_epochs``) calls every hook it is given (a ``Hooks
 ``after_train(session, result)``          once the last epoch is done (not when the run stops or fails, nor
                                           when it had no epoch left to train: then no hook runs)
 
-A hook that raises stops the run there, as a crash or Ctrl-C at that point would: tests use this to interrupt a
-run right after a checkpoint, tools to watch a run. ``train.py`` and ``retrain.py`` take hooks through
-``main(argv, hooks=...)``.
+After the given hooks the core adds its own: ``lib.train.loop.StopBetweenEpochs`` (a SIGTERM stops the run after
+the epoch's checkpoint). A hook that raises stops the run there, as a crash or Ctrl-C at that point would: tests
+use this to interrupt a run right after a checkpoint, tools to watch a run. ``train.py`` and ``retrain.py`` take
+hooks through ``main(argv, hooks=...)``.
 """
 from typing import Any, Iterable, Optional
 

@@ -113,7 +113,7 @@ def run_epochs(session, client: TrainingClient, hooks: Optional[Iterable[Hook]] 
     restore_rank_rng(resume)
     try:
         with StopOnSigterm(session.cfg.SIGTERM_GRACE, client.logger) as stop:
-            result = _train(session, client, position, stop, hooks)
+            result = _train(session, client, position, stop, Hooks([*hooks, StopBetweenEpochs(stop)]))
         hooks.after_train(session, result)
         return result
     except RunStopped as stopped:
@@ -153,9 +153,19 @@ def _train(session, client: TrainingClient, position: Position, stop: StopOnSigt
             session.tensorboard.scalars(evaluation.row, epoch, prefix='epoch/')
         client.epoch_done(epoch, evaluation)
         hooks.after_epoch(session, epoch, evaluation)
-        if epoch + 1 < session.num_epochs and stop.poll_now():
-            raise RunStopped(f'stopped on SIGTERM after epoch {epoch}, whose checkpoint holds that point')
     return client.finish(epoch, global_step, trained=True)
+
+
+class StopBetweenEpochs(Hook):
+    """The last hook of every run: a SIGTERM that came during the epoch's evaluation or checkpoint stops the run
+    here, with that checkpoint (within an epoch the step loop stops at the next step, ``lib.train.steps``)."""
+
+    def __init__(self, stop: StopOnSigterm):
+        self.stop = stop
+
+    def after_epoch(self, session, epoch: int, evaluation: Evaluation) -> None:
+        if epoch + 1 < session.num_epochs and self.stop.poll_now():  # a collective: every rank agrees
+            raise RunStopped(f'stopped on SIGTERM after epoch {epoch}, whose checkpoint holds that point')
 
 
 def save_recovery(session, client: TrainingClient, position: Position, totals: torch.Tensor) -> None:
