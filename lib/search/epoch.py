@@ -13,8 +13,8 @@ from lib.engine.logger import progress_line
 from lib.engine.run_folder import drop_stale_output
 from lib.search import step as search_steps
 from lib.search.builder import SearchSession
-from lib.search.step import SearchSums
 from lib.search.outputs import BEST_ARCH_FILE, BOARD_FILE, board_rows, log_board, write_board_json, write_final_arch
+from lib.search.step import SearchSums
 from lib.search.validate import average_bn_buffers_, ranking_metric, validate
 from lib.train.hooks import Hook
 from lib.train.loop import EpochResult, Evaluation, TrainingClient, run_epochs, save_recovery
