@@ -7,12 +7,13 @@
 Writes to SAVE_PATH/MODEL: retrain.log, config.yaml, summary.csv, tensorboard/, results.json,
 last.pth.tar, best.pth.tar, checkpoint-<epoch>.pth.tar (top CHECKPOINT_HIST), recovery.pth.tar.
 """
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, Iterable, List, Optional
 
 from lib.engine.guard import exit_on_error, logged_run
 from lib.engine.runtime import setup_run
 from lib.retrain.epoch import fit
 from lib.retrain.setup import build_session, preflight
+from lib.train.hooks import Hook
 from lib.train.loop import train_run
 
 
@@ -28,11 +29,13 @@ def _final_summary(logger, results: Dict[str, Any], run_dir: str) -> None:
     logger.info('checkpoints, summary.csv and results.json are in %s', run_dir)
 
 
-def main(argv: Optional[List[str]] = None) -> Dict[str, Any]:
+def main(argv: Optional[List[str]] = None, *, hooks: Optional[Iterable[Hook]] = None) -> Dict[str, Any]:
+    """Retrain as ``argv`` (``--cfg FILE ... KEY VALUE ...``) says; ``hooks`` (``lib.train.hooks``) are for tests
+    and tools."""
     run = setup_run('retrain', 'Retrain a Cream child network (released selection or INPUT_ARCH)', argv,
                     preflight=preflight)
     with logged_run(run, 'retraining', 'retrain.log'):
-        results = train_run(run, build_session, fit)
+        results = train_run(run, build_session, lambda session: fit(session, hooks))
         if run.dist.is_main:
             _final_summary(run.logger, results, run.run_dir)
     return results

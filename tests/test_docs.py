@@ -24,7 +24,7 @@ ENTRY_SCRIPTS = ('train.py', 'retrain.py', 'test.py')
 PAGES_ADDED_IN_PARALLEL = set()
 # Upper-case words with '_' or '.' in inline code that are not config keys: errno names, environment variables of
 # launchers and schedulers, names in the code.
-NOT_CONFIG = {'ENOSPC', 'EDQUOT', 'EFBIG', 'IMAGES_SUM', 'NUM_SUMS', 'RESUME_MAY_CHANGE', 'RUN_DIR', 'KEY_VALUE',
+NOT_CONFIG = {'ENOSPC', 'EDQUOT', 'EFBIG', 'NUM_SUMS', 'RESUME_MAY_CHANGE', 'RUN_DIR', 'KEY_VALUE',
               'MIN_SIZE_FACTOR', 'GRID_MFLOPS', 'BEST_SWITCHES', 'EVOLUTION_OPTS'}
 NOT_CONFIG_PREFIXES = ('SLURM_', 'TORCHELASTIC_', 'MASTER_', 'CUDA_', 'OMP_', 'NCCL_', 'TORCH_', 'WORLD_SIZE', 'RANK', 'LOCAL_WORLD',
                        'PYTHON', 'SBATCH')

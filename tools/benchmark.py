@@ -46,13 +46,14 @@ from lib.models.childnet import RELEASED_MODELS, build_childnet, resolve_selecti
 from lib.models.from_config import build_child_from_cfg
 from lib.models.supernet import SuperNet, path_to_arch
 from lib.retrain.optim import build_optimizer, build_scheduler
-from lib.retrain.step import retrain_one_epoch
+from lib.retrain.step import RetrainStep, retrain_one_epoch
 from lib.retrain.wrappers import build_criterion, build_ema
 from lib.search.board import BoardEntry
 from lib.search.flops import FlopsTable, SearchSpace, op_costs_for
 from lib.search.meta_matching import MetaMatchingNetwork
 from lib.search.parts import SearchParts, build_linear_schedule, build_loss, build_search_optimizer, build_search_parts
 from lib.search.sampler import PathSampler, sampler_from_config
+from lib.train.steps import EpochStart
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RETRAIN_RECIPE = os.path.join(REPO, 'configs', 'retrain.yaml')
@@ -386,12 +387,12 @@ def retrain_phase(args, device: torch.device) -> Dict:
 
     def run(steps: int) -> None:
         nonlocal global_step
-        result = retrain_one_epoch(
-            epoch=0, model=train_model, loader=SyntheticLoader(batches, steps), optimizer=optimizer,
-            loss_fn=loss_fn, device=device, steps_per_epoch=steps, global_step=global_step, scheduler=scheduler,
-            scaler=grad_scaler(device, cfg.AMP, cfg.AMP_DTYPE), model_ema=ema, mixup_fn=mixup_fn, amp=cfg.AMP,
-            amp_dtype=cfg.AMP_DTYPE, clip_grad=cfg.CLIP_GRAD, log_interval=cfg.LOG_INTERVAL)
-        global_step = result['global_step']
+        step = RetrainStep(train_model, optimizer, loss_fn, device, scheduler=scheduler,
+                           scaler=grad_scaler(device, cfg.AMP, cfg.AMP_DTYPE), model_ema=ema, mixup_fn=mixup_fn,
+                           amp=cfg.AMP, amp_dtype=cfg.AMP_DTYPE, clip_grad=cfg.CLIP_GRAD)
+        result = retrain_one_epoch(step, SyntheticLoader(batches, steps), EpochStart(0, global_step=global_step),
+                                   steps_per_epoch=steps, log_interval=cfg.LOG_INTERVAL)
+        global_step = result.global_step
 
     seconds = whole_loop_timed(run, args, device)
     return record('retrain', args, device, seconds, image_size, None, model=info.name, ema=ema is not None)

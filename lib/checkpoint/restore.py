@@ -120,28 +120,20 @@ def apply_resume(checkpoint: Dict[str, Any], source: str, *, model: torch.nn.Mod
 def rescale_lr(optimizer: torch.optim.Optimizer, scheduler, factor: float, groups: Optional[Sequence[int]] = None
                ) -> None:
     """Multiply every learning rate of the param groups ``groups`` (all: None) by ``factor``: the current one and
-    all the schedule will give (timm schedules: ``base_values`` and their warm-up slope; torch schedules:
-    ``base_lrs``). For a run resumed with another LR than it was trained with."""
-    indices = range(len(optimizer.param_groups)) if groups is None else groups
+    all the schedule will give (``scheduler``: an ``lib.train.schedule.LRSchedule``). For a run resumed with
+    another LR than it was trained with."""
+    indices = list(range(len(optimizer.param_groups)) if groups is None else groups)
     for i in indices:
         group = optimizer.param_groups[i]
         for key in ('lr', 'initial_lr'):
             if key in group:
                 group[key] *= factor
-        if hasattr(scheduler, 'base_values'):  # timm
-            scheduler.base_values[i] *= factor
-        elif hasattr(scheduler, 'base_lrs'):  # torch
-            scheduler.base_lrs[i] *= factor
-            scheduler._last_lr[i] *= factor
-    if getattr(scheduler, 'warmup_t', 0) and hasattr(scheduler, 'warmup_steps'):  # timm's slope, from base_values
-        scheduler.warmup_steps = [(v - scheduler.warmup_lr_init) / scheduler.warmup_t for v in scheduler.base_values]
+    scheduler.rescale(factor, indices)
 
 
 def _step_scheduler_to(scheduler, position: Position) -> None:
-    # timm schedules are functions of their counter: this sets the LR of that point, as timm's train does.
     if scheduler is not None:
-        scheduler.step(position.epoch)
-        scheduler.step_update(position.global_step)
+        scheduler.jump_to(position)
 
 
 def restore_rank_rng(resume_point: Optional[ResumePoint]) -> None:

@@ -19,7 +19,7 @@ from lib.errors import ConfigError
 from lib.experiments.supernet_scores import score_paths
 from lib.search.parts import build_search_parts
 from lib.search.sampler import PathSampler
-from lib.search.step import IMAGES_SUM, search_step
+from lib.search.step import SearchSums, search_step
 from lib.train.session import build_loaders
 
 WINDOW = 50  # steps per reported train prec@1
@@ -84,8 +84,8 @@ def run_probe(cfg_files: Sequence[str], opts: Sequence[str], *, steps: int, scor
             window.append(search_step(parts, path, images, target, epoch=0))
             step += 1
             if len(window) == WINDOW or step == steps:
-                total = torch.stack(window).sum(0)
-                sums.append((float(total[0] / total[IMAGES_SUM]), 100.0 * float(total[3] / total[IMAGES_SUM])))
+                total = SearchSums(*torch.stack(window).sum(0).tolist())
+                sums.append((total.loss / total.images, 100.0 * total.top1 / total.images))
                 window = []
                 log(f'step {step}: train loss {sums[-1][0]:.3f}, prec@1 {sums[-1][1]:.1f} over the last '
                     f'{WINDOW} steps ({time.time() - start:.0f} s)')

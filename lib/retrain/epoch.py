@@ -4,7 +4,8 @@ import json
 import logging
 import math
 import os
-from typing import Any, Dict, Optional, Tuple
+from dataclasses import asdict, dataclass
+from typing import Any, Dict, Iterable, Optional, Tuple
 
 import torch
 
@@ -12,9 +13,11 @@ from lib.checkpoint.format import Position, run_checkpoint
 from lib.engine.evaluate import evaluate
 from lib.engine.finite import DIVERGENCE_FIX, DivergedError
 from lib.fileio import write_json_atomic
-from lib.retrain.step import IMAGES_SUM, retrain_one_epoch
+from lib.retrain.step import RetrainStep, RetrainSums, retrain_one_epoch
 from lib.retrain.wrappers import sync_buffers_from_rank0
-from lib.train.loop import EpochStart, Evaluation, TrainingClient, run_epochs, save_recovery
+from lib.train.hooks import Hook
+from lib.train.loop import EpochResult, Evaluation, TrainingClient, run_epochs, save_recovery
+from lib.train.steps import EpochStart
 
 logger = logging.getLogger('cream.retrain')
 
@@ -57,18 +60,35 @@ def _strip(result: Optional[Dict[str, float]]) -> Optional[Dict[str, float]]:
     return None if result is None else {k: result[k] for k in ('loss', 'prec1', 'prec5', 'images')}
 
 
-def _summary_row(train: Dict[str, float], val: Dict[str, float], ema_val: Optional[Dict[str, float]]) -> Dict:
+def _summary_row(train: EpochResult, val: Dict[str, float], ema_val: Optional[Dict[str, float]]) -> Dict:
     ema = ema_val or {}
-    return {'train_loss': train['loss'], 'train_prec1': train['prec1'], 'val_loss': val['loss'],
+    return {'train_loss': train.loss, 'train_prec1': train.prec1, 'val_loss': val['loss'],
             'val_prec1': val['prec1'], 'val_prec5': val['prec5'], 'ema_val_loss': ema.get('loss'),
-            'ema_val_prec1': ema.get('prec1'), 'ema_val_prec5': ema.get('prec5'), 'lr': train['lr'],
-            'img_per_sec': train['img_per_sec']}
+            'ema_val_prec1': ema.get('prec1'), 'ema_val_prec5': ema.get('prec5'), 'lr': train.lr,
+            'img_per_sec': train.img_per_sec}
+
+
+@dataclass
+class RetrainDetails:
+    """What an epoch's ``Evaluation.details`` holds for the retraining; stored in the checkpoint as the list
+    [val, ema_val, ranked_by, train] (plain data: the format older checkpoints have)."""
+    val: Dict[str, float]
+    ema_val: Optional[Dict[str, float]]
+    ranked_by: str  # 'EMA' or 'model': whose result ranks the checkpoints
+    train: Dict[str, Any]  # the EpochResult's fields
+
+    def record(self) -> list:
+        return [self.val, self.ema_val, self.ranked_by, self.train]
+
+    @classmethod
+    def of(cls, evaluation: Evaluation) -> 'RetrainDetails':
+        return cls(*evaluation.details)
 
 
 class RetrainClient(TrainingClient):
     job = 'the run'
     logger = logger
-    count_index = IMAGES_SUM
+    sums_type = RetrainSums
 
     def __init__(self, session):
         self.session = session
@@ -83,29 +103,24 @@ class RetrainClient(TrainingClient):
     def save_recovery(self, position: Position, totals: torch.Tensor) -> None:
         save_recovery(self.session, self, position, totals)
 
-    def train_epoch(self, start: EpochStart) -> Dict[str, Any]:
+    def train_epoch(self, start: EpochStart) -> EpochResult:
         s, cfg = self.session, self.session.cfg
-        return retrain_one_epoch(
-            epoch=start.epoch, model=s.train_model, loader=s.train_loader, optimizer=s.optimizer, loss_fn=s.loss_fn,
-            device=s.dist.device, steps_per_epoch=s.steps_per_epoch, start_step=start.start_step,
-            global_step=start.global_step, scheduler=s.scheduler, scaler=s.scaler, model_ema=s.ema,
-            mixup_fn=s.mixup_fn, amp=cfg.AMP, amp_dtype=cfg.AMP_DTYPE, clip_grad=cfg.CLIP_GRAD,
-            log_interval=cfg.LOG_INTERVAL, world_size=s.dist.world_size, initial_totals=start.initial_totals,
-            tensorboard=s.tensorboard, recovery_interval=cfg.RECOVERY_INTERVAL, save_recovery=self.save_recovery,
-            stop=start.stop)
+        return retrain_one_epoch(RetrainStep.of_session(s), s.train_loader, start, steps_per_epoch=s.steps_per_epoch,
+                                 log_interval=cfg.LOG_INTERVAL, world_size=s.dist.world_size, tensorboard=s.tensorboard,
+                                 recovery_interval=cfg.RECOVERY_INTERVAL, save_recovery=self.save_recovery)
 
-    def evaluate(self, epoch: int, train: Dict[str, Any]) -> Evaluation:
+    def evaluate(self, epoch: int, train: EpochResult) -> Evaluation:
         val, ema_val = validate(self.session, epoch)
         _check_val_finite(val, ema_val, epoch)  # before this epoch's results and checkpoint are written
         # Checkpoints are ranked by the EMA's result when there is one, as the original does.
         ranked, ranked_by = (ema_val, 'EMA') if ema_val is not None else (val, 'model')
-        metric = ranked[self.session.cfg.EVAL_METRICS]
-        if self.session.scheduler is not None:
-            self.session.scheduler.step(epoch + 1, metric)
-        return Evaluation(metric, _summary_row(train, val, ema_val), details=(val, ema_val, ranked_by, train))
+        details = RetrainDetails(val, ema_val, ranked_by, asdict(train))
+        return Evaluation(ranked[self.session.cfg.EVAL_METRICS], _summary_row(train, val, ema_val),
+                          details=details.record())
 
     def _results(self, epoch: int, evaluation: Evaluation) -> Dict[str, Any]:
-        s, (val, ema_val, ranked_by, train) = self.session, evaluation.details
+        s, details = self.session, RetrainDetails.of(evaluation)
+        val, ema_val, ranked_by, train = details.val, details.ema_val, details.ranked_by, details.train
         best_metric, best_epoch = s.saver.best
         return {'model': s.info.name, 'selection': s.info.selection, 'arch': s.info.arch,
                 'resolution': s.info.resolution, 'epoch': epoch, 'epochs': s.num_epochs,
@@ -123,7 +138,7 @@ class RetrainClient(TrainingClient):
     def epoch_done(self, epoch: int, evaluation: Evaluation) -> None:
         self.results = self._results(epoch, evaluation)
         best_metric, best_epoch = self.session.saver.best
-        logger.info('*** epoch %d done; best %s %s: %.4f (epoch %d)', epoch, evaluation.details[2],
+        logger.info('*** epoch %d done; best %s %s: %.4f (epoch %d)', epoch, RetrainDetails.of(evaluation).ranked_by,
                     self.session.cfg.EVAL_METRICS, best_metric, best_epoch)
 
     def finish(self, last_epoch: int, global_step: int, trained: bool) -> Dict[str, Any]:
@@ -133,6 +148,7 @@ class RetrainClient(TrainingClient):
         return self.results
 
 
-def fit(session) -> Dict[str, Any]:
-    """Train from the session's resume point to the last epoch; returns what results.json holds."""
-    return run_epochs(session, RetrainClient(session))
+def fit(session, hooks: Optional[Iterable[Hook]] = None) -> Dict[str, Any]:
+    """Train from the session's resume point to the last epoch with ``hooks`` (``lib.train.hooks``); returns what
+    results.json holds."""
+    return run_epochs(session, RetrainClient(session), hooks)

@@ -6,6 +6,7 @@ from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
 
 from lib.errors import ConfigError
+from lib.train.schedule import FixedLR, LRSchedule, TimmSchedule
 
 
 def scaled_lr(base_lr: float, global_batch: int, reference_batch: int) -> float:
@@ -39,6 +40,12 @@ def build_scheduler(cfg, optimizer: torch.optim.Optimizer,
         raise ConfigError(f'SCHED {cfg.SCHED!r} is not a timm LR schedule; use step, cosine, multistep, '
                           f'plateau, poly, tanh, constant or none (none: LR as is throughout, which is what the '
                           f'original\'s timm did with a name it did not know)') from None
+
+
+def build_schedule(cfg, optimizer: torch.optim.Optimizer, steps_per_epoch: int) -> Tuple[LRSchedule, int]:
+    """``build_scheduler`` behind the core's schedule protocol (``lib.train.schedule``): (schedule, epochs to run)."""
+    scheduler, num_epochs = build_scheduler(cfg, optimizer, steps_per_epoch)
+    return (FixedLR() if scheduler is None else TimmSchedule(scheduler)), num_epochs
 
 
 def check_schedule(cfg) -> None:

@@ -11,7 +11,7 @@ import torch
 from lib.data.loaders import check_data_folders
 from lib.engine.precision import grad_scaler
 from lib.models.from_config import ChildInfo, build_child_from_cfg, log_model_complexity, resolve_child
-from lib.retrain.optim import build_optimizer, build_scheduler, check_schedule, scaled_lr
+from lib.retrain.optim import build_optimizer, build_schedule, check_schedule, scaled_lr
 from lib.retrain.wrappers import build_criterion, build_ema, convert_sync_bn, import_apex, wrap_distributed
 from lib.train.session import TrainingSession, build_loaders, build_records, build_saver, resume_session
 
@@ -58,7 +58,7 @@ def build_session(run) -> RetrainSession:
     else:
         logger.info('LR %.6g for a global batch of %d (LR_REFERENCE_BATCH 0: not scaled)', lr, global_batch)
     optimizer = build_optimizer(cfg, model, lr)
-    scheduler, num_epochs = build_scheduler(cfg, optimizer, steps_per_epoch)
+    scheduler, num_epochs = build_schedule(cfg, optimizer, steps_per_epoch)
     scaler = grad_scaler(device, cfg.AMP, cfg.AMP_DTYPE)
     # The EMA copies this rank's weights; every rank has the same ones (same seed, or the checkpoint).
     ema = build_ema(cfg, model)

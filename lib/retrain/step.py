@@ -1,6 +1,8 @@
-"""One retraining step (``retrain_step``) and an epoch of them on the training core (``retrain_one_epoch``)."""
+"""One retraining step (``RetrainStep``, the parts it trains with; ``retrain_step``) and an epoch of them on the
+training core (``retrain_one_epoch``)."""
 import logging
-from typing import Callable, Dict, Optional
+from dataclasses import dataclass
+from typing import Any, Callable, NamedTuple, Optional
 
 import torch
 
@@ -8,14 +10,19 @@ from lib.checkpoint.weights import unwrap_model
 from lib.engine.logger import progress_line
 from lib.engine.precision import autocast
 from lib.retrain.optim import current_lr
+from lib.train.loop import EpochResult
 from lib.train.progress import meter
-from lib.train.steps import SaveFn, run_steps
+from lib.train.steps import EpochStart, SaveFn, run_steps
 
 logger = logging.getLogger('cream.retrain')
 
-# Per-rank running sums of an epoch: loss * images, top-1 hits, top-5 hits, images.
-NUM_SUMS = 4
-IMAGES_SUM = 3  # where the image count is
+
+class RetrainSums(NamedTuple):
+    """An epoch's running sums (per rank, or over all ranks), in the order of the step's sums tensor."""
+    loss: float  # loss * images
+    top1: float  # top-1 hits
+    top5: float  # top-5 hits
+    images: float
 
 
 def retrain_step(images: torch.Tensor, target: torch.Tensor, *, model: torch.nn.Module,
@@ -24,7 +31,7 @@ def retrain_step(images: torch.Tensor, target: torch.Tensor, *, model: torch.nn.
                  amp_dtype: str = 'bfloat16', clip_grad: float = 0.0) -> torch.Tensor:
     """Optional mixup, forward under autocast, backward through the (possibly disabled) grad scaler, optional
     gradient clipping, optimizer step, EMA update, ``scheduler.step_update(global_step)`` (the updates including
-    this one). Returns the step's sums (see ``NUM_SUMS``), on the device."""
+    this one). Returns the step's sums (``RetrainSums``), on the device."""
     hard_target = target
     if mixup_fn is not None:
         images, target = mixup_fn(images, target)
@@ -55,32 +62,51 @@ def retrain_step(images: torch.Tensor, target: torch.Tensor, *, model: torch.nn.
                             torch.tensor(float(n), device=device, dtype=torch.float64)])
 
 
-def retrain_one_epoch(*, epoch: int, model: torch.nn.Module, loader, optimizer: torch.optim.Optimizer,
-                      loss_fn: Callable, device: torch.device, steps_per_epoch: int, start_step: int = 0,
-                      global_step: int = 0, scheduler=None, scaler=None, model_ema=None, mixup_fn=None,
-                      amp: bool = False, amp_dtype: str = 'bfloat16', clip_grad: float = 0.0,
-                      log_interval: int = 50, world_size: int = 1, initial_totals: Optional[torch.Tensor] = None,
-                      tensorboard=None, recovery_interval: int = 0, save_recovery: Optional[SaveFn] = None,
-                      stop=None) -> Dict[str, float]:
-    """Train ``model`` (possibly DDP-wrapped) over ``loader``, already positioned at ``start_step``, with
-    ``retrain_step``; a progress line every ``log_interval`` steps and ``save_recovery(position, totals)`` every
-    ``recovery_interval`` steps before the epoch's last and where ``stop`` (SIGTERM) says (``run_steps``). Returns
-    the epoch's loss/prec1/prec5 over all ranks (including the steps before ``start_step`` when ``initial_totals``
+@dataclass
+class RetrainStep:
+    """What a retraining step trains with; calling it runs ``retrain_step`` on a batch."""
+    model: torch.nn.Module  # possibly DDP-wrapped or compiled
+    optimizer: torch.optim.Optimizer
+    loss_fn: Callable
+    device: torch.device
+    scheduler: Any = None  # stepped per update (``step_update``)
+    scaler: Any = None
+    model_ema: Any = None
+    mixup_fn: Any = None
+    amp: bool = False
+    amp_dtype: str = 'bfloat16'
+    clip_grad: float = 0.0
+
+    @classmethod
+    def of_session(cls, session) -> 'RetrainStep':
+        cfg = session.cfg
+        return cls(session.train_model, session.optimizer, session.loss_fn, session.dist.device,
+                   scheduler=session.scheduler, scaler=session.scaler, model_ema=session.ema,
+                   mixup_fn=session.mixup_fn, amp=cfg.AMP, amp_dtype=cfg.AMP_DTYPE, clip_grad=cfg.CLIP_GRAD)
+
+    def __call__(self, images: torch.Tensor, target: torch.Tensor, global_step: int) -> torch.Tensor:
+        return retrain_step(images, target, model=self.model, optimizer=self.optimizer, loss_fn=self.loss_fn,
+                            device=self.device, global_step=global_step, scheduler=self.scheduler,
+                            scaler=self.scaler, model_ema=self.model_ema, mixup_fn=self.mixup_fn, amp=self.amp,
+                            amp_dtype=self.amp_dtype, clip_grad=self.clip_grad)
+
+
+def retrain_one_epoch(step: RetrainStep, loader, start: EpochStart, *, steps_per_epoch: int,
+                      log_interval: int = 50, world_size: int = 1, tensorboard=None, recovery_interval: int = 0,
+                      save_recovery: Optional[SaveFn] = None) -> EpochResult:
+    """Train ``step.model`` over ``loader``, already positioned at ``start.start_step``, with ``step``; a progress
+    line every ``log_interval`` steps and ``save_recovery(position, totals)`` every ``recovery_interval`` steps
+    before the epoch's last and where ``start.stop`` (SIGTERM) says (``run_steps``). Returns the epoch's
+    loss/prec1/prec5 over all ranks (including the steps before ``start_step`` when ``start.initial_totals``
     carries their sums)."""
-    model.train()
-    batch_global = loader.batch_size * world_size
+    step.model.train()
+    epoch, batch_global = start.epoch, loader.batch_size * world_size
 
-    def step(images, target, _step, updates):
-        return retrain_step(images, target, model=model, optimizer=optimizer, loss_fn=loss_fn, device=device,
-                            global_step=updates, scheduler=scheduler, scaler=scaler, model_ema=model_ema,
-                            mixup_fn=mixup_fn, amp=amp, amp_dtype=amp_dtype, clip_grad=clip_grad)
-
-    def report(last, sums, n, step_no, updates, timer):
-        images = sums[IMAGES_SUM]
-        meters = {'loss': meter(last[0] / n, sums[0], images),
-                  'prec@1': meter(100 * last[1] / n, 100 * sums[1], images),
-                  'prec@5': meter(100 * last[2] / n, 100 * sums[2], images)}
-        lr = current_lr(optimizer)
+    def report(last: RetrainSums, sums: RetrainSums, n, step_no, updates, timer):
+        meters = {'loss': meter(last.loss / n, sums.loss, sums.images),
+                  'prec@1': meter(100 * last.top1 / n, 100 * sums.top1, sums.images),
+                  'prec@5': meter(100 * last.top5 / n, 100 * sums.top5, sums.images)}
+        lr = current_lr(step.optimizer)
         logger.info(progress_line(f'Train: {epoch}', step_no, steps_per_epoch, meters, lr, timer, batch_global))
         if tensorboard is not None:
             tensorboard.scalars({'loss': meters['loss'].avg, 'prec1': meters['prec@1'].avg, 'lr': lr,
@@ -91,12 +117,10 @@ def retrain_one_epoch(*, epoch: int, model: torch.nn.Module, loader, optimizer: 
         logger.warning('epoch %d ended after %d of %d steps: some batches had no readable image', epoch, step_no,
                        steps_per_epoch)
 
-    done = run_steps(loader, step, epoch=epoch, steps_per_epoch=steps_per_epoch, num_sums=NUM_SUMS, device=device,
-                     start_step=start_step, global_step=global_step, initial_totals=initial_totals,
+    done = run_steps(loader, lambda images, target, _step, updates: step(images, target, updates), start,
+                     sums_type=RetrainSums, steps_per_epoch=steps_per_epoch, device=step.device,
                      log_interval=log_interval, world_size=world_size, report=report,
-                     recovery_interval=recovery_interval, save_recovery=save_recovery, stop=stop,
-                     on_short_epoch=short_epoch)
-    loss_sum, top1, top5, count = done['sums']
-    count = max(count, 1)
-    return {'loss': loss_sum / count, 'prec1': 100 * top1 / count, 'prec5': 100 * top5 / count,
-            'lr': current_lr(optimizer), 'img_per_sec': done['img_per_sec'], 'global_step': done['global_step']}
+                     recovery_interval=recovery_interval, save_recovery=save_recovery, on_short_epoch=short_epoch)
+    sums, count = done.sums, max(done.sums.images, 1)
+    return EpochResult(loss=sums.loss / count, prec1=100 * sums.top1 / count, prec5=100 * sums.top5 / count,
+                       lr=current_lr(step.optimizer), img_per_sec=done.img_per_sec, global_step=done.global_step)

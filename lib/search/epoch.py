@@ -3,7 +3,8 @@ validation, board.json, and its checkpoints (``run_search`` runs it all, then wr
 import hashlib
 import logging
 import os
-from typing import Any, Callable, Dict, List, Optional
+from dataclasses import dataclass
+from typing import Any, Dict, Iterable, List, Optional
 
 import torch
 
@@ -13,21 +14,27 @@ from lib.engine.run_folder import drop_stale_output
 from lib.search import step as search_steps
 from lib.search.builder import SearchSession
 from lib.search.outputs import BEST_ARCH_FILE, BOARD_FILE, board_rows, log_board, write_board_json, write_final_arch
+from lib.search.step import SearchSums
 from lib.search.validate import average_bn_buffers_, ranking_metric, validate
-from lib.train.loop import EpochStart, Evaluation, TrainingClient, run_epochs, save_recovery
+from lib.train.hooks import Hook
+from lib.train.loop import EpochResult, Evaluation, TrainingClient, run_epochs, save_recovery
 from lib.train.progress import meter
-from lib.train.steps import SaveFn, run_steps
+from lib.train.steps import EpochStart, SaveFn, run_steps
 
 logger = logging.getLogger('cream.search')
 
 
-def search_one_epoch(session: SearchSession, *, epoch: int, start_step: int = 0, global_step: int = 0,
-                     initial_totals: Optional[torch.Tensor] = None,
-                     save_recovery_at: Optional[SaveFn] = None, stop=None,
-                     on_step_end: Optional[Callable[[int, int, int], None]] = None) -> Dict[str, float]:
-    """Train the supernet over ``session.train_loader`` (already positioned at ``start_step``): per step, sample
-    the student path, the meta-matching update when one is due, then ``search_step``."""
-    cfg, dist_ctx, board = session.cfg, session.dist, session.board
+@dataclass
+class SearchEpochResult(EpochResult):
+    kd_loss: Optional[float]  # per image of the distillation steps; None: no distillation step
+    meta_updates: int
+
+
+def search_one_epoch(session: SearchSession, start: EpochStart, save_recovery_at: Optional[SaveFn] = None
+                     ) -> SearchEpochResult:
+    """Train the supernet over ``session.train_loader`` (already positioned at ``start.start_step``): per step,
+    sample the student path, the meta-matching update when one is due, then ``search_step``."""
+    cfg, dist_ctx, board, epoch = session.cfg, session.dist, session.board, start.epoch
     steps_per_epoch = session.steps_per_epoch
     session.supernet.train()
     session.mmn.train()
@@ -41,12 +48,11 @@ def search_one_epoch(session: SearchSession, *, epoch: int, start_step: int = 0,
             meta_updates = 1
         return search_steps.search_step(session, path, images, target, epoch=epoch, meta_updates=meta_updates)
 
-    def report(last, sums, n, step_no, updates, timer):
-        images = sums[search_steps.IMAGES_SUM]
-        meters = {'loss': meter(last[0] / n, sums[0], images),
-                  'kd': meter(last[1] / max(last[2], 1), sums[1], sums[2]),
-                  'prec@1': meter(100 * last[3] / n, 100 * sums[3], images),
-                  'prec@5': meter(100 * last[4] / n, 100 * sums[4], images)}
+    def report(last: SearchSums, sums: SearchSums, n, step_no, updates, timer):
+        meters = {'loss': meter(last.loss / n, sums.loss, sums.images),
+                  'kd': meter(last.kd / max(last.kd_images, 1), sums.kd, sums.kd_images),
+                  'prec@1': meter(100 * last.top1 / n, 100 * sums.top1, sums.images),
+                  'prec@5': meter(100 * last.top5 / n, 100 * sums.top5, sums.images)}
         lr = search_steps.supernet_lr(session.optimizer)
         logger.info(progress_line(f'Train: {epoch}', step_no, steps_per_epoch, meters, lr, timer, batch_global)
                     + f'  board {len(board)}')
@@ -58,17 +64,16 @@ def search_one_epoch(session: SearchSession, *, epoch: int, start_step: int = 0,
         raise RuntimeError(f'epoch {epoch} ended after {step_no} of {steps_per_epoch} steps: the training set '
                            'changed while training; restart the run')
 
-    done = run_steps(session.train_loader, step, epoch=epoch, steps_per_epoch=steps_per_epoch,
-                     num_sums=search_steps.NUM_SUMS, device=dist_ctx.device, start_step=start_step,
-                     global_step=global_step, initial_totals=initial_totals, log_interval=cfg.LOG_INTERVAL,
-                     world_size=dist_ctx.world_size, report=report, recovery_interval=cfg.RECOVERY_INTERVAL,
-                     save_recovery=save_recovery_at, stop=stop, on_step_end=on_step_end, on_short_epoch=short_epoch)
-    loss_sum, kd_sum, kd_count, top1, top5, count, meta_count = done['sums']
-    count = max(count, 1)
-    return {'loss': loss_sum / count, 'kd_loss': kd_sum / kd_count if kd_count else None,
-            'prec1': 100 * top1 / count, 'prec5': 100 * top5 / count, 'meta_updates': int(meta_count),
-            'lr': search_steps.supernet_lr(session.optimizer), 'global_step': done['global_step'],
-            'img_per_sec': done['img_per_sec']}
+    done = run_steps(session.train_loader, step, start, sums_type=SearchSums, steps_per_epoch=steps_per_epoch,
+                     device=dist_ctx.device, log_interval=cfg.LOG_INTERVAL, world_size=dist_ctx.world_size,
+                     report=report, recovery_interval=cfg.RECOVERY_INTERVAL, save_recovery=save_recovery_at,
+                     on_short_epoch=short_epoch)
+    sums, count = done.sums, max(done.sums.images, 1)
+    return SearchEpochResult(loss=sums.loss / count, prec1=100 * sums.top1 / count, prec5=100 * sums.top5 / count,
+                             lr=search_steps.supernet_lr(session.optimizer), img_per_sec=done.img_per_sec,
+                             global_step=done.global_step,
+                             kd_loss=sums.kd / sums.kd_images if sums.kd_images else None,
+                             meta_updates=int(sums.meta_updates))
 
 
 def state_digest(session: SearchSession) -> Dict[str, str]:
@@ -102,10 +107,10 @@ def _write_rank_digest(session: SearchSession, epoch: int) -> None:
 class SearchClient(TrainingClient):
     job = 'the search'
     logger = logger
-    count_index = search_steps.IMAGES_SUM
+    sums_type = SearchSums
 
-    def __init__(self, session: SearchSession, on_epoch_end=None, on_step_end=None):
-        self.session, self.on_epoch_end, self.on_step_end = session, on_epoch_end, on_step_end
+    def __init__(self, session: SearchSession):
+        self.session = session
 
     def before_training(self) -> None:
         if self.session.dist.is_main:  # e.g. resumed with more EPOCHS
@@ -124,21 +129,19 @@ class SearchClient(TrainingClient):
             average_bn_buffers_(self.session.supernet)  # the saved statistics are those every rank continues with
         save_recovery(self.session, self, position, totals)
 
-    def train_epoch(self, start: EpochStart) -> Dict[str, Any]:
-        return search_one_epoch(self.session, epoch=start.epoch, start_step=start.start_step,
-                                global_step=start.global_step, initial_totals=start.initial_totals,
-                                save_recovery_at=self.save_recovery, stop=start.stop, on_step_end=self.on_step_end)
+    def train_epoch(self, start: EpochStart) -> SearchEpochResult:
+        return search_one_epoch(self.session, start, self.save_recovery)
 
-    def evaluate(self, epoch: int, train: Dict[str, Any]) -> Evaluation:
+    def evaluate(self, epoch: int, train: SearchEpochResult) -> Evaluation:
         val = validate(self.session, epoch)
         board = self.session.board
         best_val = max((e.val_prec1 for e in board if e.val_prec1 is not None), default=None)
-        row = {'train_loss': train['loss'], 'train_kd_loss': train['kd_loss'], 'train_prec1': train['prec1'],
-               'train_prec5': train['prec5'], 'val_loss': val['random']['loss'], 'val_prec1': val['random']['prec1'],
+        row = {'train_loss': train.loss, 'train_kd_loss': train.kd_loss, 'train_prec1': train.prec1,
+               'train_prec5': train.prec5, 'val_loss': val['random']['loss'], 'val_prec1': val['random']['prec1'],
                'val_prec5': val['random']['prec5'], 'board_size': len(board),
                'board_best_prec1': board.best().prec1 if len(board) else None,
-               'board_best_val_prec1': best_val, 'meta_updates': train['meta_updates'], 'lr': train['lr'],
-               'img_per_sec': train['img_per_sec']}
+               'board_best_val_prec1': best_val, 'meta_updates': train.meta_updates, 'lr': train.lr,
+               'img_per_sec': train.img_per_sec}
         return Evaluation(ranking_metric(self.session.cfg, val), row, details=val)
 
     def write_outputs(self, epoch: int, evaluation: Evaluation) -> None:
@@ -161,8 +164,6 @@ class SearchClient(TrainingClient):
         best_metric, best_epoch = s.saver.best
         logger.info('*** epoch %d done: %s of its best path %.4f; best %.4f (epoch %d)', epoch, s.cfg.EVAL_METRICS,
                     evaluation.metric, best_metric, best_epoch)
-        if self.on_epoch_end is not None:
-            self.on_epoch_end(epoch)
 
     def finish(self, last_epoch: int, global_step: int, trained: bool) -> Dict[str, Any]:
         s = self.session
@@ -172,10 +173,7 @@ class SearchClient(TrainingClient):
                 'resolution': s.space.resolution, 'global_step': global_step}
 
 
-def run_search(session: SearchSession, *, on_epoch_end: Optional[Callable[[int], None]] = None,
-               on_step_end: Optional[Callable[[int, int, int], None]] = None) -> Dict[str, Any]:
-    """Train from the session's resume point to EPOCHS; returns the final board and chosen path.
-
-    ``on_epoch_end(epoch)`` runs after the epoch's checkpoint and outputs are written, ``on_step_end(epoch,
-    step_in_epoch, global_step)`` after every step (hooks for tests and tools)."""
-    return run_epochs(session, SearchClient(session, on_epoch_end, on_step_end))
+def run_search(session: SearchSession, hooks: Optional[Iterable[Hook]] = None) -> Dict[str, Any]:
+    """Train from the session's resume point to EPOCHS with ``hooks`` (``lib.train.hooks``); returns the final
+    board and chosen path."""
+    return run_epochs(session, SearchClient(session), hooks)

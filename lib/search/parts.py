@@ -34,6 +34,7 @@ from lib.search.flops import SearchSpace, build_search_space
 from lib.search.latency_budget import LatencyBudget, latency_budget
 from lib.search.macs_table import FlopsTable, build_flops_table
 from lib.search.meta_matching import MetaMatchingNetwork
+from lib.train.schedule import LinearToZero
 
 # SGD flavours of the original's create_optimizer_supernet: name -> nesterov.
 _SGD_OPTIMIZERS = {'sgd': True, 'nesterov': True, 'momentum': False}
@@ -56,7 +57,7 @@ class SearchParts:
     mmn: MetaMatchingNetwork
     board: PrioritizedBoard
     optimizer: torch.optim.Optimizer
-    scheduler: Any
+    scheduler: LinearToZero
     scaler: torch.amp.GradScaler
     loss_fn: Any
     local_bn_group: Any = None  # a one-rank process group when SyncBN is on (see unsynced_bn)
@@ -172,18 +173,12 @@ def build_search_optimizer(cfg, supernet: nn.Module, mmn: nn.Module) -> torch.op
                                eps=cfg.OPT_EPS)
 
 
-def linear_to_zero(total_steps: int):
-    def factor(step: int) -> float:
-        return max(0.0, 1.0 - step / total_steps)
-    return factor
-
-
-def build_linear_schedule(optimizer: torch.optim.Optimizer, total_steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+def build_linear_schedule(optimizer: torch.optim.Optimizer, total_steps: int) -> LinearToZero:
     """Every group's LR falls linearly from its initial value to 0 over ``total_steps`` optimizer steps
     (EPOCHS x the real steps per epoch; the original assumed 1.28M images). Step it once per step."""
     if total_steps < 1:
         raise SearchConfigError(f'the search has {total_steps} steps in all; set EPOCHS >= 1')
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, linear_to_zero(total_steps))
+    return LinearToZero(optimizer, total_steps)
 
 
 def build_loss(cfg) -> nn.Module:

@@ -18,7 +18,7 @@ meta-matching scores (the teacher's path decides which blocks run, so the host m
 """
 import logging
 from dataclasses import dataclass
-from typing import Any, Dict, Optional
+from typing import Any, Dict, NamedTuple, Optional
 
 import torch
 
@@ -33,10 +33,18 @@ from lib.search.probes import probabilities
 
 logger = logging.getLogger('cream.search')
 
-# Per-rank running sums of an epoch: loss * n, KD loss * n, images of distillation steps, top-1 hits,
-# top-5 hits, images, meta-matching updates.
-NUM_SUMS = 7
-IMAGES_SUM = 5  # where the image count is
+class SearchSums(NamedTuple):
+    """An epoch's running sums (per rank, or over all ranks), in the order of the step's sums tensor."""
+    loss: float  # loss * images
+    kd: float  # KD loss * images, over the distillation steps
+    kd_images: float  # images of the distillation steps
+    top1: float  # top-1 hits
+    top5: float  # top-5 hits
+    images: float
+    meta_updates: float
+
+
+NUM_SUMS = len(SearchSums._fields)
 
 
 def supernet_lr(optimizer: torch.optim.Optimizer) -> float:
@@ -164,7 +172,7 @@ def _offer_to_board(session: SearchParts, path, images, out: StepOutput, hits1: 
 
 def step_sums(logits: torch.Tensor, loss: torch.Tensor, kd: Optional[torch.Tensor], target: torch.Tensor,
               meta_updates: int = 0) -> torch.Tensor:
-    """The step's entries of the epoch's running sums (see ``NUM_SUMS``), computed on the device: no host sync."""
+    """The step's entries of the epoch's running sums (``SearchSums``), computed on the device: no host sync."""
     with torch.no_grad():
         one = torch.ones((), dtype=torch.float64, device=logits.device)  # no host->device copies
         n = target.shape[0]

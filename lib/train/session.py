@@ -12,6 +12,7 @@ from lib.checkpoint.saver import CheckpointSaver
 from lib.data.loaders import build_train_loader_from_cfg, build_val_loader_from_cfg
 from lib.engine.distributed import DistContext
 from lib.engine.logger import SummaryCSV, TensorBoard
+from lib.train.schedule import LRSchedule
 
 
 @dataclass
@@ -23,7 +24,7 @@ class TrainingSession:
     train_loader: Any
     val_loader: Any
     optimizer: torch.optim.Optimizer
-    scheduler: Any
+    scheduler: LRSchedule  # lib.train.schedule: both jobs' schedules behind one protocol
     scaler: torch.amp.GradScaler
     loss_fn: Any
     steps_per_epoch: int

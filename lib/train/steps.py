@@ -4,10 +4,12 @@ Per batch: ``step_fn`` trains and returns the step's entries of the epoch's runn
 sync); every LOG_INTERVAL steps (and on the first and last) the sums of all ranks are read for a progress line
 (``report``), and a non-finite running loss stops the run; every RECOVERY_INTERVAL steps before the epoch's last,
 and at the step where every rank agrees to stop on SIGTERM (``lib.engine.stop``), ``save_recovery``; then, on
-SIGTERM, ``RunStopped``. Entry 0 of the sums is loss * images for every client.
+SIGTERM, ``RunStopped``; then the hooks' ``after_step``. The sums are named by the job's sums type (a NamedTuple
+with ``loss``, loss * images, and ``images`` among its fields).
 """
 import time
-from typing import Callable, Dict, Optional
+from dataclasses import dataclass
+from typing import Callable, NamedTuple, Optional, Type
 
 import torch
 
@@ -20,28 +22,46 @@ from lib.train.progress import StepTimer
 # step_fn(images, target, step, global_step) -> this step's sums; ``step`` counts the batches of the epoch
 # before this one, ``global_step`` the optimizer updates including this one.
 StepFn = Callable[[torch.Tensor, torch.Tensor, int, int], torch.Tensor]
-# report(last, sums, n, step, global_step, timer): a progress line from this step's and all ranks' epoch sums.
-ReportFn = Callable[[list, list, int, int, int, StepTimer], None]
+# report(last, sums, n, step, global_step, timer): a progress line from this step's and all ranks' epoch sums
+# (both of the job's sums type).
+ReportFn = Callable[[NamedTuple, NamedTuple, int, int, int, StepTimer], None]
 # save_recovery(position, this rank's running sums of the epoch): a collective.
 SaveFn = Callable[[Position, torch.Tensor], None]
 
 
-def run_steps(loader, step_fn: StepFn, *, epoch: int, steps_per_epoch: int, num_sums: int, device: torch.device,
-              start_step: int = 0, global_step: int = 0, initial_totals: Optional[torch.Tensor] = None,
-              log_interval: int = 50, world_size: int = 1, report: Optional[ReportFn] = None,
+@dataclass
+class EpochStart:
+    epoch: int
+    start_step: int = 0  # batches of the epoch already trained (mid-epoch resume), else 0
+    global_step: int = 0
+    initial_totals: Optional[torch.Tensor] = None  # the running sums of those batches, mid-epoch only
+    stop: Optional[StopOnSigterm] = None  # SIGTERM: polled at every step (a collective)
+    after_step: Optional[Callable[[Position], None]] = None  # the hooks' ``after_step`` (``lib.train.hooks``)
+
+
+@dataclass
+class StepsDone:
+    sums: NamedTuple  # the epoch's running sums over all ranks, of the job's sums type
+    global_step: int
+    img_per_sec: float
+
+
+def run_steps(loader, step_fn: StepFn, start: EpochStart, *, sums_type: Type[NamedTuple], steps_per_epoch: int,
+              device: torch.device, log_interval: int = 50, world_size: int = 1, report: Optional[ReportFn] = None,
               recovery_interval: int = 0, save_recovery: Optional[SaveFn] = None,
-              stop: Optional[StopOnSigterm] = None, on_step_end: Optional[Callable[[int, int, int], None]] = None,
-              on_short_epoch: Optional[Callable[[int], None]] = None) -> Dict[str, object]:
-    """Run the steps of ``loader`` (already positioned at ``start_step``); returns the epoch's sums over all ranks
-    (including the steps before ``start_step`` when ``initial_totals`` carries their sums), the global step and
-    the images per second. ``on_short_epoch(step)`` is called when the loader ended before ``steps_per_epoch``.
-    ``stop.poll()`` runs at every step on every rank (a collective)."""
-    totals = torch.zeros(num_sums, dtype=torch.float64, device=device)
-    if initial_totals is not None:
-        totals += initial_totals.to(device=device, dtype=torch.float64)
+              on_short_epoch: Optional[Callable[[int], None]] = None) -> StepsDone:
+    """Run the steps of ``loader`` (already positioned at ``start.start_step``); returns the epoch's sums over all
+    ranks (including the steps before ``start_step`` when ``start.initial_totals`` carries their sums), the global
+    step and the images per second. ``sums_type`` names the entries of the step's sums (a NamedTuple with at
+    least ``loss``, loss * images, and ``images``). ``on_short_epoch(step)`` is called when the loader ended
+    before ``steps_per_epoch``."""
+    epoch, stop, global_step = start.epoch, start.stop, start.global_step
+    totals = torch.zeros(len(sums_type._fields), dtype=torch.float64, device=device)
+    if start.initial_totals is not None:
+        totals += start.initial_totals.to(device=device, dtype=torch.float64)
     log_interval = max(log_interval, 1)
-    timer = StepTimer(start_step)
-    step, images_seen, start = start_step, 0, timer.start
+    timer = StepTimer(start.start_step)
+    step, images_seen, start_time = start.start_step, 0, timer.start
     for images, target in loader:
         timer.data_loaded()
         n = target.shape[0]
@@ -50,13 +70,13 @@ def run_steps(loader, step_fn: StepFn, *, epoch: int, steps_per_epoch: int, num_
         step += 1
         global_step += 1
         images_seen += n
-        if step == start_step + 1 or step % log_interval == 0 or step == steps_per_epoch:
-            sums = all_reduce_sum(totals.clone()).tolist()
+        if step == start.start_step + 1 or step % log_interval == 0 or step == steps_per_epoch:
+            sums = sums_type(*all_reduce_sum(totals.clone()).tolist())
             timer.logged(step)  # after the sync: the interval's device work is done
             # The running sum: a NaN on any step (and rank) since the epoch began, not only on this one.
-            check_loss_sum_finite(sums[0], epoch, step)
+            check_loss_sum_finite(sums.loss, epoch, step)
             if report is not None:
-                report(last_sums.tolist(), sums, n, step, global_step, timer)
+                report(sums_type(*last_sums.tolist()), sums, n, step, global_step, timer)
         stopping = stop is not None and stop.poll() and step < steps_per_epoch and save_recovery is not None
         if save_recovery is not None and step < steps_per_epoch and \
                 (stopping or (recovery_interval > 0 and step % recovery_interval == 0)):
@@ -64,12 +84,11 @@ def run_steps(loader, step_fn: StepFn, *, epoch: int, steps_per_epoch: int, num_
         if stopping:
             raise RunStopped(f'stopped on SIGTERM at epoch {epoch}, step {step} of {steps_per_epoch}, with a recovery '
                              'checkpoint of that point')
-        if on_step_end is not None:
-            on_step_end(epoch, step, global_step)
+        if start.after_step is not None:
+            start.after_step(Position(epoch=epoch, step_in_epoch=step, global_step=global_step))
         timer.fetching()
     if step != steps_per_epoch and on_short_epoch is not None:
         on_short_epoch(step)
-    elapsed = time.perf_counter() - start
+    elapsed = time.perf_counter() - start_time
     all_reduce_sum(totals)
-    return {'sums': totals.tolist(), 'global_step': global_step,
-            'img_per_sec': images_seen * world_size / max(elapsed, 1e-9)}
+    return StepsDone(sums_type(*totals.tolist()), global_step, images_seen * world_size / max(elapsed, 1e-9))

@@ -13,7 +13,7 @@ from lib.checkpoint.saver import BEST, LAST, RECOVERY, CheckpointSaver, epoch_fi
 from lib.config import load_config
 from lib.engine.distributed import DistContext
 from lib.models.from_config import build_child_from_cfg
-from lib.retrain.optim import build_optimizer, build_scheduler, current_lr
+from lib.retrain.optim import build_optimizer, build_schedule, current_lr
 from lib.retrain.wrappers import build_ema
 
 LOGGER = logging.getLogger('test.resume')
@@ -24,7 +24,7 @@ def parts(cfg):
     torch.manual_seed(0)
     model, _ = build_child_from_cfg(cfg)
     optimizer = build_optimizer(cfg, model, lr=0.01)
-    scheduler, _ = build_scheduler(cfg, optimizer, steps_per_epoch=4)
+    scheduler, _ = build_schedule(cfg, optimizer, steps_per_epoch=4)
     return model, optimizer, scheduler, build_ema(cfg, model)
 
 
@@ -130,12 +130,12 @@ def test_a_new_lr_gives_the_rest_of_the_schedule_that_lr_gives(sched):
         optimizer = build_optimizer(cfg, torch.nn.Linear(2, 2), lr=lr)
         if sched == 'linear_to_zero':
             return optimizer, build_linear_schedule(optimizer, total_steps=24)
-        return optimizer, build_scheduler(cfg, optimizer, steps_per_epoch=4)[0]
+        return optimizer, build_schedule(cfg, optimizer, steps_per_epoch=4)[0]
 
     def lrs(optimizer, scheduler, steps):
         seen = []
-        for t in steps:
-            scheduler.step(t) if hasattr(scheduler, 'base_values') else scheduler.step()
+        for t in steps:  # timm's schedules per epoch (after epoch t - 1), the search's per update
+            scheduler.step_epoch(t - 1, None) if sched != 'linear_to_zero' else scheduler.step()
             seen.append(optimizer.param_groups[0]['lr'])
         return seen
 

@@ -11,11 +11,11 @@ import pytest
 import torch
 
 import retrain
-from lib.checkpoint.saver import CheckpointSaver
 from lib.data.demo import make_demo_dataset
 from lib.engine.guard import exit_on_error
 from lib.errors import CreamError
 from lib.models import create_model
+from lib.train.hooks import Hook
 from scripts_as_modules import load_script
 
 NATIVE = {14: 64, 43: 96, 114: 160, 287: 224, 481: 224, 604: 224}
@@ -99,10 +99,12 @@ RESUME_OPTS = {'MODEL_SELECTION': -1, 'INPUT_ARCH': SMALL, 'DATASET.IMAGE_SIZE':
                'LR_REFERENCE_BATCH': 0, 'WARMUP_EPOCHS': 1, 'SEED': 3}
 
 
-def _resume_run(repo_root, out, data, model, **extra):
-    """retrain.py as the command line runs it: a user error is one ``error:`` line and SystemExit(2)."""
-    return exit_on_error(retrain.main, ['--cfg', str(repo_root / 'configs/retrain.yaml'),
-                                        *tiny_overrides(out, data, MODEL=model, **{**RESUME_OPTS, **extra})])
+def _resume_run(repo_root, out, data, model, hooks=(), **extra):
+    """retrain.py as the command line runs it: a user error is one ``error:`` line and SystemExit(2), Ctrl-C
+    SystemExit(130)."""
+    return exit_on_error(lambda argv: retrain.main(argv, hooks=hooks),
+                         ['--cfg', str(repo_root / 'configs/retrain.yaml'),
+                          *tiny_overrides(out, data, MODEL=model, **{**RESUME_OPTS, **extra})])
 
 
 def _same_training(run_a, run_b):
@@ -130,18 +132,17 @@ def uninterrupted(repo_root, four_step_data, tmp_path_factory):
     return out / 'run'
 
 
-def test_a_run_interrupted_after_epoch_one_resumes_to_the_same_result(repo_root, four_step_data, tmp_path,
-                                                                      monkeypatch, uninterrupted):
-    original = CheckpointSaver.save_epoch
+class CtrlCAfterEpoch(Hook):
+    """Ctrl-C right after the first epoch's checkpoint and outputs are written."""
 
-    def save_then_die(self, checkpoint, epoch, is_best, kept):
-        original(self, checkpoint, epoch, is_best, kept)
+    def after_epoch(self, session, epoch, evaluation):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(CheckpointSaver, 'save_epoch', save_then_die)
+
+def test_a_run_interrupted_after_epoch_one_resumes_to_the_same_result(repo_root, four_step_data, tmp_path,
+                                                                      uninterrupted):
     with pytest.raises(SystemExit, match='130'):  # Ctrl-C on the command line
-        _resume_run(repo_root, tmp_path, four_step_data, 'run')
-    monkeypatch.setattr(CheckpointSaver, 'save_epoch', original)
+        _resume_run(repo_root, tmp_path, four_step_data, 'run', hooks=[CtrlCAfterEpoch()])
     assert load(tmp_path / 'run' / 'last.pth.tar')['epoch'] == 0
     _resume_run(repo_root, tmp_path, four_step_data, 'run', AUTO_RESUME=True)
     _same_training(uninterrupted, tmp_path / 'run')
@@ -149,25 +150,20 @@ def test_a_run_interrupted_after_epoch_one_resumes_to_the_same_result(repo_root,
         ['last.pth.tar', 'best.pth.tar', 'checkpoint-0.pth.tar', 'checkpoint-1.pth.tar'])
 
 
-def _ctrl_c_after_recovery_checkpoint(monkeypatch, epoch, step):
-    """Make the next run stop, as on Ctrl-C, right after it writes the recovery checkpoint of (epoch, step);
-    call the returned function to undo it."""
-    original = CheckpointSaver.save_recovery
+class CtrlCAfterStep(Hook):
+    """Ctrl-C right after step ``step`` of ``epoch`` (and its recovery checkpoint, under RECOVERY_INTERVAL 1)."""
 
-    def save_then_die(self, checkpoint):
-        original(self, checkpoint)
-        if (checkpoint['epoch'], checkpoint['step_in_epoch']) == (epoch, step):
+    def __init__(self, epoch, step):
+        self.epoch, self.step = epoch, step
+
+    def after_step(self, session, position):
+        if (position.epoch, position.step_in_epoch) == (self.epoch, self.step):
             raise KeyboardInterrupt
 
-    monkeypatch.setattr(CheckpointSaver, 'save_recovery', save_then_die)
-    return lambda: monkeypatch.setattr(CheckpointSaver, 'save_recovery', original)
 
-
-def test_a_recovery_checkpoint_resumes_mid_epoch(repo_root, four_step_data, tmp_path, monkeypatch, uninterrupted):
-    undo = _ctrl_c_after_recovery_checkpoint(monkeypatch, 1, 2)
+def test_a_recovery_checkpoint_resumes_mid_epoch(repo_root, four_step_data, tmp_path, uninterrupted):
     with pytest.raises(SystemExit, match='130'):  # Ctrl-C on the command line
-        _resume_run(repo_root, tmp_path, four_step_data, 'run', RECOVERY_INTERVAL=1)
-    undo()
+        _resume_run(repo_root, tmp_path, four_step_data, 'run', hooks=[CtrlCAfterStep(1, 2)], RECOVERY_INTERVAL=1)
     recovery = load(tmp_path / 'run' / 'recovery.pth.tar')
     assert (recovery['epoch'], recovery['step_in_epoch'], recovery['global_step']) == (1, 2, 6)
     _resume_run(repo_root, tmp_path, four_step_data, 'run', AUTO_RESUME=True, RECOVERY_INTERVAL=1)
@@ -351,13 +347,12 @@ def test_a_nan_validation_loss_is_an_error_not_a_result(repo_root, one_step_data
 
 
 def test_a_workers_2_run_killed_after_a_recovery_checkpoint_resumes_exactly(repo_root, four_step_data, tmp_path,
-                                                                          monkeypatch, uninterrupted):
+                                                                          uninterrupted):
     """Each image's augmentation is seeded by (SEED + rank, epoch, position): the run with 2 worker processes,
     killed and resumed, ends with the weights of the uninterrupted run, which loaded in the main process."""
-    undo = _ctrl_c_after_recovery_checkpoint(monkeypatch, 1, 2)
     with pytest.raises(SystemExit, match='130'):
-        _resume_run(repo_root, tmp_path, four_step_data, 'run', RECOVERY_INTERVAL=1, WORKERS=2)
-    undo()
+        _resume_run(repo_root, tmp_path, four_step_data, 'run', hooks=[CtrlCAfterStep(1, 2)], RECOVERY_INTERVAL=1,
+                    WORKERS=2)
     _resume_run(repo_root, tmp_path, four_step_data, 'run', AUTO_RESUME=True, RECOVERY_INTERVAL=1, WORKERS=2)
     assert 'recovery.pth.tar: epoch 1, step 2 of 4' in (tmp_path / 'run' / 'retrain.log').read_text()
     _same_training(uninterrupted, tmp_path / 'run')

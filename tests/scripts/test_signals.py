@@ -145,20 +145,19 @@ import sys, time
 sys.argv[0] = 'retrain.py'
 import retrain, torch
 from lib.engine.guard import exit_on_error
+hooks = []
 {patch}
-exit_on_error(retrain.main, sys.argv[1:])
+exit_on_error(lambda argv: retrain.main(argv, hooks=hooks), sys.argv[1:])
 '''
 
 SLOW_STEP = '''
-import lib.retrain.step as step
-real, calls = step.retrain_step, []
-def slow(*args, **kwargs):
-    calls.append(1)
-    if len(calls) == 3:
-        print('SLOW STEP', flush=True)
-        time.sleep(120)
-    return real(*args, **kwargs)
-step.retrain_step = slow
+from lib.train.hooks import Hook
+class SlowStep(Hook):  # stuck in the step loop after step 2, before step 3
+    def after_step(self, session, position):
+        if position.step_in_epoch == 2:
+            print('SLOW STEP', flush=True)
+            time.sleep(120)
+hooks.append(SlowStep())
 '''
 
 SLOW_WRITE = '''

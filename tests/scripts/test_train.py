@@ -18,6 +18,7 @@ from lib.engine.finite import DivergedError
 from lib.errors import CreamError
 from lib.models.from_config import build_child_from_cfg
 from lib.search.outputs import read_board_history
+from lib.train.hooks import Hook
 
 # FLOPS_MAXIMUM 6: one layer per stage at 64 px. SLICE 2 lets a batch of 4 feed the meta update.
 # 3 classes x 4 train images = 3 steps of 4 per epoch; epoch 0 plain, epoch 1 board + KD + meta updates.
@@ -65,6 +66,32 @@ class Stop(KeyboardInterrupt):
     pass
 
 
+class StopAt(Hook):
+    """Raise ``Stop`` right after epoch ``epoch`` (its checkpoint and outputs written) or, given ``step``, right
+    after that step of it (and its recovery checkpoint, when one is due)."""
+
+    def __init__(self, epoch, step=None):
+        self.epoch, self.step = epoch, step
+
+    def after_step(self, session, position):
+        if self.step is not None and (position.epoch, position.step_in_epoch) == (self.epoch, self.step):
+            raise Stop
+
+    def after_epoch(self, session, epoch, evaluation):
+        if self.step is None and epoch == self.epoch:
+            raise Stop
+
+
+class AfterStep(Hook):
+    """``act(position)`` after every step."""
+
+    def __init__(self, act):
+        self.act = act
+
+    def after_step(self, session, position):
+        self.act(position)
+
+
 def test_demo_search_writes_board_and_a_best_arch_that_retrain_and_test_accept(repo_root, data, uninterrupted,
                                                                                tmp_path):
     run_dir, result = uninterrupted
@@ -107,21 +134,13 @@ def test_demo_search_writes_board_and_a_best_arch_that_retrain_and_test_accept(r
 def test_resume_after_an_epoch_and_mid_epoch_continues_exactly(repo_root, data, uninterrupted, tmp_path):
     whole_dir, _ = uninterrupted
 
-    def stop_after_epoch_0(epoch):
-        if epoch == 0:
-            raise Stop
-
-    def stop_mid_epoch_1(epoch, step, global_step):
-        if (epoch, step) == (1, 2):  # right after the recovery checkpoint of step 2
-            raise Stop
-
     args = argv(repo_root, tmp_path, data, RECOVERY_INTERVAL=2, AUTO_RESUME=True)
     with pytest.raises(Stop):  # main() lets the interrupt through (the command line exits with 130)
-        train.main(args, on_epoch_end=stop_after_epoch_0)
+        train.main(args, hooks=[StopAt(epoch=0)])
     run_dir = tmp_path / 'demo_search'
     assert not (run_dir / 'best_arch.yaml').exists()
     with pytest.raises(Stop):
-        train.main(args, on_step_end=stop_mid_epoch_1)
+        train.main(args, hooks=[StopAt(epoch=1, step=2)])  # right after the recovery checkpoint of step 2
     assert (run_dir / 'recovery.pth.tar').is_file()
     train.main(args)
 
@@ -209,14 +228,14 @@ def test_divergence_never_reaches_a_checkpoint_and_auto_resume_continues(repo_ro
         loss_fn = real_build_loss(cfg)
         return lambda output, target: loss_fn(output, target) * (float('nan') if poisoned else 1.0)
 
-    def poison_after_step_1_of_epoch_1(epoch, step, global_step):
-        if (epoch, step) == (1, 1):
+    def poison_after_step_1_of_epoch_1(position):
+        if (position.epoch, position.step_in_epoch) == (1, 1):
             poisoned.append(True)
 
     monkeypatch.setattr(parts, 'build_loss', build_loss)
     with pytest.raises(DivergedError) as stop:
         train.main(argv(repo_root, tmp_path, data, RECOVERY_INTERVAL=1, LOG_INTERVAL=100),
-                   on_step_end=poison_after_step_1_of_epoch_1)
+                   hooks=[AfterStep(poison_after_step_1_of_epoch_1)])
     run_dir = tmp_path / 'demo_search'
     assert 'training loss became nan by epoch 1 step 2' in str(stop.value)  # checked before the checkpoint
     assert f'AUTO_RESUME True continues from {run_dir / "recovery.pth.tar"} (epoch 1, step 1 of 3' in str(stop.value)
@@ -238,7 +257,7 @@ def test_a_search_resumed_for_more_epochs_drops_the_old_best_arch_until_its_end(
     assert 'after epoch 1' in (run_dir / 'best_arch.yaml').read_text()
     seen = []
     train.main(argv(repo_root, tmp_path, data, AUTO_RESUME=True, EPOCHS=3),
-               on_step_end=lambda epoch, step, global_step: seen.append((run_dir / 'best_arch.yaml').exists()))
+               hooks=[AfterStep(lambda position: seen.append((run_dir / 'best_arch.yaml').exists()))])
     assert seen == [False] * 3  # no best_arch.yaml beside the growing board
     assert 'after epoch 2' in (run_dir / 'best_arch.yaml').read_text()
 

@@ -5,7 +5,7 @@ import torch
 
 import train
 from lib.config import load_config
-from test_train import Stop, board_entries, data, summary_rows  # noqa: F401 (data: the module's fixture)
+from test_train import Stop, StopAt, board_entries, data, summary_rows  # noqa: F401 (data: the module's fixture)
 from test_train import argv as search_argv
 
 
@@ -13,11 +13,11 @@ def argv(repo_root, out, data, **extra):
     return search_argv(repo_root, out, data, config='configs/demo/train_recommended.yaml', **extra)
 
 
-def run_once(args, **hooks):
+def run_once(args, hooks=()):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # the thread count changes float sums
     try:
-        return train.main(args, **hooks)
+        return train.main(args, hooks=hooks)
     finally:
         torch.set_num_threads(threads)
 
@@ -32,15 +32,11 @@ def test_recommended_search_runs_and_resumes_exactly(repo_root, data, tmp_path):
     assert result['board'] and (whole_dir / 'best_arch.yaml').is_file()
     assert 'SUPERNET.SAMPLE_WITHIN_BUDGET: paths outside the FLOPs budget' in (whole_dir / 'train.log').read_text()
 
-    def stop_mid_epoch_1(epoch, step, global_step):
-        if (epoch, step) == (1, 2):  # right after the recovery checkpoint of step 2: mid fair round
-            raise Stop
-
     resumed = tmp_path / 'resumed'
     args = argv(repo_root, resumed, data, RECOVERY_INTERVAL=2, AUTO_RESUME=True,
                 **{'SUPERNET.FINAL_PICK_SAMPLES': 3})
     with pytest.raises(Stop):
-        run_once(args, on_step_end=stop_mid_epoch_1)
+        run_once(args, hooks=[StopAt(epoch=1, step=2)])  # right after the recovery checkpoint of step 2: mid fair round
     run_once(args)
     run_dir = resumed / 'demo_search_recommended'
     assert summary_rows(run_dir) == summary_rows(whole_dir)
