@@ -20,7 +20,7 @@ from lib.search.final_pick import Candidate, sampled_paths
 from lib.search.flops import build_search_space
 from lib.search.latency_budget import latency_budget
 from lib.search.macs_table import build_macs_table
-from lib.search.measures import search_budget
+from lib.search import measures as search_measures
 from lib.search.outputs import BEST_ARCH_FILE, write_best_arch
 
 REPORT_FILE = 'random_search.json'
@@ -47,13 +47,13 @@ def recipe_images(recipe: Sequence[str], opts: Sequence[str] = ()) -> int:
 
 
 def search_budget(run_dir: str) -> SimpleNamespace:
-    """The search's space, budget (``within``, its measure) and cost table, from its config.yaml."""
+    """The search's space, budget (``within``; ``measures``: lib.search.measures) and MACs table, from its config.yaml."""
     name = os.path.join(run_dir, 'config.yaml')
     if not os.path.isfile(name):
         raise ConfigError(f'{name} not found: {run_dir} is not a search run folder')
     cfg = load_config([name])
     space = build_search_space(cfg)
-    measures = search_budget(cfg, space, latency_budget(cfg, space))
+    measures = search_measures.search_budget(cfg, space, latency_budget(cfg, space))
     return SimpleNamespace(cfg=cfg, space=space, measures=measures, within=measures.within,
                            text=f'{measures.pick_words} {measures.minimum:g}..{measures.maximum:g}',
                            table=build_macs_table(cfg, space), board_cost=measures.board_measure.cost)

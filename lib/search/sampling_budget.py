@@ -5,7 +5,8 @@ Under a latency budget (SUPERNET.BUDGET_MEASURE latency) always. Under a FLOPs b
 SUPERNET.SAMPLE_WITHIN_BUDGET True: the original trains every path of the space its budget sized, and its
 per-op table sizes the space loosely (for the 0-43 budget most paths of the space lie above 43 MFLOPs in the
 budget's measure), so by default the supernet spends most steps on paths the final pick cannot take. The
-measure is the final pick's (``lib.search.outputs.final_budget``): the budget's, FLOPS_MINIMUM..FLOPS_MAXIMUM.
+measure is the final pick's (the search budget's, ``lib.search.measures``): FLOPS_MINIMUM..FLOPS_MAXIMUM in the
+budget rule's measure.
 """
 from dataclasses import dataclass, replace
 from typing import Callable, Optional, Sequence
