@@ -71,7 +71,7 @@ def main(argv=None) -> int:
         low, high = space.budget_flops_range()
         print(json.dumps({'flops_budget_M': [cfg.SUPERNET.FLOPS_MINIMUM, cfg.SUPERNET.FLOPS_MAXIMUM],
                           'budget_flops_range_M': [low, high], 'budget_scale': space.budget_scale,
-                          'board_flops': space.board_measure,
+                          'board_flops': space.board_measure_text,
                           'flops_table': cfg.SUPERNET.FLOPS_TABLE, **table.to_dict()}))
         return 0
     tables = functools.lru_cache(maxsize=None)(

@@ -139,7 +139,7 @@ def _build_table(layers_per_stage: Tuple[int, ...], resolution: int, num_classes
                       tuple(op_macs), tuple(op_params))
 
 
-FlopsTable = MacsTable  # its name before issue 24, for modules written against it (e.g. a branch of tools/benchmark)
+FlopsTable = MacsTable  # its name before issue 24, for code written against that name (branches merged later)
 
 
 def build_macs_table(cfg, space) -> MacsTable:

@@ -27,10 +27,10 @@ def board_rows(board: PrioritizedBoard, budget: SearchBudget) -> list:
     """One row per entry, best first: path (searchable stages), arch (all 7 stages), train prec1, val prec1 (None
     until validated), the board's measure (predicted ms first under a latency budget), MFLOPs in the board's and in
     the budget's FLOPs measure, real MMACs, M params."""
-    return [{'rank': rank, 'path': [list(stage) for stage in entry.path], 'arch': path_to_arch(entry.path),
-             'prec1': entry.prec1, 'val_prec1': entry.val_prec1, **budget.columns(entry.board_cost, entry.path),
-             'budget_flops_M': budget.space.budget_flops(entry.path), 'macs_M': entry.macs, 'params_M': entry.params}
-            for rank, entry in enumerate(board)]
+    return [{'rank': rank, 'path': row['path'], 'arch': path_to_arch(row['path']), 'prec1': row['prec1'],
+             'val_prec1': row['val_prec1'], **budget.columns(row['board_cost'], row['path']),
+             'budget_flops_M': budget.space.budget_flops(row['path']), 'macs_M': row['macs'], 'params_M': row['params']}
+            for rank, row in enumerate(board.to_rows())]
 
 
 def write_board_json(board: PrioritizedBoard, path: str, budget: SearchBudget, *, epoch: int,
