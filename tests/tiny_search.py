@@ -7,7 +7,7 @@ import torch
 from lib.config import load_config
 from lib.search.board import BoardEntry
 from lib.search.flops import SearchSpace, op_costs_for, with_board_measure
-from lib.search.macs_table import FlopsTable
+from lib.search.macs_table import MacsTable
 from lib.search.parts import build_search_parts
 
 NUM_CLASSES, SLICE, IMAGE = 5, 2, 32
@@ -16,14 +16,14 @@ STUDENT = ((1,), (0,), (2,), (5,), (3,))
 
 
 @functools.lru_cache(maxsize=1)
-def tiny_flops_table() -> FlopsTable:
-    return FlopsTable.build(LAYERS, IMAGE, NUM_CLASSES)
+def tiny_macs_table() -> MacsTable:
+    return MacsTable.build(LAYERS, IMAGE, NUM_CLASSES)
 
 
 def board_entries(paths, dtype=torch.float32):
     """One entry per path, in the board's order (each scores below the one before), with random probes."""
     generator = torch.Generator().manual_seed(3)
-    return [BoardEntry(path=path, prec1=60.0 - rank, flops=10.0 + rank,
+    return [BoardEntry(path=path, prec1=60.0 - rank, board_cost=10.0 + rank,
                        probe_images=torch.randn(SLICE, 3, IMAGE, IMAGE, generator=generator, dtype=dtype),
                        probe_probs=torch.softmax(torch.randn(SLICE, NUM_CLASSES, generator=generator, dtype=dtype), -1))
             for rank, path in enumerate(paths)]
@@ -35,7 +35,7 @@ def make_search_parts(*overrides, board_paths=(), total_steps=10, dtype=None):
                              'SEED', '0', *overrides])
     space = with_board_measure(SearchSpace(LAYERS, IMAGE, 1.0, op_costs_for(cfg.SUPERNET.FLOPS_TABLE)),
                                cfg.SUPERNET.BOARD_FLOPS)
-    return build_search_parts(cfg, total_steps=total_steps, space=space, flops_table=tiny_flops_table(),
+    return build_search_parts(cfg, total_steps=total_steps, space=space, macs_table=tiny_macs_table(),
                               board_entries=board_entries(board_paths), dtype=dtype)
 
 

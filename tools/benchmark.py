@@ -49,7 +49,8 @@ from lib.retrain.optim import build_optimizer, build_scheduler
 from lib.retrain.step import RetrainStep, retrain_one_epoch
 from lib.retrain.wrappers import build_criterion, build_ema
 from lib.search.board import BoardEntry
-from lib.search.flops import FlopsTable, SearchSpace, op_costs_for
+from lib.search.flops import SearchSpace, op_costs_for
+from lib.search.macs_table import MacsTable
 from lib.search.meta_matching import MetaMatchingNetwork
 from lib.search.parts import SearchParts, build_linear_schedule, build_loss, build_search_optimizer, build_search_parts
 from lib.search.sampler import PathSampler, sampler_from_config
@@ -242,7 +243,7 @@ def build_step_parts(args, cfg, device: torch.device, path, image_size: int, boa
     entries = board_entries(args, cfg, space) if board else ()
     # Far more steps than measured: the LR stays well above 0.
     parts = build_search_parts(cfg, total_steps=100 * (args.warmup + args.steps + 1), dist_ctx=DistContext(device=device),
-                               space=space, flops_table=flops_table(layers, image_size, args.num_classes),
+                               space=space, macs_table=macs_table(layers, image_size, args.num_classes),
                                board_entries=entries)
     if args.compile:
         compile_blocks(parts.supernet)
@@ -267,14 +268,14 @@ def board_entries(args, cfg, space: SearchSpace) -> List[BoardEntry]:
         path = sampler.sample()
         images = torch.randn(cfg.SUPERNET.SLICE, 3, space.resolution, space.resolution, generator=generator)
         probs = torch.softmax(torch.randn(cfg.SUPERNET.SLICE, args.num_classes, generator=generator), -1)
-        entries.append(BoardEntry(path=path, prec1=BOARD_PREC1 - index, flops=space.board_flops(path),
+        entries.append(BoardEntry(path=path, prec1=BOARD_PREC1 - index, board_cost=space.board_flops(path),
                                   probe_images=images, probe_probs=probs))
     return entries
 
 
 @functools.lru_cache(maxsize=4)
-def flops_table(layers, image_size: int, num_classes: int) -> FlopsTable:
-    return FlopsTable.build(layers, image_size, num_classes)
+def macs_table(layers, image_size: int, num_classes: int) -> MacsTable:
+    return MacsTable.build(layers, image_size, num_classes)
 
 
 def compile_blocks(supernet: SuperNet) -> None:

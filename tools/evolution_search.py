@@ -21,7 +21,7 @@ from lib.errors import ConfigError
 from lib.experiments.supernet_scores import load_search_run
 from lib.fileio import copy_file_atomic, write_json_atomic
 from lib.search.final_pick import evolution_settings, pick_by_evolution
-from lib.search.outputs import BEST_ARCH_FILE, BOARD_FILE, final_budget, write_best_arch
+from lib.search.outputs import BEST_ARCH_FILE, BOARD_FILE, write_best_arch
 
 STATE_FILE, REPORT_FILE = 'evolution_state.json', 'evolution_report.json'
 SETTING_FLAGS = ('population', 'generations', 'parents', 'mutations', 'crossovers', 'mutation_prob')
@@ -62,28 +62,25 @@ def main(argv=None) -> dict:
     bn_batches = cfg.SUPERNET.FINAL_PICK_BN_BATCHES if args.bn_batches is None else args.bn_batches
     if bn_batches < 1 or settings.population < 1 or settings.parents < 1 or not 0 < settings.mutation_prob <= 1:
         raise ConfigError('--bn-batches, --population and --parents must be at least 1 and --mutation-prob in (0, 1]')
-    measure, low, high, budget_name = final_budget(run)
+    budget = run.budget
     board_epoch, board = read_board(run_dir)
     epoch = cfg.EPOCHS - 1 if board_epoch is None else board_epoch
 
-    def within(path) -> bool:
-        return low <= measure(path) <= high
-
-    def board_cost(path) -> float:
-        return run.space.board_flops(path) if run.latency is None else run.latency.predict_ms(path)
+    within, board_cost = budget.within, budget.board_measure.cost
     os.makedirs(out, exist_ok=True)
     start = [p for p in board if within(p)]
     best, result = pick_by_evolution(run, table=run.table, board_cost=board_cost, within=within, start=start,
                                      board_prec1=board, epoch=epoch, bn_batches=bn_batches, settings=settings,
                                      state_file=os.path.join(out, STATE_FILE))
     arch_file = os.path.join(out, BEST_ARCH_FILE)
-    write_best_arch(best, arch_file, run.space, epoch=epoch, run_dir=run_dir, latency=run.latency)
+    write_best_arch(best, arch_file, budget, epoch=epoch, run_dir=run_dir)
     if args.replace_run_pick and arch_file != os.path.join(run_dir, BEST_ARCH_FILE):
         copy_file_atomic(arch_file, os.path.join(run_dir, BEST_ARCH_FILE))
-    report = {'run_dir': run_dir, 'epoch': epoch, 'budget': {'measure': budget_name, 'minimum': low, 'maximum': high},
+    report = {'run_dir': run_dir, 'epoch': epoch, 'budget': {'measure': budget.pick_words, 'minimum': budget.minimum,
+                                                      'maximum': budget.maximum},
               'settings': dataclasses.asdict(settings), 'bn_batches': bn_batches,
               'start_paths': [[list(s) for s in p] for p in start], **result.report(),
-              'best': {'val_prec1': best.val_prec1, 'board_measure': best.flops, 'macs_M': best.macs,
+              'best': {'val_prec1': best.val_prec1, 'board_measure': best.board_cost, 'macs_M': best.macs,
                        'params_M': best.params, 'on_board': best.path in board},
               'best_arch': arch_file}
     write_json_atomic(report, os.path.join(out, REPORT_FILE))

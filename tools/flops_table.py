@@ -21,7 +21,7 @@ from lib.engine.guard import exit_on_error
 from lib.search.budget_paths import check_budget_has_paths
 from lib.search.flops import (FlopsBudgetError, build_search_space, op_costs_for, search_space_for_budget,
                               with_board_measure)
-from lib.search.macs_table import FlopsTable, build_flops_table
+from lib.search.macs_table import MacsTable, build_macs_table
 
 
 def parse_budget(text: str):
@@ -50,11 +50,11 @@ def budget_line(cfg, low: float, high: float, tables) -> dict:
 
     def described(path) -> dict:
         return {'path': [list(stage) for stage in path], 'budget_flops_M': round(space.budget_flops(path), 4),
-                'board_flops_M': round(space.board_flops(path), 4), 'macs_M': round(table.path_flops(path), 4)}
+                'board_flops_M': round(space.board_flops(path), 4), 'macs_M': round(table.path_macs(path), 4)}
     return {**line, 'layers_per_stage': list(space.layers_per_stage), 'resolution': space.resolution,
             'budget_scale': round(space.budget_scale, 6), 'cheapest': described(space.extreme_path(min)),
             'dearest': described(space.extreme_path(max)),
-            'macs_range_M': [round(v, 4) for v in table.flops_range()]}
+            'macs_range_M': [round(v, 4) for v in table.macs_range()]}
 
 
 def main(argv=None) -> int:
@@ -67,15 +67,15 @@ def main(argv=None) -> int:
     cfg = load_config(args.cfg, args.opts)
     if args.budgets is None:
         space = build_search_space(cfg)
-        table = build_flops_table(cfg, space)
+        table = build_macs_table(cfg, space)
         low, high = space.budget_flops_range()
         print(json.dumps({'flops_budget_M': [cfg.SUPERNET.FLOPS_MINIMUM, cfg.SUPERNET.FLOPS_MAXIMUM],
                           'budget_flops_range_M': [low, high], 'budget_scale': space.budget_scale,
-                          'board_flops': space.board_measure,
+                          'board_flops': space.board_measure_text,
                           'flops_table': cfg.SUPERNET.FLOPS_TABLE, **table.to_dict()}))
         return 0
     tables = functools.lru_cache(maxsize=None)(
-        lambda layers, resolution: FlopsTable.build(layers, resolution, cfg.DATASET.NUM_CLASSES, cfg.NET.GP))
+        lambda layers, resolution: MacsTable.build(layers, resolution, cfg.DATASET.NUM_CLASSES, cfg.NET.GP))
     failed = False
     for low, high in args.budgets:
         line = budget_line(cfg, low, high, tables)

@@ -77,11 +77,11 @@ def sample_paths_of_config(cfg_files: Sequence[str], k: int, seed: int = 0) -> L
     from lib.config import load_config
     from lib.models import ops
     from lib.search.flops import build_search_space
-    from lib.search.macs_table import build_flops_table
+    from lib.search.macs_table import build_macs_table
     cfg = load_config(list(cfg_files))
     space = build_search_space(cfg)
-    table = build_flops_table(cfg, space)
-    return sample_paths_over_flops(space.layers_per_stage, ops.NUM_OPS, table.path_flops, k, seed=seed)
+    table = build_macs_table(cfg, space)
+    return sample_paths_over_flops(space.layers_per_stage, ops.NUM_OPS, table.path_macs, k, seed=seed)
 
 
 def load_paths(out: str, sampled_only: bool = False) -> List[tuple]:

@@ -20,8 +20,9 @@ from lib.models.paths import path_key
 from lib.search.final_pick import Candidate, sampled_paths
 from lib.search.flops import build_search_space
 from lib.search.latency_budget import latency_budget
-from lib.search.macs_table import build_flops_table
-from lib.search.outputs import BEST_ARCH_FILE, final_budget, write_best_arch
+from lib.search.macs_table import build_macs_table
+from lib.search import measures as search_measures
+from lib.search.outputs import BEST_ARCH_FILE, write_best_arch
 
 REPORT_FILE = 'random_search.json'
 _PATHS_SEED_STRIDE = 15_485_863  # the random paths' generator: seed * stride + 3 (not the final pick's stream)
@@ -47,18 +48,16 @@ def recipe_images(recipe: Sequence[str], opts: Sequence[str] = ()) -> int:
 
 
 def search_budget(run_dir: str) -> SimpleNamespace:
-    """The search's space, budget (``within``, its measure) and cost table, from its config.yaml."""
+    """The search's space, budget (``within``; ``measures``: lib.search.measures) and MACs table, from its config.yaml."""
     name = os.path.join(run_dir, 'config.yaml')
     if not os.path.isfile(name):
         raise ConfigError(f'{name} not found: {run_dir} is not a search run folder')
     cfg = load_config([name])
     space = build_search_space(cfg)
-    budget = SimpleNamespace(cfg=cfg, space=space, latency=latency_budget(cfg, space))
-    measure, low, high, name = final_budget(budget)
-    budget.within = lambda path: low <= measure(path) <= high
-    budget.text, budget.table = f'{name} {low:g}..{high:g}', build_flops_table(cfg, space)
-    budget.board_cost = space.board_flops if budget.latency is None else budget.latency.predict_ms
-    return budget
+    measures = search_measures.search_budget(cfg, space, latency_budget(cfg, space))
+    return SimpleNamespace(cfg=cfg, space=space, measures=measures, within=measures.within,
+                           text=f'{measures.pick_words} {measures.minimum:g}..{measures.maximum:g}',
+                           table=build_macs_table(cfg, space), board_cost=measures.board_measure.cost)
 
 
 def random_search(repo: str, out: str, run_dir: str, recipe: Sequence[str], *, opts: Sequence[str] = (),
@@ -81,11 +80,11 @@ def random_search(repo: str, out: str, run_dir: str, recipe: Sequence[str], *, o
     gt.train_missing(repo, out, recipe, [seed], jobs=jobs, opts=opts, paths=paths)
     results = gt.summarize(out, [seed])
     best = min(paths, key=lambda p: (-results[path_key(p)]['mean'], budget.board_cost(p), path_key(p)))
-    pick = Candidate(path=best, flops=budget.board_cost(best), macs=budget.table.path_flops(best),
+    pick = Candidate(path=best, board_cost=budget.board_cost(best), macs=budget.table.path_macs(best),
                      params=budget.table.path_params(best), val_prec1=results[path_key(best)]['mean'], prec1=None,
                      source='random-search')
-    write_best_arch(pick, os.path.join(out, BEST_ARCH_FILE), budget.space, epoch=budget.cfg.EPOCHS - 1, run_dir=out,
-                    latency=budget.latency)
+    write_best_arch(pick, os.path.join(out, BEST_ARCH_FILE), budget.measures, epoch=budget.cfg.EPOCHS - 1,
+                    run_dir=out)
     report = {'search_run': run_dir, 'budget': budget.text, 'search_images': images, 'images_per_path': per_path,
               'k': len(paths), 'images_trained': per_path * len(paths), 'recipe': list(recipe), 'recipe_opts':
               [str(o) for o in opts], 'seed': seed, 'paths': {path_key(p): results[path_key(p)]['mean']

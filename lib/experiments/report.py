@@ -57,7 +57,7 @@ def rank_run(run_dir: str, label: str, truth: Dict[str, dict], sampled: Sequence
     for row, path in zip(rows, sampled):
         row['standalone_prec1'] = truth[path_key(path)]['mean']
         row['params'] = run.table.path_params(path)
-        row['macs'] = run.table.path_flops(path)
+        row['macs'] = run.table.path_macs(path)
     standalone = [row['standalone_prec1'] for row in rows]
     values = [_scorer_values(row) for row in rows]
     metrics = {name: compare(standalone, [v[name] for v in values], k=k, resamples=resamples)

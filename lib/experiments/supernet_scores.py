@@ -23,7 +23,8 @@ from lib.models.paths import path_key
 from lib.models.supernet import SuperNet
 from lib.search.flops import build_search_space
 from lib.search.latency_budget import latency_budget
-from lib.search.macs_table import build_flops_table
+from lib.search.macs_table import build_macs_table
+from lib.search.measures import search_budget
 from lib.search.outputs import BEST_ARCH_FILE
 from lib.search.validate import recalibrated_bn
 from lib.train.session import build_loaders
@@ -32,7 +33,8 @@ CHECKPOINT_FILE = 'last.pth.tar'
 
 
 def load_search_run(run_dir: str, device: str = 'cpu') -> SimpleNamespace:
-    """The run's config (its config.yaml), search space, latency budget (None under a FLOPs budget), cost table,
+    """The run's config (its config.yaml), search space, latency budget (None under a FLOPs budget), the
+    search budget (``lib.search.measures``), MACs table,
     loaders and supernet with the weights of its last checkpoint: what ``score_paths``, ``recalibrated_bn`` and
     ``evaluate_path`` need of a search session."""
     config_file, checkpoint_file = os.path.join(run_dir, 'config.yaml'), os.path.join(run_dir, CHECKPOINT_FILE)
@@ -56,8 +58,9 @@ def load_search_run(run_dir: str, device: str = 'cpu') -> SimpleNamespace:
     if cfg.CHANNELS_LAST:
         supernet.to(memory_format=torch.channels_last)
     train_loader, val_loader, _ = build_loaders(cfg, space.resolution, dist)
-    return SimpleNamespace(cfg=cfg, space=space, latency=latency_budget(cfg, space),
-                           table=build_flops_table(cfg, space), supernet=supernet,
+    latency = latency_budget(cfg, space)
+    return SimpleNamespace(cfg=cfg, space=space, latency=latency, budget=search_budget(cfg, space, latency),
+                           table=build_macs_table(cfg, space), supernet=supernet,
                            train_loader=train_loader, val_loader=val_loader, dist=dist, run_dir=run_dir)
 
 

@@ -15,7 +15,7 @@ how it was fitted); an entry is ``{"ms": median, "q1_ms", "q3_ms", "min_ms", "sa
 import dataclasses
 import math
 from dataclasses import dataclass, field
-from typing import Dict, Optional, Sequence, Tuple
+from typing import ClassVar, Dict, Optional, Sequence, Tuple
 
 from lib.checked_io import read_json
 from lib.errors import CreamError, InputFileError
@@ -55,6 +55,9 @@ class Calibration:
 
 @dataclass(frozen=True)
 class LatencyTable:
+    """A ``lib.search.path_cost.SpaceCost`` named 'latency_ms': ``cost`` is ``predict_ms``."""
+    name: ClassVar[str] = 'latency_ms'
+    unit: ClassVar[str] = 'ms'
     layers_per_stage: Tuple[int, ...]
     resolution: int
     num_classes: int
@@ -81,6 +84,12 @@ class LatencyTable:
         """The predicted latency of ``path``'s child network: the sum, calibrated when the table is."""
         total = self.sum_ms(path)
         return self.calibration.apply(total) if self.calibration is not None else total
+
+    def cost(self, path: Sequence[Sequence[int]]) -> float:
+        return self.predict_ms(path)
+
+    def cost_range(self) -> Tuple[float, float]:
+        return self.range_ms()
 
     def extreme_path(self, pick=min) -> Tuple[Tuple[int, ...], ...]:
         """The fastest (``pick=min``) or slowest (``max``) path (the sum is separable, calibration increasing)."""

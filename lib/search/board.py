@@ -3,18 +3,20 @@
 Admission rule (the original's ``isUpdate``, implemented exactly; ``worst`` is the last entry):
     admit  if  len(board) < pool_size
            or  prec1 > worst.prec1 + acc_gap
-           or  (prec1 > worst.prec1 and flops < worst.flops)
+           or  (prec1 > worst.prec1 and board_cost < worst.board_cost)
 All comparisons are strict. After an admission the board is re-sorted and, when it holds more than
 ``pool_size`` entries, the last one (the worst) is dropped.
 
-Order: the original's, by an explicit key: prec1, then FLOPs, then the path (compared as lists), all
+Order: the original's, by an explicit key: prec1, then board cost, then the path (compared as lists), all
 descending. The original sorted whole tuples (prec1, prec1, flops, path, tensors...) in reverse, so on
-equal prec1 the *larger* FLOPs ranks first, and a full tie went on to compare tensors and crashed; here a
+equal prec1 the *larger* cost ranks first, and a full tie went on to compare tensors and crashed; here a
 full tie keeps the older entry first (stable sort).
 
-FLOPs are the board's measure (``SearchSpace.board_flops``, SUPERNET.BOARD_FLOPS): by default the
-original's own, its ``FlopsEst`` count of the whole path at 224 px (``lib.search.flops_est``); ``macs``
-are the child network's real MACs at the search resolution, for reports only.
+``board_cost`` is the path in the board's measure (``board_measure`` of the search's budget,
+``lib.search.measures``): under the FLOPs budget SUPERNET.BOARD_FLOPS, by default the original's own, its
+``FlopsEst`` count of the whole path at 224 px (``lib.search.flops_est``); under a latency budget the predicted ms.
+``macs`` are the child network's real MACs at the search resolution, for reports only. A board saved before
+issue 24 named the board cost ``flops``; ``from_state`` reads either key.
 
 Entries hold plain numbers, tuples and detached tensors only, so the board never keeps an autograd
 graph alive, and its ``state_dict`` loads with ``torch.load(weights_only=True)``.
@@ -36,7 +38,7 @@ class BoardEntry:
     does not keep the whole batch alive)."""
     path: Path
     prec1: float
-    flops: float
+    board_cost: float  # in the board's measure
     probe_images: torch.Tensor
     probe_probs: torch.Tensor
     params: Optional[float] = None
@@ -46,7 +48,7 @@ class BoardEntry:
     def __post_init__(self):
         self.path = normalize_path(self.path)
         self.prec1 = float(self.prec1)
-        self.flops = float(self.flops)
+        self.board_cost = float(self.board_cost)
         self.macs = None if self.macs is None else float(self.macs)
         self.params = None if self.params is None else float(self.params)
         self.val_prec1 = None if self.val_prec1 is None else float(self.val_prec1)
@@ -62,13 +64,13 @@ class BoardEntry:
     def sort_key(self) -> tuple:
         """Ascending order of this key is the original's descending tuple order (the paths of one board
         share their layout, so negated ops order them as the original's reversed list comparison)."""
-        return (-self.prec1, -self.flops, tuple(tuple(-op for op in stage) for stage in self.path))
+        return (-self.prec1, -self.board_cost, tuple(tuple(-op for op in stage) for stage in self.path))
 
     def to_state(self) -> dict:
         return {
             'path': [list(stage) for stage in self.path],
             'prec1': self.prec1,
-            'flops': self.flops,
+            'board_cost': self.board_cost,
             'params': self.params,
             'macs': self.macs,
             'val_prec1': self.val_prec1,
@@ -89,7 +91,8 @@ class BoardEntry:
         images, probs = state['probe_images'], state['probe_probs']
         if device is not None:
             images, probs = images.to(device), probs.to(device)
-        return cls(path=state['path'], prec1=state['prec1'], flops=state['flops'],
+        board_cost = state['board_cost'] if 'board_cost' in state else state['flops']  # 'flops': before issue 24
+        return cls(path=state['path'], prec1=state['prec1'], board_cost=board_cost,
                    params=state['params'], macs=state.get('macs'), val_prec1=state['val_prec1'],
                    probe_images=images, probe_probs=probs)
 
@@ -118,21 +121,21 @@ class PrioritizedBoard:
         self._entries = sorted(entries, key=BoardEntry.sort_key)
 
     # --- admission -------------------------------------------------------------------------------
-    def would_admit(self, prec1: float, flops: float) -> bool:
+    def would_admit(self, prec1: float, board_cost: float) -> bool:
         """Whether a path with these numbers would enter (lets the caller skip building an entry)."""
         if len(self._entries) < self.pool_size:
             return True
         worst = self._entries[-1]
-        prec1, flops = float(prec1), float(flops)
+        prec1, board_cost = float(prec1), float(board_cost)
         if prec1 > worst.prec1 + self.acc_gap:
             return True
-        return prec1 > worst.prec1 and flops < worst.flops
+        return prec1 > worst.prec1 and board_cost < worst.board_cost
 
     def offer(self, entry: BoardEntry) -> bool:
         """Admit ``entry`` if the rule allows; evict the worst beyond ``pool_size``. True if admitted."""
         if not isinstance(entry, BoardEntry):
             raise TypeError(f'offer() takes a BoardEntry; got {type(entry).__name__}')
-        if not self.would_admit(entry.prec1, entry.flops):
+        if not self.would_admit(entry.prec1, entry.board_cost):
             return False
         self._entries.append(entry)
         self._entries.sort(key=BoardEntry.sort_key)
@@ -163,7 +166,7 @@ class PrioritizedBoard:
     def to_rows(self) -> List[dict]:
         """JSON-ready rows for board.json."""
         return [{'path': [list(stage) for stage in entry.path], 'prec1': entry.prec1,
-                 'val_prec1': entry.val_prec1, 'flops': entry.flops, 'macs': entry.macs, 'params': entry.params}
+                 'val_prec1': entry.val_prec1, 'board_cost': entry.board_cost, 'macs': entry.macs, 'params': entry.params}
                 for entry in self._entries]
 
     # --- checkpointing ---------------------------------------------------------------------------

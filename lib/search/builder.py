@@ -2,7 +2,7 @@
 
 Order: search space from the FLOPs budget (an infeasible budget, or one no path of its space meets, fails here,
 before any work), the latency budget when there is one (its table and its feasibility, also before any work),
-FLOPs table, data at the search resolution, the step's parts (``lib.search.parts``: supernet + SyncBN, device, memory format;
+MACs table, data at the search resolution, the step's parts (``lib.search.parts``: supernet + SyncBN, device, memory format;
 meta-matching network, board, loss, optimizer, linear LR schedule, AMP scaler), path sampler, checkpoint
 saver, resume.
 """
@@ -18,7 +18,8 @@ from lib.search.admission import admission_batch
 from lib.search.budget_paths import check_budget_has_paths
 from lib.search.flops import SearchSpace, build_search_space
 from lib.search.latency_budget import LatencyBudget, latency_budget
-from lib.search.macs_table import FlopsTable, build_flops_table
+from lib.search.macs_table import MacsTable, build_macs_table
+from lib.search.measures import search_budget
 from lib.search.parts import SearchParts, build_search_parts, check_search_config
 from lib.search.sampler import PathSampler, sampler_from_config
 from lib.search.sampling_budget import SamplingBudget, check_sampling_budget
@@ -32,9 +33,9 @@ class SearchSession(TrainingSession, SearchParts):
 
 
 # ---- the session --------------------------------------------------------------------------------
-def log_search_space(logger, space: SearchSpace, table: FlopsTable, cfg,
+def log_search_space(logger, space: SearchSpace, table: MacsTable, cfg,
                      latency: Optional[LatencyBudget] = None) -> None:
-    low, high = table.flops_range()
+    low, high = table.macs_range()
     logger.info('search space for FLOPs budget %g..%g MFLOPs%s: layers per searchable stage %s, resolution '
                 '%d px, %d ops per layer (%s)', cfg.SUPERNET.FLOPS_MINIMUM, cfg.SUPERNET.FLOPS_MAXIMUM,
                 ' (layers as SUPERNET.SEARCH_LAYERS gives them)' if cfg.SUPERNET.SEARCH_LAYERS else '',
@@ -66,7 +67,7 @@ def checked_budget(cfg) -> Tuple[SearchSpace, Optional[LatencyBudget], Optional[
     if cfg.SUPERNET.BUDGET_MEASURE == 'flops':
         check_budget_has_paths(space, cfg.SUPERNET.FLOPS_MINIMUM, cfg.SUPERNET.FLOPS_MAXIMUM)
     latency = latency_budget(cfg, space)
-    sampling = check_sampling_budget(cfg, space, ops.NUM_OPS, latency)
+    sampling = check_sampling_budget(cfg, search_budget(cfg, space, latency), ops.NUM_OPS)
     check_search_config(cfg)
     return space, latency, sampling
 
@@ -82,16 +83,16 @@ def preflight(cfg) -> None:
 def build_session(run) -> SearchSession:
     cfg, dist_ctx, logger = run.cfg, run.dist, run.logger
     space, latency, sampling = checked_budget(cfg)
-    table = build_flops_table(cfg, space)
+    table = build_macs_table(cfg, space)
     if dist_ctx.is_main:
         log_search_space(logger, space, table, cfg, latency)
-        if sampling is not None and latency is None:
+        if sampling is not None and sampling.fraction is not None:  # a latency budget's share: log_search_space
             logger.info('SUPERNET.SAMPLE_WITHIN_BUDGET: paths outside %s are redrawn; about %.1f%% of the paths '
                         'HOW_TO_PROB %s draws lie within it', sampling.name, 100 * sampling.fraction,
                         cfg.SUPERNET.HOW_TO_PROB)
     train_loader, val_loader, steps_per_epoch = build_loaders(cfg, space.resolution, dist_ctx)
     parts = build_search_parts(cfg, total_steps=cfg.EPOCHS * steps_per_epoch, dist_ctx=dist_ctx, space=space,
-                               flops_table=table, latency=latency, admission_batch=admission_batch(cfg, val_loader))
+                               macs_table=table, latency=latency, admission_batch=admission_batch(cfg, val_loader))
     seed_everything(cfg.SEED + dist_ctx.rank)  # the same weights everywhere, each rank its own augmentation
     path_sampler = sampler_from_config(cfg, space.layers_per_stage, parts.supernet.num_ops, seed=cfg.SEED,
                                        board_paths=parts.board.paths,

@@ -90,7 +90,7 @@ def state_digest(session: SearchSession) -> Dict[str, str]:
     board_items: List[Any] = []
     probes: List[Any] = []
     for entry in session.board:
-        board_items += [entry.path, round(entry.prec1, 6), entry.flops, entry.val_prec1]
+        board_items += [entry.path, round(entry.prec1, 6), entry.board_cost, entry.val_prec1]
         probes += [entry.probe_images, entry.probe_probs]
     weights = list(session.supernet.state_dict().values()) + list(session.mmn.state_dict().values())
     return {'board': digest(board_items), 'probes': digest(probes), 'weights': digest(weights)}
@@ -146,8 +146,8 @@ class SearchClient(TrainingClient):
 
     def write_outputs(self, epoch: int, evaluation: Evaluation) -> None:
         s, sn = self.session, self.session.cfg.SUPERNET
-        write_board_json(s.board, os.path.join(s.run_dir, BOARD_FILE), s.space, epoch=epoch,
-                         budget=(sn.FLOPS_MINIMUM, sn.FLOPS_MAXIMUM), latency=s.latency)
+        write_board_json(s.board, os.path.join(s.run_dir, BOARD_FILE), s.budget, epoch=epoch,
+                         flops_budget=(sn.FLOPS_MINIMUM, sn.FLOPS_MAXIMUM))
 
     def checkpoint(self, position: Position, metric: Optional[float], rank_states) -> Dict[str, Any]:
         s = self.session
@@ -168,7 +168,7 @@ class SearchClient(TrainingClient):
     def finish(self, last_epoch: int, global_step: int, trained: bool) -> Dict[str, Any]:
         s = self.session
         chosen = write_final_arch(s, max(last_epoch, 0))
-        return {'board': board_rows(s.board, s.space, s.latency),
+        return {'board': board_rows(s.board, s.budget),
                 'best_arch': None if chosen is None else [list(x) for x in chosen.path],
                 'resolution': s.space.resolution, 'global_step': global_step}
 

@@ -36,7 +36,7 @@ EVOLUTION_STATE_FILE = 'evolution_state.json'
 class Candidate:
     """A path the final pick considered, with what best_arch.yaml reports of it (the fields of a board entry)."""
     path: tuple
-    flops: float  # the board's measure (or the predicted ms under a latency budget)
+    board_cost: float  # in the board's measure (the search budget's board_measure)
     macs: float
     params: float
     val_prec1: float
@@ -66,17 +66,14 @@ def best_candidate(candidates: Sequence[Candidate]) -> Optional[Candidate]:
     """The best val prec1; ties go to fewer in the board's measure, then to a board path."""
     if not candidates:
         return None
-    return min(candidates, key=lambda c: (-c.val_prec1, c.flops, c.source != 'board'))
+    return min(candidates, key=lambda c: (-c.val_prec1, c.board_cost, c.source != 'board'))
 
 
-def pick_with_samples(session, epoch: int, measure: Callable, low: float, high: float) -> Optional[Candidate]:
-    """Validate the board paths within [low, high] of ``measure`` and SUPERNET.FINAL_PICK_SAMPLES random paths
-    within it, each with re-estimated BN statistics; the best of them (see the module docstring)."""
-    cfg, space, supernet, table = session.cfg, session.space, session.supernet, session.flops_table
-
-    def within(path) -> bool:
-        return low <= measure(path) <= high
-
+def pick_with_samples(session, epoch: int) -> Optional[Candidate]:
+    """Validate the board paths within the search's budget and SUPERNET.FINAL_PICK_SAMPLES random paths within it,
+    each with re-estimated BN statistics; the best of them (see the module docstring)."""
+    cfg, space, supernet, table = session.cfg, session.space, session.supernet, session.macs_table
+    within = session.budget.within
     board_paths = {entry.path: entry for entry in session.board if within(entry.path)}
     sampled = [p for p in sampled_paths(space.layers_per_stage, supernet.num_ops, cfg.SEED,
                                         cfg.SUPERNET.FINAL_PICK_SAMPLES, within) if p not in board_paths]
@@ -86,7 +83,7 @@ def pick_with_samples(session, epoch: int, measure: Callable, low: float, high: 
             result = evaluate_path(session, path, epoch=epoch, bn_batches=cfg.SUPERNET.FINAL_PICK_BN_BATCHES,
                                    prefix=f'Final pick: {source} path')
             entry = board_paths.get(path)
-            candidates.append(Candidate(path=path, flops=session.board_cost(path), macs=table.path_flops(path),
+            candidates.append(Candidate(path=path, board_cost=session.board_cost(path), macs=table.path_macs(path),
                                         params=table.path_params(path), val_prec1=float(result['prec1']),
                                         prec1=None if entry is None else entry.prec1, source=source))
             logger.info('final pick: %s path %s  val prec1 %.3f (BN re-estimated on %d batches)', source,
@@ -121,22 +118,19 @@ def pick_by_evolution(run, *, table, board_cost: Callable, within: Callable, sta
                     cost=board_cost, state_file=state_file, write_state=write_state, context=context,
                     restart_other=restart_other)
     path = result.best_path
-    best = Candidate(path=path, flops=board_cost(path), macs=table.path_flops(path), params=table.path_params(path),
+    best = Candidate(path=path, board_cost=board_cost(path), macs=table.path_macs(path), params=table.path_params(path),
                      val_prec1=result.best_score, prec1=board_prec1.get(path), source='evolution')
     logger.info('final pick by evolution: %s  val prec1 %.3f (BN re-estimated on %d batches), %d paths evaluated',
                 [list(s) for s in path], result.best_score, bn_batches, result.evaluations)
     return best, result
 
 
-def pick_with_evolution(session, epoch: int, measure: Callable, low: float, high: float) -> Candidate:
-    """SUPERNET.FINAL_PICK evolution in the search: from the board's paths within [low, high] of ``measure``."""
-    cfg = session.cfg
-
-    def within(path) -> bool:
-        return low <= measure(path) <= high
+def pick_with_evolution(session, epoch: int) -> Candidate:
+    """SUPERNET.FINAL_PICK evolution in the search: from the board's paths within the search's budget."""
+    cfg, within = session.cfg, session.budget.within
     board = [entry for entry in session.board if within(entry.path)]
     best, _ = pick_by_evolution(
-        session, table=session.flops_table, board_cost=session.board_cost, within=within,
+        session, table=session.macs_table, board_cost=session.board_cost, within=within,
         start=[entry.path for entry in board], board_prec1={entry.path: entry.prec1 for entry in board},
         epoch=epoch, bn_batches=cfg.SUPERNET.FINAL_PICK_BN_BATCHES, settings=evolution_settings(cfg),
         state_file=os.path.join(session.run_dir, EVOLUTION_STATE_FILE), write_state=session.dist.is_main,

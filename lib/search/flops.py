@@ -8,13 +8,13 @@ searchable layer, so a table of per-layer, per-op costs prices any path with a s
 import dataclasses
 import functools
 from dataclasses import dataclass
-from typing import Optional, Sequence, Tuple
+from typing import ClassVar, Optional, Sequence, Tuple, Union
 
 from lib.errors import ConfigError
 from lib.models import ops
 from lib.models.supernet import check_supported_options
 from lib.search.flops_est import ORIGINAL_FLOPS_EST, WholePathTable
-from lib.search.macs_table import FlopsTable
+from lib.search.macs_table import MacsTable
 
 SEARCH_RESOLUTION = 224  # the original's rule prices ops at 224 px and scales the budget for lower ones
 RESOLUTION_STEP = 32
@@ -68,19 +68,44 @@ class OpCosts:
 
 
 @dataclass(frozen=True)
+class BudgetFlops:
+    """The FLOPs budget's measure of the paths of one space (``lib.search.path_cost`` name 'budget_flops'): the
+    searchable layers priced by ``op_costs`` at 224 px, divided by ``budget_scale``, the factor by which the
+    rule multiplied the budget when it lowered the resolution (1 at 224 px)."""
+
+    name: ClassVar[str] = 'budget_flops'
+    unit: ClassVar[str] = 'MFLOPs'
+    op_costs: OpCosts
+    budget_scale: float
+    layers_per_stage: Tuple[int, ...]
+
+    def cost(self, path: Sequence[Sequence[int]]) -> float:
+        return self.op_costs.path_cost(path) / self.budget_scale
+
+    def extreme_path(self, pick=min) -> Tuple[Tuple[int, ...], ...]:
+        """The cheapest (``pick=min``) or dearest (``max``) path of the space."""
+        def op(costs: Sequence[float]) -> int:
+            return pick(range(len(costs)), key=costs.__getitem__)
+        return tuple((op(self.op_costs.first[s]),) + (op(self.op_costs.later[s]),) * (n - 1)
+                     for s, n in enumerate(self.layers_per_stage))
+
+    def cost_range(self) -> Tuple[float, float]:
+        return self.cost(self.extreme_path(min)), self.cost(self.extreme_path(max))
+
+
+@dataclass(frozen=True)
 class SearchSpace:
-    """Layers per searchable stage and input resolution, with the two measures of a path.
+    """Layers per searchable stage and input resolution, with the two FLOPs measures of a path.
 
-    The budget's measure (``budget_flops``) is the one the original's rule sizes the space with: the
-    searchable layers priced by ``op_costs`` at 224 px, divided by ``budget_scale``, the factor by which
-    the rule multiplied the budget when it lowered the resolution (1 at 224 px). In that measure the
-    cheapest path of the space is within a budget whose FLOPS_MINIMUM is 0; a narrow budget can miss every
-    path (``lib.search.budget_paths`` refuses it before any work). It decides the space and which paths
-    the final pick counts as within the budget.
+    The budget's measure (``budget_measure``, ``budget_flops``) is the one the original's rule sizes the space
+    with (``BudgetFlops``). In that measure the cheapest path of the space is within a budget whose
+    FLOPS_MINIMUM is 0; a narrow budget can miss every path (``lib.search.budget_paths`` refuses it before any
+    work). Under a FLOPs budget it decides which paths the final pick counts as within the budget.
 
-    The board's measure (``board_flops``, SUPERNET.BOARD_FLOPS) decides board admission and ties, and is
-    what board.json and the log report: by default the original's ``FlopsEst`` count of the whole path
-    (``board_table``, ``lib.search.flops_est``); with ``board_table`` None, the budget's measure."""
+    The board's FLOPs measure (``board_measure``, ``board_flops``; SUPERNET.BOARD_FLOPS) decides board admission
+    and ties under a FLOPs budget: by default the original's ``FlopsEst`` count of the whole path
+    (``board_table``, ``lib.search.flops_est``, measure 'flops_est'); with ``board_table`` None, the budget's
+    measure. ``lib.search.measures`` says which measure decides what in a search."""
 
     layers_per_stage: Tuple[int, ...]
     resolution: int
@@ -88,17 +113,24 @@ class SearchSpace:
     op_costs: OpCosts
     board_table: Optional[WholePathTable] = ORIGINAL_FLOPS_EST
 
-    def budget_flops(self, path: Sequence[Sequence[int]]) -> float:
-        return self.op_costs.path_cost(path) / self.budget_scale
-
-    def board_flops(self, path: Sequence[Sequence[int]]) -> float:
-        """MFLOPs of ``path`` in the board's measure."""
-        if self.board_table is None:
-            return self.budget_flops(path)
-        return self.board_table.path_cost(path)
+    @property
+    def budget_measure(self) -> BudgetFlops:
+        return BudgetFlops(self.op_costs, self.budget_scale, self.layers_per_stage)
 
     @property
-    def board_measure(self) -> str:
+    def board_measure(self) -> Union[WholePathTable, BudgetFlops]:
+        return self.budget_measure if self.board_table is None else self.board_table
+
+    def budget_flops(self, path: Sequence[Sequence[int]]) -> float:
+        """MFLOPs of ``path`` in the budget's measure."""
+        return self.budget_measure.cost(path)
+
+    def board_flops(self, path: Sequence[Sequence[int]]) -> float:
+        """MFLOPs of ``path`` in the board's FLOPs measure."""
+        return self.board_measure.cost(path)
+
+    @property
+    def board_measure_text(self) -> str:
         """What ``board_flops`` counts, in a few words (for logs and board.json)."""
         if self.board_table is None:
             return "the FLOPs budget's measure"
@@ -106,14 +138,11 @@ class SearchSpace:
 
     def extreme_path(self, pick=min) -> Tuple[Tuple[int, ...], ...]:
         """The cheapest (``pick=min``) or dearest (``max``) path of the space in the budget's measure."""
-        def op(costs: Sequence[float]) -> int:
-            return pick(range(len(costs)), key=costs.__getitem__)
-        return tuple((op(self.op_costs.first[s]),) + (op(self.op_costs.later[s]),) * (n - 1)
-                     for s, n in enumerate(self.layers_per_stage))
+        return self.budget_measure.extreme_path(pick)
 
     def budget_flops_range(self) -> Tuple[float, float]:
         """The budget's measure of the cheapest and of the dearest path of the space."""
-        return self.budget_flops(self.extreme_path(min)), self.budget_flops(self.extreme_path(max))
+        return self.budget_measure.cost_range()
 
 
 # ---- search space from the budget -----------------------------------------------------------------
@@ -127,8 +156,8 @@ def original_op_costs() -> OpCosts:
 def counted_op_costs() -> OpCosts:
     """Costs counted from our blocks at 224 px with thop (SUPERNET.FLOPS_TABLE 'counted'): MACs with BN,
     activations and the SE gate included, 2-10% above the original's table."""
-    table = FlopsTable.build((2,) * ops.NUM_SEARCH_STAGES, SEARCH_RESOLUTION)
-    return OpCosts(tuple(stage[0] for stage in table.op_flops), tuple(stage[1] for stage in table.op_flops),
+    table = MacsTable.build((2,) * ops.NUM_SEARCH_STAGES, SEARCH_RESOLUTION)
+    return OpCosts(tuple(stage[0] for stage in table.op_macs), tuple(stage[1] for stage in table.op_macs),
                    'thop counts of our blocks')
 
 

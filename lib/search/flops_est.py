@@ -21,13 +21,16 @@ Row = Tuple[float, ...]
 @dataclass(frozen=True)
 class WholePathTable:
     """Costs of a whole path: ``fixed`` (stem + head), stage 0, stage 6, and per searchable stage and op the
-    stage's first layer (``first[stage][op]``) and each later layer (``later[stage][op]``)."""
+    stage's first layer (``first[stage][op]``) and each later layer (``later[stage][op]``); a
+    ``lib.search.path_cost.PathCost`` under ``name`` (it prices a path of any space, so it knows no range)."""
 
     fixed: float
     stage0: float
     final_stage: float
     first: Tuple[Row, ...]
     later: Tuple[Row, ...]
+    name: str = 'flops_est'
+    unit: str = 'MFLOPs'
 
     def layer_cost(self, stage: int, layer: int, op: int) -> float:
         """Searchable ``stage`` (0-4), ``layer`` within it, ``op`` index."""
@@ -36,6 +39,9 @@ class WholePathTable:
     def path_cost(self, path: Sequence[Sequence[int]]) -> float:
         searchable = sum(self.layer_cost(s, layer, op) for s, stage in enumerate(path) for layer, op in enumerate(stage))
         return self.fixed + self.stage0 + self.final_stage + searchable
+
+    def cost(self, path: Sequence[Sequence[int]]) -> float:
+        return self.path_cost(path)
 
 
 # FlopsEst (flops_dict / flops_fixed) of the original's 0-600 supernet, MFLOPs at 224 px.
@@ -66,4 +72,5 @@ ORIGINAL_PARAMS_EST = WholePathTable(
            (0.10712, 0.199, 0.11224, 0.20668, 0.11992, 0.2182),
            (0.15312, 0.28488, 0.159264, 0.294096, 0.16848, 0.30792),
            (0.601152, 1.12272, 0.61344, 1.141152, 0.631872, 1.1688)),
+    name='params_est', unit='M params',
 )

@@ -14,8 +14,7 @@ from lib.fileio import write_text_atomic
 from lib.models.supernet import path_to_arch
 from lib.search.board import BoardEntry, PrioritizedBoard
 from lib.search.final_pick import Candidate, pick_with_evolution, pick_with_samples
-from lib.search.flops import SearchSpace
-from lib.search.latency_budget import LatencyBudget
+from lib.search.measures import SearchBudget
 
 logger = logging.getLogger('cream.search')
 
@@ -24,45 +23,23 @@ BOARD_HISTORY_FILE = 'board_history.jsonl'  # one line per epoch: {"epoch", "res
 BEST_ARCH_FILE = 'best_arch.yaml'
 
 
-LATENCY_MEASURE = ('predicted_ms: the latency the SUPERNET.LATENCY_TABLE predicts on its device and runtime, which '
-                   'decides admission, ties and what lies within the latency budget (SUPERNET.BUDGET_MEASURE latency); '
-                   'for reference: ')
+def board_rows(board: PrioritizedBoard, budget: SearchBudget) -> list:
+    """One row per entry, best first: path (searchable stages), arch (all 7 stages), train prec1, val prec1 (None
+    until validated), the board's measure (predicted ms first under a latency budget), MFLOPs in the board's and in
+    the budget's FLOPs measure, real MMACs, M params."""
+    return [{'rank': rank, 'path': row['path'], 'arch': path_to_arch(row['path']), 'prec1': row['prec1'],
+             'val_prec1': row['val_prec1'], **budget.columns(row['board_cost'], row['path']),
+             'budget_flops_M': budget.space.budget_flops(row['path']), 'macs_M': row['macs'], 'params_M': row['params']}
+            for rank, row in enumerate(board.to_rows())]
 
 
-def measures(space: SearchSpace, latency: Optional[LatencyBudget] = None) -> str:
-    """What the measure columns of board.json count."""
-    decides = latency is None  # under a latency budget the FLOPs columns decide nothing
-    text = (f'board_flops_M: MFLOPs in the board\'s measure (SUPERNET.BOARD_FLOPS: {space.board_measure})'
-            f'{", which decides admission and ties" if decides else ""}; budget_flops_M: MFLOPs in the FLOPs budget\'s '
-            'measure (the searchable layers priced by the SUPERNET.FLOPS_TABLE per-op table at 224 px, divided by the '
-            f'budget rule\'s resolution scale){", which decides what lies within the budget" if decides else ""}; '
-            'macs_M: real multiply-accumulates (M) of the child network at the search resolution')
-    return text if decides else LATENCY_MEASURE + text
-
-
-def board_rows(board: PrioritizedBoard, space: SearchSpace, latency: Optional[LatencyBudget] = None) -> list:
-    """One row per entry, best first: path (searchable stages), arch (all 7 stages), train prec1,
-    val prec1 (None until validated), MFLOPs in the board's and in the budget's measure, real MMACs, M params;
-    under a latency budget first the predicted ms (the board's measure then)."""
-    rows = []
-    for rank, row in enumerate(board.to_rows()):
-        measure = {'board_flops_M': row['flops']}
-        if latency is not None:
-            measure = {'predicted_ms': row['flops'], 'board_flops_M': space.board_flops(row['path'])}
-        rows.append({'rank': rank, 'path': row['path'], 'arch': path_to_arch(row['path']),
-                     'prec1': row['prec1'], 'val_prec1': row['val_prec1'], **measure,
-                     'budget_flops_M': space.budget_flops(row['path']), 'macs_M': row['macs'],
-                     'params_M': row['params']})
-    return rows
-
-
-def write_board_json(board: PrioritizedBoard, path: str, space: SearchSpace, *, epoch: int,
-                     budget: Sequence[float] = (), latency: Optional[LatencyBudget] = None) -> None:
-    """board.json: the run's position and one entry per line (best first), so that a diff shows moves."""
-    head = {'epoch': int(epoch), 'resolution': int(space.resolution), 'pool_size': board.pool_size,
-            'flops_budget_M': [float(b) for b in budget], **(latency.record() if latency is not None else {}),
-            'measures': measures(space, latency)}
-    rows = board_rows(board, space, latency)
+def write_board_json(board: PrioritizedBoard, path: str, budget: SearchBudget, *, epoch: int,
+                     flops_budget: Sequence[float] = ()) -> None:
+    """board.json: the run's position and one entry per line (best first), so that a diff shows moves;
+    ``flops_budget``: FLOPS_MINIMUM, FLOPS_MAXIMUM."""
+    head = {'epoch': int(epoch), 'resolution': int(budget.space.resolution), 'pool_size': board.pool_size,
+            'flops_budget_M': [float(b) for b in flops_budget], **budget.record(), 'measures': budget.measures_text()}
+    rows = board_rows(board, budget)
     lines = [json.dumps(row) for row in rows]
     entries = '[]' if not lines else '[\n  ' + ',\n  '.join(lines) + '\n ]'
     write_text_atomic(json.dumps(head)[:-1] + ',\n "entries": ' + entries + '}\n', path)
@@ -92,20 +69,20 @@ def write_board_history(path: str, record: dict) -> None:
     write_text_atomic(''.join(json.dumps(r) + '\n' for r in kept + [record]), path)
 
 
-def choose_final_entry(board: PrioritizedBoard, budget_flops: Callable, flops_minimum: float,
-                       flops_maximum: float) -> Optional[BoardEntry]:
-    """The board entry with the best val prec1 whose FLOPs in the budget's measure (``budget_flops(path)``)
-    lie within [minimum, maximum] (MFLOPs, FLOPS_MINIMUM/MAXIMUM). The original had no final pick.
+def choose_final_entry(board: PrioritizedBoard, budget_cost: Callable, minimum: float,
+                       maximum: float) -> Optional[BoardEntry]:
+    """The board entry with the best val prec1 whose cost in the budget's measure (``budget_cost(path)``) lies
+    within [minimum, maximum] (e.g. FLOPS_MINIMUM/MAXIMUM). The original had no final pick.
 
     Entries never validated (SUPERNET.EVAL_BOARD False) rank by their train prec1 instead; ties go to
-    fewer FLOPs in the board's measure. None when no entry is within the budget (or the board is empty)."""
-    within = [entry for entry in board if flops_minimum <= budget_flops(entry.path) <= flops_maximum]
+    the lower board cost. None when no entry is within the budget (or the board is empty)."""
+    within = [entry for entry in board if minimum <= budget_cost(entry.path) <= maximum]
     if not within:
         return None
 
     def key(entry: BoardEntry):
         score = entry.val_prec1 if entry.val_prec1 is not None else entry.prec1
-        return (-score, entry.flops)
+        return (-score, entry.board_cost)
 
     return min(within, key=key)
 
@@ -119,30 +96,20 @@ def _inline_list(values: Sequence) -> str:
     return '[' + ', '.join(_inline_list(v) if isinstance(v, (list, tuple)) else str(v) for v in values) + ']'
 
 
-def best_arch_yaml(entry: Union[BoardEntry, Candidate], space: SearchSpace, *, epoch: int, run_dir: str,
-                   latency: Optional[LatencyBudget] = None) -> str:
+def best_arch_yaml(entry: Union[BoardEntry, Candidate], budget: SearchBudget, *, epoch: int, run_dir: str) -> str:
     """The config fragment of ``entry``, a board entry or a sampled candidate (see the module docstring)."""
-    resolution = space.resolution
+    resolution = budget.space.resolution
     val = 'not validated' if entry.val_prec1 is None else f'{entry.val_prec1:.3f}'
     params = 'n/a' if entry.params is None else f'{entry.params:.3f}M'
     macs = 'n/a' if entry.macs is None else f'{entry.macs:.2f}M'
-    if latency is None:
-        measures_text = (f'#   budget FLOPs {space.budget_flops(entry.path):.2f}M (the FLOPs budget\'s measure, which '
-                         f'chose it)  board FLOPs {entry.flops:.2f}M ({space.board_measure})\n')
-    else:
-        measures_text = (f'#   predicted latency {entry.flops:.4g} ms (latency budget {latency.text()}, which '
-                         f'chose it; {latency.describe()})\n'
-                         f'#   measure it: python tools/model_info.py --arch {os.path.join(run_dir, BEST_ARCH_FILE)} '
-                         f'--latency {latency.table.source}\n'
-                         f'#   budget FLOPs {space.budget_flops(entry.path):.2f}M  board FLOPs '
-                         f'{space.board_flops(entry.path):.2f}M ({space.board_measure})\n')
+    arch_file = os.path.join(run_dir, BEST_ARCH_FILE)
     return (
         f'# Best {getattr(entry, "source", "board")} path of the search in {run_dir} (after epoch {epoch}):\n'
         f'#   path {[list(stage) for stage in entry.path]}\n'
-        + measures_text +
+        + budget.best_arch_lines(entry.path, entry.board_cost, arch_file) +
         f'#   real MACs {macs} at {int(resolution)} px\n'
         f'#   params {params}  val prec1 {val}  train prec1 {train_prec1_text(entry)}\n'
-        f'# Retrain it:  python retrain.py --cfg configs/retrain.yaml --cfg {os.path.join(run_dir, BEST_ARCH_FILE)}\n'
+        f'# Retrain it:  python retrain.py --cfg configs/retrain.yaml --cfg {arch_file}\n'
         '#   (the demo: --cfg configs/demo/retrain.yaml); test.py takes this file the same way\n'
         'MODEL_SELECTION: -1\n'
         f'INPUT_ARCH: {_inline_list(path_to_arch(entry.path))}\n'
@@ -154,9 +121,9 @@ def best_arch_yaml(entry: Union[BoardEntry, Candidate], space: SearchSpace, *, e
     )
 
 
-def write_best_arch(entry: Union[BoardEntry, Candidate], path: str, space: SearchSpace, *, epoch: int, run_dir: str,
-                    latency: Optional[LatencyBudget] = None) -> None:
-    write_text_atomic(best_arch_yaml(entry, space, epoch=epoch, run_dir=run_dir, latency=latency), path)
+def write_best_arch(entry: Union[BoardEntry, Candidate], path: str, budget: SearchBudget, *, epoch: int,
+                    run_dir: str) -> None:
+    write_text_atomic(best_arch_yaml(entry, budget, epoch=epoch, run_dir=run_dir), path)
 
 
 # ---- at the end of an epoch and of the search (the session of lib.search.builder) ---------------------
@@ -166,40 +133,27 @@ def log_board(session, epoch: int) -> None:
                     f' (it fills from epoch {session.cfg.SUPERNET.META_STA_EPOCH + 1} on)'
                     if epoch <= session.cfg.SUPERNET.META_STA_EPOCH else '')
         return
-    space, latency = session.space, session.latency
-    if latency is None:
-        logger.info('board after epoch %d (%d paths; board FLOPs: %s):', epoch, len(session.board), space.board_measure)
-    else:
-        logger.info('board after epoch %d (%d paths; the board\'s measure: predicted latency, %s):', epoch,
-                    len(session.board), latency.describe())
+    space, budget = session.space, session.budget
+    logger.info('board after epoch %d (%d paths; %s):', epoch, len(session.board), budget.board_header())
     for index, entry in enumerate(session.board):
         val = 'n/a' if entry.val_prec1 is None else f'{entry.val_prec1:.3f}'
-        predicted = '' if latency is None else f'predicted {entry.flops:.4g} ms  '
         logger.info('  #%d %s  prec1 %.3f  val prec1 %s  %sboard FLOPs %.2fM  budget FLOPs %.2fM  MACs %.2fM  '
-                    '%.3f M params', index, [list(s) for s in entry.path], entry.prec1, val, predicted,
-                    space.board_flops(entry.path), space.budget_flops(entry.path), entry.macs or 0.0,
-                    entry.params or 0.0)
-
-
-def final_budget(session):
-    """(measure of a path, minimum, maximum, which budget in words) of the budget that decides the final pick."""
-    sn, latency = session.cfg.SUPERNET, session.latency
-    if latency is not None:
-        return latency.predict_ms, latency.minimum_ms, latency.maximum_ms, 'latency budget'
-    return session.space.budget_flops, sn.FLOPS_MINIMUM, sn.FLOPS_MAXIMUM, 'budget in the budget\'s measure'
+                    '%.3f M params', index, [list(s) for s in entry.path], entry.prec1, val,
+                    budget.lead_text(entry.path, '  '), space.board_flops(entry.path), space.budget_flops(entry.path),
+                    entry.macs or 0.0, entry.params or 0.0)
 
 
 def write_final_arch(session, epoch: int) -> Optional[Union[BoardEntry, Candidate]]:
     """best_arch.yaml (main rank) from the board, with SUPERNET.FINAL_PICK_SAMPLES from the board and sampled
-    paths, or with SUPERNET.FINAL_PICK evolution by an evolutionary search (``lib.search.final_pick``); returns the chosen entry, or None (and a warning) when there is none."""
-    cfg, board = session.cfg, session.board
-    measure, lo, hi, name = final_budget(session)
-    space, latency = session.space, session.latency
+    paths, or with SUPERNET.FINAL_PICK evolution by an evolutionary search (``lib.search.final_pick``); returns the
+    chosen entry, or None (and a warning) when there is none. The search's budget decides what is within it."""
+    cfg, board, space, budget = session.cfg, session.board, session.space, session.budget
+    name = budget.pick_words
     if cfg.SUPERNET.FINAL_PICK == 'evolution':
-        entry = pick_with_evolution(session, epoch, measure, lo, hi)
+        entry = pick_with_evolution(session, epoch)
         name += ', by an evolutionary search from the board\'s paths, BN re-estimated'
     elif cfg.SUPERNET.FINAL_PICK_SAMPLES > 0:
-        entry = pick_with_samples(session, epoch, measure, lo, hi)
+        entry = pick_with_samples(session, epoch)
         name += f', among the board and {cfg.SUPERNET.FINAL_PICK_SAMPLES} sampled paths, BN re-estimated'
         if entry is None:
             logger.warning('neither a board path nor a sampled path lies within the %s: no %s written', name,
@@ -212,26 +166,17 @@ def write_final_arch(session, epoch: int) -> Optional[Union[BoardEntry, Candidat
                        cfg.SUPERNET.META_STA_EPOCH, cfg.EPOCHS, BEST_ARCH_FILE)
         return None
     else:
-        entry = choose_final_entry(board, measure, lo, hi)
+        entry = choose_final_entry(board, budget.measure.cost, budget.minimum, budget.maximum)
     if entry is None:
-        entry = choose_final_entry(board, measure, float('-inf'), float('inf'))
-        costs = [measure(e.path) for e in board]
-        if latency is None:
-            logger.warning('no board path lies within the FLOPs budget %g..%g MFLOPs (board paths cost %.2f..%.2f in '
-                           'the budget\'s measure): %s takes the best board path regardless of FLOPs', lo, hi,
-                           min(costs), max(costs), BEST_ARCH_FILE)
-        else:
-            logger.warning('no board path lies within the latency budget %s (board paths are predicted at '
-                           '%.4g..%.4g ms): %s takes the best board path regardless of latency', latency.text(),
-                           min(costs), max(costs), BEST_ARCH_FILE)
+        entry = choose_final_entry(board, budget.measure.cost, float('-inf'), float('inf'))
+        logger.warning('%s', budget.outside_warning([budget.measure.cost(e.path) for e in board], BEST_ARCH_FILE))
     path = os.path.join(session.run_dir, BEST_ARCH_FILE)
     if session.dist.is_main:
-        write_best_arch(entry, path, space, epoch=epoch, run_dir=session.run_dir, latency=latency)
+        write_best_arch(entry, path, budget, epoch=epoch, run_dir=session.run_dir)
     val = 'n/a' if entry.val_prec1 is None else f'{entry.val_prec1:.3f}'
-    predicted = '' if latency is None else f'predicted latency {entry.flops:.4g} ms (budget {latency.text()}), '
     logger.info('best architecture %s (best val prec1 within the %s): %sbudget FLOPs %.2fM, board FLOPs %.2fM, '
                 'MACs %.2fM at %d px, %.3f M params, val prec1 %s (train prec1 %s) -> %s',
-                [list(s) for s in entry.path], name, predicted, space.budget_flops(entry.path),
+                [list(s) for s in entry.path], name, budget.pick_text(entry.path), space.budget_flops(entry.path),
                 space.board_flops(entry.path), entry.macs or 0.0, space.resolution, entry.params or 0.0, val,
                 train_prec1_text(entry), path)
     return entry

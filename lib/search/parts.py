@@ -32,7 +32,8 @@ from lib.models.supernet import SuperNet
 from lib.search.board import BoardEntry, PrioritizedBoard
 from lib.search.flops import SearchSpace, build_search_space
 from lib.search.latency_budget import LatencyBudget, latency_budget
-from lib.search.macs_table import FlopsTable, build_flops_table
+from lib.search.macs_table import MacsTable, build_macs_table
+from lib.search.measures import SearchBudget, search_budget
 from lib.search.meta_matching import MetaMatchingNetwork
 from lib.train.schedule import LinearToZero
 
@@ -52,7 +53,7 @@ class SearchParts:
     cfg: Any
     dist: DistContext
     space: SearchSpace
-    flops_table: FlopsTable
+    macs_table: MacsTable
     supernet: SuperNet
     mmn: MetaMatchingNetwork
     board: PrioritizedBoard
@@ -64,20 +65,26 @@ class SearchParts:
     latency: Optional[LatencyBudget] = None  # SUPERNET.BUDGET_MEASURE latency: the board's and budget's measure
     admission_batch: Optional[Tuple[torch.Tensor, torch.Tensor]] = None  # BOARD_ADMISSION val_batch: held-out batch
 
+    @property
+    def budget(self) -> SearchBudget:
+        """Which measure decides what (``lib.search.measures``): the budget's and the board's; derived from the
+        space and the latency budget each time, so that it follows them."""
+        return search_budget(self.cfg, self.space, self.latency)
+
     def board_cost(self, path) -> float:
         """``path`` in the board's measure: SUPERNET.BOARD_FLOPS, or under a latency budget the predicted ms."""
-        return self.space.board_flops(path) if self.latency is None else self.latency.predict_ms(path)
+        return self.budget.board_measure.cost(path)
 
 
 def build_search_parts(cfg, *, total_steps: int, dist_ctx: Optional[DistContext] = None,
-                       space: Optional[SearchSpace] = None, flops_table: Optional[FlopsTable] = None,
+                       space: Optional[SearchSpace] = None, macs_table: Optional[MacsTable] = None,
                        board_entries: Sequence[BoardEntry] = (), dtype: Optional[torch.dtype] = None,
                        latency: Optional[LatencyBudget] = None,
                        admission_batch: Optional[Tuple[torch.Tensor, torch.Tensor]] = None) -> SearchParts:
     """The parts of a search with config ``cfg`` whose LR falls to 0 over ``total_steps`` optimizer steps.
 
     ``dist_ctx``: the process group and device (default: one process on the CPU). ``space``: the searchable layers
-    and resolution (default: those of cfg's FLOPs budget); ``flops_table`` prices paths in it (default: counted at
+    and resolution (default: those of cfg's FLOPs budget); ``macs_table`` prices paths in it (default: counted at
     its resolution). ``board_entries``: the board holds exactly these (moved to the device). ``dtype``: e.g.
     torch.float64 for the supernet, the MMN and the probe tensors. ``latency``: the latency budget (default: the
     one cfg's SUPERNET.BUDGET_MEASURE latency names; None under a FLOPs budget). ``admission_batch``: the held-out
@@ -89,7 +96,7 @@ def build_search_parts(cfg, *, total_steps: int, dist_ctx: Optional[DistContext]
     latency = latency or latency_budget(cfg, space)  # a wrong table or an infeasible latency budget raises here
     check_search_config(cfg)
     loss_fn = build_loss(cfg)
-    flops_table = flops_table or build_flops_table(cfg, space)
+    macs_table = macs_table or build_macs_table(cfg, space)
 
     # Counting FLOPs builds (randomly initialized) modules: seed here so that the weights depend on SEED only.
     seed_everything(cfg.SEED)
@@ -126,7 +133,7 @@ def build_search_parts(cfg, *, total_steps: int, dist_ctx: Optional[DistContext]
     entries = [entry.to(device, dtype, channels_last=cfg.CHANNELS_LAST) for entry in board_entries]
     board = PrioritizedBoard(cfg.SUPERNET.POOL_SIZE, cfg.ACC_GAP, entries=entries)
     optimizer = build_search_optimizer(cfg, supernet, mmn)
-    return SearchParts(cfg=cfg, dist=dist_ctx, space=space, flops_table=flops_table, supernet=supernet, mmn=mmn,
+    return SearchParts(cfg=cfg, dist=dist_ctx, space=space, macs_table=macs_table, supernet=supernet, mmn=mmn,
                        board=board, optimizer=optimizer, scheduler=build_linear_schedule(optimizer, total_steps),
                        scaler=grad_scaler(device, cfg.AMP, cfg.AMP_DTYPE), loss_fn=loss_fn,
                        local_bn_group=local_bn_group, latency=latency, admission_batch=admission_batch)

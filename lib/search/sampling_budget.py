@@ -5,7 +5,8 @@ Under a latency budget (SUPERNET.BUDGET_MEASURE latency) always. Under a FLOPs b
 SUPERNET.SAMPLE_WITHIN_BUDGET True: the original trains every path of the space its budget sized, and its
 per-op table sizes the space loosely (for the 0-43 budget most paths of the space lie above 43 MFLOPs in the
 budget's measure), so by default the supernet spends most steps on paths the final pick cannot take. The
-measure is the final pick's (``lib.search.outputs.final_budget``): the budget's, FLOPS_MINIMUM..FLOPS_MAXIMUM.
+measure is the final pick's (the search budget's, ``lib.search.measures``): FLOPS_MINIMUM..FLOPS_MAXIMUM in the
+budget rule's measure.
 """
 from dataclasses import dataclass, replace
 from typing import Callable, Optional, Sequence
@@ -41,30 +42,23 @@ class SamplingBudget:
         return sum(self.within(sampler.sample()) for _ in range(draws)) / draws
 
 
-def sampling_budget(cfg, space, latency=None) -> Optional[SamplingBudget]:
-    """The budget sampled paths must meet (None: every path of the space, the original under a FLOPs budget)."""
-    if latency is not None:
-        return SamplingBudget(latency.within, 'the latency budget', 'widen SUPERNET.LATENCY_MINIMUM..LATENCY_MAXIMUM')
-    sn = cfg.SUPERNET
-    if not sn.SAMPLE_WITHIN_BUDGET:
+def sampling_budget(budget) -> Optional[SamplingBudget]:
+    """The budget sampled paths must meet (None: every path of the space, the original under a FLOPs budget);
+    ``budget``: the search's (``lib.search.measures.search_budget``)."""
+    if not budget.keeps_sampler:
         return None
-    low, high = float(sn.FLOPS_MINIMUM), float(sn.FLOPS_MAXIMUM)
-
-    def within(path: Path) -> bool:
-        return low <= space.budget_flops(path) <= high
-
-    return SamplingBudget(within, f"the FLOPs budget {low:g}..{high:g} MFLOPs (the budget's measure)",
-                          'widen SUPERNET.FLOPS_MINIMUM..FLOPS_MAXIMUM, set SUPERNET.SAMPLE_WITHIN_BUDGET False')
+    return SamplingBudget(budget.within, budget.sampling_name, budget.sampling_fix)
 
 
-def check_sampling_budget(cfg, space, num_ops: int, latency=None) -> Optional[SamplingBudget]:
+def check_sampling_budget(cfg, budget, num_ops: int) -> Optional[SamplingBudget]:
     """``sampling_budget``, refused when the sampler could not draw a path of it (before any work)."""
-    budget = sampling_budget(cfg, space, latency)
-    if budget is None or latency is not None:  # a latency budget's feasibility: lib.search.latency_budget
-        return budget
+    sampling = sampling_budget(budget)
+    if sampling is None or budget.feasibility_checked:  # a latency budget's: lib.search.latency_budget
+        return sampling
+    space = budget.space
     low, high = space.budget_flops_range()
     sn = cfg.SUPERNET
-    fraction = budget.within_fraction(cfg, space.layers_per_stage, num_ops)
+    fraction = sampling.within_fraction(cfg, space.layers_per_stage, num_ops)
     if high < sn.FLOPS_MINIMUM or low > sn.FLOPS_MAXIMUM or fraction < MIN_FRACTION:
         raise SamplingBudgetError(
             f'SUPERNET.SAMPLE_WITHIN_BUDGET True, but fewer than {MIN_FRACTION:g} of the paths that '
@@ -72,4 +66,4 @@ def check_sampling_budget(cfg, space, num_ops: int, latency=None) -> Optional[Sa
             f'{sn.FLOPS_MINIMUM:g}..{sn.FLOPS_MAXIMUM:g} MFLOPs (the space\'s paths cost {low:.2f}..{high:.2f} in the '
             f'budget\'s measure; measured on {FRACTION_DRAWS} drawn paths); sample '
             "with HOW_TO_PROB 'even' or 'fair', widen the budget or set SUPERNET.SAMPLE_WITHIN_BUDGET False")
-    return replace(budget, fraction=fraction)
+    return replace(sampling, fraction=fraction)

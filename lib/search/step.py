@@ -137,7 +137,7 @@ def _forward_backward(session: SearchParts, path, images, target, distill: bool)
 
 def _offer_to_board(session: SearchParts, path, images, out: StepOutput, hits1: torch.Tensor, batch: int) -> bool:
     """Offer the student (its prec1 averaged over ranks) to the board; every rank ends with the same paths."""
-    cfg, board, table = session.cfg, session.board, session.flops_table
+    cfg, board, table = session.cfg, session.board, session.macs_table
     if cfg.SUPERNET.BOARD_ADMISSION == 'val_batch':  # the same held-out images for every student
         if session.admission_batch is None:
             raise SearchConfigError("SUPERNET.BOARD_ADMISSION 'val_batch' needs the held-out batch: build the search "
@@ -147,8 +147,8 @@ def _offer_to_board(session: SearchParts, path, images, out: StepOutput, hits1: 
     else:  # the original: the batch the student has just stepped on
         prec1 = all_reduce_mean(hits1 * (100.0 / batch))
     prec1 = prec1.item()  # the step's one host sync for the board (identical on every rank)
-    flops = session.board_cost(path)  # SUPERNET.BOARD_FLOPS, or under a latency budget the predicted ms
-    if not board.would_admit(prec1, flops):
+    board_cost = session.board_cost(path)  # SUPERNET.BOARD_FLOPS, or under a latency budget the predicted ms
+    if not board.would_admit(prec1, board_cost):
         return False
     slice_size = cfg.SUPERNET.SLICE
     # P_j: SUPERNET.PROBE_PROBS 'teacher' (the original) stores the current teacher's softmax on the probe
@@ -165,7 +165,7 @@ def _offer_to_board(session: SearchParts, path, images, out: StepOutput, hits1: 
         broadcast_tensors_([probe_images, probe_probs], src=0)
     if cfg.CHANNELS_LAST:
         probe_images = probe_images.contiguous(memory_format=torch.channels_last)
-    return board.offer(BoardEntry(path=path, prec1=prec1, flops=flops, macs=table.path_flops(path),
+    return board.offer(BoardEntry(path=path, prec1=prec1, board_cost=board_cost, macs=table.path_macs(path),
                                   params=table.path_params(path), probe_images=probe_images,
                                   probe_probs=probe_probs))
 

@@ -80,15 +80,13 @@ def validate(session: SearchSession, epoch: int) -> Dict[str, Any]:
     cfg, supernet, board = session.cfg, session.supernet, session.board
     if session.dist.distributed:
         average_bn_buffers_(supernet)
-    latency = session.latency
     # Within the budget the sampler keeps to (a latency budget, SUPERNET.SAMPLE_WITHIN_BUDGET), as it trains only those.
     path = validation_path(cfg, session.space.layers_per_stage, supernet.num_ops, epoch,
                            accept=session.path_sampler.accept)
     random_result = evaluate_path(session, path, epoch=epoch, bn_batches=0, prefix=f'Test: {epoch} random path')
-    predicted = '' if latency is None else f'predicted {latency.predict_ms(path):.4g} ms, '
     logger.info('Test: %d  random path %s (%sbudget FLOPs %.2fM, MACs %.2fM): loss %.4f  prec@1 %.3f  prec@5 %.3f',
-                epoch, [list(s) for s in path], predicted, session.space.budget_flops(path),
-                session.flops_table.path_flops(path), random_result['loss'],
+                epoch, [list(s) for s in path], session.budget.lead_text(path, ', '), session.space.budget_flops(path),
+                session.macs_table.path_macs(path), random_result['loss'],
                 random_result['prec1'], random_result['prec5'])
     board_results = []
     if cfg.SUPERNET.EVAL_BOARD:

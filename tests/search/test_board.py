@@ -12,7 +12,7 @@ def make_entry(prec1, flops, path=((0,), (1, 2)), seed=0, **kwargs):
     generator = torch.Generator().manual_seed(seed)
     images = torch.randn(SLICE, 3, 8, 8, generator=generator)
     probs = torch.softmax(torch.randn(SLICE, NUM_CLASSES, generator=generator), dim=-1)
-    return BoardEntry(path=path, prec1=prec1, flops=flops, probe_images=images, probe_probs=probs, **kwargs)
+    return BoardEntry(path=path, prec1=prec1, board_cost=flops, probe_images=images, probe_probs=probs, **kwargs)
 
 
 def full_board(acc_gap=5.0):
@@ -24,7 +24,7 @@ def full_board(acc_gap=5.0):
 
 
 def numbers(board):
-    return [(entry.prec1, entry.flops) for entry in board]
+    return [(entry.prec1, entry.board_cost) for entry in board]
 
 
 def test_admits_while_not_full_even_if_worse():
@@ -95,7 +95,7 @@ def test_board_holds_no_autograd_graph_nor_the_batch():
     batch = torch.randn(6, 3, 8, 8)
     logits = batch.flatten(1) @ weight.t()
     assert logits.grad_fn is not None
-    entry = BoardEntry(path=((0,),), prec1=torch.tensor(42.0), flops=1.0,
+    entry = BoardEntry(path=((0,),), prec1=torch.tensor(42.0), board_cost=1.0,
                        probe_images=batch[:SLICE], probe_probs=torch.softmax(logits[:SLICE], dim=-1))
     board = PrioritizedBoard(pool_size=2, acc_gap=5.0)
     assert board.offer(entry)
@@ -135,7 +135,7 @@ def test_rows():
     board.offer(make_entry(60.0, 1.0, path=((0,), (0, 1)), macs=2.5))
     board.offer(make_entry(50.0, 1.0, path=((3,), (0, 1))))
     rows = board.to_rows()
-    assert rows[0] == {'path': [[0], [0, 1]], 'prec1': 60.0, 'val_prec1': None, 'flops': 1.0, 'macs': 2.5,
+    assert rows[0] == {'path': [[0], [0, 1]], 'prec1': 60.0, 'val_prec1': None, 'board_cost': 1.0, 'macs': 2.5,
                        'params': None}
     json.dumps(rows)
 
@@ -148,5 +148,5 @@ def test_bad_input_errors():
     with pytest.raises(ValueError):
         make_entry(1.0, 1.0, path=((0,), (-1,)))
     with pytest.raises(ValueError):
-        BoardEntry(path=((0,),), prec1=1.0, flops=1.0, probe_images=torch.zeros(2, 3, 4, 4),
+        BoardEntry(path=((0,),), prec1=1.0, board_cost=1.0, probe_images=torch.zeros(2, 3, 4, 4),
                    probe_probs=torch.zeros(3, NUM_CLASSES))

@@ -18,7 +18,7 @@ def test_a_space_with_fewer_paths_than_asked_gives_them_all_and_a_budget_none_me
 
 def test_the_best_val_prec1_wins_then_fewer_flops_then_the_board():
     def candidate(val, flops, source):
-        return Candidate(path=((0,),), flops=flops, macs=1.0, params=1.0, val_prec1=val, prec1=None, source=source)
+        return Candidate(path=((0,),), board_cost=flops, macs=1.0, params=1.0, val_prec1=val, prec1=None, source=source)
     low, best, cheaper, board = (candidate(50, 1, 'board'), candidate(70, 9, 'sampled'), candidate(70, 8, 'sampled'),
                                  candidate(70, 8, 'board'))
     assert best_candidate([low, best]) is best

@@ -14,7 +14,7 @@ from lib.search.flops import (
     ORIGINAL_FIRST_LAYER_MFLOPS,
     ORIGINAL_LATER_LAYER_MFLOPS,
     FlopsBudgetError,
-    FlopsTable,
+    MacsTable,
     OpCosts,
     counted_op_costs,
     feasible_range,
@@ -29,35 +29,35 @@ def random_path(layers, rng):
 
 @pytest.mark.parametrize('layers, resolution', [((2, 1, 2, 1, 1), 64), ((1, 1, 2, 1, 2), 96)])
 def test_table_sums_agree_with_a_direct_count(layers, resolution):
-    table = FlopsTable.build(layers, resolution, num_classes=10)
+    table = MacsTable.build(layers, resolution, num_classes=10)
     rng = random.Random(resolution)
     paths = [random_path(layers, rng) for _ in range(2)] + [tuple((5,) * n for n in layers)]
     for path in paths:
         macs, params = count_macs_params(build_childnet(path_to_arch(path), num_classes=10),
                                          (1, 3, resolution, resolution))
-        assert table.path_flops(path) == pytest.approx(macs / 1e6, rel=0.01)
+        assert table.path_macs(path) == pytest.approx(macs / 1e6, rel=0.01)
         assert table.path_params(path) == pytest.approx(params / 1e6, rel=1e-6)
-    low, high = table.flops_range()
-    assert low == pytest.approx(table.path_flops(tuple((0,) * n for n in layers)))
-    assert high == pytest.approx(table.path_flops(tuple((5,) * n for n in layers)))
+    low, high = table.macs_range()
+    assert low == pytest.approx(table.path_macs(tuple((0,) * n for n in layers)))
+    assert high == pytest.approx(table.path_macs(tuple((5,) * n for n in layers)))
 
 
 def test_table_shape_and_json():
-    table = FlopsTable.build((1, 2, 1, 1, 3), 32, num_classes=10)
-    assert [len(stage) for stage in table.op_flops] == [1, 2, 1, 1, 3]
-    assert all(len(layer) == ops.NUM_OPS for stage in table.op_flops for layer in stage)
+    table = MacsTable.build((1, 2, 1, 1, 3), 32, num_classes=10)
+    assert [len(stage) for stage in table.op_macs] == [1, 2, 1, 1, 3]
+    assert all(len(layer) == ops.NUM_OPS for stage in table.op_macs for layer in stage)
     # Later layers of a stage share one shape and so one cost; the first (strided) one differs.
-    assert table.op_flops[4][1] == table.op_flops[4][2] != table.op_flops[4][0]
+    assert table.op_macs[4][1] == table.op_macs[4][2] != table.op_macs[4][0]
     data = json.loads(json.dumps(table.to_dict()))
     assert data['resolution'] == 32 and data['op_names'][3] == 'k5e6'
     with pytest.raises(ValueError, match='does not fit'):
-        table.path_flops(((0,),) * 5)
+        table.path_macs(((0,),) * 5)
 
 
 @pytest.fixture(scope='module')
 def table_600m():
     start = time.perf_counter()
-    table = FlopsTable.build((4, 4, 4, 4, 4), 224)
+    table = MacsTable.build((4, 4, 4, 4, 4), 224)
     return table, time.perf_counter() - start
 
 
@@ -65,7 +65,7 @@ def test_full_600m_table_is_quick(table_600m):
     table, seconds = table_600m
     # About 1.5 s on an idle CPU core; the bound is loose for a shared test machine.
     assert seconds < 30
-    low, high = table.flops_range()
+    low, high = table.macs_range()
     assert 250 < low < high < 650
 
 
@@ -74,8 +74,8 @@ def test_counted_costs_come_from_the_model(table_600m):
     table, _ = table_600m
     costs = counted_op_costs()
     for stage in range(5):
-        assert costs.first[stage] == table.op_flops[stage][0]
-        assert costs.later[stage] == table.op_flops[stage][1]
+        assert costs.first[stage] == table.op_macs[stage][0]
+        assert costs.later[stage] == table.op_macs[stage][1]
     # Our blocks counted with thop cost a few % more than the original's table says.
     original = original_op_costs()
     for counted, table_row in zip(costs.first + costs.later, original.first + original.later):

@@ -61,10 +61,10 @@ def test_the_board_measure_decides_admission(measure):
     assert ORIGINAL_FLOPS_EST.path_cost(CHEAPER_BY_BUDGET) > ORIGINAL_FLOPS_EST.path_cost(CHEAPER_BY_FLOPS_EST)
     board = PrioritizedBoard(pool_size=1, acc_gap=5.0)
     probe = dict(probe_images=torch.zeros(1, 3, 4, 4), probe_probs=torch.zeros(1, 10))
-    board.offer(BoardEntry(path=CHEAPER_BY_FLOPS_EST, prec1=50.0, flops=space.board_flops(CHEAPER_BY_FLOPS_EST),
+    board.offer(BoardEntry(path=CHEAPER_BY_FLOPS_EST, prec1=50.0, board_cost=space.board_flops(CHEAPER_BY_FLOPS_EST),
                            **probe))
     admitted = board.offer(BoardEntry(path=CHEAPER_BY_BUDGET, prec1=51.0,
-                                      flops=space.board_flops(CHEAPER_BY_BUDGET), **probe))
+                                      board_cost=space.board_flops(CHEAPER_BY_BUDGET), **probe))
     assert admitted == (measure == 'budget')
 
 
@@ -84,8 +84,8 @@ def test_the_search_step_offers_the_board_measure(measure):
     entry = session.board[0]
     expected = (ORIGINAL_FLOPS_EST.path_cost(STUDENT) if measure == 'flops_est'
                 else session.space.budget_flops(STUDENT))
-    assert entry.flops == pytest.approx(expected)
-    assert entry.flops != pytest.approx(session.space.budget_flops(STUDENT) if measure == 'flops_est'
+    assert entry.board_cost == pytest.approx(expected)
+    assert entry.board_cost != pytest.approx(session.space.budget_flops(STUDENT) if measure == 'flops_est'
                                         else ORIGINAL_FLOPS_EST.path_cost(STUDENT))
 
 

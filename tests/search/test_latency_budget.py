@@ -14,6 +14,7 @@ from lib.errors import ConfigError
 from lib.latency.table import LatencyTableError
 from lib.search.board import BoardEntry, PrioritizedBoard
 from lib.search.flops import build_search_space, original_op_costs, search_space_for_budget
+from lib.search.measures import search_budget
 from lib.search.latency_budget import LatencyBudget, LatencyBudgetError, latency_budget
 from lib.search.outputs import write_board_json, write_final_arch
 from lib.search.sampler import PathSampler
@@ -114,11 +115,11 @@ def test_the_board_admits_and_orders_by_predicted_latency():
     session = make_search_parts('SUPERNET.POOL_SIZE', '2', 'ACC_GAP', '5')
     session.latency = budget
     assert offer(session, K5, 50.0) and offer(session, SLOW, 50.0)
-    assert [e.flops for e in session.board] == [23.5, 11.0]  # predicted ms; the original's tie order: dearer first
+    assert [e.board_cost for e in session.board] == [23.5, 11.0]  # predicted ms; the original's tie order: dearer first
     # Board full; the worst holds 50 % at 11 ms. Slightly better and faster enters, slightly better and slower not.
     assert not offer(session, ((5,), (4,), (3,), (2,), (1,)), 50.0 + 2.5)  # 1 + 4.5 + 4 + 2.5 + 2 + 1.5 = 15.5 ms
     assert offer(session, MIXED, 50.0 + 2.5)
-    assert [(e.path, e.flops) for e in session.board] == [(MIXED, 9.5), (SLOW, 23.5)]
+    assert [(e.path, e.board_cost) for e in session.board] == [(MIXED, 9.5), (SLOW, 23.5)]
 
 
 def test_final_pick_board_json_and_best_arch_use_the_predicted_latency(tmp_path, caplog):
@@ -128,9 +129,10 @@ def test_final_pick_board_json_and_best_arch_use_the_predicted_latency(tmp_path,
     board = PrioritizedBoard(3, 5.0)
     probe = dict(probe_images=torch.zeros(1, 3, 4, 4), probe_probs=torch.zeros(1, NUM_CLASSES))
     for path, val in ((K5, 70.0), (MIXED, 40.0), (FAST, 60.0)):  # K5 is the best but over the budget (11 ms)
-        board.offer(BoardEntry(path=path, prec1=50.0, flops=table.predict_ms(path), val_prec1=val, **probe))
-    session = SimpleNamespace(cfg=load_config(None, ['SUPERNET.FLOPS_MAXIMUM', '6']), board=board, space=space,
-                              latency=budget, run_dir=str(tmp_path), dist=SimpleNamespace(is_main=True))
+        board.offer(BoardEntry(path=path, prec1=50.0, board_cost=table.predict_ms(path), val_prec1=val, **probe))
+    cfg = load_config(None, ['SUPERNET.FLOPS_MAXIMUM', '6'])
+    session = SimpleNamespace(cfg=cfg, board=board, space=space, latency=budget, budget=search_budget(cfg, space, budget),
+                              run_dir=str(tmp_path), dist=SimpleNamespace(is_main=True))
     with caplog.at_level(logging.INFO, logger='cream.search'):
         chosen = write_final_arch(session, epoch=3)
     assert chosen.path == FAST
@@ -139,7 +141,7 @@ def test_final_pick_board_json_and_best_arch_use_the_predicted_latency(tmp_path,
            '(hand-made), batch 1, 1 thread(s); plain sum)' in text
     assert f'--latency {table.source}' in text and f'budget FLOPs {space.budget_flops(FAST):.2f}M' in text
     assert 'predicted latency 6 ms (budget 0..10 ms)' in caplog.text
-    write_board_json(board, str(tmp_path / 'board.json'), space, epoch=3, budget=(0, 6), latency=budget)
+    write_board_json(board, str(tmp_path / 'board.json'), session.budget, epoch=3, flops_budget=(0, 6))
     written = json.loads((tmp_path / 'board.json').read_text())
     assert written['budget_measure'] == 'latency' and written['latency_budget_ms'] == [0.0, 10.0]
     assert written['latency_table'] == 'handmade.json' and written['measures'].startswith('predicted_ms:')

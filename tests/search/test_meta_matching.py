@@ -64,7 +64,7 @@ def make_board(model, paths=TEACHER_PATHS, seed=0):
         images = torch.randn(SLICE, 3, IMAGE, IMAGE, generator=generator, dtype=torch.float64)
         with torch.no_grad():
             probs = torch.softmax(model(images, path), dim=-1)
-        board.offer(BoardEntry(path=path, prec1=90.0 - 10 * rank, flops=10.0, probe_images=images,
+        board.offer(BoardEntry(path=path, prec1=90.0 - 10 * rank, board_cost=10.0, probe_images=images,
                                probe_probs=probs))
     return board
 
@@ -94,7 +94,7 @@ def test_meta_selection_picks_argmax_and_weights_by_the_chosen_score():
         images = torch.randn(SLICE, 3, IMAGE, IMAGE, dtype=torch.float64)
         with torch.no_grad():
             own = torch.softmax(model(images, STUDENT_PATH), dim=-1)
-        board.offer(BoardEntry(path=path, prec1=90.0 - rank, flops=1.0, probe_images=images,
+        board.offer(BoardEntry(path=path, prec1=90.0 - rank, board_cost=1.0, probe_images=images,
                                probe_probs=own - shift))
     expected_scores = torch.tensor([c * SLICE * NUM_CLASSES + 0.25 for c in shifts], dtype=torch.float64)
 

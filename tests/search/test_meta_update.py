@@ -114,7 +114,7 @@ def test_meta_gradient_matches_finite_differences_on_the_real_supernet_with_drop
     for rank, path in enumerate((((0,), (1,), (2,), (3,), (4,)), ((5,), (4,), (3,), (2,), (1,)))):
         images = torch.randn(slice_size, 3, image, image, dtype=torch.float64)
         probs = torch.softmax(torch.randn(slice_size, num_classes, dtype=torch.float64), dim=-1)
-        entries.append(BoardEntry(path=path, prec1=50.0 - rank, flops=1.0, probe_images=images, probe_probs=probs))
+        entries.append(BoardEntry(path=path, prec1=50.0 - rank, board_cost=1.0, probe_images=images, probe_probs=probs))
     board = PrioritizedBoard(pool_size=2, acc_gap=5.0, entries=entries)
     x = torch.randn(2 * slice_size, 3, image, image, dtype=torch.float64)
     y = torch.randint(0, num_classes, (2 * slice_size,))

@@ -1,13 +1,15 @@
 """The search's board history: one line per epoch, rewritten atomically, epochs past a resume point dropped."""
 from lib.search.board import PrioritizedBoard
 from lib.search.flops import search_space_for_budget
+from lib.search.flops_budget import FlopsBudget
 from lib.search.outputs import BOARD_HISTORY_FILE, read_board_history, write_board_history, write_board_json
 
 
 def test_board_json_writes_append_one_history_line_per_epoch(tmp_path):
     board = PrioritizedBoard(pool_size=2, acc_gap=5.0)
     for epoch in range(3):
-        write_board_json(board, str(tmp_path / 'board.json'), search_space_for_budget(0, 20), epoch=epoch)
+        write_board_json(board, str(tmp_path / 'board.json'), FlopsBudget(search_space_for_budget(0, 20), 0.0, 20.0),
+                         epoch=epoch)
     history = read_board_history(str(tmp_path / BOARD_HISTORY_FILE))
     assert [(h['epoch'], h['resolution'], h['entries']) for h in history] == [(0, 96, []), (1, 96, []), (2, 96, [])]
     assert sorted(p.name for p in tmp_path.iterdir()) == ['board.json', BOARD_HISTORY_FILE]  # no temp files left

@@ -14,7 +14,7 @@ PATHS = (((0,), (1,), (2,), (3,), (4,)), ((5,), (4,), (3,), (2,), (1,)), ((3,), 
 
 def entries(count, slice_size, image, num_classes):
     generator = torch.Generator().manual_seed(0)
-    return [BoardEntry(path=path, prec1=50.0 + rank, flops=float(rank),
+    return [BoardEntry(path=path, prec1=50.0 + rank, board_cost=float(rank),
                        probe_images=torch.randn(slice_size, 3, image, image, generator=generator),
                        probe_probs=torch.softmax(torch.randn(slice_size, num_classes, generator=generator), -1))
             for rank, path in enumerate(PATHS[:count])]
@@ -30,7 +30,7 @@ def test_one_step_of_any_budget_in_a_few_lines(repo_root):
     board = entries(2, cfg.SUPERNET.SLICE, space.resolution, 4)
     parts = build_search_parts(cfg, total_steps=100, board_entries=board)
 
-    assert parts.space == space and parts.flops_table.resolution == space.resolution
+    assert parts.space == space and parts.macs_table.resolution == space.resolution
     assert parts.supernet.layers_per_stage == space.layers_per_stage and parts.supernet.training
     assert [e.path for e in parts.board] == [PATHS[1], PATHS[0]]  # the board's order: prec1 descending
     assert parts.board[0] is not board[1]  # the board holds copies on the device
@@ -48,8 +48,8 @@ def test_one_step_of_any_budget_in_a_few_lines(repo_root):
     assert sums[2] == 4 and torch.isfinite(sums).all()
     assert parts.scheduler.last_epoch == 2 and parts.optimizer.param_groups[0]['lr'] == pytest.approx(cfg.LR * 0.98)
     # Weights depend on SEED only: built again, the same supernet.
-    again = build_search_parts(cfg, total_steps=100, space=space, flops_table=parts.flops_table)
-    fresh = build_search_parts(cfg, total_steps=100, space=space, flops_table=parts.flops_table)
+    again = build_search_parts(cfg, total_steps=100, space=space, macs_table=parts.macs_table)
+    fresh = build_search_parts(cfg, total_steps=100, space=space, macs_table=parts.macs_table)
     assert all(torch.equal(a, b) for a, b in zip(again.supernet.state_dict().values(),
                                                  fresh.supernet.state_dict().values()))
 
@@ -58,14 +58,14 @@ def test_dtype_reaches_the_board_and_bad_input_is_refused(repo_root):
     cfg = load_config(None, ['DATASET.NUM_CLASSES', '3', 'SUPERNET.SLICE', '2', 'SUPERNET.POOL_SIZE', '2',
                              'SUPERNET.FLOPS_MAXIMUM', '14'])
     space = build_search_space(cfg)
-    from lib.search.macs_table import FlopsTable
-    table = FlopsTable.build((1, 1, 1, 1, 1), 32, 3)
-    parts = build_search_parts(cfg, total_steps=10, space=space, flops_table=table,
+    from lib.search.macs_table import MacsTable
+    table = MacsTable.build((1, 1, 1, 1, 1), 32, 3)
+    parts = build_search_parts(cfg, total_steps=10, space=space, macs_table=table,
                                board_entries=entries(2, 2, 32, 3), dtype=torch.float64)
     assert parts.board[0].probe_images.dtype == parts.board[0].probe_probs.dtype == torch.float64
     assert all(p.dtype == torch.float64 for p in [*parts.supernet.parameters(), *parts.mmn.parameters()])
     with pytest.raises(ValueError, match='more than pool_size 2'):
-        build_search_parts(cfg, total_steps=10, space=space, flops_table=table, board_entries=entries(3, 2, 32, 3))
+        build_search_parts(cfg, total_steps=10, space=space, macs_table=table, board_entries=entries(3, 2, 32, 3))
     with pytest.raises(ValueError, match='more than pool_size 1'):
         PrioritizedBoard(1, 5.0, entries=entries(2, 2, 32, 3))
     with pytest.raises(SearchConfigError, match='2 x SUPERNET.SLICE'):

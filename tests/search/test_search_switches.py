@@ -11,6 +11,7 @@ from lib.errors import ConfigError
 from lib.search.admission import admission_batch, held_out_prec1
 from lib.search.builder import checked_budget
 from lib.search.flops import build_search_space
+from lib.search.measures import search_budget
 from lib.search.parts import SearchConfigError
 from lib.search.sampler import PathSampler, SamplerError, sampler_from_config
 from lib.search.sampling_budget import SamplingBudgetError, check_sampling_budget
@@ -103,7 +104,7 @@ def test_sample_within_budget_refuses_a_budget_the_space_cannot_meet():
     space = build_search_space(cfg)  # paths cost 39.9..74.1 in the budget's measure
     tight = budget_cfg(True, maximum='39')
     with pytest.raises(SamplingBudgetError, match='SAMPLE_WITHIN_BUDGET True, but fewer than 0.001 of the paths'):
-        check_sampling_budget(tight, space, 6)
+        check_sampling_budget(tight, search_budget(tight, space), 6)
     # The original's PRE_PROB favours k5e6, and almost never draws a path within 0-43: refused before any work.
     with pytest.raises(SamplingBudgetError, match="HOW_TO_PROB 'pre_prob' draws"):
         checked_budget(budget_cfg(True, how_to_prob='pre_prob'))

@@ -11,6 +11,7 @@ from lib.config import load_config
 from lib.models.from_config import build_child_from_cfg
 from lib.search.board import BoardEntry, PrioritizedBoard
 from lib.search.flops import SearchSpace, original_op_costs
+from lib.search.flops_budget import FlopsBudget
 from lib.search.outputs import choose_final_entry, write_best_arch
 from lib.search.parts import build_search_optimizer
 from lib.search.step import _forward_backward, _offer_to_board, meta_update_due
@@ -78,8 +79,8 @@ def test_distillation_step_uses_the_chosen_teachers_path_and_score(switches):
     assert admitted and len(session.board) == 3
     entry = next(e for e in session.board if e.path == STUDENT)  # the student's path, not the teacher's
     assert entry.prec1 == pytest.approx(100.0 * float(logits.argmax(1).eq(target).float().mean()))
-    assert entry.flops == session.space.board_flops(STUDENT) and entry.flops > 0
-    assert (entry.macs, entry.params) == (session.flops_table.path_flops(STUDENT), session.flops_table.path_params(STUDENT))
+    assert entry.board_cost == session.space.board_flops(STUDENT) and entry.board_cost > 0
+    assert (entry.macs, entry.params) == (session.macs_table.path_macs(STUDENT), session.macs_table.path_params(STUDENT))
     torch.testing.assert_close(entry.probe_images, images[:SLICE])
     stored_from = out.teacher_logits if not switches else logits  # the original stores the teacher's
     torch.testing.assert_close(entry.probe_probs, torch.softmax(stored_from[:SLICE], dim=-1))
@@ -177,10 +178,10 @@ def test_bn_recalibration_is_undone_afterwards():
 def test_final_arch_within_budget_and_its_yaml_builds_the_child(tmp_path, repo_root):
     board = PrioritizedBoard(3, 5.0)
     probe = dict(probe_images=torch.zeros(1, 3, 4, 4), probe_probs=torch.zeros(1, NUM_CLASSES))
-    board.offer(BoardEntry(path=TEACHERS[0], prec1=70.0, flops=30.0, val_prec1=60.0, **probe))  # over budget
-    board.offer(BoardEntry(path=TEACHERS[1], prec1=65.0, flops=18.0, val_prec1=50.0, params=1.1, **probe))
-    board.offer(BoardEntry(path=STUDENT, prec1=60.0, flops=19.0, val_prec1=55.0, params=1.2, **probe))
-    # The budget's measure decides what is within the budget; the board's (entry.flops) only breaks ties.
+    board.offer(BoardEntry(path=TEACHERS[0], prec1=70.0, board_cost=30.0, val_prec1=60.0, **probe))  # over budget
+    board.offer(BoardEntry(path=TEACHERS[1], prec1=65.0, board_cost=18.0, val_prec1=50.0, params=1.1, **probe))
+    board.offer(BoardEntry(path=STUDENT, prec1=60.0, board_cost=19.0, val_prec1=55.0, params=1.2, **probe))
+    # The budget's measure decides what is within the budget; the board's (entry.board_cost) only breaks ties.
     budget_flops = {TEACHERS[0]: 30.0, TEACHERS[1]: 18.0, STUDENT: 21.0}.__getitem__
     chosen = choose_final_entry(board, budget_flops, 0, 22)
     assert chosen.path == STUDENT  # best val prec1 among the paths within 0..22 MFLOPs
@@ -188,10 +189,10 @@ def test_final_arch_within_budget_and_its_yaml_builds_the_child(tmp_path, repo_r
     assert choose_final_entry(board, budget_flops, 0, 10) is None
     space = SearchSpace((1, 1, 1, 1, 1), 96, 1.0, original_op_costs())
     out = tmp_path / 'best_arch.yaml'
-    write_best_arch(chosen, str(out), space, epoch=4, run_dir=str(tmp_path))
+    write_best_arch(chosen, str(out), FlopsBudget(space, 0.0, 22.0), epoch=4, run_dir=str(tmp_path))
     text = out.read_text()
     assert 'val prec1 55.000' in text and f'budget FLOPs {space.budget_flops(STUDENT):.2f}M' in text
-    assert f'board FLOPs 19.00M ({space.board_measure})' in text
+    assert f'board FLOPs 19.00M ({space.board_measure_text})' in text
     cfg = load_config([str(repo_root / 'configs/demo/retrain.yaml'), str(out)])
     assert cfg.NET.SELECTION == -1 and cfg.DATASET.IMAGE_SIZE == 96 and not cfg.NET.SINGLE_LAYER_DEFAULT_OP
     assert cfg.NET.INPUT_ARCH == [[0], [1], [0], [2], [5], [3], [0]]
