@@ -59,15 +59,16 @@ def _rng_states(device: torch.device) -> List[torch.Tensor]:
 
 
 def select_teacher_for_update(student: nn.Module, path, board: PrioritizedBoard, mmn: MetaMatchingNetwork, *,
-                              per_entry: bool, inner_grad: str = 'full'):
+                              per_entry: bool, inner_grad: str = 'full', cpu_channels_last: bool = False):
     """(teacher, replay) for the meta-matching update: 'full' keeps m's graph through the chosen entry's probe
-    forward and returns its replay; 'detached' runs the probes without gradient (replay None)."""
+    forward and returns its replay; 'detached' runs the probes without gradient (replay None).
+    ``cpu_channels_last``: see ``lib.search.probes.probe_deltas``."""
     if inner_grad not in INNER_GRADS:
         raise ConfigError(f'SUPERNET.META_INNER_GRAD must be one of {INNER_GRADS}; got {inner_grad!r}')
     device = next(student.parameters()).device
     states = _rng_states(device) if inner_grad == 'full' else None
     teacher = select_teacher(student, path, board, 'meta', mmn, per_entry=per_entry,
-                             differentiable_weight=inner_grad == 'full')
+                             differentiable_weight=inner_grad == 'full', cpu_channels_last=cpu_channels_last)
     replay = None if states is None else ProbeReplay(board, per_entry, teacher.index, states, device,
                                                      teacher.probe_rng_state)
     return teacher, replay

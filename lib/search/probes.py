@@ -53,19 +53,21 @@ class ProbeDeltas(NamedTuple):
 
 
 def probe_deltas(student: nn.Module, path, board: PrioritizedBoard, *, per_entry: bool = False,
-                 with_grad: bool = False) -> ProbeDeltas:
+                 with_grad: bool = False, cpu_channels_last: bool = False) -> ProbeDeltas:
     """delta_j for every board entry j, in board order, from one forward: ``per_entry`` (SUPERNET.PROBE_FORWARD
     'per_entry') with each entry's own BN statistics, else with those of all probes together. ``with_grad``: the
-    forward keeps its graph (without one, on the CPU, it runs in channels_last: see below)."""
+    forward keeps its graph. ``cpu_channels_last`` (SUPERNET.PROBE_CPU_CHANNELS_LAST): a forward without a graph
+    on the CPU runs in channels_last (see below); False (the original's arithmetic): in the probes' own layout."""
     entries = list(board)
     slice_sizes = {entry.probe_images.shape[0] for entry in entries}
     if len(slice_sizes) != 1:
         raise ValueError(f'board probes have different slice sizes {sorted(slice_sizes)}; '
                          f'every entry must hold SUPERNET.SLICE images')
     images = torch.cat([entry.probe_images for entry in entries])
-    if not with_grad and images.device.type == 'cpu':
+    if cpu_channels_last and not with_grad and images.device.type == 'cpu':
         # Scores only: on the CPU, oneDNN's depthwise convolutions run several times faster in channels_last
-        # than in the default layout; the numbers differ by float rounding (the layout of the kernels' sums).
+        # than in the default layout; the numbers differ by float rounding (the layout of the kernels' sums), so
+        # two entries scoring that close may swap: off by default.
         images = images.contiguous(memory_format=torch.channels_last)
     stored = torch.stack([entry.probe_probs for entry in entries])
     rng_states: List[torch.Tensor] = []
