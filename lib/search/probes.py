@@ -36,11 +36,11 @@ def _probe_delta(probs: torch.Tensor, stored: torch.Tensor) -> torch.Tensor:
     return probs - stored.to(probs.dtype)
 
 
-def _layers_run(student: nn.Module, path) -> nn.Module:
-    """What the forward of ``path`` runs, so that the BN and dropout swaps visit those layers only (a supernet
-    holds six ops per layer); any other student whole."""
+def layers_run(student: nn.Module, path):
+    """The BN and dropout layers the forward of ``path`` runs, so that the BN and dropout swaps visit those layers
+    only (a supernet holds six ops per layer; its list per path is cached); any other student whole."""
     if isinstance(student, SuperNet):
-        return nn.ModuleList([module for _, _, module in student.path_modules(path)] + [student.head_drop])
+        return [*student.path_bn_layers(path), student.head_drop]
     return student
 
 
@@ -73,19 +73,21 @@ def probe_deltas(student: nn.Module, path, board: PrioritizedBoard, *, per_entry
     rng_states: List[torch.Tensor] = []
     with torch.set_grad_enabled(with_grad):
         if per_entry:
-            with grouped_batch_norm(_layers_run(student, path), len(entries)) as rng_states:
+            with grouped_batch_norm(layers_run(student, path), len(entries)) as rng_states:
                 logits = student(images, path)
         else:
             logits = student(images, path)
         return ProbeDeltas(_probe_delta(probabilities(logits), stored), rng_states)
 
 
-def chosen_probe_delta(student: nn.Module, path, entry: BoardEntry, rng_state=None) -> torch.Tensor:
+def chosen_probe_delta(student: nn.Module, path, entry: BoardEntry, rng_state=None, layers=None) -> torch.Tensor:
     """The chosen entry's delta again, by the entry's own forward (with its graph where gradients are enabled),
     after ``probe_deltas(per_entry=True)`` scored it: BN normalises with the probe's own statistics and leaves the
     running statistics alone (already updated); ``rng_state`` (``ProbeDeltas.rng_state``) replays the entry's
     dropout noise, and the random state ends where it was. The same kernels on the same images as one forward per
-    entry: delta, m and their gradients come out bit for bit as there."""
-    with frozen_running_stats(_layers_run(student, path)), replayed_rng(rng_state, entry.probe_images.device):
+    entry: delta, m and their gradients come out bit for bit as there. ``layers``: the BN layers the forward
+    runs (default ``layers_run``; a wrapper of the supernet passes the supernet's)."""
+    layers = layers_run(student, path) if layers is None else layers
+    with frozen_running_stats(layers), replayed_rng(rng_state, entry.probe_images.device):
         logits = student(entry.probe_images, path)
     return _probe_delta(probabilities(logits), entry.probe_probs[None])[0]

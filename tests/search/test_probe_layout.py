@@ -4,7 +4,6 @@ scores them in channels_last (faster), which changes their rounding."""
 import copy
 import random
 
-import pytest
 import torch
 
 from lib.models.grouped_bn import grouped_batch_norm
