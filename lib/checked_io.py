@@ -27,7 +27,7 @@ import os
 from typing import Any, Optional, Tuple, Type, Union
 
 from lib.errors import CreamError, InputFileError, OutputError
-from lib.fileio import probe_writable
+from lib.fileio import probe_writable, write_failed
 
 
 def file_error(path: str, problem: str, fix: str = '', what: str = '') -> InputFileError:
@@ -98,8 +98,8 @@ def _writable_folder_error(folder: str, option: str, path: str) -> Optional[Outp
         elif not os.access(existing, os.W_OK | os.X_OK):
             raise PermissionError(13, 'Permission denied')
     except OSError as err:
-        return OutputError(f'cannot write {path} ({type(err).__name__}: {err.strerror or err}, in {existing}); '
-                           f'choose a writable folder for {option}')
+        return write_failed(path, err, f'choose a writable folder for {option} (the nearest existing one, {existing}, '
+                            'takes no files)')
     return None
 
 

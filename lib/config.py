@@ -177,6 +177,7 @@ _C.SUPERNET.PROBE_FORWARD = 'per_entry'  # teacher selection: 'per_entry' (origi
 _C.SUPERNET.TEACHER_PROB_COUNTS_FIXED = True  # HOW_TO_PROB 'teacher': True (original) also counts the two fixed stages as op 0; False: searchable layers only
 _C.SUPERNET.PROBE_SOURCE = 'rank'  # board probes with several processes: 'rank' (original: each process stores its own batch's first SLICE images and P_j, and picks its teacher from them) or 'rank0' (rank 0's, broadcast: every process picks the same teacher)
 _C.SUPERNET.BOARD_FLOPS = 'flops_est'  # board admission, ties, board.json and log: 'flops_est' (original: FlopsEst, ptflops counts of the whole path at 224 px) or 'budget' (the budget rule's measure)
+_C.SUPERNET.PROBE_CPU_CHANNELS_LAST = False  # teacher selection's scores on the CPU: False (original's arithmetic: the probes' own layout, NCHW unless CHANNELS_LAST) or True (channels_last: oneDNN's depthwise kernels run several times faster; rounding may swap two entries scoring that close)
 _C.SUPERNET.BN_RECALIBRATION_BATCHES = 0  # re-estimate BN stats of board paths on N train batches before validating them
 _C.SUPERNET.EVAL_BOARD = True  # validate every board path each epoch
 # Switches of issue 23 (README's table of switches; configs/train_recommended.yaml turns them on).

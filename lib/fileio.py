@@ -22,7 +22,7 @@ import signal
 import threading
 from typing import Any, Iterator, List, Optional
 
-from lib.errors import CreamError
+from lib.errors import CreamError, OutputError
 
 TMP_SUFFIX = '.tmp'
 # errno -> what it means for a write; all three leave the file unwritten for want of room.
@@ -56,6 +56,16 @@ def disk_full_error(error: BaseException, path: str) -> Optional[DiskFullError]:
             full.errno = cause.errno
             return full
     return None
+
+
+def write_failed(path: str, error: OSError, fix: str, *, what: Optional[str] = None,
+                 error_type: type = OutputError) -> CreamError:
+    """The one error for a write at ``path`` that failed with ``error``: ``DiskFullError`` when no room was left,
+    else ``error_type`` 'cannot write WHAT (the OS's reason); FIX' (``what``: default the path)."""
+    full = disk_full_error(error, path)
+    if full is not None:
+        return full
+    return error_type(f'cannot write {what or path} ({type(error).__name__}: {error.strerror or error}); {fix}')
 
 
 def _plain_error(error: BaseException, path: str) -> Optional[BaseException]:

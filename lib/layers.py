@@ -22,8 +22,9 @@ LAYERS = (
     ('train', ('lib.train',), 'the training core: loop, steps, checkpoints; knows neither job'),
     ('retrain', ('lib.retrain',), 'retraining a child network, a client of lib/train (the search does not use it)'),
     ('search', ('lib.search',), 'the supernet search, a client of lib/train; its budgets read latency tables'),
-    ('experiments', ('lib.experiments',),
-     'NAS tooling over searches and retrainings: ground truth, rankings, reports, latency tables against networks'),
+    ('experiments', ('lib.experiments', 'lib.bench'),
+     'NAS tooling over searches and retrainings: ground truth, rankings, reports, latency tables against networks; '
+     "the benchmarks' phases, which run both jobs' steps"),
     ('entry points', ('tools', 'train', 'retrain', 'test'), 'command lines over the package'),
 )
 

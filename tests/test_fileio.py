@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from lib import fileio
+from lib.errors import CreamError, OutputError
 from lib.fileio import (DiskFullError, atomic_path, atomic_write, remove_stale_temporary_files, write_json_atomic,
                         write_text_atomic)
 
@@ -105,3 +106,20 @@ def test_atomic_directory_appears_whole_or_not_at_all(tmp_path):
             (Path(tmp) / 'half.txt').write_text('x')
             raise RuntimeError('killed midway')
     assert not failed.exists() and sorted(p.name for p in tmp_path.iterdir()) == ['data']
+
+
+def test_write_failed_is_the_one_cannot_write_error(tmp_path):
+    """Every failed write (checked_io's output checks, the run folder, the tools' writers) says it one way: no room
+    is DiskFullError; anything else 'cannot write WHAT (reason); FIX' of the caller's error type."""
+    path = str(tmp_path / 'out.json')
+    full = fileio.write_failed(path, OSError(errno.ENOSPC, 'No space left on device'), 'unused')
+    assert isinstance(full, fileio.DiskFullError) and str(full).startswith(f'cannot write {path}: the disk is full')
+    denied = fileio.write_failed(path, PermissionError(errno.EACCES, 'Permission denied'), 'choose another folder')
+    assert isinstance(denied, OutputError)
+    assert str(denied) == f'cannot write {path} (PermissionError: Permission denied); choose another folder'
+
+    class FolderError(CreamError):
+        pass
+    other = fileio.write_failed(path, PermissionError(errno.EACCES, 'Permission denied'), 'fix', what='the folder',
+                                error_type=FolderError)
+    assert isinstance(other, FolderError) and str(other).startswith('cannot write the folder (PermissionError')

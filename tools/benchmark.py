@@ -14,436 +14,35 @@ Phases (``--phases``, comma-separated):
   retrain                the released ``--selection`` network, the retrain loop's steps (its recipe)
   eval                   inference of the released network through the evaluator
 
-The search phases run the training code itself (``lib.search.step.search_step``), the retrain and eval phases
-``lib.retrain.step.retrain_one_epoch`` and ``lib.engine.evaluate.evaluate``. Each phase prints one JSON
-line (img/s, ms per step, peak GPU memory in GiB, reset between phases); a table follows the last. With
+The search phases run the training code itself (``lib.search.step.search_step``), the static phase
+``lib.search.static_step.static_step``, the retrain and eval phases ``lib.retrain.step.retrain_one_epoch`` and
+``lib.engine.evaluate.evaluate``; ``lib.bench`` builds the phases, ``lib.engine.step_timing`` times them. Each
+phase prints one JSON line (img/s, ms per step, peak GPU memory in GiB, reset between phases); a table follows
+the last (this tool: its command line and that report). With
 ``--interleave`` the search and static phases are timed in rounds, one step of each per round: on a shared,
 noisy machine (the CPU figures) their ratios are then measured under the same load.
 """
 import argparse
-import contextlib
-import functools
-import gc
+import dataclasses
 import json
-import os
-import statistics
-import time
-import warnings
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence
 
 import torch
 
-import lib.search.step
+from lib.bench.phases import Phase, eval_phase, retrain_phase, run_interleaved, run_phase
+from lib.bench.search_phases import SEARCH_PHASES, prepare_search_phase, prepare_static_phase
+from lib.bench.settings import (AMP_DTYPES, DEFAULT_PATH, DEFAULT_SEARCH_IMAGE_SIZE, BenchmarkError, BenchSettings,
+                                compare_label, parse_path, read_paths)
 from lib.checked_io import check_output_file, file_error, int_at_least, make_parent
-from lib.config import load_config
-from lib.engine.distributed import DistContext
-from lib.engine.evaluate import evaluate
 from lib.engine.guard import exit_on_error
-from lib.engine.precision import autocast, grad_scaler
-from lib.errors import CreamError
-from lib.models import ops
-from lib.models.childnet import RELEASED_MODELS, build_childnet, resolve_selection
-from lib.models.from_config import build_child_from_cfg
-from lib.models.supernet import SuperNet, path_to_arch
-from lib.retrain.optim import build_optimizer, build_scheduler
-from lib.retrain.step import RetrainStep, retrain_one_epoch
-from lib.retrain.wrappers import build_criterion, build_ema
-from lib.search.board import BoardEntry
-from lib.search.flops import SearchSpace, op_costs_for
-from lib.search.macs_table import MacsTable
-from lib.search.meta_matching import MetaMatchingNetwork
-from lib.search.parts import SearchParts, build_linear_schedule, build_loss, build_search_optimizer, build_search_parts
-from lib.search.sampler import PathSampler, sampler_from_config
-from lib.train.steps import EpochStart
+from lib.engine.step_timing import reset_memory
+from lib.models.childnet import resolve_selection
 
-REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-RETRAIN_RECIPE = os.path.join(REPO, 'configs', 'retrain.yaml')
-PHASES = ('search-plain', 'search-plain-resample', 'search-kd', 'search-meta', 'static', 'retrain', 'eval')
+PHASES = SEARCH_PHASES + ('static', 'retrain', 'eval')
 DEFAULT_PHASES = 'search-plain,search-kd,search-meta,static,retrain,eval'
-# Every layer k5e6 at the full depth of the 600 MFLOPs search space.
-DEFAULT_PATH = '[[3,3,3,3],[3,3,3,3],[3,3,3,3],[3,3,3,3],[3,3,3,3]]'
-DEFAULT_SEARCH_IMAGE_SIZE = 64
-AMP_DTYPES = {'bf16': 'bfloat16', 'fp16': 'float16', 'none': None}
-BOARD_PREC1 = 90.0  # board entries score far above a student on random data: the board stays as filled
-GIB = float(2 ** 30)
 
 
-class BenchmarkError(CreamError, ValueError):
-    """A benchmark option that cannot be run; the message says what to change."""
-
-
-# ---- synthetic data -------------------------------------------------------------------------------
-class SyntheticLoader:
-    """``steps`` batches cycling over a few pre-made device batches (what the loops iterate over)."""
-
-    def __init__(self, batches, steps: int):
-        self.batches, self.steps = batches, steps
-        self.batch_size = batches[0][0].shape[0]
-
-    def __len__(self) -> int:
-        return self.steps
-
-    def __iter__(self):
-        for step in range(self.steps):
-            yield self.batches[step % len(self.batches)]
-
-
-def make_batches(args, image_size: int, device: torch.device, count: int = 2):
-    generator = torch.Generator().manual_seed(args.seed)
-    batches = []
-    for _ in range(count):
-        images = torch.randn(args.batch_size, 3, image_size, image_size, generator=generator)
-        target = torch.randint(0, args.num_classes, (args.batch_size,), generator=generator)
-        images = images.to(device)
-        if args.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        batches.append((images, target.to(device)))
-    return batches
-
-
-# ---- timing -------------------------------------------------------------------------------------
-def synchronize(device: torch.device) -> None:
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
-
-
-def timed(step: Callable[[int], None], warmup: int, steps: int, device: torch.device,
-          sync_report: Optional[Dict] = None) -> Tuple[float, Optional[List[float]]]:
-    """(seconds, per-step seconds or None) of ``steps`` calls of ``step(i)`` after ``warmup`` untimed ones.
-
-    Per-step times only on the CPU (on a GPU they would need a sync per step). With ``sync_report`` (a dict;
-    CUDA only) the timed steps run under torch's sync debug mode and it receives the host syncs they made."""
-    for i in range(warmup):
-        step(i)
-    synchronize(device)
-    watch = sync_report is not None and device.type == 'cuda'
-    per_step = [] if device.type == 'cpu' else None
-    with warnings.catch_warnings(record=True) if watch else contextlib.nullcontext() as caught:
-        if watch:
-            warnings.simplefilter('always')
-            torch.cuda.set_sync_debug_mode('warn')
-        start = last = time.perf_counter()
-        try:
-            for i in range(warmup, warmup + steps):
-                step(i)
-                if per_step is not None:
-                    now = time.perf_counter()
-                    per_step.append(now - last)
-                    last = now
-        finally:
-            if watch:
-                torch.cuda.set_sync_debug_mode('default')
-        synchronize(device)
-        seconds = time.perf_counter() - start
-    if watch:
-        syncs = [w for w in caught if 'synchroniz' in str(w.message)]
-        sync_report['syncs_per_step'] = round(len(syncs) / steps, 2)
-        sync_report['sync_sites'] = sorted({f'{os.path.relpath(w.filename, REPO)}:{w.lineno}' for w in syncs})
-        for w in caught:
-            if w not in syncs:
-                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-    return seconds, per_step
-
-
-def reset_memory(device: torch.device) -> None:
-    gc.collect()
-    if device.type == 'cuda':
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
-
-
-def peak_gib(device: torch.device) -> Optional[float]:
-    return round(torch.cuda.max_memory_allocated(device) / GIB, 3) if device.type == 'cuda' else None
-
-
-# ---- step phases: one at a time, or interleaved -----------------------------------------------------
-class Phase:
-    """A phase measured step by step: ``step(i)`` runs step i; ``extra()`` gives its JSON fields after timing."""
-
-    def __init__(self, name: str, step: Callable[[int], None], image_size: int, extra: Callable[[], Dict]):
-        self.name, self.step, self.image_size, self.extra = name, step, image_size, extra
-
-
-def run_phase(phase: Phase, args, device: torch.device) -> Dict:
-    report = {} if args.sync_debug and phase.name.startswith('search') else None
-    seconds, per_step = timed(phase.step, args.warmup, args.steps, device, report)
-    return record(phase.name, args, device, seconds, phase.image_size, per_step, **phase.extra(), **(report or {}))
-
-
-def run_interleaved(phases: Sequence[Phase], args, device: torch.device) -> List[Dict]:
-    """Time ``phases`` in rounds, one step of each per round, so that load changes on a shared machine hit every
-    phase alike: their ratios are then far steadier than those of phases timed one after another. Peak memory
-    is not attributable to one phase here (None). ``--clock cpu`` (CPU device) times each step by the CPU time
-    this process spent on it instead of the wall clock: with ``--threads 1`` that ignores what other processes
-    of a busy machine take, which the wall clock does not."""
-    clock = time.process_time if args.clock == 'cpu' else time.perf_counter
-    for phase in phases:
-        for i in range(args.warmup):
-            phase.step(i)
-    per_step: Dict[str, List[float]] = {phase.name: [] for phase in phases}
-    for i in range(args.warmup, args.warmup + args.steps):
-        for phase in phases:
-            synchronize(device)
-            start = clock()
-            phase.step(i)
-            synchronize(device)
-            per_step[phase.name].append(clock() - start)
-    return [record(phase.name, args, device, sum(per_step[phase.name]), phase.image_size, per_step[phase.name],
-                   interleaved=True, clock=args.clock, **phase.extra()) | {'peak_gib': None} for phase in phases]
-
-
-# ---- the search phases ----------------------------------------------------------------------------
-def parse_path(text: str):
-    try:
-        path = tuple(tuple(int(op) for op in stage) for stage in json.loads(text))
-    except (ValueError, TypeError) as err:
-        raise BenchmarkError(f'--path must be JSON: one list of op indices per searchable stage, e.g. '
-                             f'{DEFAULT_PATH}; got {text!r} ({err})') from None
-    if len(path) != ops.NUM_SEARCH_STAGES or any(len(stage) == 0 for stage in path):
-        raise BenchmarkError(f'--path needs {ops.NUM_SEARCH_STAGES} non-empty stages; got {text!r}')
-    if any(not 0 <= op < ops.NUM_OPS for stage in path for op in stage):
-        raise BenchmarkError(f'--path op indices must lie in 0..{ops.NUM_OPS - 1}; got {text!r}')
-    return path
-
-
-def read_paths(file_name: str):
-    """--paths-file: a JSON list of paths, each one list of op indices per searchable stage, or the seven stages of
-    INPUT_ARCH (the fixed first and last stages written [0], as the original's sampled candidates)."""
-    try:
-        with open(file_name) as f:
-            paths = json.load(f)
-        paths = [path[1:-1] if len(path) == ops.NUM_SEARCH_STAGES + 2 else path for path in paths]
-        return [parse_path(json.dumps(path)) for path in paths] or None
-    except (OSError, ValueError, TypeError, BenchmarkError) as err:
-        raise BenchmarkError(f'--paths-file {file_name}: {err}') from None
-
-
-def search_config(args, cfg_files=None):
-    """The search config of the phases: ``cfg_files`` (default ``--cfg``) with the benchmark's settings."""
-    opts = ['DATASET.NUM_CLASSES', args.num_classes, 'DATASET.BATCH_SIZE', args.batch_size,
-            'AMP', args.amp != 'none', 'AMP_DTYPE', AMP_DTYPES[args.amp] or 'bfloat16',
-            'CHANNELS_LAST', args.channels_last, 'COMPILE', args.compile, 'SEED', args.seed,
-            'SUPERNET.POOL_SIZE', args.pool_size, 'SUPERNET.SLICE', args.slice,
-            'SUPERNET.PICK_METHOD', 'meta', 'EPOCHS', 1]
-    return load_config(cfg_files if cfg_files is not None else args.cfg, [str(o) for o in opts])
-
-
-def prepare_model(model: torch.nn.Module, args, device: torch.device) -> torch.nn.Module:
-    model.to(device)
-    if args.channels_last:
-        model.to(memory_format=torch.channels_last)
-    return model
-
-
-def build_step_parts(args, cfg, device: torch.device, path, image_size: int, board: bool) -> SearchParts:
-    """The parts one search step reads, built as a run builds them (``lib.search.parts``) for ``path``'s layout at
-    ``image_size``; ``board``: full, POOL_SIZE entries with sampled paths and random probes."""
-    layers = tuple(len(stage) for stage in path)
-    space = SearchSpace(layers, image_size, 1.0, op_costs_for(cfg.SUPERNET.FLOPS_TABLE))
-    entries = board_entries(args, cfg, space) if board else ()
-    # Far more steps than measured: the LR stays well above 0.
-    parts = build_search_parts(cfg, total_steps=100 * (args.warmup + args.steps + 1), dist_ctx=DistContext(device=device),
-                               space=space, macs_table=macs_table(layers, image_size, args.num_classes),
-                               board_entries=entries)
-    if args.compile:
-        compile_blocks(parts.supernet)
-    if not cfg.SUPERNET.STEP_ONLY_PATH:
-        # A long run's steady state under the original's zero_grad: every op has been sampled, so every
-        # parameter holds a (zero) gradient and takes each optimizer step.
-        for param in list(parts.supernet.parameters()) + list(parts.mmn.parameters()):
-            param.grad = torch.zeros_like(param)
-    return parts
-
-
-def path_sampler(args, cfg, layers, board_paths=lambda: []) -> PathSampler:
-    return sampler_from_config(cfg, layers, ops.NUM_OPS, seed=args.seed, board_paths=board_paths)
-
-
-def board_entries(args, cfg, space: SearchSpace) -> List[BoardEntry]:
-    """POOL_SIZE entries with sampled paths, random probe images and probabilities."""
-    generator = torch.Generator().manual_seed(args.seed + 1)
-    sampler = path_sampler(args, cfg, space.layers_per_stage)
-    entries = []
-    for index in range(cfg.SUPERNET.POOL_SIZE):
-        path = sampler.sample()
-        images = torch.randn(cfg.SUPERNET.SLICE, 3, space.resolution, space.resolution, generator=generator)
-        probs = torch.softmax(torch.randn(cfg.SUPERNET.SLICE, args.num_classes, generator=generator), -1)
-        entries.append(BoardEntry(path=path, prec1=BOARD_PREC1 - index, board_cost=space.board_flops(path),
-                                  probe_images=images, probe_probs=probs))
-    return entries
-
-
-@functools.lru_cache(maxsize=4)
-def macs_table(layers, image_size: int, num_classes: int) -> MacsTable:
-    return MacsTable.build(layers, image_size, num_classes)
-
-
-def compile_blocks(supernet: SuperNet) -> None:
-    """torch.compile every block on its own (in place): a path switch reuses the blocks' graphs instead of
-    recompiling the whole network for each path."""
-    for stage in supernet.blocks:
-        for layer in stage:
-            for block in (layer if isinstance(layer, torch.nn.ModuleList) else [layer]):
-                block.compile()
-
-
-def prepare_search_phase(name: str, args, device: torch.device, path, image_size: int,
-                         cfg_files=None, label: str = '') -> Phase:
-    """The search phase ``name`` under ``cfg_files`` (default ``--cfg``); ``label`` tells its result apart."""
-    cfg = search_config(args, cfg_files)
-    session = build_step_parts(args, cfg, device, path, image_size, board=name in ('search-kd', 'search-meta'))
-    sampler = path_sampler(args, cfg, session.space.layers_per_stage, session.board.paths)
-    batches = make_batches(args, image_size, device)
-    distill_epoch = cfg.SUPERNET.META_STA_EPOCH + 1
-
-    if name == 'search-meta':
-        def step(i):
-            images, target = batches[i % len(batches)]
-            lib.search.step.run_meta_update(session, path, images, target, epoch=distill_epoch, step=i)
-    else:
-        epoch = distill_epoch if name == 'search-kd' else 0
-        resample = name == 'search-plain-resample'
-
-        def step(i):
-            images, target = batches[i % len(batches)]
-            step_path = path
-            if resample:  # --paths-file: those paths in turn (step i: path i, warm-up included)
-                step_path = args.replay_paths[i % len(args.replay_paths)] if args.replay_paths else sampler.sample()
-            lib.search.step.search_step(session, step_path, images, target, epoch=epoch)
-
-    def extra() -> Dict:
-        resampled = 'replayed' if args.replay_paths else 'sampled'
-        out = {'path': [list(s) for s in path] if name != 'search-plain-resample' else resampled}
-        if name == 'search-kd':
-            out['board_size'] = len(session.board)
-        return out
-    return Phase(name + label, step, image_size, extra)
-
-
-def compare_label(cfg_files: Sequence[str]) -> str:
-    """'@train_corrected' for ``--compare-cfg configs/train_corrected.yaml``; '' for none."""
-    return ('@' + '+'.join(os.path.splitext(os.path.basename(path))[0] for path in cfg_files)) if cfg_files else ''
-
-
-# ---- the fixed-network phases ---------------------------------------------------------------------
-def prepare_static_phase(args, device: torch.device, path, image_size: int) -> Phase:
-    """The search step's work on the path built as a fixed network: same optimizer groups, LR schedule,
-    loss, AMP and on-device metric sums; no path bookkeeping, no board."""
-    cfg = search_config(args)
-    torch.manual_seed(args.seed)
-    model = build_childnet(path_to_arch(path), num_classes=args.num_classes,
-                           bn_momentum=cfg.BATCHNORM.BN_MOMENTUM, bn_eps=cfg.BATCHNORM.BN_EPS)
-    model = prepare_model(model, args, device).train()
-    mmn = MetaMatchingNetwork(cfg.SUPERNET.SLICE, args.num_classes).to(device)
-    optimizer = build_search_optimizer(cfg, model, mmn)
-    scheduler = build_linear_schedule(optimizer, 100 * (args.warmup + args.steps + 1))
-    scaler = grad_scaler(device, cfg.AMP, cfg.AMP_DTYPE)
-    loss_fn = build_loss(cfg)
-    forward = torch.compile(model) if args.compile else model
-    batches = make_batches(args, image_size, device)
-
-    def step(i):
-        images, target = batches[i % len(batches)]
-        with autocast(device, cfg.AMP, cfg.AMP_DTYPE):
-            logits = forward(images)
-            loss = loss_fn(logits, target)
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
-        scaler.step(optimizer)
-        scaler.update()
-        scheduler.step()
-        lib.search.step.step_sums(logits.detach(), loss.detach(), None, target, meta_updates=0)
-
-    return Phase('static', step, image_size, lambda: {'path': [list(s) for s in path]})
-
-
-def released_config(args, image_size: int):
-    opts = ['NET.SELECTION', args.selection, 'DATASET.NUM_CLASSES', args.num_classes,
-            'DATASET.BATCH_SIZE', args.batch_size, 'DATASET.IMAGE_SIZE', image_size,
-            'AMP', args.amp != 'none', 'AMP_DTYPE', AMP_DTYPES[args.amp] or 'bfloat16',
-            'CHANNELS_LAST', args.channels_last, 'COMPILE', args.compile, 'SEED', args.seed,
-            'NET.EMA.USE', not args.no_ema, 'LOG_INTERVAL', 10 ** 9]
-    return load_config([RETRAIN_RECIPE], [str(o) for o in opts])
-
-
-def released_resolution(args) -> int:
-    return args.image_size or RELEASED_MODELS[resolve_selection(args.selection)].resolution
-
-
-def retrain_phase(args, device: torch.device) -> Dict:
-    """The retrain loop's steps with the retraining recipe (configs/retrain.yaml): optimizer, timm
-    schedule, label smoothing, EMA (``--no-ema``: off), AMP, channels_last."""
-    image_size = released_resolution(args)
-    cfg = released_config(args, image_size)
-    torch.manual_seed(args.seed)
-    model, info = build_child_from_cfg(cfg)
-    model = prepare_model(model, args, device).train()
-    optimizer = build_optimizer(cfg, model, cfg.LR)
-    scheduler, _ = build_scheduler(cfg, optimizer, args.warmup + args.steps)
-    loss_fn, mixup_fn = build_criterion(cfg, args.num_classes)
-    ema = build_ema(cfg, model)
-    train_model = torch.compile(model) if args.compile else model
-    batches = make_batches(args, image_size, device)
-    global_step = 0
-
-    def run(steps: int) -> None:
-        nonlocal global_step
-        step = RetrainStep(train_model, optimizer, loss_fn, device, scheduler=scheduler,
-                           scaler=grad_scaler(device, cfg.AMP, cfg.AMP_DTYPE), model_ema=ema, mixup_fn=mixup_fn,
-                           amp=cfg.AMP, amp_dtype=cfg.AMP_DTYPE, clip_grad=cfg.CLIP_GRAD)
-        result = retrain_one_epoch(step, SyntheticLoader(batches, steps), EpochStart(0, global_step=global_step),
-                                   steps_per_epoch=steps, log_interval=cfg.LOG_INTERVAL)
-        global_step = result.global_step
-
-    seconds = whole_loop_timed(run, args, device)
-    return record('retrain', args, device, seconds, image_size, None, model=info.name, ema=ema is not None)
-
-
-def eval_phase(args, device: torch.device) -> Dict:
-    image_size = released_resolution(args)
-    cfg = released_config(args, image_size)
-    torch.manual_seed(args.seed)
-    model, info = build_child_from_cfg(cfg)
-    model = prepare_model(model, args, device).eval()
-    forward = torch.compile(model) if args.compile else None
-    batches = make_batches(args, image_size, device)
-
-    def run(steps: int) -> None:
-        evaluate(model, SyntheticLoader(batches, steps), device, amp=cfg.AMP, amp_dtype=cfg.AMP_DTYPE,
-                 channels_last=args.channels_last, forward=forward)
-
-    seconds = whole_loop_timed(run, args, device)
-    return record('eval', args, device, seconds, image_size, None, model=info.name)
-
-
-def whole_loop_timed(run: Callable[[int], None], args, device: torch.device) -> float:
-    """Seconds of one ``run(steps)`` after an untimed ``run(warmup)`` (loops that own their iteration)."""
-    if args.warmup:
-        run(args.warmup)
-    synchronize(device)
-    start = time.perf_counter()
-    run(args.steps)
-    synchronize(device)
-    return time.perf_counter() - start
-
-
-# ---- output ---------------------------------------------------------------------------------------
-def record(phase: str, args, device: torch.device, seconds: float, image_size: int,
-           per_step: Optional[List[float]], **extra) -> Dict:
-    """One phase's JSON line. ``img_per_sec`` is over all timed steps; ``img_per_sec_median`` (from the median
-    step; when steps were timed one by one) is the steadier figure on a shared machine."""
-    mean_step = seconds / args.steps
-    median = statistics.median(per_step) if per_step else None
-    result = {'phase': phase, 'img_per_sec': round(args.batch_size / mean_step, 2),
-              'img_per_sec_median': None if median is None else round(args.batch_size / median, 2),
-              'ms_per_step': round(1000 * mean_step, 2), 'peak_gib': peak_gib(device),
-              'batch_size': args.batch_size, 'image_size': image_size, 'device': device.type, 'amp': args.amp,
-              'channels_last': args.channels_last, 'compile': args.compile, 'steps': args.steps,
-              'warmup': args.warmup, 'threads': torch.get_num_threads()}
-    result.update(extra)
-    return result
-
-
+# ---- the report -----------------------------------------------------------------------------------
 RESULT_KEYS = ('phase', 'img_per_sec', 'ms_per_step', 'peak_gib', 'image_size', 'device', 'batch_size', 'amp',
                'channels_last', 'compile')  # what ``table`` reads of a result line
 
@@ -599,14 +198,14 @@ def main(argv: Optional[List[str]] = None) -> List[Dict]:
         check_output_file(args.jsonl, '--jsonl')
     if args.threads:
         torch.set_num_threads(args.threads)
-    path = args.student_path
-    search_size = args.image_size or DEFAULT_SEARCH_IMAGE_SIZE
+    settings = BenchSettings(**{field.name: getattr(args, field.name) for field in dataclasses.fields(BenchSettings)})
+    path, search_size = args.student_path, settings.search_image_size
 
     def prepare(name: str) -> Phase:
         if name == 'static':
-            return prepare_static_phase(args, device, path, search_size)
+            return prepare_static_phase(settings, device, path, search_size)
         # Under --cfg the search phases carry the config's name (search-kd@train_corrected), as --compare-cfg's.
-        return prepare_search_phase(name, args, device, path, search_size, label=compare_label(args.cfg or []))
+        return prepare_search_phase(name, settings, device, path, search_size, label=compare_label(args.cfg or []))
 
     results = []
 
@@ -624,20 +223,20 @@ def main(argv: Optional[List[str]] = None) -> List[Dict]:
         prepared = [prepare(name) for name in step_phases]
         if args.compare_cfg:
             label = compare_label(args.compare_cfg)
-            prepared += [prepare_search_phase(name, args, device, path, search_size, args.compare_cfg, label)
+            prepared += [prepare_search_phase(name, settings, device, path, search_size, args.compare_cfg, label)
                          for name in step_phases if name.startswith('search')]
-        for result in run_interleaved(prepared, args, device):
+        for result in run_interleaved(prepared, settings, device):
             emit(result)
     for name in args.phases:
         if args.interleave and name in step_phases:
             continue
         reset_memory(device)
         if name in step_phases:
-            emit(run_phase(prepare(name), args, device))
+            emit(run_phase(prepare(name), settings, device))
         elif name == 'retrain':
-            emit(retrain_phase(args, device))
+            emit(retrain_phase(settings, device))
         else:
-            emit(eval_phase(args, device))
+            emit(eval_phase(settings, device))
     print(table(results), flush=True)
     return results
 

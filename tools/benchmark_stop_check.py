@@ -12,23 +12,19 @@ boundary and read at the next); and, for scale, with a blocking all-reduce of th
 import argparse
 import json
 import logging
-import os
 import socket
 import statistics
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
 
-import torch  # noqa: E402
-import torch.distributed as dist  # noqa: E402
-import torch.multiprocessing as mp  # noqa: E402
-
-from lib import comm  # noqa: E402
-from lib.checked_io import int_at_least  # noqa: E402
-from lib.engine.guard import exit_on_error  # noqa: E402
-from lib.engine.stop import StopOnSigterm  # noqa: E402
-from lib.models.childnet import build_childnet  # noqa: E402
+from lib import comm
+from lib.checked_io import int_at_least
+from lib.engine.guard import exit_on_error
+from lib.engine.stop import StopOnSigterm
+from lib.models.childnet import build_childnet
 
 ARCH = [[0], [0], [0], [0], [0], [0], [0]]
 

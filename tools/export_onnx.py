@@ -19,16 +19,12 @@ from lib.checked_io import check_output_file, make_parent
 from lib.checkpoint.weights import load_model_weights
 from lib.config import ConfigError, load_config
 from lib.engine.guard import exit_on_error
-from lib.errors import CreamError, OutputError
-from lib.fileio import atomic_path
+from lib.errors import CreamError
+from lib.fileio import atomic_path, write_failed
 from lib.models.from_config import build_child_from_cfg
 
 INPUT_NAME, OUTPUT_NAME = 'image', 'logits'
 
-
-def _unwritable(path: str, err: OSError) -> OutputError:
-    return OutputError(f'cannot write {path} ({type(err).__name__}: {err.strerror or err}); choose a writable folder '
-                       'for --out / --torch-export')
 
 
 def _replace_atomically(write, path: str) -> None:
@@ -39,7 +35,7 @@ def _replace_atomically(write, path: str) -> None:
     except CreamError:
         raise
     except OSError as err:
-        raise _unwritable(path, err) from None
+        raise write_failed(path, err, 'choose a writable folder for --out / --torch-export') from None
 
 
 def export_onnx(model: torch.nn.Module, example: torch.Tensor, path: str) -> int:

@@ -16,7 +16,7 @@ import yaml
 from lib.checked_io import check_output_file, make_parent, read_json
 from lib.engine.guard import exit_on_error
 from lib.errors import CreamError
-from lib.fileio import atomic_path
+from lib.fileio import atomic_path, write_failed
 from lib.search.outputs import BEST_ARCH_FILE, BOARD_FILE, BOARD_HISTORY_FILE, read_board_history
 
 SUMMARY_FILE = 'summary.csv'
@@ -194,8 +194,7 @@ def plot_run(run_dir: str, out: Optional[str] = None) -> str:
     except CreamError:
         raise
     except OSError as err:
-        raise RunFolderError(f'cannot write {out} ({type(err).__name__}: {err.strerror or err}); give --out a '
-                             'writable place') from None
+        raise write_failed(out, err, 'give --out a writable place', error_type=RunFolderError) from None
     return out
 
 

@@ -3,8 +3,8 @@
     python tools/profile_step.py --device cpu --threads 1 --batch-size 32 --image-size 64 --phase search-kd
     python tools/profile_step.py --device cuda --batch-size 128 --image-size 224 --amp bf16 --channels-last
 
-Builds the phase as tools/benchmark.py does (synthetic data, a full board for search-kd; ``--cfg`` for another
-config, e.g. configs/train_corrected.yaml), runs ``--warmup`` steps, then ``--steps`` steps timing the step's
+Builds the phase as tools/benchmark.py does (``lib.bench``: synthetic data, a full board for search-kd; ``--cfg``
+for another config, e.g. configs/train_corrected.yaml), runs ``--warmup`` steps, then ``--steps`` steps timing the step's
 parts by this process's CPU time (what a busy machine does not disturb; with ``--threads 1`` it is the work done),
 then ``--steps`` more under torch.profiler. Prints the parts (time per step inclusive of the parts nested in them,
 as indented; share of the step), by the CPU clock and by the profiler (its CPU column is wall time spent in
@@ -22,12 +22,15 @@ from typing import Dict, List, Optional
 import torch
 from torch.profiler import ProfilerActivity, profile, record_function
 
-import benchmark
-from lib.checked_io import check_output_file, int_at_least, make_parent
-from lib.engine.guard import exit_on_error
-from lib.fileio import atomic_path
 import lib.search.meta_matching
 import lib.search.step
+from lib.bench.search_phases import prepare_search_phase
+from lib.bench.settings import (AMP_DTYPES, DEFAULT_PATH, DEFAULT_SEARCH_IMAGE_SIZE, BenchmarkError, BenchSettings,
+                                parse_path)
+from lib.checked_io import check_output_file, int_at_least, make_parent
+from lib.engine.guard import exit_on_error
+from lib.engine.step_timing import synchronize
+from lib.fileio import atomic_path
 from lib.models.supernet import SuperNet
 
 # (label, owner, attribute): the step's parts. Indented labels run inside the one above them.
@@ -103,10 +106,10 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument('--cfg', nargs='*', default=None, help='yaml config(s); default: lib/config.py')
     parser.add_argument('--device', choices=('cpu', 'cuda'), default='cpu')
     parser.add_argument('--batch-size', type=int, default=32)
-    parser.add_argument('--image-size', type=int, default=benchmark.DEFAULT_SEARCH_IMAGE_SIZE)
-    parser.add_argument('--amp', choices=tuple(benchmark.AMP_DTYPES), default='none')
+    parser.add_argument('--image-size', type=int, default=DEFAULT_SEARCH_IMAGE_SIZE)
+    parser.add_argument('--amp', choices=tuple(AMP_DTYPES), default='none')
     parser.add_argument('--channels-last', action='store_true')
-    parser.add_argument('--path', default=benchmark.DEFAULT_PATH, help='JSON student path')
+    parser.add_argument('--path', default=DEFAULT_PATH, help='JSON student path')
     parser.add_argument('--num-classes', type=int_at_least(1), default=1000)
     parser.add_argument('--pool-size', type=int_at_least(1), default=10, help='board entries of search-kd/search-meta')
     parser.add_argument('--steps', type=int, default=3, help='steps timed, then as many profiled')
@@ -119,8 +122,8 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     if args.steps < 1 or args.warmup < 0:
         parser.error('--steps must be >= 1 and --warmup >= 0')
     try:
-        benchmark.parse_path(args.path)
-    except benchmark.BenchmarkError as err:
+        args.student_path = parse_path(args.path)
+    except BenchmarkError as err:
         parser.error(str(err))
     return args
 
@@ -128,30 +131,28 @@ def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
 def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
     if args.device == 'cuda' and not torch.cuda.is_available():
-        raise benchmark.BenchmarkError('--device cuda but no CUDA GPU is visible; use --device cpu')
+        raise BenchmarkError('--device cuda but no CUDA GPU is visible; use --device cpu')
     if args.trace:
         check_output_file(args.trace, '--trace')
     if args.threads:
         torch.set_num_threads(args.threads)
     device = torch.device(args.device)
-    # The benchmark's own options for the phase, so that both build the same session.
-    options = ['--device', args.device, '--batch-size', str(args.batch_size), '--image-size', str(args.image_size),
-               '--amp', args.amp, '--seed', str(args.seed), '--path', args.path, '--phases', args.phase,
-               '--num-classes', str(args.num_classes), '--pool-size', str(args.pool_size)]
-    options += (['--channels-last'] if args.channels_last else []) + (['--cfg', *args.cfg] if args.cfg else [])
-    bench = benchmark.parse_args(options)
-    phase = benchmark.prepare_search_phase(args.phase, bench, device, benchmark.parse_path(args.path), args.image_size)
+    # tools/benchmark.py's settings for these options (its defaults for the rest): both build the same session.
+    settings = BenchSettings(batch_size=args.batch_size, image_size=args.image_size, num_classes=args.num_classes,
+                             amp=args.amp, channels_last=args.channels_last, seed=args.seed, pool_size=args.pool_size,
+                             cfg=args.cfg)
+    phase = prepare_search_phase(args.phase, settings, device, args.student_path, args.image_size)
 
     def step(i: int, seconds: Dict[str, float]) -> None:
         start = time.process_time()
         with record_function(STEP):
             phase.step(i)
-        benchmark.synchronize(device)
+        synchronize(device)
         seconds[STEP] += time.process_time() - start
 
     for i in range(args.warmup):
         phase.step(i)
-    benchmark.synchronize(device)
+    synchronize(device)
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == 'cuda' else [])
     with parts_marked() as seconds:
         for i in range(args.warmup, args.warmup + args.steps):

@@ -16,7 +16,7 @@ from typing import List, Tuple
 
 from lib.engine.run_lock import RunLock
 from lib.errors import CreamError
-from lib.fileio import disk_full_error, probe_writable, remove_stale_temporary_files
+from lib.fileio import probe_writable, remove_stale_temporary_files, write_failed
 
 # What marks a folder as holding a run (checkpoints and results), and everything the scripts write there.
 RUN_MARKERS = ('*.pth.tar', 'summary.csv', 'board.json', 'best_arch.yaml', 'results.json', 'test_results.json')
@@ -45,11 +45,8 @@ def _listing(names: List[str], limit: int = 6) -> str:
 
 
 def _unwritable(run_dir: str, err: OSError) -> CreamError:
-    full = disk_full_error(err, run_dir)
-    if full is not None:
-        return full
-    return RunFolderError(f'cannot write to the run folder {run_dir!r} ({type(err).__name__}: {err.strerror or err}); '
-                          'set OUTPUT to a writable folder (the run folder is OUTPUT/MODEL)')
+    return write_failed(run_dir, err, 'set OUTPUT to a writable folder (the run folder is OUTPUT/MODEL)',
+                        what=f'to the run folder {run_dir!r}', error_type=RunFolderError)
 
 
 def _lock(run_dir: str, script: str) -> RunLock:

@@ -14,7 +14,6 @@ from lib.checkpoint.files import load_checkpoint_file
 from lib.config import load_config
 from lib.data.loaders import check_data_folders
 from lib.engine.distributed import DistContext
-from lib.engine.evaluate import evaluate
 from lib.errors import ConfigError
 from lib.experiments.truth_files import checked_path
 from lib.models import ops
@@ -26,7 +25,7 @@ from lib.search.latency_budget import latency_budget
 from lib.search.macs_table import build_macs_table
 from lib.search.measures import search_budget
 from lib.search.outputs import BEST_ARCH_FILE
-from lib.search.validate import recalibrated_bn
+from lib.search.validate import evaluate_path
 from lib.train.session import build_loaders
 
 CHECKPOINT_FILE = 'last.pth.tar'
@@ -66,19 +65,16 @@ def load_search_run(run_dir: str, device: str = 'cpu') -> SimpleNamespace:
 
 def score_paths(run: SimpleNamespace, paths: Sequence, bn_batches: int) -> List[Dict]:
     """Per path: val prec1/loss with the shared BN statistics ('shared') and, when ``bn_batches`` > 0, with
-    the path's own re-estimated on that many training batches ('recalibrated'; the same batches for every path)."""
-    cfg, supernet = run.cfg, run.supernet
-    kwargs = dict(amp=cfg.AMP, amp_dtype=cfg.AMP_DTYPE, channels_last=cfg.CHANNELS_LAST)
+    the path's own re-estimated on that many training batches ('recalibrated'; the same batches for every path).
+    Each is ``lib.search.validate.evaluate_path``, the search's own evaluation of a path (its TTA too)."""
     scores = []
     for path in paths:
-        path = supernet.check_path(path)
-        forward = lambda x, p=path: supernet(x, p)  # noqa: E731
-        shared = evaluate(supernet, run.val_loader, run.dist.device, forward=forward, **kwargs)
-        row = {'path': [list(s) for s in path], 'shared': {'prec1': shared['prec1'], 'loss': shared['loss']}}
-        if bn_batches > 0:
-            with recalibrated_bn(run, path, epoch=0, batches=bn_batches):
-                recal = evaluate(supernet, run.val_loader, run.dist.device, forward=forward, **kwargs)
-            row['recalibrated'] = {'prec1': recal['prec1'], 'loss': recal['loss']}
+        path = run.supernet.check_path(path)
+        row = {'path': [list(s) for s in path]}
+        budgets = {'shared': 0, **({'recalibrated': bn_batches} if bn_batches > 0 else {})}
+        for name, batches in budgets.items():
+            result = evaluate_path(run, path, epoch=0, bn_batches=batches, prefix=f'Score: {name}')
+            row[name] = {'prec1': result['prec1'], 'loss': result['loss']}
         scores.append(row)
     return scores
 

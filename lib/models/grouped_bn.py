@@ -31,8 +31,13 @@ _PLAIN_FORWARDS = (nn.modules.batchnorm._BatchNorm.forward, nn.SyncBatchNorm.for
 _NORM_ACT_FORWARDS = (BatchNormAct2d.forward, SyncBatchNormAct.forward)
 
 
-def _training_batch_norms(model: nn.Module) -> List[nn.modules.batchnorm._BatchNorm]:
-    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
+def _all_modules(model) -> List[nn.Module]:
+    """``model``'s modules; for a sequence of modules (e.g. ``SuperNet.path_bn_layers`` and a dropout layer), each's."""
+    return list(model.modules()) if isinstance(model, nn.Module) else [m for part in model for m in part.modules()]
+
+
+def _training_batch_norms(modules: List[nn.Module]) -> List[nn.modules.batchnorm._BatchNorm]:
+    layers = [m for m in modules if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training]
     for layer in layers:
         if type(layer).forward not in _PLAIN_FORWARDS + _NORM_ACT_FORWARDS:
             raise TypeError(f'{type(layer).__name__} has its own forward; grouped batch statistics support '
@@ -151,13 +156,15 @@ def _swapped_forwards(layers, forward):
 
 
 @contextlib.contextmanager
-def grouped_batch_norm(model: nn.Module, groups: int):
-    """See the module docstring. Yields the list that receives, per group in order, the random state
-    before the group's dropout noise (empty when no dropout layer draws)."""
+def grouped_batch_norm(model, groups: int):
+    """See the module docstring; ``model``: a module, or the sequence of modules whose layers to change. Yields
+    the list that receives, per group in order, the random state before the group's dropout noise (empty when no
+    dropout layer draws)."""
     if groups < 1:
         raise ValueError(f'groups must be >= 1; got {groups}')
-    norms = _training_batch_norms(model)
-    drops = [m for m in model.modules() if type(m) is nn.Dropout and m.training and m.p > 0]
+    modules = _all_modules(model)
+    norms = _training_batch_norms(modules)
+    drops = [m for m in modules if type(m) is nn.Dropout and m.training and m.p > 0]
     if len(drops) > 1:
         raise ValueError('grouped forwards keep the random draws of per-group forwards with one dropout layer '
                          f'only; the model has {len(drops)}')

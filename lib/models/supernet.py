@@ -21,7 +21,8 @@ from .paths import Path
 
 FIXED_STAGE = 0  # blocks.0: the depthwise-separable stage
 FINAL_STAGE = ops.NUM_SEARCH_STAGES + 1  # blocks.6: the 1x1 conv to 320 channels
-PATH_CACHE_SIZE = 64  # paths whose parameter lists are kept (the board's plus recent students)
+PATH_CACHE_SIZE = 64  # paths whose parameter and BN lists are kept (the board's plus recent students)
+BatchNorm = nn.modules.batchnorm._BatchNorm
 
 
 class PathError(CreamError, ValueError):
@@ -102,6 +103,7 @@ class SuperNet(nn.Module):
 
         # A new student path every step: keep only the recent ones (board paths recur).
         self._path_params: 'OrderedDict[Path, OrderedDict[str, nn.Parameter]]' = OrderedDict()
+        self._path_bns: 'OrderedDict[Path, Tuple[Tuple[BatchNorm, ...], ...]]' = OrderedDict()
 
     def zero_init_residual_ops(self) -> None:
         """Every residual searchable op starts as the identity (its last BN's weight 0): an op not yet trained adds
@@ -146,21 +148,33 @@ class SuperNet(nn.Module):
                     ('classifier', 'classifier', self.classifier)]
         return entries
 
+    def _cached(self, cache: OrderedDict, path: Sequence[Sequence[int]], build):
+        """``cache[path]``, built by ``build(checked path)`` when absent; the PATH_CACHE_SIZE most recent kept."""
+        path = self.check_path(path)
+        value = cache.get(path)
+        if value is None:
+            value = cache[path] = build(path)
+            while len(cache) > PATH_CACHE_SIZE:
+                cache.popitem(last=False)
+        else:
+            cache.move_to_end(path)
+        return value
+
     def path_parameters(self, path: Sequence[Sequence[int]]) -> 'OrderedDict[str, nn.Parameter]':
         """The parameters ``path`` uses, by their supernet names (cached for recent paths)."""
-        path = self.check_path(path)
-        params = self._path_params.get(path)
-        if params is None:
-            params = OrderedDict(
-                (f'{name}.{key}', param)
-                for _, name, module in self.path_modules(path)
-                for key, param in module.named_parameters())
-            self._path_params[path] = params
-            while len(self._path_params) > PATH_CACHE_SIZE:
-                self._path_params.popitem(last=False)
-        else:
-            self._path_params.move_to_end(path)
-        return params
+        return self._cached(self._path_params, path, lambda path: OrderedDict(
+            (f'{name}.{key}', param) for _, name, module in self.path_modules(path)
+            for key, param in module.named_parameters()))
+
+    def path_bn_groups(self, path: Sequence[Sequence[int]]) -> Tuple[Tuple[BatchNorm, ...], ...]:
+        """The BN layers of each entry of ``path_modules(path)``, in forward order (cached for recent paths: the
+        distillation step, teacher selection and BN re-estimation read them without walking the modules)."""
+        return self._cached(self._path_bns, path, lambda path: tuple(
+            tuple(m for m in module.modules() if isinstance(m, BatchNorm)) for *_, module in self.path_modules(path)))
+
+    def path_bn_layers(self, path: Sequence[Sequence[int]]) -> List[BatchNorm]:
+        """The BN layers ``path`` runs (stem, fixed stages and head included), each once, in forward order."""
+        return [m for group in self.path_bn_groups(path) for m in group]
 
     def child_state_dict(self, path: Sequence[Sequence[int]]) -> 'OrderedDict[str, torch.Tensor]':
         """A state_dict that ``childnet.build_childnet(path_to_arch(path))`` loads strictly."""
@@ -211,7 +225,8 @@ class SuperNet(nn.Module):
         shared = 0
         while shared < len(student_blocks) and student_blocks[shared] is teacher_blocks[shared]:
             shared += 1
-        with bn_updates_counted_twice([self.bn1, *student_blocks[:shared]]):
+        # path_modules: conv_stem, bn1, then the path's blocks in order: the BN layers of bn1 and the shared blocks.
+        with bn_updates_counted_twice([m for group in self.path_bn_groups(path)[:2 + shared] for m in group]):
             x = self.forward_stem(x)
             for block in student_blocks[:shared]:
                 x = block(x)
@@ -226,13 +241,20 @@ class SuperNet(nn.Module):
         return logits, teacher_logits
 
 
+def _counting_batch_norms(modules) -> List[BatchNorm]:
+    """The BN layers among ``modules`` (a module or a sequence of them, e.g. ``path_bn_layers``; each walked) that
+    train and update running statistics."""
+    modules = [modules] if isinstance(modules, nn.Module) else modules
+    return [m for module in modules for m in module.modules()
+            if isinstance(m, BatchNorm) and m.training and m.track_running_stats]
+
+
 @contextlib.contextmanager
 def bn_updates_counted_twice(modules: Sequence[nn.Module]):
     """Inside the block, each training BN layer in ``modules`` updates its running statistics as if it ran
     twice in a row on the same batch: momentum m becomes 1 - (1 - m)^2 (cumulative averaging after n batches:
     2 / (n + 2)) and num_batches_tracked advances by two."""
-    layers = [m for module in modules for m in module.modules()
-              if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats]
+    layers = _counting_batch_norms(modules)
     saved = [m.momentum for m in layers]
     for m in layers:
         if m.momentum is None:  # a host read, as torch's own cumulative average makes
@@ -249,11 +271,11 @@ def bn_updates_counted_twice(modules: Sequence[nn.Module]):
 
 
 @contextlib.contextmanager
-def frozen_running_stats(module: nn.Module):
-    """Inside the block, BN layers in training mode still normalize with the batch's statistics but leave their
-    running statistics and num_batches_tracked alone (for replaying a forward that already counted)."""
-    layers = [m for m in module.modules()
-              if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.training and m.track_running_stats]
+def frozen_running_stats(modules):
+    """Inside the block, the BN layers of ``modules`` (a module, or a sequence such as ``path_bn_layers``) in training
+    mode still normalize with the batch's statistics but leave their running statistics and num_batches_tracked
+    alone (for replaying a forward that already counted)."""
+    layers = _counting_batch_norms(modules)
     for m in layers:
         m.track_running_stats = False
     try:

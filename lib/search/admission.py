@@ -13,7 +13,7 @@ import torch
 
 from lib.data.loaders import fixed_batch
 from lib.engine.precision import autocast
-from lib.search.path_bn import path_bn_layers, restored_bn
+from lib.search.path_bn import restored_bn
 
 Batch = Tuple[torch.Tensor, torch.Tensor]
 
@@ -31,7 +31,7 @@ def held_out_prec1(supernet, path, batch: Batch, *, amp: bool = False, amp_dtype
     statistics and mode are unchanged afterwards."""
     images, target = batch
     was_training = supernet.training
-    layers = path_bn_layers(supernet, path)
+    layers = supernet.path_bn_layers(path)
     with restored_bn(layers), torch.no_grad(), autocast(images.device, amp, amp_dtype):
         try:
             supernet.eval()

@@ -5,10 +5,10 @@ measure ('budget_flops', ``lib.search.flops.BudgetFlops``); the board's measure 
 from dataclasses import dataclass
 from typing import ClassVar, Dict, Sequence
 
+from lib.models.paths import Path
 from lib.search.flops import SearchSpace
 from lib.search.path_cost import PathCost, SpaceCost
 
-Path = Sequence[Sequence[int]]
 
 
 def flops_columns_text(space: SearchSpace, decides: bool) -> str:

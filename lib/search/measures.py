@@ -14,12 +14,12 @@ kind of budget it runs under.
 import dataclasses
 from typing import Dict, Optional, Protocol, Sequence, Union
 
+from lib.models.paths import Path
 from lib.search.flops import SearchSpace
 from lib.search.flops_budget import FlopsBudget
 from lib.search.latency_budget import LatencyBudget
 from lib.search.path_cost import PathCost, SpaceCost
 
-Path = Sequence[Sequence[int]]
 
 
 class SearchBudget(Protocol):

@@ -80,11 +80,12 @@ class TeacherChoice:
 
 def select_teacher(student: nn.Module, path, board: PrioritizedBoard, pick_method: str,
                    mmn: Optional[MetaMatchingNetwork] = None, *, per_entry: bool = False,
-                   differentiable_weight: bool = False) -> TeacherChoice:
+                   differentiable_weight: bool = False, cpu_channels_last: bool = False) -> TeacherChoice:
     """Pick a teacher for the student ``path``: 'top1' -> the board's best, m = 0.5; 'meta' -> argmax
     of the MMN scores, m = sigmoid(-score of the chosen teacher) (the original took the last entry's
     score: a bug). ``differentiable_weight`` (SUPERNET.DETACH_KD_WEIGHT False, the original): m keeps
-    its graph to the MMN and, through the chosen entry's probe forward, to the student path."""
+    its graph to the MMN and, through the chosen entry's probe forward, to the student path.
+    ``cpu_channels_last``: see ``lib.search.probes.probe_deltas``."""
     if len(board) == 0:
         raise ValueError('cannot select a teacher from an empty board')
     if pick_method == 'top1':
@@ -98,7 +99,7 @@ def select_teacher(student: nn.Module, path, board: PrioritizedBoard, pick_metho
     # 'per_entry' scores every entry in one grouped forward without a graph; 'batched' keeps the graph of its one
     # forward when m needs it.
     probes = probe_deltas(student, path, board, per_entry=per_entry,
-                          with_grad=differentiable_weight and not per_entry)
+                          with_grad=differentiable_weight and not per_entry, cpu_channels_last=cpu_channels_last)
     with torch.no_grad():
         scores = mmn(probes.deltas.detach())
     index = int(torch.argmax(scores))  # a host sync: the teacher's path decides which blocks run

@@ -33,10 +33,11 @@ from torch.func import functional_call, jvp
 
 from lib.comm import all_reduce_mean_
 from lib.errors import ConfigError
+from lib.models.grouped_bn import get_rng_state, replayed_rng
 from lib.models.supernet import frozen_running_stats
 from lib.search.board import PrioritizedBoard
 from lib.search.meta_matching import MetaMatchingNetwork, TeacherChoice, select_teacher, soft_cross_entropy
-from lib.search.probes import chosen_probe_delta, probe_deltas
+from lib.search.probes import chosen_probe_delta, layers_run, probe_deltas
 
 INNER_GRADS = ('full', 'detached')
 
@@ -44,32 +45,30 @@ INNER_GRADS = ('full', 'detached')
 @dataclass
 class ProbeReplay:
     """How teacher selection ran the chosen entry's probe forward, to run it again: the board, per-entry or
-    batched, the chosen entry, the RNG states (CPU, and the device's) just before selection, and per-entry the
-    random state before the chosen entry's dropout noise (``TeacherChoice.probe_rng_state``)."""
+    batched, the chosen entry, the state of the device's random generator just before selection, and per-entry
+    the random state before the chosen entry's dropout noise (``TeacherChoice.probe_rng_state``); both replayed
+    by ``lib.models.grouped_bn.replayed_rng``."""
     board: PrioritizedBoard
     per_entry: bool
     index: int
-    rng_states: List[torch.Tensor]
+    rng_state: torch.Tensor
     device: torch.device
     entry_rng_state: Optional[torch.Tensor] = None
 
 
-def _rng_states(device: torch.device) -> List[torch.Tensor]:
-    return [torch.get_rng_state()] + ([torch.cuda.get_rng_state(device)] if device.type == 'cuda' else [])
-
-
 def select_teacher_for_update(student: nn.Module, path, board: PrioritizedBoard, mmn: MetaMatchingNetwork, *,
-                              per_entry: bool, inner_grad: str = 'full'):
+                              per_entry: bool, inner_grad: str = 'full', cpu_channels_last: bool = False):
     """(teacher, replay) for the meta-matching update: 'full' keeps m's graph through the chosen entry's probe
-    forward and returns its replay; 'detached' runs the probes without gradient (replay None)."""
+    forward and returns its replay; 'detached' runs the probes without gradient (replay None).
+    ``cpu_channels_last``: see ``lib.search.probes.probe_deltas``."""
     if inner_grad not in INNER_GRADS:
         raise ConfigError(f'SUPERNET.META_INNER_GRAD must be one of {INNER_GRADS}; got {inner_grad!r}')
     device = next(student.parameters()).device
-    states = _rng_states(device) if inner_grad == 'full' else None
+    state = get_rng_state(device) if inner_grad == 'full' else None
     teacher = select_teacher(student, path, board, 'meta', mmn, per_entry=per_entry,
-                             differentiable_weight=inner_grad == 'full')
-    replay = None if states is None else ProbeReplay(board, per_entry, teacher.index, states, device,
-                                                     teacher.probe_rng_state)
+                             differentiable_weight=inner_grad == 'full', cpu_channels_last=cpu_channels_last)
+    replay = None if state is None else ProbeReplay(board, per_entry, teacher.index, state, device,
+                                                    teacher.probe_rng_state)
     return teacher, replay
 
 
@@ -90,19 +89,17 @@ def probe_delta_jvp(supernet: nn.Module, path, replay: ProbeReplay, tangents: Di
     forward replayed as teacher selection ran it. Leaves the RNG and the BN running statistics as they were."""
     student = _FunctionalStudent(supernet)
     primals = {name: param.detach() for name, param in supernet.path_parameters(path).items() if name in tangents}
+    layers = layers_run(supernet, path)
 
     def chosen_delta(swapped):
         student.swapped = swapped
-        if replay.per_entry:  # the chosen entry's own forward, the one m's graph runs through
-            return chosen_probe_delta(student, path, replay.board[replay.index], replay.entry_rng_state)
-        return probe_deltas(student, path, replay.board, with_grad=True).deltas[replay.index]
+        if replay.per_entry:  # the chosen entry's own forward, the one m's graph runs through (it freezes the
+            return chosen_probe_delta(student, path, replay.board[replay.index],  # statistics, replays the noise)
+                                      replay.entry_rng_state, layers)
+        with frozen_running_stats(layers), replayed_rng(replay.rng_state, replay.device):
+            return probe_deltas(student, path, replay.board, with_grad=True).deltas[replay.index]
 
-    devices = [replay.device] if replay.device.type == 'cuda' else []
-    with torch.random.fork_rng(devices=devices), frozen_running_stats(supernet):
-        torch.set_rng_state(replay.rng_states[0])
-        if devices:
-            torch.cuda.set_rng_state(replay.rng_states[1], replay.device)
-        _, tangent = jvp(chosen_delta, (primals,), ({name: tangents[name] for name in primals},))
+    _, tangent = jvp(chosen_delta, (primals,), ({name: tangents[name] for name in primals},))
     return tangent
 
 

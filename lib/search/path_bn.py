@@ -1,17 +1,7 @@
-"""The BN layers one path of the supernet runs through, and a context that puts their statistics back: what the
-per-path BN re-estimation (``lib.search.validate.recalibrated_bn``) and the held-out board admission
-(``lib.search.admission``) change and must undo."""
+"""A context that puts a path's BN statistics back: what the per-path BN re-estimation
+(``lib.search.validate.recalibrated_bn``) and the held-out board admission (``lib.search.admission``) change and must
+undo. The layers come from ``SuperNet.path_bn_layers`` (one list per path, cached on the supernet)."""
 import contextlib
-from typing import List
-
-import torch.nn as nn
-
-
-def path_bn_layers(supernet, path) -> List[nn.modules.batchnorm._BatchNorm]:
-    """The BN layers of ``path`` (stem, fixed stages and head included), each once."""
-    modules = [entry[-1] for entry in supernet.path_modules(path)]  # (names..., module) per entry
-    return list(dict.fromkeys(m for module in modules for m in module.modules()
-                              if isinstance(m, nn.modules.batchnorm._BatchNorm)))
 
 
 @contextlib.contextmanager

@@ -11,9 +11,10 @@ Four tables price a path of the search space, each under the name of what it cou
 
 Which measure is the budget's and which the board's is decided in one place, ``lib.search.measures``.
 """
-from typing import Protocol, Sequence, Tuple, runtime_checkable
+from typing import Protocol, Tuple, runtime_checkable
 
-Path = Sequence[Sequence[int]]
+from lib.models.paths import Path
+
 
 
 @runtime_checkable

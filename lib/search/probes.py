@@ -36,11 +36,11 @@ def _probe_delta(probs: torch.Tensor, stored: torch.Tensor) -> torch.Tensor:
     return probs - stored.to(probs.dtype)
 
 
-def _layers_run(student: nn.Module, path) -> nn.Module:
-    """What the forward of ``path`` runs, so that the BN and dropout swaps visit those layers only (a supernet
-    holds six ops per layer); any other student whole."""
+def layers_run(student: nn.Module, path):
+    """The BN and dropout layers the forward of ``path`` runs, so that the BN and dropout swaps visit those layers
+    only (a supernet holds six ops per layer; its list per path is cached); any other student whole."""
     if isinstance(student, SuperNet):
-        return nn.ModuleList([module for _, _, module in student.path_modules(path)] + [student.head_drop])
+        return [*student.path_bn_layers(path), student.head_drop]
     return student
 
 
@@ -53,37 +53,41 @@ class ProbeDeltas(NamedTuple):
 
 
 def probe_deltas(student: nn.Module, path, board: PrioritizedBoard, *, per_entry: bool = False,
-                 with_grad: bool = False) -> ProbeDeltas:
+                 with_grad: bool = False, cpu_channels_last: bool = False) -> ProbeDeltas:
     """delta_j for every board entry j, in board order, from one forward: ``per_entry`` (SUPERNET.PROBE_FORWARD
     'per_entry') with each entry's own BN statistics, else with those of all probes together. ``with_grad``: the
-    forward keeps its graph (without one, on the CPU, it runs in channels_last: see below)."""
+    forward keeps its graph. ``cpu_channels_last`` (SUPERNET.PROBE_CPU_CHANNELS_LAST): a forward without a graph
+    on the CPU runs in channels_last (see below); False (the original's arithmetic): in the probes' own layout."""
     entries = list(board)
     slice_sizes = {entry.probe_images.shape[0] for entry in entries}
     if len(slice_sizes) != 1:
         raise ValueError(f'board probes have different slice sizes {sorted(slice_sizes)}; '
                          f'every entry must hold SUPERNET.SLICE images')
     images = torch.cat([entry.probe_images for entry in entries])
-    if not with_grad and images.device.type == 'cpu':
+    if cpu_channels_last and not with_grad and images.device.type == 'cpu':
         # Scores only: on the CPU, oneDNN's depthwise convolutions run several times faster in channels_last
-        # than in the default layout; the numbers differ by float rounding (the layout of the kernels' sums).
+        # than in the default layout; the numbers differ by float rounding (the layout of the kernels' sums), so
+        # two entries scoring that close may swap: off by default.
         images = images.contiguous(memory_format=torch.channels_last)
     stored = torch.stack([entry.probe_probs for entry in entries])
     rng_states: List[torch.Tensor] = []
     with torch.set_grad_enabled(with_grad):
         if per_entry:
-            with grouped_batch_norm(_layers_run(student, path), len(entries)) as rng_states:
+            with grouped_batch_norm(layers_run(student, path), len(entries)) as rng_states:
                 logits = student(images, path)
         else:
             logits = student(images, path)
         return ProbeDeltas(_probe_delta(probabilities(logits), stored), rng_states)
 
 
-def chosen_probe_delta(student: nn.Module, path, entry: BoardEntry, rng_state=None) -> torch.Tensor:
+def chosen_probe_delta(student: nn.Module, path, entry: BoardEntry, rng_state=None, layers=None) -> torch.Tensor:
     """The chosen entry's delta again, by the entry's own forward (with its graph where gradients are enabled),
     after ``probe_deltas(per_entry=True)`` scored it: BN normalises with the probe's own statistics and leaves the
     running statistics alone (already updated); ``rng_state`` (``ProbeDeltas.rng_state``) replays the entry's
     dropout noise, and the random state ends where it was. The same kernels on the same images as one forward per
-    entry: delta, m and their gradients come out bit for bit as there."""
-    with frozen_running_stats(_layers_run(student, path)), replayed_rng(rng_state, entry.probe_images.device):
+    entry: delta, m and their gradients come out bit for bit as there. ``layers``: the BN layers the forward
+    runs (default ``layers_run``; a wrapper of the supernet passes the supernet's)."""
+    layers = layers_run(student, path) if layers is None else layers
+    with frozen_running_stats(layers), replayed_rng(rng_state, entry.probe_images.device):
         logits = student(entry.probe_images, path)
     return _probe_delta(probabilities(logits), entry.probe_probs[None])[0]

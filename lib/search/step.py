@@ -68,7 +68,8 @@ def run_meta_update(session: SearchParts, path, images, target, *, epoch: int, s
     with unsynced_bn(supernet, session.local_bn_group):
         teacher, replay = select_teacher_for_update(supernet, path, session.board, session.mmn,
                                                     per_entry=sn.PROBE_FORWARD == 'per_entry',
-                                                    inner_grad=sn.META_INNER_GRAD)
+                                                    inner_grad=sn.META_INNER_GRAD,
+                                                    cpu_channels_last=sn.PROBE_CPU_CHANNELS_LAST)
         info = meta_update(supernet, path, teacher, session.mmn, images, target, sn.SLICE,
                            inner_lr=meta_inner_lr(cfg, session.optimizer), meta_optimizer=session.optimizer,
                            student_optimizer=session.optimizer, val_loss_fn=session.loss_fn,
@@ -109,7 +110,8 @@ def _forward_backward(session: SearchParts, path, images, target, distill: bool)
             with unsynced_bn(supernet, session.local_bn_group):
                 teacher = select_teacher(supernet, path, session.board, sn.PICK_METHOD, session.mmn,
                                          per_entry=sn.PROBE_FORWARD == 'per_entry',
-                                         differentiable_weight=learn_through_m)
+                                         differentiable_weight=learn_through_m,
+                                         cpu_channels_last=sn.PROBE_CPU_CHANNELS_LAST)
         if teacher is None:
             logits = supernet(images, path)
             loss, kd = session.loss_fn(logits, target), None

@@ -11,7 +11,7 @@ from lib.comm import all_reduce_mean_
 from lib.engine.evaluate import evaluate
 from lib.engine.precision import autocast
 from lib.search.builder import SearchSession
-from lib.search.path_bn import path_bn_layers, restored_bn
+from lib.search.path_bn import restored_bn
 from lib.search.sampler import PathSampler
 
 logger = logging.getLogger('cream.search')
@@ -34,7 +34,7 @@ def recalibrated_bn(session: SearchSession, path, epoch: int, batches: int):
         yield
         return
     supernet = session.supernet
-    layers = path_bn_layers(supernet, path)
+    layers = supernet.path_bn_layers(path)
     was_training = supernet.training
     with restored_bn(layers):
         try:

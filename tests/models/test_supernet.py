@@ -159,6 +159,26 @@ def test_frozen_running_stats_normalize_with_the_batch_and_leave_the_buffers(sup
     assert not all(torch.equal(value, before[name]) for name, value in _bn_state(net).items())
 
 
+def test_path_bn_layers_are_the_paths_bn_modules_listed_once_per_path(supernet, monkeypatch):
+    """One list per path, cached: the distillation step, teacher selection and BN re-estimation read it
+    without walking the modules again; and with the frozen statistics above it freezes exactly the path's."""
+    bn = torch.nn.modules.batchnorm._BatchNorm
+    walked = [m for *_, module in supernet.path_modules(PATH) for m in module.modules() if isinstance(m, bn)]
+    assert supernet.path_bn_layers(PATH) == walked and len(walked) == len(set(walked))
+    differing = [m for op in (4, 2) for m in supernet.blocks[3][1][op].modules() if isinstance(m, bn)]
+    assert supernet.bn1 in walked
+    assert set(walked) ^ set(supernet.path_bn_layers(OTHER)) == set(differing)  # OTHER differs in one layer
+    monkeypatch.setattr(torch.nn.Module, 'modules', lambda self: pytest.fail('walked the modules again'))
+    assert supernet.path_bn_layers(PATH) == walked  # from the cache
+    net = copy.deepcopy(supernet).train()
+    layers = net.path_bn_layers(PATH)
+    monkeypatch.undo()
+    before = _bn_state(net)
+    with frozen_running_stats(layers):
+        net(torch.randn(3, 3, 32, 32), PATH)
+    assert all(torch.equal(value, before[name]) for name, value in _bn_state(net).items())
+
+
 def test_channels_last_and_autocast(supernet):
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from lib.search import static_step as static_steps
 from lib.search import step as search_steps
 from scripts_as_modules import load_script
 
@@ -148,3 +149,21 @@ def test_paths_file_is_replayed_in_turn(bench_tool, monkeypatch, tmp_path):
     paths_file.write_text('[[[0], [9]]]')
     with pytest.raises(SystemExit):
         bench_tool.main(TINY + ['--phases', 'search-plain-resample', '--paths-file', str(paths_file)])
+
+
+def test_the_step_phases_run_the_packages_steps_and_the_tools_hold_none(bench_tool, monkeypatch, repo_root):
+    """The static phase trains with lib.search.static_step (beside search_step), and neither tool has a training
+    step of its own: no backward, zero_grad or autocast in their source (tools/benchmark_stop_check.py times a
+    plain DDP step of a child network, not the search's, and is not one of them)."""
+    calls = []
+    original = static_steps.static_step
+
+    def counted(parts, images, target):
+        calls.append(images.shape[0])
+        return original(parts, images, target)
+    monkeypatch.setattr(static_steps, 'static_step', counted)
+    (result,) = bench_tool.main(TINY + ['--phases', 'static'])
+    assert calls == [8] * 3 and result['phase'] == 'static'  # warm-up + 2 timed steps
+    for tool in ('tools/benchmark.py', 'tools/profile_step.py'):
+        source = (repo_root / tool).read_text()
+        assert not any(call in source for call in ('.backward(', 'zero_grad(', 'autocast(')), tool

@@ -4,11 +4,13 @@ import json
 import subprocess
 import sys
 
+from processes import script_env
+
 
 def test_two_ranks_time_the_plain_the_lagged_and_the_blocking_check(repo_root):
     done = subprocess.run([sys.executable, 'tools/benchmark_stop_check.py', '--ranks', '2', '--rounds', '1',
                            '--warmup', '0', '--steps', '2', '--batch-size', '2', '--image-size', '32'],
-                          cwd=repo_root, capture_output=True, text=True, timeout=300)
+                          cwd=repo_root, env=script_env(), capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     report = json.loads(done.stdout.strip().splitlines()[-1])
     assert report['ranks'] == 2 and report['steps_per_kind'] == 2

@@ -14,6 +14,7 @@ from lib.checkpoint.files import save_checkpoint_atomic
 from lib.engine.guard import exit_on_error
 from lib.models import create_model
 from lib.models.childnet import build_childnet
+from processes import script_env
 from scripts_as_modules import load_script
 
 REPO = Path(__file__).resolve().parents[2]
@@ -76,7 +77,8 @@ def test_bad_requests_are_one_error_line(opts, message, tmp_path, capsys):
 def test_an_unwritable_out_is_one_error_line_before_any_export_work(repo_root):
     """sysfs takes no new files from anyone (EACCES, root included; EROFS where it is mounted read-only)."""
     completed = subprocess.run([sys.executable, 'tools/export_onnx.py', '--out', '/sys/cream_export.onnx',
-                                'MODEL_SELECTION', '14'], cwd=repo_root, capture_output=True, text=True, timeout=300)
+                                'MODEL_SELECTION', '14'], cwd=repo_root, env=script_env(), capture_output=True,
+                               text=True, timeout=300)
     lines = completed.stderr.strip().splitlines()
     assert completed.returncode == 2 and len(lines) == 1, completed.stderr
     assert lines[0].startswith('error: cannot write /sys/cream_export.onnx (') and 'writable folder' in lines[0]

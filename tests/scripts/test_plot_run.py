@@ -12,6 +12,7 @@ import retrain
 import train
 from lib.data.demo import make_demo_dataset
 from lib.engine.guard import exit_on_error
+from processes import script_env
 from scripts_as_modules import load_script
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,7 +49,7 @@ def test_a_search_run_becomes_a_png_of_board_and_curves(search_run, tmp_path):
     assert [h['epoch'] for h in history] == [0, 1, 2]  # epochs 1 and 2 hold boards: one faded, one current
     out = tmp_path / 'search.png'
     completed = subprocess.run([sys.executable, 'tools/plot_run.py', str(search_run), '--out', str(out)], cwd=REPO,
-                               capture_output=True, text=True, timeout=300)
+                               env=script_env(), capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stderr
     assert completed.stdout.strip() == str(out)
     assert png_size(out) == (15 * 90, 4 * 90)  # three panels
@@ -94,8 +95,8 @@ def test_a_truncated_board_json_is_one_error_line_and_exit_status_2(search_run, 
     shutil.copytree(search_run, run_dir)
     board = (run_dir / 'board.json').read_bytes()
     (run_dir / 'board.json').write_bytes(board[:len(board) // 2])  # a copy cut short
-    completed = subprocess.run([sys.executable, 'tools/plot_run.py', str(run_dir)], cwd=REPO, capture_output=True,
-                               text=True, timeout=300)
+    completed = subprocess.run([sys.executable, 'tools/plot_run.py', str(run_dir)], cwd=REPO, env=script_env(),
+                               capture_output=True, text=True, timeout=300)
     lines = completed.stderr.strip().splitlines()
     assert completed.returncode == 2 and len(lines) == 1, completed.stderr
     assert lines[0].startswith(f'error: board {run_dir / "board.json"} is not valid JSON')

@@ -1,7 +1,5 @@
 """tools/profile_step.py in-process on a tiny setting: the distillation step's parts with their times, then
 the operators; the functions it marks are put back afterwards."""
-import sys
-
 import pytest
 import torch
 
@@ -11,12 +9,8 @@ from scripts_as_modules import load_script
 
 
 @pytest.fixture(scope='module')
-def profile_tool(repo_root):
-    sys.path.insert(0, str(repo_root / 'tools'))  # it imports tools/benchmark.py, as when run as a script
-    try:
-        yield load_script('tools/profile_step.py')
-    finally:
-        sys.path.remove(str(repo_root / 'tools'))
+def profile_tool():
+    return load_script('tools/profile_step.py')
 
 
 def test_distillation_step_parts_are_listed(profile_tool, capsys):

@@ -22,11 +22,7 @@ def a_file(tmp_path):
 
 @pytest.fixture
 def tools_module():
-    sys.path.insert(0, str(REPO / 'tools'))  # profile_step imports tools/benchmark.py, as when run as a script
-    try:
-        yield lambda name: load_script(f'tools/{name}.py')
-    finally:
-        sys.path.remove(str(REPO / 'tools'))
+    return lambda name: load_script(f'tools/{name}.py')
 
 
 def _run_cases(main, cases, capsys, watched):

@@ -19,9 +19,9 @@ BATCH = 8
 
 
 def per_entry_select_teacher(student, path, board, pick_method, mmn=None, *, per_entry=False,
-                             differentiable_weight=False):
+                             differentiable_weight=False, cpu_channels_last=False):
     """The reference: one train-mode forward per entry, each keeping its graph while m keeps its graph."""
-    assert pick_method == 'meta' and per_entry
+    assert pick_method == 'meta' and per_entry and not cpu_channels_last
     with torch.set_grad_enabled(differentiable_weight):
         deltas = [probabilities(student(entry.probe_images, path)) - entry.probe_probs for entry in board]
     with torch.no_grad():
