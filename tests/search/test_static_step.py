@@ -4,7 +4,7 @@ import torch
 
 from lib.config import load_config
 from lib.search.static_step import build_static_parts, static_step
-from lib.search.step import IMAGES_SUM, NUM_SUMS, supernet_lr
+from lib.search.step import NUM_SUMS, SearchSums, supernet_lr
 from tiny_search import NUM_CLASSES, STUDENT, batch
 
 
@@ -15,7 +15,8 @@ def test_static_step_trains_the_fixed_network_and_returns_the_search_sums():
     before = [p.detach().clone() for p in parts.model.parameters()]
     images, target = batch(8)
     sums = static_step(parts, images, target)
-    assert sums.shape == (NUM_SUMS,) and sums[IMAGES_SUM] == 8 and sums[1] == 0  # no distillation
+    named = SearchSums(*sums.tolist())
+    assert sums.shape == (NUM_SUMS,) and named.images == 8 and named.kd == 0  # no distillation
     assert any(not torch.equal(a, b) for a, b in zip(before, parts.model.parameters()))
     assert supernet_lr(parts.optimizer) < 0.1  # one step of the linear schedule
     again = build_static_parts(cfg, STUDENT, torch.device('cpu'), total_steps=10)
