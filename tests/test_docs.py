@@ -13,7 +13,7 @@ from typing import Dict, Iterator, List, Tuple
 import pytest
 
 from lib.config import get_defaults, load_config
-from lib.config_compat import ALIASES
+from lib.config.table import ALIASES
 from lib.errors import CreamError
 from scripts_as_modules import REPO, load_script
 
@@ -290,7 +290,7 @@ def test_every_command_and_yaml_block_parses_and_loads(page, tmp_path):
 
 @pytest.mark.parametrize('page', [page_id(p) for p in PAGES])
 def test_every_config_key_named_exists(page):
-    assert not config_key_problems(every_page_text()[page]), 'keys lib/config.py does not have'
+    assert not config_key_problems(every_page_text()[page]), 'keys lib/config/ does not have'
 
 
 @pytest.mark.parametrize('page', [page_id(p) for p in PAGES])

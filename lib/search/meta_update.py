@@ -32,13 +32,14 @@ import torch.nn.functional as F
 from torch.func import functional_call, jvp
 
 from lib.comm import all_reduce_mean_
+from lib.config.table import choices
 from lib.errors import ConfigError
 from lib.models.supernet import frozen_running_stats
 from lib.search.board import PrioritizedBoard
 from lib.search.meta_matching import MetaMatchingNetwork, TeacherChoice, select_teacher, soft_cross_entropy
 from lib.search.probes import chosen_probe_delta, probe_deltas
 
-INNER_GRADS = ('full', 'detached')
+INNER_GRADS = choices('SUPERNET.META_INNER_GRAD')
 
 
 @dataclass
