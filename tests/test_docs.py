@@ -25,7 +25,7 @@ PAGES_ADDED_IN_PARALLEL = set()
 # Upper-case words with '_' or '.' in inline code that are not config keys: errno names, environment variables of
 # launchers and schedulers, names in the code.
 NOT_CONFIG = {'ENOSPC', 'EDQUOT', 'EFBIG', 'IMAGES_SUM', 'NUM_SUMS', 'RESUME_MAY_CHANGE', 'RUN_DIR', 'KEY_VALUE',
-              'MIN_SIZE_FACTOR', 'GRID_MFLOPS', 'BEST_SWITCHES', 'EVOLUTION_OPTS'}
+              'MIN_SIZE_FACTOR', 'GRID_MFLOPS', 'BEST_SWITCHES', 'EVOLUTION_OPTS', 'NOT_READ', 'CROSS_KEY_RULES'}
 NOT_CONFIG_PREFIXES = ('SLURM_', 'TORCHELASTIC_', 'MASTER_', 'CUDA_', 'OMP_', 'NCCL_', 'TORCH_', 'WORLD_SIZE', 'RANK', 'LOCAL_WORLD',
                        'PYTHON', 'SBATCH')
 # Flags of programs that are not ours: torchrun's (from its own parser, below), SLURM's, pytest's, pip's and those
