@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from lib.config import ConfigError, get_defaults, load_config, save_config
+from lib.config import ConfigError, load_config, save_config
 from lib.config.compat import UnreadConfigWarning
 from lib.config.table import KEYS
 

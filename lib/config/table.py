@@ -11,10 +11,17 @@ from lib.config.keys_search import SEARCH_KEYS
 from lib.config.keys_training import TRAINING_KEYS
 from lib.config.spec import Key
 
+
+def index_by_name(keys: Tuple[Key, ...]) -> Dict[str, Key]:
+    """Name -> Key; ValueError naming the keys declared twice (the later would silently replace the earlier)."""
+    by_name = {key.name: key for key in keys}
+    if len(by_name) != len(keys):
+        raise ValueError(f'config keys declared twice: {sorted({k.name for k in keys if k is not by_name[k.name]})}')
+    return by_name
+
+
 KEYS: Tuple[Key, ...] = RUN_KEYS + TRAINING_KEYS + SEARCH_KEYS
-BY_NAME: Dict[str, Key] = {key.name: key for key in KEYS}
-if len(BY_NAME) != len(KEYS):
-    raise ValueError(f'config keys declared twice: {sorted({k.name for k in KEYS if k is not BY_NAME[k.name]})}')
+BY_NAME: Dict[str, Key] = index_by_name(KEYS)
 
 # The original's top-level names -> the keys they stand for (lib.config.compat maps them before anything else).
 ALIASES: Dict[str, str] = {alias: key.name for key in KEYS for alias in key.aliases}

@@ -7,7 +7,8 @@ import pytest
 from lib.checkpoint.resume import config_differences
 from lib.config import RESUME_MAY_CHANGE, get_defaults, load_config
 from lib.config import checks
-from lib.config.table import ALIASES, BY_NAME, KEYS, NOT_READ, choices, defaults_tree, may_change_on_resume
+from lib.config.table import (ALIASES, BY_NAME, KEYS, NOT_READ, choices, defaults_tree, index_by_name,
+                              may_change_on_resume)
 from lib.data import transforms
 from lib.search import flops, meta_matching, meta_update, sampler
 
@@ -27,6 +28,12 @@ def test_the_defaults_tree_holds_every_key_of_the_table_in_its_order():
     tree = defaults_tree()
     tree.NET.INPUT_ARCH[0].append(5)  # a tree of its own: the table's list default stays as declared
     assert BY_NAME['NET.INPUT_ARCH'].default[0] == [0]
+
+
+def test_a_key_declared_twice_is_refused():
+    seed = BY_NAME['SEED']
+    with pytest.raises(ValueError, match=r"declared twice: \['SEED'\]"):
+        index_by_name((seed, BY_NAME['EPOCHS'], dataclasses.replace(seed, default=1)))
 
 
 def test_every_default_meets_its_own_choices_and_range():
