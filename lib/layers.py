@@ -12,7 +12,7 @@ LAYERS = (
     ('files', ('lib.fileio',), 'atomic writes need only the errors'),
     ('comm', ('lib.comm',), 'rank queries and collectives wrap torch.distributed alone'),
     ('checked input', ('lib.checked_io',), 'reading named files with checks builds on errors and fileio'),
-    ('config', ('lib.config_compat', 'lib.config_checks', 'lib.config'),
+    ('config', ('lib.config',),
      'the defaults tree and its checks: every layer above reads a config'),
     ('engine', ('lib.engine',), "a run's runtime (process group, run folder, logs, evaluation loop) reads the config"),
     ('data', ('lib.data',), 'datasets and loaders need no model, no checkpoint and no run'),

@@ -115,7 +115,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--cfg', nargs='*', default=None,
                         help='yaml config(s) of the search phases, e.g. configs/train_corrected.yaml for our '
-                             'corrections (default: lib/config.py, the original\'s behaviour)')
+                             'corrections (default: the defaults of lib/config/, the original\'s behaviour)')
     parser.add_argument('--clock', choices=('wall', 'cpu'), default='wall',
                         help="with --interleave on the CPU: 'cpu' times steps by this process's CPU time (use with "
                              "--threads 1 on a busy machine)")

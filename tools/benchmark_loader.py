@@ -10,7 +10,7 @@ import torch
 
 from lib.checked_io import int_at_least
 from lib.data.loaders import build_train_loader
-from lib.data.transforms import check_auto_augment
+from lib.config.timm_names import check_auto_augment
 from lib.engine.guard import exit_on_error
 
 

@@ -7,7 +7,7 @@ state is saved after every generation, and the same command continues an interru
   python tools/evolution_search.py RUN_DIR --out DIR --generations 10 --bn-batches 4
   python tools/evolution_search.py RUN_DIR --replace-run-pick      # also replaces RUN_DIR/best_arch.yaml
 
-The settings default to the run's SUPERNET.EVOLUTION and SUPERNET.FINAL_PICK_BN_BATCHES (lib/config.py), the
+The settings default to the run's SUPERNET.EVOLUTION and SUPERNET.FINAL_PICK_BN_BATCHES (docs/config.md), the
 generator's seed to its SEED; a run searched with SUPERNET.FINAL_PICK evolution and the same settings gets the
 same pick here.
 """

@@ -23,6 +23,7 @@ import sys
 
 from lib.checked_io import check_not_an_input, check_output_file, int_at_least, make_parent
 from lib.config import load_config
+from lib.config.timm_names import global_pool_problem
 from lib.engine.guard import exit_on_error
 from lib.errors import ConfigError
 from lib.fileio import write_json_atomic
@@ -41,9 +42,9 @@ def log(message: str) -> None:
 
 def space_of(args):
     """(layers per stage, resolution, classes, global pool) from --cfg or the explicit options."""
-    if args.global_pool is not None and ops.global_pool_problem(args.global_pool) is not None:
+    if args.global_pool is not None and global_pool_problem(args.global_pool) is not None:
         raise ConfigError(f'--global-pool {args.global_pool!r} is no timm pooling '
-                          f'({ops.global_pool_problem(args.global_pool)}); use avg, max, avgmax or catavgmax')
+                          f'({global_pool_problem(args.global_pool)}); use avg, max, avgmax or catavgmax')
     if args.layers is not None:
         if args.resolution is None:
             raise ConfigError('--layers needs --resolution (the input size in px)')

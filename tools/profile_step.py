@@ -103,7 +103,7 @@ def part_rows(seconds: Dict[str, float], events, steps: int, device_times: bool)
 def parse_args(argv: Optional[List[str]]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--phase', default='search-kd', choices=('search-plain', 'search-kd', 'search-meta'))
-    parser.add_argument('--cfg', nargs='*', default=None, help='yaml config(s); default: lib/config.py')
+    parser.add_argument('--cfg', nargs='*', default=None, help='yaml config(s); default: the defaults of lib/config/')
     parser.add_argument('--device', choices=('cpu', 'cuda'), default='cpu')
     parser.add_argument('--batch-size', type=int, default=32)
     parser.add_argument('--image-size', type=int, default=DEFAULT_SEARCH_IMAGE_SIZE)

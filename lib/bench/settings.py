@@ -1,5 +1,5 @@
 """What a benchmark run is set to (``BenchSettings``: tools/benchmark.py's options), the student path it times,
-and the configs its phases run under: the search's (``--cfg``, default lib/config.py) and the retraining recipe."""
+and the configs its phases run under: the search's (``--cfg``, default lib/config/'s defaults) and the retraining recipe."""
 import json
 import os
 from dataclasses import dataclass
@@ -41,7 +41,7 @@ class BenchSettings:
     replay_paths: Optional[Sequence] = None  # search-plain-resample: these paths in turn instead of sampled ones
     sync_debug: bool = False
     clock: str = 'wall'
-    cfg: Optional[Sequence[str]] = None  # yaml files of the search phases (None: lib/config.py's defaults)
+    cfg: Optional[Sequence[str]] = None  # yaml files of the search phases (None: lib/config/'s defaults)
 
     @property
     def search_image_size(self) -> int:

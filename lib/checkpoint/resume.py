@@ -14,7 +14,7 @@ from lib import comm
 from lib.checkpoint.files import CheckpointError, config_to_dict, load_checkpoint_file
 from lib.checkpoint.format import is_training_checkpoint
 from lib.checkpoint.saver import BEST, EPOCH_FILE_PATTERN, LAST, RECOVERY, epoch_file
-from lib.config import RESUME_MAY_CHANGE
+from lib.config.table import RESUME_MAY_CHANGE, may_change_on_resume
 from lib.engine.distributed import DistContext
 from lib.engine.finite import describe_nonfinite, loss_health_problem, nonfinite_tensors
 
@@ -129,9 +129,8 @@ def _flatten(tree: Any, prefix: str = '') -> Dict[str, Any]:
 def config_differences(saved: Mapping[str, Any], cfg) -> List[str]:
     """'KEY (checkpoint A, now B)' for every key outside RESUME_MAY_CHANGE that both configs hold and differ in."""
     before, now = _flatten(saved), _flatten(config_to_dict(cfg))
-    may_change = tuple(RESUME_MAY_CHANGE)
     return [f'{key} (checkpoint {before[key]!r}, now {now[key]!r})' for key in sorted(before.keys() & now.keys())
-            if not any(key == k or key.startswith(k + '.') for k in may_change) and before[key] != now[key]]
+            if not may_change_on_resume(key) and before[key] != now[key]]
 
 
 def check_resume_config(checkpoint: Dict[str, Any], source: str, cfg) -> None:

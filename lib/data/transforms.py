@@ -1,44 +1,18 @@
 """Train and eval transforms, built by timm's create_transform."""
-import re
 from typing import Optional
 
 from timm.data import IMAGENET_DEFAULT_MEAN, IMAGENET_DEFAULT_STD, create_transform
 
+from lib.config.table import choices
+from lib.config.timm_names import auto_augment_or_none
 from lib.errors import ConfigError
 
-INTERPOLATIONS = ('bilinear', 'bicubic', 'random')
+INTERPOLATIONS = choices('DATASET.INTERPOLATION')
 
 
 def _check_interpolation(interpolation: str) -> None:
     if interpolation not in INTERPOLATIONS:
         raise ConfigError(f'DATASET.INTERPOLATION {interpolation!r} is not one of {INTERPOLATIONS}')
-
-
-def auto_augment_or_none(auto_augment: Optional[str]) -> Optional[str]:
-    """Config spelling of 'no AutoAugment' ('', 'none', None) -> None; else timm's policy string."""
-    if auto_augment is None or str(auto_augment).strip().lower() in ('', 'none'):
-        return None
-    return auto_augment
-
-
-def check_auto_augment(auto_augment: Optional[str]) -> None:
-    """ConfigError unless timm's own parser takes AUGMENTATION.AA (by building the training transform with it), with
-    a value in every ``-`` section: timm skips a section without one ('rand-m9-mstd' reads as 'rand-m9'), and a typo
-    must not silently change the augmentation."""
-    spec = auto_augment_or_none(auto_augment)
-    if spec is None:
-        return
-    problem = next((f'its section {part!r} has no value' for part in spec.split('-')[1:]
-                    if not re.search(r'\d', part)), None)
-    if problem is None:
-        try:
-            build_train_transform(image_size=224, auto_augment=spec)
-        except (AssertionError, ValueError, KeyError, TypeError) as err:
-            problem = f'timm cannot parse it ({type(err).__name__}: {err or "unknown policy or section"})'
-    if problem is not None:
-        raise ConfigError(f'AUGMENTATION.AA is {spec!r}: {problem}. Give a timm augmentation spec, e.g. '
-                          "'rand-m9-mstd0.5' (RandAugment), 'augmix-m5-w3', 'original' or 'v0' (AutoAugment), or '' "
-                          'for none')
 
 
 def build_train_transform(*, image_size: int, interpolation: str = 'random',

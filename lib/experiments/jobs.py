@@ -96,7 +96,7 @@ def refuse_set_keys(opts: Sequence[str], set_here: Sequence[str], option: str) -
     """ConfigError when the KEY VALUE pairs ``opts`` (for a child's config) set a key the tool sets itself for each
     child (``set_here``, full names; the original's aliases count as their keys): the child would not write where
     the tool reads its result."""
-    from lib.config_compat import ALIASES
+    from lib.config.table import ALIASES
     keys = [ALIASES.get(str(key), str(key)) for key in opts[0::2]]
     taken = [key for key in keys if key in set_here]
     if taken:

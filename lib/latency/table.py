@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Dict, Optional, Sequence, Tuple
 
 from lib.checked_io import read_json
+from lib.config.timm_names import global_pool_problem
 from lib.errors import CreamError, InputFileError
 from lib.fileio import write_json_atomic
 from lib.latency.parts import FIXED_PARTS
@@ -188,7 +189,7 @@ def _checked_space(space: dict) -> tuple:
             count(space[key], least)
         except ValueError as err:
             raise ValueError(f'space.{key} {err}') from None
-    pool_problem = ops.global_pool_problem(space['global_pool'])
+    pool_problem = global_pool_problem(space['global_pool'])
     if pool_problem is not None:
         raise ValueError(f'space.global_pool {space["global_pool"]!r} is no timm pooling ({pool_problem})')
     return layers, space['resolution'], space['num_classes'], space['global_pool']

@@ -9,10 +9,10 @@ Both the supernet and the child networks build their blocks with the factories b
 path trained in the supernet and the same path built as a child network are the same modules.
 """
 from functools import partial
-from typing import Optional, Sequence, Tuple
+from typing import Sequence, Tuple
 
 import torch.nn as nn
-from timm.layers import SelectAdaptivePool2d, make_divisible
+from timm.layers import make_divisible
 from timm.models._efficientnet_blocks import (
     ConvBnAct,
     DepthwiseSeparableConv,
@@ -112,14 +112,3 @@ def stage0_block(norm_layer=nn.BatchNorm2d, drop_path_rate: float = 0.0) -> Dept
 
 def final_block(in_chs: int, norm_layer=nn.BatchNorm2d) -> ConvBnAct:
     return ConvBnAct(in_chs, FINAL_CHANNELS, kernel_size=1, act_layer=ACT_LAYER, norm_layer=norm_layer)
-
-
-def global_pool_problem(pool_type) -> Optional[str]:
-    """Why timm cannot build the head's global pooling ``pool_type`` (NET.GP, a latency table's), or None."""
-    if not isinstance(pool_type, str):
-        return f'{pool_type!r} is not a string'
-    try:
-        SelectAdaptivePool2d(pool_type=pool_type)
-    except (AssertionError, ValueError) as err:
-        return str(err) or 'unknown pooling'
-    return None

@@ -5,6 +5,7 @@ import torch
 from timm.optim import create_optimizer_v2
 from timm.scheduler import create_scheduler_v2
 
+from lib.config.timm_names import optimizer_options
 from lib.errors import ConfigError
 from lib.train.schedule import FixedLR, LRSchedule, TimmSchedule
 
@@ -20,8 +21,7 @@ def scaled_lr(base_lr: float, global_batch: int, reference_batch: int) -> float:
 
 def build_optimizer(cfg, model: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
     """timm optimizer OPT (no weight decay on biases and norm layers, as timm does by default)."""
-    return create_optimizer_v2(model, opt=cfg.OPT, lr=lr, weight_decay=cfg.WEIGHT_DECAY,
-                               momentum=cfg.MOMENTUM, eps=cfg.OPT_EPS)
+    return create_optimizer_v2(model, lr=lr, **optimizer_options(cfg))  # the options the config's check builds
 
 
 def build_scheduler(cfg, optimizer: torch.optim.Optimizer,

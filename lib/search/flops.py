@@ -10,6 +10,7 @@ import functools
 from dataclasses import dataclass
 from typing import ClassVar, Optional, Sequence, Tuple, Union
 
+from lib.config.table import choices
 from lib.errors import ConfigError
 from lib.models import ops
 from lib.models.supernet import check_supported_options
@@ -45,8 +46,8 @@ ORIGINAL_LATER_LAYER_MFLOPS = (
     (15.61632, 23.46096, 16.820544, 25.267296, 18.62688, 27.9768),
     (15.292416, 23.1504, 15.894528, 24.053568, 16.797696, 25.40832),
 )
-FLOPS_TABLES = ('original', 'counted')  # SUPERNET.FLOPS_TABLE
-BOARD_FLOPS = ('flops_est', 'budget')  # SUPERNET.BOARD_FLOPS
+FLOPS_TABLES = choices('SUPERNET.FLOPS_TABLE')
+BOARD_FLOPS = choices('SUPERNET.BOARD_FLOPS')
 
 class FlopsBudgetError(ConfigError):
     """A FLOPs budget no search space satisfies."""

@@ -22,11 +22,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from lib.config.table import choices
 from lib.errors import ConfigError
 from lib.search.board import BoardEntry, PrioritizedBoard
 from lib.search.probes import chosen_probe_delta, probe_deltas
 
-PICK_METHODS = ('top1', 'meta')
+PICK_METHODS = choices('SUPERNET.PICK_METHOD')
 TOP1_KD_WEIGHT = 0.5
 
 

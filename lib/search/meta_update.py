@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch.func import functional_call, jvp
 
 from lib.comm import all_reduce_mean_
+from lib.config.table import choices
 from lib.errors import ConfigError
 from lib.models.grouped_bn import get_rng_state, replayed_rng
 from lib.models.supernet import frozen_running_stats
@@ -39,7 +40,7 @@ from lib.search.board import PrioritizedBoard
 from lib.search.meta_matching import MetaMatchingNetwork, TeacherChoice, select_teacher, soft_cross_entropy
 from lib.search.probes import chosen_probe_delta, layers_run, probe_deltas
 
-INNER_GRADS = ('full', 'detached')
+INNER_GRADS = choices('SUPERNET.META_INNER_GRAD')
 
 
 @dataclass

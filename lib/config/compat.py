@@ -1,34 +1,17 @@
 """The original's config usage: its top-level aliases (``apply_aliases``), and its keys that nothing here
 reads: accepted, so that its configs load, with one warning naming those a config sets to something other
-than the default."""
+than the default. Both lists come from the key table (``lib.config.table``: each key's ``aliases`` and
+``unread``)."""
 import os
 import warnings
 from typing import Any
 
+from lib.config.table import ALIASES, NOT_READ
 from lib.errors import ConfigError
 
-ALIASES = {
-    'MODEL_SELECTION': 'NET.SELECTION',
-    'INPUT_ARCH': 'NET.INPUT_ARCH',
-    'FLOPS_MINIMUM': 'SUPERNET.FLOPS_MINIMUM',
-    'FLOPS_MAXIMUM': 'SUPERNET.FLOPS_MAXIMUM',
-    'OUTPUT': 'SAVE_PATH',
-}
 # Folder keys whose empty or 'None' value means "not set" (the original's ``OUTPUT: 'None'``).
 FOLDER_KEYS = ('SAVE_PATH', 'OUTPUT')
 UNSET_FOLDERS = ('', 'None', None)
-
-# Key -> why it changes nothing (shown in the warning).
-NOT_READ = {
-    'NUM_GPU': 'the launcher decides the number of processes',
-    'LOCAL_RANK': 'the launcher sets it',
-    'SAVE_IMAGES': 'the original did not read it either',
-    'START_EPOCH': 'resuming decides the start epoch',
-    'OPTIMIZER.NAME': 'OPT names the optimizer',
-    'OPTIMIZER.MOMENTUM': 'MOMENTUM is the one read',
-    'OPTIMIZER.WEIGHT_DECAY': 'WEIGHT_DECAY is the one read',
-    'BATCHNORM.BN_TF': 'TF-style batch norm is not implemented',
-}
 
 
 class UnreadConfigWarning(UserWarning):
