@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from released_checkpoints import (REFERENCE, recipe_input, recipe_weights, released_logits,
-                                  with_reversed_classes, write_released_checkpoint)
-
-REPO = Path(__file__).resolve().parents[1]  # on sys.path through pyproject.toml's pytest pythonpath
+from tests.support.paths import REFERENCE, REPO
+from tests.support.processes import kill_leftovers
+from tests.support.released_checkpoints import (recipe_input, recipe_weights, released_logits,
+                                                with_reversed_classes, write_released_checkpoint)
 
 # One intra-op thread: the tensors here are tiny, and under pytest two OpenMP threads made some float64
 # convolutions ~30x slower (measured: the real-supernet finite-difference test, 130 s vs 4 s).
@@ -84,3 +84,10 @@ def _cream_logs_reach_caplog():
     logger.handlers.clear()
     logger.propagate = True
     logger.setLevel(logging.NOTSET)
+
+
+@pytest.fixture(autouse=True)
+def _no_process_left_behind():
+    """SIGKILL what a test started with ``tests.support.processes.Running`` and left running (a failed test)."""
+    yield
+    kill_leftovers()

@@ -15,7 +15,7 @@ from lib.checkpoint.files import (CheckpointError, CheckpointNotFoundError, Corr
 from lib.checkpoint.format import capture_rng_state, make_checkpoint, restore_rng_state
 from lib.checkpoint.weights import extract_state_dict, load_model_weights
 from lib.models.childnet import build_released
-from released_checkpoints import RELEASED_KEYS
+from tests.support.released_checkpoints import RELEASED_KEYS
 
 
 

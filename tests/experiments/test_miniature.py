@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from conftest import REPO
+from tests.support.paths import REPO
 from lib.experiments import ground_truth as gt
 from lib.experiments.digits import load_digits_arrays, write_digits_imagefolder
-from scripts_as_modules import load_script
+from tests.support.scripts_as_modules import load_script
 
 
 def _tool(name):

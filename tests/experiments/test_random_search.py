@@ -13,7 +13,7 @@ from lib.errors import ConfigError
 from lib.experiments import ground_truth as gt
 from lib.experiments.random_search import search_budget, search_images
 from lib.experiments.supernet_scores import chosen_path
-from scripts_as_modules import load_script
+from tests.support.scripts_as_modules import load_script
 
 SEARCH = {'FLOPS_MAXIMUM': 6, 'WORKERS': 0, 'EPOCHS': 2, 'DATASET.BATCH_SIZE': 4, 'DATASET.NUM_CLASSES': 3,
           'DATASET.VAL_BATCH_MUL': 2, 'DATASET.GENERATE_DEMO': False, 'LOG_INTERVAL': 1, 'LR': 0.05,

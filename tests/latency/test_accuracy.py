@@ -1,7 +1,7 @@
 """lib/latency/accuracy.py: the error figures and the calibration fit, on given numbers (nothing timed)."""
 import pytest
 
-from handmade_latency import handmade_table
+from tests.support.handmade_latency import handmade_table
 from lib.latency.accuracy import evaluate, fit_calibration, prediction_errors, random_paths, split_half_rho
 from lib.latency.timing import Timing
 from lib.latency.table import LatencyTableError

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from handmade_latency import FIXED_MS, handmade_table, op_ms_by_kernel
+from tests.support.handmade_latency import FIXED_MS, handmade_table, op_ms_by_kernel
 from lib.latency.table import FORMAT, LatencyTableError, load_table, table_from_dict
 
 

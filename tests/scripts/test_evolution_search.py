@@ -14,7 +14,7 @@ from lib.errors import ConfigError
 from lib.experiments.supernet_scores import chosen_path
 from lib.search.evolution import path_key
 from lib.search.final_pick import EVOLUTION_STATE_FILE
-from scripts_as_modules import load_script
+from tests.support.scripts_as_modules import load_script
 
 # The demo config at minimal size: one layer per stage at 64 px, 2 epochs of 3 steps, board from epoch 1.
 SEARCH = {'FLOPS_MAXIMUM': 6, 'WORKERS': 0, 'EPOCHS': 2, 'DATASET.BATCH_SIZE': 4, 'DATASET.NUM_CLASSES': 3,

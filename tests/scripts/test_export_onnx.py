@@ -14,7 +14,7 @@ from lib.checkpoint.files import save_checkpoint_atomic
 from lib.engine.guard import exit_on_error
 from lib.models import create_model
 from lib.models.childnet import build_childnet
-from scripts_as_modules import load_script
+from tests.support.scripts_as_modules import load_script
 
 REPO = Path(__file__).resolve().parents[2]
 export_tool = load_script('tools/export_onnx.py')

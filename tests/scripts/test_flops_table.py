@@ -6,7 +6,7 @@ import sys
 
 import pytest
 from lib.errors import CreamError
-from scripts_as_modules import load_script
+from tests.support.scripts_as_modules import load_script
 
 
 def test_prints_search_space_and_table(tmp_path, repo_root):

@@ -12,7 +12,7 @@ import pytest
 
 import retrain
 from lib.data.demo import make_demo_dataset
-from processes import Running, no_process_left_behind, retrain_args  # noqa: F401 (an autouse fixture)
+from tests.support.processes import Running, retrain_args
 
 LIMIT = 1 << 20  # bytes per file
 

@@ -5,13 +5,13 @@ import shutil
 
 import pytest
 
-from broken_inputs import assert_refused
-from conftest import REPO
+from tests.support.broken_inputs import assert_refused
+from tests.support.paths import REPO
 from lib.errors import CreamError
 from lib.experiments import ground_truth as gt
 from lib.fileio import write_json_atomic
-from processes import script_env
-from scripts_as_modules import load_script
+from tests.support.processes import script_env
+from tests.support.scripts_as_modules import load_script
 
 tool = load_script('tools/ground_truth.py')
 RECIPE = str(REPO / 'configs' / 'experiments' / 'digits_retrain.yaml')

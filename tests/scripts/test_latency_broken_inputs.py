@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 import train
-from broken_inputs import assert_refused
-from handmade_latency import handmade_table
+from tests.support.broken_inputs import assert_refused
+from tests.support.handmade_latency import handmade_table
 from lib.data.demo import make_demo_dataset
 
 REPO = Path(__file__).resolve().parents[2]

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from handmade_latency import handmade_table
+from tests.support.handmade_latency import handmade_table
 from lib.latency.runtimes import LatencySettingsError, RuntimeSettings, prepare
 from lib.latency.table import load_table
 from lib.models import ops
-from scripts_as_modules import load_script
+from tests.support.scripts_as_modules import load_script
 
 REPO = Path(__file__).resolve().parents[2]
 tool = load_script('tools/latency_table.py')

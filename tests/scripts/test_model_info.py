@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from scripts_as_modules import load_script
+from tests.support.scripts_as_modules import load_script
 
 REPO = Path(__file__).resolve().parents[2]
 model_info_tool = load_script('tools/model_info.py')

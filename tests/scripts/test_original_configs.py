@@ -15,7 +15,7 @@ from lib.engine.runtime import run_dir_of
 from lib.models.childnet import ArchError
 from lib.models.from_config import resolve_child
 from lib.retrain.optim import build_scheduler
-from scripts_as_modules import load_script
+from tests.support.scripts_as_modules import load_script
 
 CONFIGS = Path(__file__).resolve().parents[1] / 'original_configs'
 ALL = sorted(str(p.relative_to(CONFIGS)) for p in CONFIGS.rglob('*.yaml'))

@@ -12,7 +12,7 @@ import retrain
 import train
 from lib.data.demo import make_demo_dataset
 from lib.engine.guard import exit_on_error
-from scripts_as_modules import load_script
+from tests.support.scripts_as_modules import load_script
 
 REPO = Path(__file__).resolve().parents[2]
 plot_tool = load_script('tools/plot_run.py')

@@ -16,7 +16,7 @@ from lib.data.demo import make_demo_dataset
 from lib.engine.guard import exit_on_error
 from lib.errors import CreamError
 from lib.models import create_model
-from scripts_as_modules import load_script
+from tests.support.scripts_as_modules import load_script
 
 NATIVE = {14: 64, 43: 96, 114: 160, 287: 224, 481: 224, 604: 224}
 SEARCHED = [[0], [5], [2, 0], [4], [1], [3], [0]]  # stages 1, 3, 4, 5 hold a single layer

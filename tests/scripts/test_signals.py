@@ -17,7 +17,7 @@ import retrain
 from lib.data.demo import make_demo_dataset
 from lib.engine.guard import exit_on_error
 from lib.engine.run_lock import LOCK_FILE
-from processes import Running, no_process_left_behind, retrain_args, script_env  # noqa: F401 (autouse fixture)
+from tests.support.processes import Running, retrain_args, script_env
 
 STEPS = 50  # per epoch: 100 training images in batches of 2 (25 for two ranks)
 

@@ -11,7 +11,7 @@ import torch
 
 from lib.engine.evaluate import evaluate
 from lib.errors import CreamError
-from scripts_as_modules import load_script
+from tests.support.scripts_as_modules import load_script
 
 # Loaded by path: ``import test`` could find the standard library's test package.
 REPO = Path(__file__).resolve().parents[2]

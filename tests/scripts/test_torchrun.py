@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from lib.data.demo import make_demo_dataset
-from processes import Running, retrain_args, script_env
+from tests.support.processes import Running, retrain_args, script_env
 
 pytestmark = pytest.mark.slow
 

@@ -8,10 +8,10 @@ import pytest
 from matplotlib.figure import Figure
 
 import train
-from handmade_latency import handmade_table
+from tests.support.handmade_latency import handmade_table
 from lib.data.demo import make_demo_dataset
 from lib.errors import CreamError
-from scripts_as_modules import load_script
+from tests.support.scripts_as_modules import load_script
 
 REPO = Path(__file__).resolve().parents[2]
 plot_tool = load_script('tools/plot_run.py')

@@ -16,7 +16,7 @@ from lib.search.meta_matching import MetaMatchingNetwork, soft_cross_entropy
 from lib.search.meta_update import (
     meta_gradient, meta_update, probe_delta_jvp, select_teacher_for_update, simulated_step)
 from test_meta_matching import SLICE, STUDENT_PATH, setup
-from two_ranks import run_on_two_ranks
+from tests.support.two_ranks import run_on_two_ranks
 
 INNER_GRADS = [('full', True), ('full', False), ('detached', True)]  # (META_INNER_GRAD, per-entry probe forwards)
 

@@ -5,8 +5,8 @@ import torch
 from lib.comm import all_reduce_mean_
 from lib.search.meta_matching import MetaMatchingNetwork
 from lib.search.step import search_step
-from tiny_search import IMAGE, NUM_CLASSES, SLICE, STUDENT, batch, make_search_parts
-from two_ranks import run_on_two_ranks
+from tests.support.tiny_search import IMAGE, NUM_CLASSES, SLICE, STUDENT, batch, make_search_parts
+from tests.support.two_ranks import run_on_two_ranks
 
 BATCH = 6
 

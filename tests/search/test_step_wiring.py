@@ -15,7 +15,7 @@ from lib.search.outputs import choose_final_entry, write_best_arch
 from lib.search.parts import build_search_optimizer
 from lib.search.step import _forward_backward, _offer_to_board, meta_update_due
 from lib.search.validate import recalibrated_bn
-from tiny_search import NUM_CLASSES, SLICE, STUDENT, batch, make_search_parts
+from tests.support.tiny_search import NUM_CLASSES, SLICE, STUDENT, batch, make_search_parts
 
 # Every fidelity switch on our corrected side (configs/train_corrected.yaml).
 CORRECTED = ('SUPERNET.PROBE_FORWARD', 'batched', 'SUPERNET.DETACH_KD_WEIGHT', 'True', 'SUPERNET.PROBE_PROBS',
