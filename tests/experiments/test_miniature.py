@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from tests.support.paths import REPO
 from lib.experiments import ground_truth as gt
 from lib.experiments.digits import load_digits_arrays, write_digits_imagefolder
+from tests.support.paths import REPO
 from tests.support.scripts_as_modules import load_script
 
 

@@ -4,6 +4,10 @@ import json
 import subprocess
 import sys
 
+import pytest
+
+pytestmark = pytest.mark.process
+
 
 def test_two_ranks_time_the_plain_the_lagged_and_the_blocking_check(repo_root):
     done = subprocess.run([sys.executable, 'tools/benchmark_stop_check.py', '--ranks', '2', '--rounds', '1',

@@ -73,6 +73,7 @@ def test_bad_requests_are_one_error_line(opts, message, tmp_path, capsys):
     assert not (tmp_path / 'x.onnx').exists()
 
 
+@pytest.mark.process
 def test_an_unwritable_out_is_one_error_line_before_any_export_work(repo_root):
     """sysfs takes no new files from anyone (EACCES, root included; EROFS where it is mounted read-only)."""
     completed = subprocess.run([sys.executable, 'tools/export_onnx.py', '--out', '/sys/cream_export.onnx',

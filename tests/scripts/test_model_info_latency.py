@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.handmade_latency import handmade_table
 from lib.errors import CreamError
+from tests.support.handmade_latency import handmade_table
 from tests.support.scripts_as_modules import load_script
 
 REPO = Path(__file__).resolve().parents[2]

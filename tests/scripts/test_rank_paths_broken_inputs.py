@@ -5,11 +5,11 @@ import shutil
 
 import pytest
 
-from tests.support.broken_inputs import assert_refused
-from tests.support.paths import REPO
 from lib.config import load_config, save_config
 from lib.experiments import ground_truth as gt
 from lib.fileio import write_json_atomic
+from tests.support.broken_inputs import assert_refused
+from tests.support.paths import REPO
 from tests.support.scripts_as_modules import load_script
 
 tool = load_script('tools/rank_paths.py')

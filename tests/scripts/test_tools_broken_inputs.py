@@ -162,6 +162,7 @@ def test_the_benchmarks(tmp_path, a_file, capsys, tools_module):
     ], capsys, [tmp_path])
 
 
+@pytest.mark.process
 @pytest.mark.parametrize('argv, expected', [
     (['tools/latency_table.py', 'check', '--table', '{a_file}'], 'is not valid JSON'),
 ], ids=['latency_table'])

@@ -1,5 +1,6 @@
 """The one search step train.py and tools/benchmark.py share (``loop.search_step``), the meta-matching
 network's float32 scores under autocast, and the coalesced gradient all-reduce's copy back."""
+import pytest
 import torch
 
 from lib.comm import all_reduce_mean_
@@ -73,5 +74,6 @@ def _all_reduce_worker(rank, world_size):
     assert torch.equal(counts, torch.tensor([0.5, 2.0], dtype=torch.float64))
 
 
+@pytest.mark.process
 def test_all_reduce_mean_copies_every_tensor_back_in_its_own_layout(tmp_path):
     run_on_two_ranks(_all_reduce_worker, tmp_path)
