@@ -28,7 +28,7 @@ def install() -> None:
 
     def watched_start(self):
         target = getattr(self, '_target', None)
-        if not getattr(target, '__module__', '').startswith('torch.utils.data'):  # DataLoader workers are data
+        if not str(getattr(target, '__module__', None)).startswith('torch.utils.data'):  # DataLoader workers
             _record(f'multiprocessing {getattr(target, "__qualname__", target)}')
         process_start(self)
 
