@@ -94,3 +94,6 @@ def test_the_watch_records_a_started_process_and_names_an_unmarked_test():
     assert process_guard.unmarked_start(_Item('process'), started) is None
     assert process_guard.unmarked_start(_Item('slow'), started) is None
     assert process_guard.unmarked_start(_Item(), []) is None
+    with process_guard.watching() as started:
+        subprocess.run(['uname', '-p'], capture_output=True, check=True, timeout=120)  # a library's probe
+    assert started == []

@@ -35,6 +35,7 @@ def search_run(repo_root, tmp_path_factory, demo_data):
     return root / 'demo_search'
 
 
+@pytest.mark.process
 def test_random_search_spends_the_searchs_compute_and_picks_the_best_on_val(repo_root, search_run, tmp_path):
     assert search_images(str(search_run)) == 2 * 3 * 4
     tool = load_script('tools/random_search.py')

@@ -152,6 +152,7 @@ def test_the_tool_as_a_process_prints_one_line_and_keeps_the_folder(truth, tiny_
     shutil.rmtree(truth)
 
 
+@pytest.mark.process
 def test_a_failed_retraining_shows_its_first_error_line_and_log(tmp_path, tiny_imagefolder, capsys):
     """A mistake only the child's set-up finds (a batch larger than the data: retrain.py's loaders refuse it after
     the preflight) reaches the user as that child's error line with its log, and nothing is recorded for it."""

@@ -1,9 +1,13 @@
-"""The fast tier's promise, kept in every run: a test that starts a process of its own (``subprocess.Popen``, a
-multiprocessing child other than a DataLoader worker) carries the ``process`` or ``slow`` marker, so that
-``-m "not slow and not process"`` starts none. conftest.py installs the watch and fails an unmarked test."""
+"""The fast tier's promise, kept in every run: a test that starts a process of its own (a Python interpreter through
+``subprocess.Popen``: an entry script, a tool, torchrun; a multiprocessing child other than a DataLoader worker)
+carries the ``process`` or ``slow`` marker, so that ``-m "not slow and not process"`` starts none. Probes that
+libraries run (``platform.processor()`` runs ``uname -p``) do not count. conftest.py installs the watch and fails
+an unmarked test."""
 import contextlib
 import multiprocessing.process
+import os
 import subprocess
+import sys
 from typing import List, Optional
 
 MARKERS = ('process', 'slow')
@@ -15,6 +19,12 @@ def _record(what: str) -> None:
         _started.append(what)
 
 
+def _is_python(args) -> bool:
+    program = (args.split() or [''])[0] if isinstance(args, (str, bytes)) else str(next(iter(args), ''))
+    return (os.path.basename(program).startswith('python')
+            or os.path.realpath(program) == os.path.realpath(sys.executable))
+
+
 def install() -> None:
     """Wrap the two ways a test starts a process, once per session."""
     popen_init = subprocess.Popen.__init__
@@ -23,7 +33,8 @@ def install() -> None:
         return
 
     def watched_popen_init(self, args, *rest, **kwargs):
-        _record(f'subprocess {args if isinstance(args, str) else " ".join(map(str, args))[:200]}')
+        if _is_python(args):
+            _record(f'subprocess {args if isinstance(args, str) else " ".join(map(str, args))[:200]}')
         popen_init(self, args, *rest, **kwargs)
 
     def watched_start(self):
