@@ -1,5 +1,5 @@
 """Shared fixtures: the repository root, the vendored reference facts, released-format checkpoints written
-here, tiny generated datasets."""
+here, tiny generated datasets (tests/support/demo_data.py)."""
 import signal
 import socket
 from pathlib import Path
@@ -7,10 +7,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from released_checkpoints import (REFERENCE, recipe_input, recipe_weights, released_logits,
-                                  with_reversed_classes, write_released_checkpoint)
+from tests.support import process_guard
+from tests.support.demo_data import SharedDemoImageFolders
+from tests.support.paths import REFERENCE, REPO
+from tests.support.processes import kill_leftovers
+from tests.support.released_checkpoints import (recipe_input, recipe_weights, released_logits,
+                                                with_reversed_classes, write_released_checkpoint)
 
-REPO = Path(__file__).resolve().parents[1]  # on sys.path through pyproject.toml's pytest pythonpath
+_STARTED = pytest.StashKey[list]()  # what the running test started (tests/support/process_guard.py)
 
 # One intra-op thread: the tensors here are tiny, and under pytest two OpenMP threads made some float64
 # convolutions ~30x slower (measured: the real-supernet finite-difference test, 130 s vs 4 s).
@@ -59,12 +63,16 @@ def expected() -> dict:
 
 
 @pytest.fixture(scope='session')
-def tiny_imagefolder(tmp_path_factory) -> Path:
+def demo_data(tmp_path_factory) -> SharedDemoImageFolders:
+    """``demo_data(classes=3, train=4, val=2, size=32)``: a generated ImageFolder of that shape (a DATA_DIR string),
+    shared read-only by the session's tests; a test that changes images uses ``write_demo_imagefolder``."""
+    return SharedDemoImageFolders(tmp_path_factory.mktemp)
+
+
+@pytest.fixture(scope='session')
+def tiny_imagefolder(demo_data) -> Path:
     """3 classes x (4 train, 3 val) drawn images of 72 px: enough for one step and one evaluation."""
-    from lib.data.demo import make_demo_dataset
-    root = tmp_path_factory.mktemp('tiny') / 'data'
-    make_demo_dataset(str(root), num_classes=3, train_per_class=4, val_per_class=3, image_size=72)
-    return root
+    return Path(demo_data(classes=3, train=4, val=3, size=72))
 
 
 @pytest.fixture(autouse=True)
@@ -84,3 +92,31 @@ def _cream_logs_reach_caplog():
     logger.handlers.clear()
     logger.propagate = True
     logger.setLevel(logging.NOTSET)
+
+
+@pytest.fixture(autouse=True)
+def _no_process_left_behind():
+    """SIGKILL what a test started with ``tests.support.processes.Running`` and left running (a failed test)."""
+    yield
+    kill_leftovers()
+
+
+def pytest_configure(config):
+    process_guard.install()
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_protocol(item, nextitem):
+    with process_guard.watching() as started:
+        item.stash[_STARTED] = started
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A test that started a process without the process (or slow) marker fails at its teardown."""
+    report = yield
+    failure = process_guard.unmarked_start(item, item.stash.get(_STARTED, [])) if call.when == 'teardown' else None
+    if failure and report.passed:
+        report.outcome, report.longrepr = 'failed', failure
+    return report

@@ -2,11 +2,11 @@ import os
 import subprocess
 import sys
 import textwrap
-from pathlib import Path
+
+import pytest
 
 from lib import comm
-
-REPO = Path(__file__).resolve().parents[1]
+from tests.support.paths import REPO
 
 # Thread names come from Linux's /proc. A fresh interpreter (this one imported torch._dynamo long ago): bring a one-rank gloo group up,
 # take an optimizer step (it imports torch._dynamo when nothing did before), tear the group down
@@ -32,6 +32,7 @@ def _threads_after_teardown(init: str) -> str:
     return out.stdout
 
 
+@pytest.mark.process
 def test_teardown_leaves_no_gloo_threads_behind():
     # The bare torch call shows what comm.init_process_group guards against: the group outlives
     # destroy_process_group, and its threads can abort the process at exit.

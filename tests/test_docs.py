@@ -15,7 +15,7 @@ import pytest
 from lib.config import get_defaults, load_config
 from lib.config.table import ALIASES
 from lib.errors import CreamError
-from scripts_as_modules import REPO, load_script
+from tests.support.scripts_as_modules import REPO, load_script
 
 PAGES = [REPO / 'README.md'] + sorted((REPO / 'docs').glob('*.md'))
 ENTRY_SCRIPTS = ('train.py', 'retrain.py', 'test.py')

@@ -15,7 +15,7 @@ from lib.checkpoint.files import (CheckpointError, CheckpointNotFoundError, Corr
 from lib.checkpoint.format import capture_rng_state, make_checkpoint, restore_rng_state
 from lib.checkpoint.weights import extract_state_dict, load_model_weights
 from lib.models.childnet import build_released
-from released_checkpoints import RELEASED_KEYS
+from tests.support.released_checkpoints import RELEASED_KEYS
 
 
 
@@ -266,6 +266,7 @@ def test_rng_state_round_trips_through_a_weights_only_file(tmp_path):
     assert (random.random(), np.random.rand(), torch.rand(1).item()) == first
 
 
+@pytest.mark.process
 def test_loader_alone_reads_released_files_without_timm_or_models(official, repo_root):
     """In a fresh process (no weights-only alias registered by lib.models) the allowlist path is used."""
     import subprocess

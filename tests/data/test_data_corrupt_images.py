@@ -4,7 +4,8 @@ import os
 import pytest
 import torch
 
-from lib.data import SkipFailedCollate, build_train_loader, build_val_loader, make_demo_dataset
+from lib.data import SkipFailedCollate, build_train_loader, build_val_loader
+from tests.support.demo_data import write_demo_imagefolder
 
 TRAIN_IMAGES = 3 * 5
 
@@ -12,8 +13,7 @@ TRAIN_IMAGES = 3 * 5
 @pytest.fixture
 def data_dir(tmp_path):
     """Tiny demo tree plus one garbage .JPEG and one truncated JPEG in train/."""
-    root = make_demo_dataset(tmp_path / 'demo', num_classes=3, train_per_class=5, val_per_class=2,
-                             image_size=40)
+    root = write_demo_imagefolder(tmp_path / 'demo', classes=3, train=5, val=2, size=40)
     train = os.path.join(root, 'train')
     classes = sorted(os.listdir(train))
     garbage = os.path.join(train, classes[0], 'broken.JPEG')

@@ -10,17 +10,16 @@ from timm.data.random_erasing import RandomErasing
 
 from lib.config import get_defaults
 from lib.data import (DataError, build_train_loader, build_train_loader_from_cfg, build_val_loader,
-                      build_val_loader_from_cfg, ensure_demo_dataset, loaders,
-                      make_demo_dataset)
+                      build_val_loader_from_cfg, ensure_demo_dataset, loaders)
+from tests.support.demo_data import write_demo_imagefolder
 
 # 3 classes x (6 train + 3 val) images of 40 px
 TRAIN_IMAGES, VAL_IMAGES = 18, 9
 
 
 @pytest.fixture(scope='module')
-def data_dir(tmp_path_factory):
-    return make_demo_dataset(tmp_path_factory.mktemp('data') / 'demo', num_classes=3,
-                             train_per_class=6, val_per_class=3, image_size=40)
+def data_dir(demo_data):
+    return demo_data(classes=3, train=6, val=3, size=40)
 
 
 def _train(data_dir, **kw):
@@ -208,7 +207,7 @@ def test_iteration_seed_makes_augmentation_independent_of_the_global_rng(data_di
     ('add_val', 'only in train: none; only in val: zz_extra'),
 ])
 def test_train_and_val_class_folders_must_match(tmp_path, change, words):
-    root = make_demo_dataset(tmp_path / 'demo', num_classes=3, train_per_class=2, val_per_class=1, image_size=40)
+    root = write_demo_imagefolder(tmp_path / 'demo', classes=3, train=2, val=1, size=40)
     square = sorted(os.listdir(os.path.join(root, 'val')))[1]
     assert square == 'n00000001_square'
     if change == 'rename':
@@ -223,7 +222,7 @@ def test_train_and_val_class_folders_must_match(tmp_path, change, words):
 
 
 def test_a_val_folder_alone_is_evaluated_without_a_train_folder(tmp_path):
-    root = make_demo_dataset(tmp_path / 'demo', num_classes=3, train_per_class=2, val_per_class=1, image_size=40)
+    root = write_demo_imagefolder(tmp_path / 'demo', classes=3, train=2, val=1, size=40)
     shutil.rmtree(os.path.join(root, 'train'))
     assert len(_val(root).dataset.classes) == 3
 

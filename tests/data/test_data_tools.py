@@ -3,7 +3,7 @@ import os
 
 import pytest
 from lib.errors import OutputError
-from scripts_as_modules import load_script
+from tests.support.scripts_as_modules import load_script
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

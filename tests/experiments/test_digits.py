@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 from lib.experiments.digits import INFO_FILE, load_digits_arrays, split_indices, write_digits_imagefolder
-from scripts_as_modules import load_script
+from tests.support.scripts_as_modules import load_script
 
 make_digits_data = load_script('tools/make_digits_data.py')
 

@@ -12,7 +12,7 @@ from PIL import Image
 from lib.engine.guard import exit_on_error
 from lib.experiments.fashion import (CLASSES, INFO_FILE, DatasetExistsError, IdxFormatError, load_split,
                                      per_class_split, read_idx)
-from scripts_as_modules import load_script
+from tests.support.scripts_as_modules import load_script
 
 make_fashion_data = load_script('tools/make_fashion_data.py')
 TRAIN_PER_CLASS, TEST_PER_CLASS = 6, 3

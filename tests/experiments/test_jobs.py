@@ -12,6 +12,7 @@ REFUSED = ("import sys; print('starting'); print('error: EPOCHS is 0; it must be
 CRASHED = "print('step 1'); raise RuntimeError('the loss is NaN')"
 
 
+@pytest.mark.process
 def test_the_failed_commands_error_lines_and_logs_are_in_the_message(tmp_path):
     logs = [str(tmp_path / f'{name}.log') for name in ('ok', 'refused', 'crashed')]
     (tmp_path / 'refused.log').write_text('error: an earlier attempt failed otherwise\n')  # logs are appended to
@@ -26,6 +27,7 @@ def test_the_failed_commands_error_lines_and_logs_are_in_the_message(tmp_path):
     assert 'earlier attempt' not in message and '\n' not in message
 
 
+@pytest.mark.process
 def test_a_refused_result_counts_as_that_commands_failure(tmp_path):
     def refuse(index):
         raise CreamError(f'run {index} ended without a finite accuracy')

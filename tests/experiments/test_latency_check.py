@@ -1,10 +1,10 @@
 """lib/experiments/latency_check.py: the error figures and the calibration fit, on given numbers (nothing timed)."""
 import pytest
 
-from handmade_latency import handmade_table
 from lib.experiments.latency_check import evaluate, fit_calibration, prediction_errors, random_paths, split_half_rho
 from lib.latency.timing import Timing
 from lib.latency.table import LatencyTableError
+from tests.support.handmade_latency import handmade_table
 
 
 def test_errors_are_mean_absolute_percentages_and_rank_correlation():

@@ -8,12 +8,13 @@ import pytest
 from lib.errors import ConfigError
 from lib.experiments import ground_truth as gt
 from lib.experiments.learning_curve import epoch_checkpoints
-from scripts_as_modules import load_script
+from tests.support.scripts_as_modules import load_script
 
 PATHS = [((0,), (1,), (2, 3, 4), (5, 0, 1), (2, 3)), ((5,), (4,), (3, 2, 1), (0, 5, 4), (3, 2))]
 TINY = ['DATASET.NUM_CLASSES', '3', 'DATASET.BATCH_SIZE', '4', 'SUPERNET.SLICE', '2', 'LOG_INTERVAL', '2']
 
 
+@pytest.mark.process
 def test_curve_of_a_tiny_search_against_its_paths_trained_alone(tmp_path, tiny_imagefolder):
     data = ['DATA_DIR', str(tiny_imagefolder)]
     load_script('train.py').main(['--cfg', 'configs/experiments/fashion_search.yaml', *data, *TINY, 'EPOCHS', '2',

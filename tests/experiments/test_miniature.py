@@ -5,10 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from conftest import REPO
 from lib.experiments import ground_truth as gt
 from lib.experiments.digits import load_digits_arrays, write_digits_imagefolder
-from scripts_as_modules import load_script
+from tests.support.paths import REPO
+from tests.support.scripts_as_modules import load_script
 
 
 def _tool(name):
@@ -31,6 +31,7 @@ TINY = ['--seeds', '0', '--gt-seeds', '0', '--paths', '3', '--bn-batches', '1', 
         '--recipe-opts', 'EPOCHS', '1', 'WARMUP_EPOCHS', '0', 'DATASET.BATCH_SIZE', '8']
 
 
+@pytest.mark.process
 def test_miniature_runs_end_to_end_and_resumes(tmp_path, tiny_digits):
     out = tmp_path / 'mini'
     summary = _tool('miniature').main(['--out', str(out), '--data', str(tiny_digits), *TINY])
@@ -116,6 +117,7 @@ PROTOCOL = ['--seeds', '0', '--gt-seeds', '0', '1', '--noise-paths', '2', '--pat
             '--random-search-opts', 'EPOCHS', '1']
 
 
+@pytest.mark.process
 def test_the_protocol_with_evolution_random_search_and_the_test_set_runs_end_to_end(tmp_path, tiny_digits_with_test):
     """Item 6's command at smoke size: a search, single-path one-shot with the evolutionary final pick, random search
     with the search's compute; the ground truth with seed noise; the picks on val and on the test set."""

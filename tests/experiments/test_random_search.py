@@ -8,25 +8,23 @@ import torch
 
 import train
 from lib.config import load_config
-from lib.data.demo import make_demo_dataset
 from lib.errors import ConfigError
 from lib.experiments import ground_truth as gt
 from lib.experiments.random_search import search_budget, search_images
 from lib.experiments.supernet_scores import chosen_path
-from scripts_as_modules import load_script
+from tests.support.demo_search import TINY_SEARCH
+from tests.support.scripts_as_modules import load_script
 
-SEARCH = {'FLOPS_MAXIMUM': 6, 'WORKERS': 0, 'EPOCHS': 2, 'DATASET.BATCH_SIZE': 4, 'DATASET.NUM_CLASSES': 3,
-          'DATASET.VAL_BATCH_MUL': 2, 'DATASET.GENERATE_DEMO': False, 'LOG_INTERVAL': 1, 'LR': 0.05,
-          'SUPERNET.SLICE': 2, 'SUPERNET.POOL_SIZE': 2, 'SUPERNET.META_STA_EPOCH': 0, 'SUPERNET.UPDATE_ITER': 2}
+SEARCH = TINY_SEARCH
 # One epoch of 3 steps of 4 images: 12 images per path; the search saw 2 epochs x 3 steps x 4 = 24, so K = 2.
 RECIPE_OPTS = ['EPOCHS', '1', 'WARMUP_EPOCHS', '0', 'DATASET.BATCH_SIZE', '4', 'DATASET.NUM_CLASSES', '3',
                'WORKERS', '0', 'DATASET.GENERATE_DEMO', 'False', 'LOG_INTERVAL', '1', 'NET.EMA.USE', 'False']
 
 
 @pytest.fixture(scope='module')
-def search_run(repo_root, tmp_path_factory):
+def search_run(repo_root, tmp_path_factory, demo_data):
     root = tmp_path_factory.mktemp('rs')
-    data = make_demo_dataset(str(root / 'data'), num_classes=3, train_per_class=4, val_per_class=2, image_size=32)
+    data = demo_data(classes=3, train=4, val=2, size=32)
     opts = dict(SEARCH, OUTPUT=root, DATA_DIR=data)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
@@ -37,6 +35,7 @@ def search_run(repo_root, tmp_path_factory):
     return root / 'demo_search'
 
 
+@pytest.mark.process
 def test_random_search_spends_the_searchs_compute_and_picks_the_best_on_val(repo_root, search_run, tmp_path):
     assert search_images(str(search_run)) == 2 * 3 * 4
     tool = load_script('tools/random_search.py')

@@ -6,7 +6,7 @@ import pytest
 
 from lib.errors import ConfigError
 from lib.experiments.sharing_probe import VaryingLayers, parse_layers
-from scripts_as_modules import load_script
+from tests.support.scripts_as_modules import load_script
 
 LAYERS = (1, 1, 3, 3, 2)
 PATHS = [[[0], [0], [0, 0, 0], [0, 0, 0], [0, 0]], [[5], [4], [3, 2, 1], [0, 5, 4], [3, 2]]]

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from handmade_latency import FIXED_MS, handmade_table, op_ms_by_kernel
 from lib.latency.table import FORMAT, LatencyTableError, load_table, table_from_dict
+from tests.support.handmade_latency import FIXED_MS, handmade_table, op_ms_by_kernel
 
 
 def test_prediction_is_the_sum_of_fixed_parts_and_the_paths_ops():

@@ -9,8 +9,8 @@ from timm.data import resolve_data_config
 
 from lib.models import ArchError, RELEASED_MODELS, count_macs_params, create_model
 from lib.models.childnet import build_released
-from released_checkpoints import (recipe_input, recipe_weights, released_logits, with_reversed_classes,
-                                  write_released_checkpoint)
+from tests.support.released_checkpoints import (recipe_input, recipe_weights, released_logits,
+                                                with_reversed_classes, write_released_checkpoint)
 
 SELECTIONS = [14, 43, 114, 287, 481, 604]
 

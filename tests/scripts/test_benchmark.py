@@ -6,7 +6,7 @@ import pytest
 
 from lib.search import static_step as static_steps
 from lib.search import step as search_steps
-from scripts_as_modules import load_script
+from tests.support.scripts_as_modules import load_script
 
 TINY = ['--device', 'cpu', '--batch-size', '8', '--image-size', '32', '--steps', '2', '--warmup', '1',
         '--path', '[[1],[1],[1],[1],[1]]', '--num-classes', '10', '--pool-size', '2', '--slice', '2',

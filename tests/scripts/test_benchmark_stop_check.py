@@ -4,7 +4,11 @@ import json
 import subprocess
 import sys
 
-from processes import script_env
+import pytest
+
+from tests.support.processes import script_env
+
+pytestmark = pytest.mark.process
 
 
 def test_two_ranks_time_the_plain_the_lagged_and_the_blocking_check(repo_root):

@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 
 from lib.config import get_defaults
-from scripts_as_modules import load_script
+from tests.support.scripts_as_modules import load_script
 
 reference = load_script('tools/config_reference.py')
 

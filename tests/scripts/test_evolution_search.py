@@ -9,18 +9,15 @@ import torch
 
 import train
 from lib.config import load_config
-from lib.data.demo import make_demo_dataset
 from lib.errors import ConfigError
 from lib.experiments.supernet_scores import chosen_path
 from lib.models.paths import path_key
 from lib.search.final_pick import EVOLUTION_STATE_FILE
-from scripts_as_modules import load_script
+from tests.support.demo_search import TINY_SEARCH
+from tests.support.scripts_as_modules import load_script
 
 # The demo config at minimal size: one layer per stage at 64 px, 2 epochs of 3 steps, board from epoch 1.
-SEARCH = {'FLOPS_MAXIMUM': 6, 'WORKERS': 0, 'EPOCHS': 2, 'DATASET.BATCH_SIZE': 4, 'DATASET.NUM_CLASSES': 3,
-          'DATASET.VAL_BATCH_MUL': 2, 'DATASET.GENERATE_DEMO': False, 'LOG_INTERVAL': 1, 'LR': 0.05,
-          'SUPERNET.SLICE': 2, 'SUPERNET.POOL_SIZE': 2, 'SUPERNET.META_STA_EPOCH': 0,
-          'SUPERNET.UPDATE_ITER': 2, 'DETERMINISTIC': True, 'SUPERNET.FINAL_PICK_BN_BATCHES': 1}
+SEARCH = dict(TINY_SEARCH, DETERMINISTIC=True, **{'SUPERNET.FINAL_PICK_BN_BATCHES': 1})
 EVOLUTION = {'SUPERNET.FINAL_PICK': 'evolution', 'SUPERNET.EVOLUTION.POPULATION': 4,
              'SUPERNET.EVOLUTION.GENERATIONS': 2, 'SUPERNET.EVOLUTION.PARENTS': 2,
              'SUPERNET.EVOLUTION.MUTATIONS': 2, 'SUPERNET.EVOLUTION.CROSSOVERS': 2,
@@ -28,9 +25,8 @@ EVOLUTION = {'SUPERNET.FINAL_PICK': 'evolution', 'SUPERNET.EVOLUTION.POPULATION'
 
 
 @pytest.fixture(scope='module')
-def data(tmp_path_factory):
-    return make_demo_dataset(str(tmp_path_factory.mktemp('evo') / 'data'), num_classes=3, train_per_class=4,
-                             val_per_class=2, image_size=32)
+def data(demo_data):
+    return demo_data(classes=3, train=4, val=2, size=32)
 
 
 def search(repo_root, out, data, **extra):

@@ -14,8 +14,8 @@ from lib.checkpoint.files import save_checkpoint_atomic
 from lib.engine.guard import exit_on_error
 from lib.models import create_model
 from lib.models.childnet import build_childnet
-from processes import script_env
-from scripts_as_modules import load_script
+from tests.support.processes import script_env
+from tests.support.scripts_as_modules import load_script
 
 REPO = Path(__file__).resolve().parents[2]
 export_tool = load_script('tools/export_onnx.py')
@@ -74,6 +74,7 @@ def test_bad_requests_are_one_error_line(opts, message, tmp_path, capsys):
     assert not (tmp_path / 'x.onnx').exists()
 
 
+@pytest.mark.process
 def test_an_unwritable_out_is_one_error_line_before_any_export_work(repo_root):
     """sysfs takes no new files from anyone (EACCES, root included; EROFS where it is mounted read-only)."""
     completed = subprocess.run([sys.executable, 'tools/export_onnx.py', '--out', '/sys/cream_export.onnx',

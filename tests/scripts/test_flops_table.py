@@ -6,9 +6,10 @@ import sys
 
 import pytest
 from lib.errors import CreamError
-from scripts_as_modules import load_script
+from tests.support.scripts_as_modules import load_script
 
 
+@pytest.mark.process
 def test_prints_search_space_and_table(tmp_path, repo_root):
     cfg = tmp_path / 'tiny.yaml'
     cfg.write_text('SUPERNET:\n  FLOPS_MAXIMUM: 20\nDATASET:\n  NUM_CLASSES: 10\n')

@@ -11,16 +11,16 @@ import resource
 import pytest
 
 import retrain
-from lib.data.demo import make_demo_dataset
-from processes import Running, no_process_left_behind, retrain_args  # noqa: F401 (an autouse fixture)
+from tests.support.processes import Running, retrain_args
+
+pytestmark = pytest.mark.process
 
 LIMIT = 1 << 20  # bytes per file
 
 
 @pytest.fixture(scope='module')
-def data(tmp_path_factory):
-    return make_demo_dataset(str(tmp_path_factory.mktemp('full') / 'data'), num_classes=2, train_per_class=2,
-                             val_per_class=1, image_size=32)
+def data(demo_data):
+    return demo_data(classes=2, train=2, val=1, size=32)
 
 
 def args(out, data, **extra):

@@ -5,13 +5,13 @@ import shutil
 
 import pytest
 
-from broken_inputs import assert_refused
-from conftest import REPO
 from lib.errors import CreamError
 from lib.experiments import ground_truth as gt
 from lib.fileio import write_json_atomic
-from processes import script_env
-from scripts_as_modules import load_script
+from tests.support.broken_inputs import assert_refused
+from tests.support.paths import REPO
+from tests.support.processes import script_env
+from tests.support.scripts_as_modules import load_script
 
 tool = load_script('tools/ground_truth.py')
 RECIPE = str(REPO / 'configs' / 'experiments' / 'digits_retrain.yaml')
@@ -137,10 +137,11 @@ def test_a_run_whose_accuracy_is_nan_is_not_recorded(truth):
     assert not (truth / 'results' / f'{gt.path_key(PATH)}_seed1.json').exists()
 
 
+@pytest.mark.process
 def test_the_tool_as_a_process_prints_one_line_and_keeps_the_folder(truth, tiny_imagefolder):
     import subprocess
     import sys
-    from broken_inputs import snapshot
+    from tests.support.broken_inputs import snapshot
     _damage(truth, 'paths.json', '{"paths": ')
     before = snapshot(truth)
     done = subprocess.run([sys.executable, 'tools/ground_truth.py', *map(str, _argv(truth, tiny_imagefolder))],
@@ -151,6 +152,7 @@ def test_the_tool_as_a_process_prints_one_line_and_keeps_the_folder(truth, tiny_
     shutil.rmtree(truth)
 
 
+@pytest.mark.process
 def test_a_failed_retraining_shows_its_first_error_line_and_log(tmp_path, tiny_imagefolder, capsys):
     """A mistake only the child's set-up finds (a batch larger than the data: retrain.py's loaders refuse it after
     the preflight) reaches the user as that child's error line with its log, and nothing is recorded for it."""

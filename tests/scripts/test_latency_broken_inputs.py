@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 
 import train
-from broken_inputs import assert_refused
-from handmade_latency import handmade_table
-from lib.data.demo import make_demo_dataset
+from tests.support.broken_inputs import assert_refused
+from tests.support.handmade_latency import handmade_table
 
 REPO = Path(__file__).resolve().parents[2]
 ARCH = '[[0],[0],[0],[0],[0],[0],[0]]'
@@ -52,13 +51,13 @@ BROKEN_TABLES = [
 
 @pytest.fixture(scope='module')
 def model_info():
-    from scripts_as_modules import load_script
+    from tests.support.scripts_as_modules import load_script
     return load_script('tools/model_info.py')
 
 
 @pytest.fixture(scope='module')
 def latency_table():
-    from scripts_as_modules import load_script
+    from tests.support.scripts_as_modules import load_script
     return load_script('tools/latency_table.py')
 
 
@@ -130,8 +129,9 @@ def test_model_info_refuses_a_damaged_arch_file(tmp_path, capsys, model_info, go
                    '--repeats: must be at least 1', [tmp_path])
 
 
-def test_a_search_with_a_table_whose_settings_record_is_broken_stops_before_its_run_folder(tmp_path, capsys):
-    data = make_demo_dataset(str(tmp_path / 'data'), num_classes=3, train_per_class=2, val_per_class=1, image_size=32)
+def test_a_search_with_a_table_whose_settings_record_is_broken_stops_before_its_run_folder(tmp_path, capsys,
+                                                                                          demo_data):
+    data = demo_data(classes=3, train=2, val=1, size=32)
     table = handmade_table(resolution=64, num_classes=3).to_dict()
     table['runtime'] = {'runtime': 'torch'}  # the wrong shape: it used to load and crash the search later
     (tmp_path / 'table.json').write_text(json.dumps(table))

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from handmade_latency import handmade_table
 from lib.latency.runtimes import LatencySettingsError, RuntimeSettings, prepare
 from lib.latency.table import load_table
 from lib.models import ops
-from scripts_as_modules import load_script
+from tests.support.handmade_latency import handmade_table
+from tests.support.scripts_as_modules import load_script
 
 REPO = Path(__file__).resolve().parents[2]
 tool = load_script('tools/latency_table.py')
@@ -86,6 +86,7 @@ def test_settings_that_cannot_be_measured(settings, message):
         settings.check()
 
 
+@pytest.mark.process
 def test_command_line_error_is_one_line(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS='1')
     bad = tmp_path / 'bad.json'

@@ -6,12 +6,14 @@ import sys
 from pathlib import Path
 
 import pytest
-from scripts_as_modules import load_script
+
+from tests.support.scripts_as_modules import load_script
 
 REPO = Path(__file__).resolve().parents[2]
 model_info_tool = load_script('tools/model_info.py')
 
 
+@pytest.mark.process
 def test_runs_as_a_script_from_the_repo_root():
     env = dict(os.environ, PYTHONPATH=str(REPO))  # this checkout, installed or not
     result = subprocess.run([sys.executable, 'tools/model_info.py', '--selection', 'cream_014'], cwd=REPO,

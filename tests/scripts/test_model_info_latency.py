@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from handmade_latency import handmade_table
 from lib.errors import CreamError
-from scripts_as_modules import load_script
+from tests.support.handmade_latency import handmade_table
+from tests.support.scripts_as_modules import load_script
 
 REPO = Path(__file__).resolve().parents[2]
 tool = load_script('tools/model_info.py')

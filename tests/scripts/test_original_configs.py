@@ -10,12 +10,11 @@ import yaml
 
 import retrain
 from lib.config import ConfigError, load_config
-from lib.data.demo import make_demo_dataset
 from lib.engine.runtime import run_dir_of
 from lib.models.childnet import ArchError
 from lib.models.from_config import resolve_child
 from lib.retrain.optim import build_scheduler
-from scripts_as_modules import load_script
+from tests.support.scripts_as_modules import load_script
 
 CONFIGS = Path(__file__).resolve().parents[1] / 'original_configs'
 ALL = sorted(str(p.relative_to(CONFIGS)) for p in CONFIGS.rglob('*.yaml'))
@@ -85,9 +84,8 @@ def test_save_path_and_output_naming_different_folders_is_one_error(tmp_path):
     assert run_dir_of(load_config([str(first)], ['OUTPUT', 'd'])) == 'd/cream'
 
 
-def test_an_original_recipe_retrains_and_tests_into_its_save_path(tmp_path, monkeypatch):
-    data = make_demo_dataset(str(tmp_path / 'data'), num_classes=2, train_per_class=2, val_per_class=2,
-                             image_size=32)
+def test_an_original_recipe_retrains_and_tests_into_its_save_path(tmp_path, monkeypatch, demo_data):
+    data = demo_data(classes=2, train=2, val=2, size=32)
     monkeypatch.chdir(tmp_path)  # the files' SAVE_PATHs are relative: ./experiments/workspace/...
     tiny = ['DATA_DIR', data, 'DEVICE', 'cpu', 'WORKERS', '0', 'EPOCHS', '1', 'DATASET.BATCH_SIZE', '2',
             'DATASET.NUM_CLASSES', '2', 'DATASET.IMAGE_SIZE', '32', 'DATASET.VAL_BATCH_MUL', '1',

@@ -10,24 +10,21 @@ from PIL import Image
 
 import retrain
 import train
-from lib.data.demo import make_demo_dataset
 from lib.engine.guard import exit_on_error
-from processes import script_env
-from scripts_as_modules import load_script
+from tests.support.processes import script_env
+from tests.support.demo_search import TINY_SEARCH
+from tests.support.scripts_as_modules import load_script
 
 REPO = Path(__file__).resolve().parents[2]
 plot_tool = load_script('tools/plot_run.py')
 
-# The demo search, shortened as in test_train.py: epoch 0 plain, epochs 1-2 fill and validate the board.
-SEARCH = {'FLOPS_MAXIMUM': 6, 'WORKERS': 0, 'EPOCHS': 3, 'DATASET.BATCH_SIZE': 4, 'DATASET.NUM_CLASSES': 3,
-          'DATASET.VAL_BATCH_MUL': 2, 'DATASET.GENERATE_DEMO': False, 'LOG_INTERVAL': 1, 'LR': 0.05,
-          'SUPERNET.SLICE': 2, 'SUPERNET.POOL_SIZE': 2, 'SUPERNET.META_STA_EPOCH': 0, 'SUPERNET.UPDATE_ITER': 2}
+# The tiny demo search with a third epoch: epoch 0 plain, epochs 1-2 fill and validate the board.
+SEARCH = dict(TINY_SEARCH, EPOCHS=3)
 
 
 @pytest.fixture(scope='module')
-def data(tmp_path_factory):
-    return make_demo_dataset(str(tmp_path_factory.mktemp('plot') / 'data'), num_classes=3, train_per_class=4,
-                             val_per_class=2, image_size=32)
+def data(demo_data):
+    return demo_data(classes=3, train=4, val=2, size=32)
 
 
 @pytest.fixture(scope='module')
@@ -44,6 +41,7 @@ def png_size(path):
         return image.size
 
 
+@pytest.mark.process
 def test_a_search_run_becomes_a_png_of_board_and_curves(search_run, tmp_path):
     history = [json.loads(line) for line in (search_run / 'board_history.jsonl').read_text().splitlines()]
     assert [h['epoch'] for h in history] == [0, 1, 2]  # epochs 1 and 2 hold boards: one faded, one current
@@ -90,6 +88,7 @@ def test_a_folder_without_a_summary_is_one_error_line(tmp_path):
     assert stop.value.code == 2
 
 
+@pytest.mark.process
 def test_a_truncated_board_json_is_one_error_line_and_exit_status_2(search_run, tmp_path):
     run_dir = tmp_path / 'copy'
     shutil.copytree(search_run, run_dir)

@@ -5,7 +5,7 @@ import torch
 
 import lib.search.meta_matching
 import lib.search.step
-from scripts_as_modules import load_script
+from tests.support.scripts_as_modules import load_script
 
 
 @pytest.fixture(scope='module')

@@ -5,12 +5,12 @@ import shutil
 
 import pytest
 
-from broken_inputs import assert_refused
-from conftest import REPO
 from lib.config import load_config, save_config
 from lib.experiments import ground_truth as gt
 from lib.fileio import write_json_atomic
-from scripts_as_modules import load_script
+from tests.support.broken_inputs import assert_refused
+from tests.support.paths import REPO
+from tests.support.scripts_as_modules import load_script
 
 tool = load_script('tools/rank_paths.py')
 PATHS = [((op,),) * 5 for op in range(3)]  # the digits space has one layer per stage

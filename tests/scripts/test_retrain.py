@@ -11,12 +11,11 @@ import pytest
 import torch
 
 import retrain
-from lib.data.demo import make_demo_dataset
 from lib.engine.guard import exit_on_error
 from lib.errors import CreamError
 from lib.models import create_model
 from lib.train.hooks import Hook
-from scripts_as_modules import load_script
+from tests.support.scripts_as_modules import load_script
 
 NATIVE = {14: 64, 43: 96, 114: 160, 287: 224, 481: 224, 604: 224}
 SEARCHED = [[0], [5], [2, 0], [4], [1], [3], [0]]  # stages 1, 3, 4, 5 hold a single layer
@@ -24,17 +23,15 @@ SMALL = [[0], [0], [0], [0], [0], [0], [0]]
 
 
 @pytest.fixture(scope='module')
-def one_step_data(tmp_path_factory):
+def one_step_data(demo_data):
     """2 classes x (1 train, 1 val) images: one training step of 2 and one validation batch."""
-    return make_demo_dataset(str(tmp_path_factory.mktemp('one') / 'data'), num_classes=2, train_per_class=1,
-                             val_per_class=1, image_size=32)
+    return demo_data(classes=2, train=1, val=1, size=32)
 
 
 @pytest.fixture(scope='module')
-def four_step_data(tmp_path_factory):
+def four_step_data(demo_data):
     """2 classes x (4 train, 2 val) images: four steps of 2 per epoch."""
-    return make_demo_dataset(str(tmp_path_factory.mktemp('four') / 'data'), num_classes=2, train_per_class=4,
-                             val_per_class=2, image_size=32)
+    return demo_data(classes=2, train=4, val=2, size=32)
 
 
 def tiny_overrides(out, data, **extra):
@@ -233,6 +230,7 @@ def test_a_bad_selection_or_arch_stops_before_any_work(repo_root, tmp_path, opts
     assert not list(tmp_path.glob('*/*.pth.tar'))
 
 
+@pytest.mark.process
 def test_two_processes_with_gloo(repo_root, four_step_data, tmp_path):
     cmd = [sys.executable, '-m', 'torch.distributed.run', '--standalone', '--nproc_per_node=2',
            str(repo_root / 'retrain.py'), '--cfg', str(repo_root / 'configs/demo/retrain.yaml'),

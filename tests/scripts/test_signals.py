@@ -14,18 +14,18 @@ import pytest
 import torch
 
 import retrain
-from lib.data.demo import make_demo_dataset
 from lib.engine.guard import exit_on_error
 from lib.engine.run_lock import LOCK_FILE
-from processes import Running, no_process_left_behind, retrain_args, script_env  # noqa: F401 (autouse fixture)
+from tests.support.processes import Running, retrain_args, script_env
+
+pytestmark = pytest.mark.process
 
 STEPS = 50  # per epoch: 100 training images in batches of 2 (25 for two ranks)
 
 
 @pytest.fixture(scope='module')
-def data(tmp_path_factory):
-    return make_demo_dataset(str(tmp_path_factory.mktemp('signals') / 'data'), num_classes=2, train_per_class=50,
-                             val_per_class=1, image_size=32)
+def data(demo_data):
+    return demo_data(classes=2, train=50, val=1, size=32)
 
 
 def load(path):

@@ -11,7 +11,7 @@ import torch
 
 from lib.engine.evaluate import evaluate
 from lib.errors import CreamError
-from scripts_as_modules import load_script
+from tests.support.scripts_as_modules import load_script
 
 # Loaded by path: ``import test`` could find the standard library's test package.
 REPO = Path(__file__).resolve().parents[2]
@@ -55,6 +55,7 @@ def test_tta_amp_and_channels_last(tmp_path, tiny_imagefolder, official, monkeyp
     assert seen == [1] and tta['tta'] == 1 and plain['tta'] == 0 and tta['images'] == 9
 
 
+@pytest.mark.process
 def test_two_processes_count_every_image_once(tmp_path, tiny_imagefolder, official, repo_root, free_port):
     single = run_test(tmp_path, tiny_imagefolder, official, name='single')
     cmd = [sys.executable, '-m', 'torch.distributed.launch', '--nproc_per_node=2', f'--master_port={free_port}', 'test.py',
@@ -87,6 +88,7 @@ def test_missing_data_folder(tmp_path, official):
     assert str(info.value).startswith('DATA_DIR/val not found') and 'no_data' in str(info.value)
 
 
+@pytest.mark.process
 def test_the_command_line_prints_a_user_error_as_one_line_and_exits_2(tmp_path, official, repo_root):
     cmd = [sys.executable, 'test.py', '--cfg', 'configs/test.yaml', 'MODEL_SELECTION', '42',
            'RESUME_PATH', str(official), 'OUTPUT', str(tmp_path), 'DEVICE', 'cpu']

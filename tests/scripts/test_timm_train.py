@@ -5,11 +5,13 @@ import os
 import subprocess
 import sys
 
+import pytest
 import timm
 import torch
 
-from lib.data.demo import make_demo_dataset
 from lib.models import create_model
+
+pytestmark = pytest.mark.process
 
 TIMM_TRAIN = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), 'timm_train', 'train.py')
 # What a user types: import lib.models (registers cream_*), then timm's script as __main__.
@@ -17,9 +19,8 @@ LAUNCH = ("import sys, runpy; import lib.models; sys.argv = ['train.py'] + sys.a
           f"runpy.run_path({TIMM_TRAIN!r}, run_name='__main__')")
 
 
-def test_timm_train_py_trains_cream_043_for_an_epoch(repo_root, tmp_path):
-    data = make_demo_dataset(str(tmp_path / 'data'), num_classes=2, train_per_class=2, val_per_class=1,
-                             image_size=32)
+def test_timm_train_py_trains_cream_043_for_an_epoch(repo_root, tmp_path, demo_data):
+    data = demo_data(classes=2, train=2, val=1, size=32)
     args = ['--data-dir', data, '--train-split', 'train', '--val-split', 'val', '--model', 'cream_043',
             '--num-classes', '2', '--input-size', '3', '32', '32', '--epochs', '1', '--warmup-epochs', '0',
             '-b', '4', '--device', 'cpu', '--workers', '0', '--no-prefetcher', '--log-interval', '1',

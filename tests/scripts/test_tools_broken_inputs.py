@@ -7,10 +7,10 @@ import sys
 
 import pytest
 
-from broken_inputs import assert_refused, snapshot
-from conftest import REPO
-from processes import script_env
-from scripts_as_modules import load_script
+from tests.support.broken_inputs import assert_refused, snapshot
+from tests.support.paths import REPO
+from tests.support.processes import script_env
+from tests.support.scripts_as_modules import load_script
 
 
 @pytest.fixture
@@ -158,6 +158,7 @@ def test_the_benchmarks(tmp_path, a_file, capsys, tools_module):
     ], capsys, [tmp_path])
 
 
+@pytest.mark.process
 @pytest.mark.parametrize('argv, expected', [
     (['tools/latency_table.py', 'check', '--table', '{a_file}'], 'is not valid JSON'),
 ], ids=['latency_table'])

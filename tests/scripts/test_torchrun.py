@@ -11,8 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lib.data.demo import make_demo_dataset
-from processes import Running, retrain_args, script_env
+from tests.support.processes import Running, retrain_args, script_env
 
 pytestmark = pytest.mark.slow
 
@@ -46,12 +45,9 @@ RETRAIN = {'EPOCHS': 2, 'DETERMINISTIC': True, 'RECOVERY_INTERVAL': 2}  # 2 clas
 
 
 @pytest.fixture(scope='module')
-def data(tmp_path_factory):
-    root = tmp_path_factory.mktemp('torchrun')
-    return {'search': make_demo_dataset(str(root / 'search'), num_classes=3, train_per_class=12, val_per_class=2,
-                                        image_size=32),
-            'retrain': make_demo_dataset(str(root / 'retrain'), num_classes=2, train_per_class=10, val_per_class=1,
-                                         image_size=32)}
+def data(demo_data):
+    return {'search': demo_data(classes=3, train=12, val=2, size=32),
+            'retrain': demo_data(classes=2, train=10, val=1, size=32)}
 
 
 def search_args(out, data, **extra):

@@ -1,8 +1,6 @@
 """train.py end to end on tiny generated data (CPU, 64 px, the smallest search space): the demo search and
 its best_arch.yaml in retrain.py/test.py, exact resume (after an epoch and mid-epoch), two processes
 holding one board, an infeasible budget."""
-import csv
-import json
 import os
 import shutil
 import subprocess
@@ -13,40 +11,18 @@ import torch
 
 import train
 from lib.config import load_config
-from lib.data.demo import make_demo_dataset
 from lib.engine.finite import DivergedError
 from lib.errors import CreamError
 from lib.models.from_config import build_child_from_cfg
 from lib.search.outputs import read_board_history
-from lib.train.hooks import Hook
+from tests.support.demo_search import TINY_SEARCH, AfterStep, Stop, StopAt, board_entries, search_argv, summary_rows
 
-# FLOPS_MAXIMUM 6: one layer per stage at 64 px. SLICE 2 lets a batch of 4 feed the meta update.
-# 3 classes x 4 train images = 3 steps of 4 per epoch; epoch 0 plain, epoch 1 board + KD + meta updates.
-SEARCH = {'FLOPS_MAXIMUM': 6, 'WORKERS': 0, 'EPOCHS': 2, 'DATASET.BATCH_SIZE': 4, 'DATASET.NUM_CLASSES': 3,
-          'DATASET.VAL_BATCH_MUL': 2, 'DATASET.GENERATE_DEMO': False, 'LOG_INTERVAL': 1, 'LR': 0.05,
-          'SUPERNET.SLICE': 2, 'SUPERNET.POOL_SIZE': 2, 'SUPERNET.META_STA_EPOCH': 0,
-          'SUPERNET.UPDATE_ITER': 2, 'DETERMINISTIC': True}
+SEARCH = dict(TINY_SEARCH, DETERMINISTIC=True)
 
 
 @pytest.fixture(scope='module')
-def data(tmp_path_factory):
-    return make_demo_dataset(str(tmp_path_factory.mktemp('search') / 'data'), num_classes=3, train_per_class=4,
-                             val_per_class=2, image_size=32)
-
-
-def argv(repo_root, out, data, config='configs/demo/train.yaml', **extra):
-    opts = dict(SEARCH, OUTPUT=out, DATA_DIR=data, **extra)
-    return ['--cfg', str(repo_root / config)] + [str(x) for kv in opts.items() for x in kv]
-
-
-def summary_rows(run_dir):
-    with open(os.path.join(run_dir, 'summary.csv'), newline='') as f:
-        return [{k: v for k, v in row.items() if k != 'img_per_sec'} for row in csv.DictReader(f)]
-
-
-def board_entries(run_dir):
-    with open(os.path.join(run_dir, 'board.json')) as f:
-        return json.load(f)['entries']
+def data(demo_data):
+    return demo_data(classes=3, train=4, val=2, size=32)
 
 
 @pytest.fixture(scope='module')
@@ -56,40 +32,10 @@ def uninterrupted(repo_root, data, tmp_path_factory):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in the other tests: the thread count changes float sums
     try:
-        result = train.main(argv(repo_root, out, data, RECOVERY_INTERVAL=2))
+        result = train.main(search_argv(repo_root, out, data, RECOVERY_INTERVAL=2))
     finally:
         torch.set_num_threads(threads)
     return out / 'demo_search', result
-
-
-class Stop(KeyboardInterrupt):
-    pass
-
-
-class StopAt(Hook):
-    """Raise ``Stop`` right after epoch ``epoch`` (its checkpoint and outputs written) or, given ``step``, right
-    after that step of it (and its recovery checkpoint, when one is due)."""
-
-    def __init__(self, epoch, step=None):
-        self.epoch, self.step = epoch, step
-
-    def after_step(self, session, position):
-        if self.step is not None and (position.epoch, position.step_in_epoch) == (self.epoch, self.step):
-            raise Stop
-
-    def after_epoch(self, session, epoch, evaluation):
-        if self.step is None and epoch == self.epoch:
-            raise Stop
-
-
-class AfterStep(Hook):
-    """``act(position)`` after every step."""
-
-    def __init__(self, act):
-        self.act = act
-
-    def after_step(self, session, position):
-        self.act(position)
 
 
 def test_demo_search_writes_board_and_a_best_arch_that_retrain_and_test_accept(repo_root, data, uninterrupted,
@@ -134,7 +80,7 @@ def test_demo_search_writes_board_and_a_best_arch_that_retrain_and_test_accept(r
 def test_resume_after_an_epoch_and_mid_epoch_continues_exactly(repo_root, data, uninterrupted, tmp_path):
     whole_dir, _ = uninterrupted
 
-    args = argv(repo_root, tmp_path, data, RECOVERY_INTERVAL=2, AUTO_RESUME=True)
+    args = search_argv(repo_root, tmp_path, data, RECOVERY_INTERVAL=2, AUTO_RESUME=True)
     with pytest.raises(Stop):  # main() lets the interrupt through (the command line exits with 130)
         train.main(args, hooks=[StopAt(epoch=0)])
     run_dir = tmp_path / 'demo_search'
@@ -161,11 +107,12 @@ def test_resume_after_an_epoch_and_mid_epoch_continues_exactly(repo_root, data, 
     assert 'resuming from' in (run_dir / 'train.log').read_text()
 
 
+@pytest.mark.process
 def test_two_processes_hold_the_same_board_and_weights(repo_root, data, tmp_path, free_port):
     env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=str(repo_root))
     command = [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_addr=127.0.0.1',
                f'--master_port={free_port}', str(repo_root / 'train.py'),
-               *argv(repo_root, tmp_path, data, VERBOSE=True, **{'DATASET.BATCH_SIZE': 2, 'SUPERNET.SLICE': 1})]
+               *search_argv(repo_root, tmp_path, data, VERBOSE=True, **{'DATASET.BATCH_SIZE': 2, 'SUPERNET.SLICE': 1})]
     completed = subprocess.run(command, cwd=repo_root, env=env, capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-3000:]
     run_dir = tmp_path / 'demo_search'
@@ -193,7 +140,7 @@ def test_corrected_config_runs_the_search_with_every_switch_on_our_side(repo_roo
 
 def test_infeasible_budget_fails_before_any_work(repo_root, data, tmp_path):
     with pytest.raises(CreamError) as error:
-        train.main(argv(repo_root, tmp_path, data, FLOPS_MAXIMUM=1))
+        train.main(search_argv(repo_root, tmp_path, data, FLOPS_MAXIMUM=1))
     assert 'infeasible' in str(error.value) and 'FLOPS_MAXIMUM' in str(error.value)
     assert not (tmp_path / 'demo_search').exists()  # failed before the run folder was made
 
@@ -201,14 +148,14 @@ def test_infeasible_budget_fails_before_any_work(repo_root, data, tmp_path):
 def test_a_budget_no_path_meets_fails_before_any_work_naming_budgets_that_would(repo_root, data, tmp_path):
     """20..20 MFLOPs passes the rule (a space of one layer per stage at 96 px) but its paths cost 9.77..18.14."""
     with pytest.raises(CreamError) as error:
-        train.main(argv(repo_root, tmp_path, data, FLOPS_MINIMUM=20, FLOPS_MAXIMUM=20))
+        train.main(search_argv(repo_root, tmp_path, data, FLOPS_MINIMUM=20, FLOPS_MAXIMUM=20))
     assert 'holds no path of its search space' in str(error.value)
     assert 'budgets that would work: FLOPS_MINIMUM 0 FLOPS_MAXIMUM 20' in str(error.value)
     assert not (tmp_path / 'demo_search').exists()
 
 
 def test_an_empty_board_at_the_end_writes_no_best_arch(repo_root, data, tmp_path):
-    result = train.main(argv(repo_root, tmp_path, data, EPOCHS=1))  # epoch 0 <= META_STA_EPOCH: no offers
+    result = train.main(search_argv(repo_root, tmp_path, data, EPOCHS=1))  # epoch 0 <= META_STA_EPOCH: no offers
     run_dir = tmp_path / 'demo_search'
     assert result['best_arch'] is None and result['board'] == []
     assert not (run_dir / 'best_arch.yaml').exists() and (run_dir / 'last.pth.tar').is_file()
@@ -234,7 +181,7 @@ def test_divergence_never_reaches_a_checkpoint_and_auto_resume_continues(repo_ro
 
     monkeypatch.setattr(parts, 'build_loss', build_loss)
     with pytest.raises(DivergedError) as stop:
-        train.main(argv(repo_root, tmp_path, data, RECOVERY_INTERVAL=1, LOG_INTERVAL=100),
+        train.main(search_argv(repo_root, tmp_path, data, RECOVERY_INTERVAL=1, LOG_INTERVAL=100),
                    hooks=[AfterStep(poison_after_step_1_of_epoch_1)])
     run_dir = tmp_path / 'demo_search'
     assert 'training loss became nan by epoch 1 step 2' in str(stop.value)  # checked before the checkpoint
@@ -243,7 +190,7 @@ def test_divergence_never_reaches_a_checkpoint_and_auto_resume_continues(repo_ro
     for path in run_dir.glob('*.pth.tar'):
         assert nonfinite_tensors(torch.load(path, map_location='cpu', weights_only=True))[0] == [], path
     monkeypatch.undo()
-    train.main(argv(repo_root, tmp_path, data, RECOVERY_INTERVAL=2, AUTO_RESUME=True))
+    train.main(search_argv(repo_root, tmp_path, data, RECOVERY_INTERVAL=2, AUTO_RESUME=True))
     assert 'recovery.pth.tar: epoch 1, step 1 of 3' in (run_dir / 'train.log').read_text()
     whole_dir, _ = uninterrupted
     assert summary_rows(run_dir) == summary_rows(whole_dir) and board_entries(run_dir) == board_entries(whole_dir)
@@ -256,7 +203,7 @@ def test_a_search_resumed_for_more_epochs_drops_the_old_best_arch_until_its_end(
     shutil.copytree(whole_dir, run_dir)
     assert 'after epoch 1' in (run_dir / 'best_arch.yaml').read_text()
     seen = []
-    train.main(argv(repo_root, tmp_path, data, AUTO_RESUME=True, EPOCHS=3),
+    train.main(search_argv(repo_root, tmp_path, data, AUTO_RESUME=True, EPOCHS=3),
                hooks=[AfterStep(lambda position: seen.append((run_dir / 'best_arch.yaml').exists()))])
     assert seen == [False] * 3  # no best_arch.yaml beside the growing board
     assert 'after epoch 2' in (run_dir / 'best_arch.yaml').read_text()
@@ -279,7 +226,7 @@ def test_the_final_pick_can_score_sampled_paths_beside_the_board(repo_root, data
     run_dir = tmp_path / 'demo_search'
     shutil.copytree(whole_dir, run_dir)
     # The finished run, resumed with the switch: no training, only the final pick (FINAL_PICK_* may change).
-    result = train.main(argv(repo_root, tmp_path, data, AUTO_RESUME=True, **{'SUPERNET.FINAL_PICK_SAMPLES': 3,
+    result = train.main(search_argv(repo_root, tmp_path, data, AUTO_RESUME=True, **{'SUPERNET.FINAL_PICK_SAMPLES': 3,
                                                                              'SUPERNET.FINAL_PICK_BN_BATCHES': 1}))
     scores = final_pick_scores((run_dir / 'train.log').read_text())
     sources = [source for source, _ in scores.values()]
@@ -292,7 +239,7 @@ def test_the_final_pick_can_score_sampled_paths_beside_the_board(repo_root, data
 
 
 def test_a_search_without_a_board_gets_a_sampled_pick(repo_root, data, tmp_path):
-    result = train.main(argv(repo_root, tmp_path, data, EPOCHS=1, **{'SUPERNET.FINAL_PICK_SAMPLES': 2,
+    result = train.main(search_argv(repo_root, tmp_path, data, EPOCHS=1, **{'SUPERNET.FINAL_PICK_SAMPLES': 2,
                                                                      'SUPERNET.FINAL_PICK_BN_BATCHES': 1}))
     text = (tmp_path / 'demo_search' / 'best_arch.yaml').read_text()
     assert result['board'] == [] and result['best_arch'] is not None

@@ -8,26 +8,23 @@ import pytest
 from matplotlib.figure import Figure
 
 import train
-from handmade_latency import handmade_table
-from lib.data.demo import make_demo_dataset
 from lib.errors import CreamError
-from scripts_as_modules import load_script
+from tests.support.demo_search import TINY_SEARCH
+from tests.support.handmade_latency import handmade_table
+from tests.support.scripts_as_modules import load_script
 
 REPO = Path(__file__).resolve().parents[2]
 plot_tool = load_script('tools/plot_run.py')
 
 # As tests/scripts/test_train.py: one layer per stage at 64 px (FLOPS_MAXIMUM 6), 3 classes, epoch 0 plain,
 # epoch 1 board + distillation + meta updates.
-SEARCH = {'FLOPS_MAXIMUM': 6, 'WORKERS': 0, 'EPOCHS': 2, 'DATASET.BATCH_SIZE': 4, 'DATASET.NUM_CLASSES': 3,
-          'DATASET.VAL_BATCH_MUL': 2, 'DATASET.GENERATE_DEMO': False, 'LOG_INTERVAL': 1, 'LR': 0.05,
-          'SUPERNET.SLICE': 2, 'SUPERNET.POOL_SIZE': 3, 'SUPERNET.META_STA_EPOCH': 0, 'SUPERNET.UPDATE_ITER': 2,
-          'SUPERNET.BUDGET_MEASURE': 'latency', 'SUPERNET.LATENCY_MAXIMUM': 10.0}
+SEARCH = dict(TINY_SEARCH, **{'SUPERNET.POOL_SIZE': 3, 'SUPERNET.BUDGET_MEASURE': 'latency',
+                             'SUPERNET.LATENCY_MAXIMUM': 10.0})
 
 
 @pytest.fixture(scope='module')
-def data(tmp_path_factory):
-    return make_demo_dataset(str(tmp_path_factory.mktemp('latency') / 'data'), num_classes=3, train_per_class=4,
-                             val_per_class=2, image_size=32)
+def data(demo_data):
+    return demo_data(classes=3, train=4, val=2, size=32)
 
 
 def run(out, data, table, **extra):

@@ -5,8 +5,12 @@ import torch
 
 import train
 from lib.config import load_config
-from test_train import Stop, StopAt, board_entries, data, summary_rows  # noqa: F401 (data: the module's fixture)
-from test_train import argv as search_argv
+from tests.support.demo_search import Stop, StopAt, board_entries, search_argv, summary_rows
+
+
+@pytest.fixture(scope='module')
+def data(demo_data):
+    return demo_data(classes=3, train=4, val=2, size=32)
 
 
 def argv(repo_root, out, data, **extra):

@@ -13,8 +13,7 @@ from lib.search import step as search_steps
 from lib.search.flops import build_search_space
 from lib.search.probes import probe_deltas
 from lib.search.sampler import PathSampler
-from test_step_wiring import TEACHERS, make_session
-from tiny_search import STUDENT, batch, make_search_parts
+from tests.support.tiny_search import STUDENT, TEACHERS, batch, make_search_parts, make_session
 
 OTHER = ((4,), (3,), (1,), (0,), (2,))  # shares no searchable op with STUDENT
 

@@ -11,7 +11,7 @@ from lib.search.board import BoardEntry, PrioritizedBoard
 from lib.search.flops import build_search_space, search_space_for_budget
 from lib.search.flops_est import ORIGINAL_FLOPS_EST, ORIGINAL_PARAMS_EST
 from lib.search.step import StepOutput, _offer_to_board
-from tiny_search import NUM_CLASSES, SLICE, STUDENT, batch, make_search_parts
+from tests.support.tiny_search import NUM_CLASSES, SLICE, STUDENT, batch, make_search_parts
 
 REFERENCE = Path(__file__).resolve().parents[1] / 'reference' / 'original_flops_table_0_600.json'
 

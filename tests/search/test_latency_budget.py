@@ -8,7 +8,6 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from handmade_latency import handmade_table
 from lib.config import load_config
 from lib.errors import ConfigError
 from lib.latency.table import LatencyTableError
@@ -20,7 +19,8 @@ from lib.search.outputs import write_board_json, write_final_arch
 from lib.search.sampler import PathSampler
 from lib.search.step import StepOutput, _offer_to_board
 from lib.search.validate import validation_path
-from tiny_search import NUM_CLASSES, SLICE, batch, make_search_parts
+from tests.support.handmade_latency import handmade_table
+from tests.support.tiny_search import NUM_CLASSES, SLICE, batch, make_search_parts
 
 # Hand-made table (tests/handmade_latency.py): fixed parts 1 ms; k3 1 ms, k5 2 ms, k7 4 ms, expansion 6 +0.5 ms.
 FAST = ((0,), (0,), (0,), (0,), (0,))  # 6 ms

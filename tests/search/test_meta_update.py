@@ -15,8 +15,8 @@ from lib.search.board import BoardEntry, PrioritizedBoard
 from lib.search.meta_matching import MetaMatchingNetwork, soft_cross_entropy
 from lib.search.meta_update import (
     meta_gradient, meta_update, probe_delta_jvp, select_teacher_for_update, simulated_step)
-from test_meta_matching import SLICE, STUDENT_PATH, setup
-from two_ranks import run_on_two_ranks
+from tests.support.toy_supernet import SLICE, STUDENT_PATH, setup
+from tests.support.two_ranks import run_on_two_ranks
 
 INNER_GRADS = [('full', True), ('full', False), ('detached', True)]  # (META_INNER_GRAD, per-entry probe forwards)
 
@@ -246,5 +246,6 @@ def _distributed_worker(rank, world_size):
     assert torch.equal(gathered[0], gathered[1])
 
 
+@pytest.mark.process
 def test_meta_update_keeps_mmn_and_student_identical_across_ranks(tmp_path):
     run_on_two_ranks(_distributed_worker, tmp_path)

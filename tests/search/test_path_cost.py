@@ -2,7 +2,7 @@
 place (lib.search.measures.search_budget) that says which measure is the budget's and which the board's."""
 import pytest
 
-from handmade_latency import handmade_table
+from tests.support.handmade_latency import handmade_table
 from lib.config import load_config
 from lib.search.flops import BudgetFlops, SearchSpace, op_costs_for, with_board_measure
 from lib.search.flops_budget import FlopsBudget

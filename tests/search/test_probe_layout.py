@@ -9,7 +9,7 @@ import torch
 from lib.models.grouped_bn import grouped_batch_norm
 from lib.search import step as search_steps
 from lib.search.probes import probabilities
-from tiny_search import SLICE, STUDENT, batch, make_search_parts
+from tests.support.tiny_search import SLICE, STUDENT, batch, make_search_parts
 
 ENTRIES = 6
 

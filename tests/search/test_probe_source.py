@@ -13,8 +13,10 @@ from lib.comm import broadcast_object
 from lib.search.board import PrioritizedBoard
 from lib.search.sampler import PathSampler
 from lib.search.step import StepOutput, _offer_to_board, search_step
-from tiny_search import NUM_CLASSES, SLICE, STUDENT, batch, make_search_parts
-from two_ranks import run_on_two_ranks
+from tests.support.tiny_search import NUM_CLASSES, SLICE, STUDENT, batch, make_search_parts
+from tests.support.two_ranks import run_on_two_ranks
+
+pytestmark = pytest.mark.process  # two gloo ranks, one a spawned process
 
 OTHER_PATHS = (((0,), (1,), (2,), (3,), (4,)), ((5,), (4,), (3,), (2,), (1,)))
 BATCH = 2 * SLICE

@@ -13,7 +13,7 @@ from lib.search import meta_update as meta_updates
 from lib.search import step as search_steps
 from lib.search.meta_matching import TeacherChoice
 from lib.search.probes import probabilities
-from tiny_search import batch, make_search_parts
+from tests.support.tiny_search import batch, make_search_parts
 
 BATCH = 8
 

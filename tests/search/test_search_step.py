@@ -1,12 +1,13 @@
 """The one search step train.py and tools/benchmark.py share (``loop.search_step``), the meta-matching
 network's float32 scores under autocast, and the coalesced gradient all-reduce's copy back."""
+import pytest
 import torch
 
 from lib.comm import all_reduce_mean_
 from lib.search.meta_matching import MetaMatchingNetwork
 from lib.search.step import search_step
-from tiny_search import IMAGE, NUM_CLASSES, SLICE, STUDENT, batch, make_search_parts
-from two_ranks import run_on_two_ranks
+from tests.support.tiny_search import IMAGE, NUM_CLASSES, SLICE, STUDENT, batch, make_search_parts
+from tests.support.two_ranks import run_on_two_ranks
 
 BATCH = 6
 
@@ -73,5 +74,6 @@ def _all_reduce_worker(rank, world_size):
     assert torch.equal(counts, torch.tensor([0.5, 2.0], dtype=torch.float64))
 
 
+@pytest.mark.process
 def test_all_reduce_mean_copies_every_tensor_back_in_its_own_layout(tmp_path):
     run_on_two_ranks(_all_reduce_worker, tmp_path)

@@ -17,7 +17,7 @@ from lib.search.sampler import PathSampler, SamplerError, sampler_from_config
 from lib.search.sampling_budget import SamplingBudgetError, check_sampling_budget
 from lib.search.step import search_step
 from lib.search.validate import validation_path
-from tiny_search import STUDENT, batch, make_search_parts
+from tests.support.tiny_search import STUDENT, batch, make_search_parts
 
 LAYERS = (2, 1, 3, 1, 2)
 NUM_LAYERS = sum(LAYERS)

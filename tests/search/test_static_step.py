@@ -5,7 +5,7 @@ import torch
 from lib.config import load_config
 from lib.search.static_step import build_static_parts, static_step
 from lib.search.step import NUM_SUMS, SearchSums, supernet_lr
-from tiny_search import NUM_CLASSES, STUDENT, batch
+from tests.support.tiny_search import NUM_CLASSES, STUDENT, batch
 
 
 def test_static_step_trains_the_fixed_network_and_returns_the_search_sums():

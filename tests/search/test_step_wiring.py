@@ -5,7 +5,6 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
-from timm.loss import LabelSmoothingCrossEntropy
 
 from lib.config import load_config
 from lib.models.from_config import build_child_from_cfg
@@ -16,18 +15,11 @@ from lib.search.outputs import choose_final_entry, write_best_arch
 from lib.search.parts import build_search_optimizer
 from lib.search.step import _forward_backward, _offer_to_board, meta_update_due
 from lib.search.validate import recalibrated_bn
-from tiny_search import NUM_CLASSES, SLICE, STUDENT, batch, make_search_parts
+from tests.support.tiny_search import NUM_CLASSES, SLICE, STUDENT, TEACHERS, batch, make_search_parts, make_session
 
 # Every fidelity switch on our corrected side (configs/train_corrected.yaml).
 CORRECTED = ('SUPERNET.PROBE_FORWARD', 'batched', 'SUPERNET.DETACH_KD_WEIGHT', 'True', 'SUPERNET.PROBE_PROBS',
              'student', 'SUPERNET.STEP_ONLY_PATH', 'True', 'SUPERNET.META_INNER_LR', 'supernet')
-TEACHERS = (((0,), (1,), (2,), (3,), (4,)), ((5,), (4,), (3,), (2,), (1,)))
-
-
-def make_session(*overrides):
-    session = make_search_parts('SUPERNET.POOL_SIZE', '3', *overrides, board_paths=TEACHERS)
-    assert isinstance(session.loss_fn, LabelSmoothingCrossEntropy) and session.loss_fn.smoothing == 0.1
-    return session
 
 
 def expected_distillation(session, images, target, per_entry=False):

@@ -1,10 +1,10 @@
 """The entry scripts and tools as modules, for tests that call their functions in-process (they are files, not a
 package: ``train.py``, ``test.py``, ``tools/*.py``)."""
 import importlib.util
-from pathlib import Path
 from types import ModuleType
 
-REPO = Path(__file__).resolve().parents[1]
+from tests.support.paths import REPO
+
 
 
 def load_script(relative_path: str) -> ModuleType:

@@ -19,7 +19,8 @@ from typing import Dict, Optional
 import torch
 from yacs.config import CfgNode
 
-REFERENCE = Path(__file__).resolve().parent / 'reference'
+from tests.support.paths import REFERENCE
+
 RELEASED_KEYS = ['epoch', 'arch', 'state_dict', 'optimizer', 'args', 'version', 'metric', 'state_dict_ema']
 
 

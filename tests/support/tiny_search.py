@@ -3,6 +3,7 @@ builds them (``lib.search.parts.build_search_parts``) with a board holding given
 import functools
 
 import torch
+from timm.loss import LabelSmoothingCrossEntropy
 
 from lib.config import load_config
 from lib.search.board import BoardEntry
@@ -13,6 +14,7 @@ from lib.search.parts import build_search_parts
 NUM_CLASSES, SLICE, IMAGE = 5, 2, 32
 LAYERS = (1, 1, 1, 1, 1)
 STUDENT = ((1,), (0,), (2,), (5,), (3,))
+TEACHERS = (((0,), (1,), (2,), (3,), (4,)), ((5,), (4,), (3,), (2,), (1,)))
 
 
 @functools.lru_cache(maxsize=1)
@@ -44,3 +46,10 @@ def batch(n: int):
     generator = torch.Generator().manual_seed(1)
     return (torch.randn(n, 3, IMAGE, IMAGE, generator=generator),
             torch.randint(0, NUM_CLASSES, (n,), generator=generator))
+
+
+def make_session(*overrides):
+    """The step's parts with a board of the two TEACHERS (POOL_SIZE 3) and the default label-smoothed loss."""
+    session = make_search_parts('SUPERNET.POOL_SIZE', '3', *overrides, board_paths=TEACHERS)
+    assert isinstance(session.loss_fn, LabelSmoothingCrossEntropy) and session.loss_fn.smoothing == 0.1
+    return session

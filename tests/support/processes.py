@@ -6,12 +6,10 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import List
 
-import pytest
+from tests.support.paths import REPO
 
-REPO = Path(__file__).resolve().parents[1]
 _STARTED: List['Running'] = []
 
 
@@ -22,13 +20,6 @@ def kill_leftovers() -> None:
         if running.proc.poll() is None:
             running.proc.kill()
             running.proc.wait(timeout=60)
-
-
-@pytest.fixture(autouse=True)
-def no_process_left_behind():
-    """Autouse in a module that imports it: SIGKILL what a test started and left running (a failed test)."""
-    yield
-    kill_leftovers()
 
 
 def retrain_args(out, data, **extra) -> List[str]:
