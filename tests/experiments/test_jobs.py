@@ -46,6 +46,7 @@ def test_first_error_line(tmp_path):
     assert first_error_line(str(log)) == '(it wrote nothing)'
 
 
+@pytest.mark.process
 def test_in_processes_returns_every_calls_result_in_order():
     calls = [(2, 3), (4, 5), (6, 7)]
     assert in_processes(operator.mul, calls, jobs=2) == [6, 20, 42]  # two spawned workers
