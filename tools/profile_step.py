@@ -44,7 +44,7 @@ PARTS = (
     ('gradient all-reduce', lib.search.step, 'all_reduce_mean_'),
     ('optimizer zero_grad', torch.optim.Optimizer, 'zero_grad'),
     ('optimizer step', torch.amp.GradScaler, 'step'),  # the search step's (the LR scheduler wraps opt.step)
-    ('board offer', lib.search.step, '_offer_to_board'),
+    ('board offer', lib.search.step, 'offer_to_board'),
     ('step sums', lib.search.step, 'step_sums'),
 )
 STEP = 'step'

@@ -45,6 +45,7 @@ class SearchSums(NamedTuple):
 
 
 NUM_SUMS = len(SearchSums._fields)
+TOP1_SUM = SearchSums._fields.index('top1')  # where the step's top-1 hits sit in its sums tensor
 
 
 def supernet_lr(optimizer: torch.optim.Optimizer) -> float:
@@ -137,7 +138,7 @@ def _forward_backward(session: SearchParts, path, images, target, distill: bool)
     return StepOutput(logits.detach(), loss.detach(), None if kd is None else kd.detach(), teacher_logits)
 
 
-def _offer_to_board(session: SearchParts, path, images, out: StepOutput, hits1: torch.Tensor, batch: int) -> bool:
+def offer_to_board(session: SearchParts, path, images, out: StepOutput, hits1: torch.Tensor, batch: int) -> bool:
     """Offer the student (its prec1 averaged over ranks) to the board; every rank ends with the same paths."""
     cfg, board, table = session.cfg, session.board, session.macs_table
     if cfg.SUPERNET.BOARD_ADMISSION == 'val_batch':  # the same held-out images for every student
@@ -195,5 +196,5 @@ def search_step(session: SearchParts, path, images, target, *, epoch: int, meta_
     out = _forward_backward(session, path, images, target, distill)
     sums = step_sums(out.logits, out.loss, out.kd, target, meta_updates)
     if distill_phase:
-        _offer_to_board(session, path, images, out, sums[3], target.shape[0])
+        offer_to_board(session, path, images, out, sums[TOP1_SUM], target.shape[0])
     return sums

@@ -145,13 +145,13 @@ def test_probe_probs(probe_probs):
     out = search_steps._forward_backward(session, STUDENT, images, target, distill=True)
     assert out.teacher_logits is not None
     hits = torch.tensor(float(len(target)), dtype=torch.float64)  # prec1 100: admitted
-    assert search_steps._offer_to_board(session, STUDENT, images, out, hits, len(target))
+    assert search_steps.offer_to_board(session, STUDENT, images, out, hits, len(target))
     entry = next(e for e in session.board if e.path == STUDENT)
     source = out.teacher_logits if probe_probs == 'teacher' else out.logits
     torch.testing.assert_close(entry.probe_probs, torch.softmax(source[:2].float(), dim=-1))
     first = search_steps.StepOutput(out.logits, out.loss, None, None)  # a plain step: no teacher
     session.board._entries.clear()
-    assert search_steps._offer_to_board(session, OTHER, images, first, hits, len(target))
+    assert search_steps.offer_to_board(session, OTHER, images, first, hits, len(target))
     torch.testing.assert_close(session.board[0].probe_probs, torch.softmax(out.logits[:2].float(), dim=-1))
 
 

@@ -10,7 +10,7 @@ from lib.config import load_config
 from lib.search.board import BoardEntry, PrioritizedBoard
 from lib.search.flops import build_search_space, search_space_for_budget
 from lib.search.flops_est import ORIGINAL_FLOPS_EST, ORIGINAL_PARAMS_EST
-from lib.search.step import StepOutput, _offer_to_board
+from lib.search.step import StepOutput, offer_to_board
 from tests.support.tiny_search import NUM_CLASSES, SLICE, STUDENT, batch, make_search_parts
 
 REFERENCE = Path(__file__).resolve().parents[1] / 'reference' / 'original_flops_table_0_600.json'
@@ -80,7 +80,7 @@ def test_the_search_step_offers_the_board_measure(measure):
     images, _ = batch(2 * SLICE)
     logits = torch.randn(2 * SLICE, NUM_CLASSES)
     out = StepOutput(logits=logits, loss=torch.tensor(1.0), kd=None, teacher_logits=None)
-    assert _offer_to_board(session, STUDENT, images, out, torch.tensor(2.0), 2 * SLICE)
+    assert offer_to_board(session, STUDENT, images, out, torch.tensor(2.0), 2 * SLICE)
     entry = session.board[0]
     expected = (ORIGINAL_FLOPS_EST.path_cost(STUDENT) if measure == 'flops_est'
                 else session.space.budget_flops(STUDENT))

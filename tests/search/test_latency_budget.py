@@ -17,7 +17,7 @@ from lib.search.measures import search_budget
 from lib.search.latency_budget import LatencyBudget, LatencyBudgetError, latency_budget
 from lib.search.outputs import write_board_json, write_final_arch
 from lib.search.sampler import PathSampler
-from lib.search.step import StepOutput, _offer_to_board
+from lib.search.step import StepOutput, offer_to_board
 from lib.search.validate import validation_path
 from tests.support.handmade_latency import handmade_table
 from tests.support.tiny_search import NUM_CLASSES, SLICE, batch, make_search_parts
@@ -107,7 +107,7 @@ def test_the_sampler_redraws_paths_outside_the_budget():
 def offer(session, path, prec1):
     images, _ = batch(2 * SLICE)
     out = StepOutput(logits=torch.randn(2 * SLICE, NUM_CLASSES), loss=torch.tensor(1.0), kd=None, teacher_logits=None)
-    return _offer_to_board(session, path, images, out, torch.tensor(prec1 / 100 * 2 * SLICE), 2 * SLICE)
+    return offer_to_board(session, path, images, out, torch.tensor(prec1 / 100 * 2 * SLICE), 2 * SLICE)
 
 
 def test_the_board_admits_and_orders_by_predicted_latency():

@@ -12,7 +12,7 @@ from lib.checkpoint.restore import load_search_state
 from lib.comm import broadcast_object
 from lib.search.board import PrioritizedBoard
 from lib.search.sampler import PathSampler
-from lib.search.step import StepOutput, _offer_to_board, search_step
+from lib.search.step import StepOutput, offer_to_board, search_step
 from tests.support.tiny_search import NUM_CLASSES, SLICE, STUDENT, batch, make_search_parts
 from tests.support.two_ranks import run_on_two_ranks
 
@@ -43,7 +43,7 @@ def _worker(rank, world_size, source):
     for path in (STUDENT, *OTHER_PATHS):
         logits = torch.randn(BATCH, NUM_CLASSES, generator=torch.Generator().manual_seed(rank))
         out = StepOutput(logits=logits, loss=torch.tensor(1.0), kd=None, teacher_logits=None)
-        assert _offer_to_board(session, path, images, out, torch.tensor(float(rank + 1)), BATCH)
+        assert offer_to_board(session, path, images, out, torch.tensor(float(rank + 1)), BATCH)
     own = images[:SLICE]
     rank0_images = rank_batch(0)[0][:SLICE]
     for entry in session.board:

@@ -13,7 +13,7 @@ from lib.search.flops import SearchSpace, original_op_costs
 from lib.search.flops_budget import FlopsBudget
 from lib.search.outputs import choose_final_entry, write_best_arch
 from lib.search.parts import build_search_optimizer
-from lib.search.step import _forward_backward, _offer_to_board, meta_update_due
+from lib.search.step import _forward_backward, offer_to_board, meta_update_due
 from lib.search.validate import recalibrated_bn
 from tests.support.tiny_search import NUM_CLASSES, SLICE, STUDENT, TEACHERS, batch, make_search_parts, make_session
 
@@ -66,7 +66,7 @@ def test_distillation_step_uses_the_chosen_teachers_path_and_score(switches):
     assert torch.equal(before['blocks.1.0.0.conv_pw.weight'], after['blocks.1.0.0.conv_pw.weight'])
     assert session.optimizer.param_groups[0]['lr'] == pytest.approx(0.1 * 0.9)
 
-    admitted = _offer_to_board(session, STUDENT, images, out, logits.argmax(1).eq(target).sum().double(),
+    admitted = offer_to_board(session, STUDENT, images, out, logits.argmax(1).eq(target).sum().double(),
                                images.shape[0])
     assert admitted and len(session.board) == 3
     entry = next(e for e in session.board if e.path == STUDENT)  # the student's path, not the teacher's
