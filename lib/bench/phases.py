@@ -13,7 +13,7 @@ from lib.engine.evaluate import evaluate
 from lib.engine.precision import grad_scaler
 from lib.engine.step_timing import peak_gib, time_interleaved, time_loop, time_steps
 from lib.models.from_config import build_child_from_cfg
-from lib.retrain.optim import build_optimizer, build_scheduler
+from lib.retrain.optim import build_optimizer, build_schedule
 from lib.retrain.step import RetrainStep, retrain_one_epoch
 from lib.retrain.wrappers import build_criterion, build_ema
 from lib.train.steps import EpochStart
@@ -78,7 +78,7 @@ def retrain_phase(settings: BenchSettings, device: torch.device) -> Dict:
     cfg, model, info, image_size, batches = _released_model(settings, device)
     model.train()
     optimizer = build_optimizer(cfg, model, cfg.LR)
-    scheduler, _ = build_scheduler(cfg, optimizer, settings.warmup + settings.steps)
+    scheduler, _ = build_schedule(cfg, optimizer, settings.warmup + settings.steps)
     loss_fn, mixup_fn = build_criterion(cfg, settings.num_classes)
     ema = build_ema(cfg, model)
     train_model = torch.compile(model) if settings.compile else model

@@ -50,13 +50,14 @@ def evaluate(model: torch.nn.Module, loader, device: torch.device, *, amp: bool 
     elapsed = time.perf_counter() - start
     all_reduce_sum(totals)
     model.train(was_training)
-    images = int(totals[3].item())
+    loss_sum, top1, top5, images = totals.tolist()  # the order of the sums stacked above
+    images = int(images)
     if images == 0:
         raise DataError('the validation set yielded no images; check DATA_DIR/val')
     return {
-        'loss': totals[0].item() / images,
-        'prec1': 100.0 * totals[1].item() / images,
-        'prec5': 100.0 * totals[2].item() / images,
+        'loss': loss_sum / images,
+        'prec1': 100.0 * top1 / images,
+        'prec5': 100.0 * top5 / images,
         'images': images,
         'img_per_sec': images / max(elapsed, 1e-9),  # all ranks' images over this rank's time
     }

@@ -72,7 +72,7 @@ def run_probe(cfg_files: Sequence[str], opts: Sequence[str], *, steps: int, scor
         sampler = PathSampler(layers, num_ops, cfg.SUPERNET.HOW_TO_PROB, cfg.SUPERNET.PRE_PROB, seed=cfg.SEED,
                               board_paths=lambda: [])  # no board: 'teacher' draws uniformly
     train_loader, val_loader, _ = build_loaders(cfg, parts.space.resolution, dist)
-    sums, window, start = [], [], time.time()
+    train_loss, train_prec1, window, start = [], [], [], time.time()
     epoch, step = 0, 0
     while step < steps:
         train_loader.set_epoch(epoch)
@@ -85,13 +85,14 @@ def run_probe(cfg_files: Sequence[str], opts: Sequence[str], *, steps: int, scor
             step += 1
             if len(window) == WINDOW or step == steps:
                 total = SearchSums(*torch.stack(window).sum(0).tolist())
-                sums.append((total.loss / total.images, 100.0 * total.top1 / total.images))
+                train_loss.append(total.loss / total.images)
+                train_prec1.append(100.0 * total.top1 / total.images)
                 window = []
-                log(f'step {step}: train loss {sums[-1][0]:.3f}, prec@1 {sums[-1][1]:.1f} over the last '
+                log(f'step {step}: train loss {train_loss[-1]:.3f}, prec@1 {train_prec1[-1]:.1f} over the last '
                     f'{WINDOW} steps ({time.time() - start:.0f} s)')
         epoch += 1
     run = SimpleNamespace(cfg=cfg, supernet=parts.supernet, train_loader=train_loader, val_loader=val_loader,
                           dist=dist)
     scores = score_paths(run, paths, bn_batches) if paths else []
-    return {'steps': steps, 'train_loss': [s[0] for s in sums], 'train_prec1': [s[1] for s in sums],
+    return {'steps': steps, 'train_loss': train_loss, 'train_prec1': train_prec1,
             'scores': scores}

@@ -1,7 +1,9 @@
 """A path through the supernet: one tuple of op indices per searchable stage, e.g. ``((3,), (1, 5), ...)``.
 
 The one path type of the package, its text key (file names, JSON keys) and the one uniform random draw of a
-path, which every caller that wants uniform random paths uses with a seeded generator of its own.
+path, which every caller that wants uniform random paths uses with a seeded generator of its own. One exception:
+the evolutionary search (lib/search/evolution.py) draws with Python's ``random.Random``, whose state its resumable
+state files hold.
 """
 from typing import Sequence, Tuple
 

@@ -139,7 +139,6 @@ def _build_table(layers_per_stage: Tuple[int, ...], resolution: int, num_classes
                       tuple(op_macs), tuple(op_params))
 
 
-FlopsTable = MacsTable  # its name before issue 24, for code written against that name (branches merged later)
 
 
 def build_macs_table(cfg, space) -> MacsTable:

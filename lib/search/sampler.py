@@ -19,7 +19,7 @@ from lib.config.table import choices
 from lib.errors import CreamError
 from lib.models.paths import Path, random_path, seeded_generator, split_stages
 
-Paths = Iterable[Sequence[Sequence[int]]]
+Paths = Iterable[Path]
 HOW_TO_PROB_CHOICES = choices('SUPERNET.HOW_TO_PROB')
 MAX_DRAWS = 100000  # draws per path under ``accept`` before giving up
 

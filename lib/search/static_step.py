@@ -47,7 +47,7 @@ def build_static_parts(cfg, path, device: torch.device, *, total_steps: int) -> 
 
 def static_step(parts: StaticParts, images: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """One training step of the fixed network: forward and loss (under AMP), backward, optimizer and LR step.
-    Returns the step's sums as ``search_step`` does (device; ``lib.search.step.NUM_SUMS``)."""
+    Returns the step's sums as ``search_step`` does (device; ``lib.search.step.SearchSums``)."""
     cfg = parts.cfg
     with autocast(parts.device, cfg.AMP, cfg.AMP_DTYPE):
         logits = parts.forward(images)

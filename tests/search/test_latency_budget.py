@@ -22,7 +22,7 @@ from lib.search.validate import validation_path
 from tests.support.handmade_latency import handmade_table
 from tests.support.tiny_search import NUM_CLASSES, SLICE, batch, make_search_parts
 
-# Hand-made table (tests/handmade_latency.py): fixed parts 1 ms; k3 1 ms, k5 2 ms, k7 4 ms, expansion 6 +0.5 ms.
+# Hand-made table (tests/support/handmade_latency.py): fixed parts 1 ms; k3 1 ms, k5 2 ms, k7 4 ms, expansion 6 +0.5 ms.
 FAST = ((0,), (0,), (0,), (0,), (0,))  # 6 ms
 SLOW = ((5,), (5,), (5,), (5,), (5,))  # 23.5 ms
 K5 = ((2,), (2,), (2,), (2,), (2,))  # 11 ms
